@@ -1,0 +1,1 @@
+"""Predefined personas, one YAML file each: `Persona.load("<file name without .yaml>")`."""

@@ -1,0 +1,43 @@
+"""Simulated users for chat apps: an LLM plays a persona, talks to your app, and every turn is recorded.
+
+from simulator import Persona, Simulator, OpenAIChatCompletionsModel, PlainTokenManager
+"""
+
+from .errors import ConfigError, MissingExtraError, PersonaError, SimulatorError, TemplateError, TurnError
+from .models import OpenAIChatCompletionsModel
+from .persona import GIVE_UP_MARKER, STOP_MARKER, Persona, predefined_personas
+from .result import STOP_REASONS, validate_result
+from .simulator import Simulator
+from .targets import AppReply, CallbackTarget, ModelTarget, Target
+from .tokens import APITokenManager, KeyVaultAPITokenManager, ManagedIdentityAPITokenManager, PlainTokenManager
+from .users import LLMUser, ScriptedUser, UserSide
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APITokenManager",
+    "AppReply",
+    "CallbackTarget",
+    "ConfigError",
+    "GIVE_UP_MARKER",
+    "KeyVaultAPITokenManager",
+    "LLMUser",
+    "ManagedIdentityAPITokenManager",
+    "MissingExtraError",
+    "ModelTarget",
+    "OpenAIChatCompletionsModel",
+    "Persona",
+    "PersonaError",
+    "PlainTokenManager",
+    "STOP_MARKER",
+    "STOP_REASONS",
+    "ScriptedUser",
+    "Simulator",
+    "SimulatorError",
+    "Target",
+    "TemplateError",
+    "TurnError",
+    "UserSide",
+    "predefined_personas",
+    "validate_result",
+]

@@ -1,0 +1,40 @@
+"""Errors a user can cause, each carrying enough context to fix the cause without a traceback."""
+
+from __future__ import annotations
+
+
+class SimulatorError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(SimulatorError, ValueError):
+    """A file, argument or setting is invalid; nothing ran."""
+
+
+class PersonaError(ConfigError):
+    """A persona file or persona argument is invalid."""
+
+
+class TemplateError(ConfigError):
+    """A prompt template uses a placeholder nobody provides."""
+
+
+class MissingExtraError(SimulatorError, ImportError):
+    """An optional dependency is needed for a feature the user asked for."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{module}' package, which is not installed. "
+            f"Install it with: pip install 'chat-simulator[{extra}]'"
+        )
+
+
+class TurnError(SimulatorError):
+    """A turn could not be produced; the conversation ends with `reason` recorded."""
+
+    def __init__(self, reason: str, message: str, *, detail: dict | None = None, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.detail = detail or {}
+        #: the same failure will hit every conversation (bad key, wrong URL): a runner may stop early
+        self.fatal = fatal

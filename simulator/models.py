@@ -1,0 +1,335 @@
+"""OpenAIChatCompletionsModel: one chat-completions connection (OpenAI, Azure OpenAI, compatible).
+
+Built on the `openai` SDK, which owns retries with back-off and `Retry-After`. This module adds
+what a simulation needs on top: endpoint styles, credentials from a token manager, reasoning
+models, and turning every failure into a `TurnError` with a reason the result can record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import weakref
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlparse, urlunparse
+
+import openai
+
+from .errors import ConfigError, TurnError
+from .tokens import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
+
+log = logging.getLogger("simulator.models")
+
+REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
+SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+@dataclass
+class ModelReply:
+    """One completion: the text, the whole JSON answer, and the request that produced it."""
+
+    content: str
+    raw: dict[str, Any]
+    request: dict[str, Any]
+    usage: dict[str, Any] | None
+    finish_reason: str | None
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    message = getattr(exc, "message", "") or str(exc)
+    return message if len(message) <= 500 else message[:497] + "..."
+
+
+def _is_content_filter(exc: openai.APIStatusError) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
+    return (
+        exc.code == "content_filter"
+        or inner.get("code") == "ResponsibleAIPolicyViolation"
+        or "content management policy" in _error_text(exc).lower()
+    )
+
+
+class OpenAIChatCompletionsModel:
+    """A chat model reached through the `openai` SDK.
+
+    With `api_version`, the endpoint is Azure OpenAI and `name` is the deployment; the endpoint
+    may be the resource URL or a full `.../openai/deployments/<name>/chat/completions` URL.
+    Without it, `endpoint_url` is an OpenAI-compatible base URL (OpenAI when omitted, or Ollama,
+    vLLM, llama.cpp server, ...). Reasoning models get `max_completion_tokens` and no sampling
+    parameters; a server that rejects a parameter gets the request again without it.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        token_manager: APITokenManager | None = None,
+        api_version: str | None = None,
+        name: str = "gpt-4o-mini",
+        max_tokens: int | None = 300,
+        temperature: float | None = 0.0,
+        top_p: float | None = None,
+        stop: list[str] | None = None,
+        *,
+        max_completion_tokens: int | None = None,
+        reasoning: bool | None = None,
+        reasoning_effort: str | None = None,
+        seed: int | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        extra_body: dict[str, Any] | None = None,
+        default_headers: dict[str, str] | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigError("OpenAIChatCompletionsModel: name (the model or Azure deployment) is required")
+        if token_manager is not None and not isinstance(token_manager, APITokenManager):
+            raise ConfigError(
+                f"OpenAIChatCompletionsModel: token_manager must be a token manager, got {type(token_manager).__name__}"
+            )
+        self.name = name
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.stop = stop
+        self.max_completion_tokens = max_completion_tokens
+        self.reasoning = bool(REASONING_MODEL.match(name)) if reasoning is None else reasoning
+        self.reasoning_effort = reasoning_effort
+        self.seed = seed
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.extra_body = dict(extra_body or {})
+        self.default_headers = dict(default_headers or {})
+        self._resolve_endpoint(endpoint_url, api_version)
+        self.token_manager = token_manager or self._token_manager_from_env()
+        self._use_completion_tokens = self.reasoning
+        self._dropped: set[str] = set(SAMPLING_PARAMS) if self.reasoning else set()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    # --- configuration ------------------------------------------------------------------
+
+    def _resolve_endpoint(self, endpoint_url: str | None, api_version: str | None) -> None:
+        self.deployment: str | None = None
+        if endpoint_url is None:
+            if api_version:
+                raise ConfigError(
+                    "OpenAIChatCompletionsModel: api_version given but no endpoint_url (the Azure resource URL)"
+                )
+            self.endpoint_url, self.api_version = None, None
+            return
+        parsed = urlparse(endpoint_url.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(f"endpoint_url {endpoint_url!r} is not an http(s) URL")
+        query_version = parse_qs(parsed.query).get("api-version", [None])[0]
+        self.api_version = api_version or query_version
+        path = parsed.path.rstrip("/")
+        path = re.sub(r"/chat/completions$", "", path)
+        if self.api_version:
+            match = re.search(r"/openai/deployments/([^/]+)", path)
+            if match:
+                self.deployment = match.group(1)
+                path = path[: match.start()]
+            path = re.sub(r"/openai$", "", path)
+        self.endpoint_url = urlunparse((parsed.scheme, parsed.netloc, path, "", "", ""))
+
+    @property
+    def is_azure(self) -> bool:
+        return bool(self.api_version)
+
+    def _token_manager_from_env(self) -> APITokenManager | None:
+        env_var = "AZURE_OPENAI_API_KEY" if self.is_azure else "OPENAI_API_KEY"
+        if os.environ.get(env_var):
+            return PlainTokenManager(env_var=env_var)
+        if self.endpoint_url is None:
+            raise ConfigError(
+                "OpenAIChatCompletionsModel: no credential for api.openai.com; set OPENAI_API_KEY or pass "
+                "token_manager=PlainTokenManager(env_var='MY_KEY_VARIABLE')"
+            )
+        if self.is_azure:
+            raise ConfigError(
+                f"OpenAIChatCompletionsModel: no credential for Azure OpenAI at {self.endpoint_url}; set "
+                "AZURE_OPENAI_API_KEY or pass a token manager (PlainTokenManager, KeyVaultAPITokenManager, "
+                "ManagedIdentityAPITokenManager)"
+            )
+        return None  # a local server that needs no key
+
+    def describe(self) -> dict[str, Any]:
+        """What the results record about this model (never a credential)."""
+        return {
+            "kind": "azure_openai" if self.is_azure else "openai_compatible",
+            "endpoint": self.endpoint_url or "https://api.openai.com/v1",
+            "model": self.name,
+            **({"deployment": self.deployment or self.name, "api_version": self.api_version} if self.is_azure else {}),
+        }
+
+    @property
+    def chat_url(self) -> str:
+        """Where requests go, for error messages."""
+        if self.is_azure:
+            return f"{self.endpoint_url}/openai/deployments/{self.deployment or self.name}/chat/completions"
+        return f"{self.endpoint_url or 'https://api.openai.com/v1'}/chat/completions"
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatCompletionsModel(name={self.name!r}, endpoint={self.describe()['endpoint']!r})"
+
+    # --- the client, one per event loop (connection pools cannot cross loops) --------------
+
+    def _make_client(self) -> Any:
+        common: dict[str, Any] = {
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "default_headers": dict(self.default_headers),
+        }
+        manager = self.token_manager
+        header = (manager.auth_header if manager else None) or (API_KEY_HEADER if self.is_azure else BEARER)
+        if self.is_azure:
+            auth: dict[str, Any]
+            if manager is None:
+                auth = {"api_key": "unused"}
+            elif header == BEARER:
+                auth = {"azure_ad_token_provider": manager.get_token}
+            else:
+                auth = {"api_key": manager.get_token}
+            return openai.AsyncAzureOpenAI(
+                azure_endpoint=self.endpoint_url,
+                azure_deployment=self.deployment or self.name,
+                api_version=self.api_version,
+                **auth,
+                **common,
+            )
+        if manager is not None and header == API_KEY_HEADER:
+            common["default_headers"][API_KEY_HEADER] = manager.get_token_sync()
+            return openai.AsyncOpenAI(base_url=self.endpoint_url, api_key="unused", **common)
+        api_key: Any = manager.get_token if manager is not None else "unused"
+        return openai.AsyncOpenAI(base_url=self.endpoint_url, api_key=api_key, **common)
+
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._make_client()
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running event loop."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
+    # --- requests -----------------------------------------------------------------------
+
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        limit = self.max_completion_tokens or self.max_tokens
+        if limit is not None:
+            params["max_completion_tokens" if self._use_completion_tokens else "max_tokens"] = limit
+        for key in ("temperature", "top_p"):
+            value = getattr(self, key)
+            if value is not None and key not in self._dropped:
+                params[key] = value
+        if self.stop and "stop" not in self._dropped:
+            params["stop"] = self.stop
+        if self.reasoning_effort and "reasoning_effort" not in self._dropped:
+            params["reasoning_effort"] = self.reasoning_effort
+        if self.seed is not None and "seed" not in self._dropped:
+            params["seed"] = self.seed
+        return params
+
+    def _adapt_to(self, exc: openai.BadRequestError) -> bool:
+        """Learn from a 400 that names an unsupported parameter; True when a retry may succeed."""
+        text = _error_text(exc).lower()
+        param = (exc.param or "").lower()
+        unsupported = any(w in text for w in ("unsupported", "not supported", "does not support", "unrecognized"))
+        if not unsupported:
+            return False
+        if not self._use_completion_tokens and (param == "max_tokens" or "max_completion_tokens" in text):
+            self._use_completion_tokens = True
+            log.warning("%s rejects max_tokens; sending max_completion_tokens instead", self.name)
+            return True
+        for key in (*SAMPLING_PARAMS, "stop", "reasoning_effort", "seed"):
+            if key not in self._dropped and (param == key or f"'{key}'" in text):
+                self._dropped.add(key)
+                log.warning("%s rejects %s; sending requests without it", self.name, key)
+                return True
+        return False
+
+    async def complete(self, messages: list[dict[str, Any]]) -> ModelReply:
+        """One chat completion. Failures raise `TurnError` with the reason to record."""
+        refreshed = False
+        for _ in range(6):  # a few parameter adaptations and one credential refresh at most
+            params = self._params()
+            request = {"model": self.name, "messages": messages, **params}
+            try:
+                completion = await self._client().chat.completions.create(
+                    model=self.name, messages=messages, extra_body=self.extra_body or None, **params
+                )
+            except openai.BadRequestError as exc:
+                if _is_content_filter(exc):
+                    raise TurnError(
+                        "content_filter",
+                        f"{self.name}: the prompt was blocked by content filtering: {_error_text(exc)}",
+                        detail={"status": 400, "request": request},
+                    ) from None
+                if self._adapt_to(exc):
+                    continue
+                raise self._failure(exc, "rejected the request") from None
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                manager = self.token_manager
+                if manager is not None and manager.refreshable and not refreshed:
+                    refreshed = True
+                    manager.invalidate()
+                    continue
+                raise self._failure(
+                    exc, "rejected the credential; check the API key or token manager", fatal=True
+                ) from None
+            except openai.NotFoundError as exc:
+                raise self._failure(
+                    exc, "has no such model or deployment; check endpoint_url and name", fatal=True
+                ) from None
+            except openai.RateLimitError as exc:
+                raise self._failure(exc, f"kept rate-limiting after {self.max_retries} retries") from None
+            except openai.APIStatusError as exc:
+                raise self._failure(exc, f"failed after {self.max_retries} retries") from None
+            except openai.APITimeoutError:
+                raise TurnError(
+                    "timeout",
+                    f"{self.name} at {self.chat_url}: no answer within {self.timeout:g} s "
+                    f"(after {self.max_retries} retries)",
+                ) from None
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc
+                raise TurnError(
+                    "llm_error",
+                    f"{self.name}: cannot reach {self.chat_url}: {cause}",
+                    detail={"url": self.chat_url},
+                ) from None
+            return self._reply(completion, request)
+        raise TurnError("llm_error", f"{self.name} at {self.chat_url}: kept rejecting the request parameters")
+
+    def _failure(self, exc: openai.APIStatusError, what: str, fatal: bool = False) -> TurnError:
+        return TurnError(
+            "llm_error",
+            f"{self.name} at {self.chat_url} {what} (HTTP {exc.status_code}): {_error_text(exc)}",
+            detail={"status": exc.status_code, "code": exc.code, "url": self.chat_url},
+            fatal=fatal,
+        )
+
+    def _reply(self, completion: Any, request: dict[str, Any]) -> ModelReply:
+        raw = completion.model_dump(mode="json", exclude_unset=False)
+        choices = completion.choices or []
+        if not choices:
+            raise TurnError("llm_error", f"{self.name}: the answer had no choices", detail={"response": raw})
+        choice = choices[0]
+        usage = completion.usage.model_dump(mode="json") if completion.usage else None
+        if choice.finish_reason == "content_filter":
+            raise TurnError(
+                "content_filter",
+                f"{self.name}: the answer was withheld by content filtering",
+                detail={"response": raw, "request": request, "usage": usage},
+            )
+        message = choice.message
+        content = (message.content if message is not None else None) or ""
+        return ModelReply(content=content, raw=raw, request=request, usage=usage, finish_reason=choice.finish_reason)

@@ -1,0 +1,67 @@
+"""JSON Schema validation that reports each problem as `file:line: field: what is wrong`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from .yaml_source import YamlDocument, format_path
+
+
+@cache
+def load_schema(name: str) -> dict:
+    """A schema shipped in `simulator/schemas` by file stem, e.g. `persona`."""
+    text = resources.files("simulator.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def schema_path(name: str) -> str:
+    """File system path of a shipped schema (for `# yaml-language-server: $schema=`)."""
+    return str(resources.files("simulator.schemas").joinpath(f"{name}.schema.json"))
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return path + [missing], "required field is missing"
+    if error.validator == "additionalProperties":
+        allowed = sorted((error.schema.get("properties") or {}).keys())
+        extras = [key for key in error.instance if key not in allowed] if isinstance(error.instance, dict) else []
+        if extras:
+            hint = difflib.get_close_matches(str(extras[0]), allowed, n=1)
+            tip = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(allowed)})"
+            return path + [extras[0]], f"unknown field{tip}"
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        return _describe(best)
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return path, f"expected {expected}, got {type(error.instance).__name__} {_short(error.instance)}"
+    if error.validator == "minLength" and error.instance == "":
+        return path, "must not be empty"
+    return path, error.message
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def schema_errors(data: Any, schema_name: str, doc: YamlDocument | None = None, source: str = "") -> list[str]:
+    """Every problem in `data`, one line each, sorted by position in the file."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    found: list[tuple[int, str]] = []
+    for error in validator.iter_errors(data):
+        path, message = _describe(error)
+        where = doc.where(path) if doc is not None else source
+        line = (doc.line_of(path) if doc is not None else None) or 0
+        found.append((line, f"{where}: {format_path(path)}: {message}"))
+    found.sort(key=lambda item: item[0])
+    return list(dict.fromkeys(message for _, message in found))

@@ -1,0 +1,249 @@
+"""Simulator: the turn loop that plays one persona against one app and records everything."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .errors import ConfigError, TurnError
+from .models import OpenAIChatCompletionsModel
+from .persona import Persona
+from .result import ASSISTANT, USER, ConversationRecorder
+from .targets import CallbackTarget, ModelTarget, Target
+from .users import DONE, LLMUser, ScriptedUser, UserSide
+
+T = TypeVar("T")
+DEFAULT_TURN_TIMEOUT = 300.0
+
+
+def as_user_side(connection: Any, where: str = "userConnection") -> UserSide:
+    """A model plays the persona; a ScriptedUser (or a list of messages) plays fixed turns."""
+    if isinstance(connection, UserSide):
+        return connection
+    if isinstance(connection, OpenAIChatCompletionsModel):
+        return LLMUser(connection)
+    if isinstance(connection, (list, tuple)):
+        return ScriptedUser(list(connection))
+    raise ConfigError(
+        f"{where} must be an OpenAIChatCompletionsModel or a ScriptedUser, got {type(connection).__name__}"
+    )
+
+
+def as_target(connection: Any, where: str = "systemConnection") -> Target:
+    """A model, a connector or a callback plays the app."""
+    if isinstance(connection, Target):
+        return connection
+    if isinstance(connection, OpenAIChatCompletionsModel):
+        return ModelTarget(connection)
+    if callable(connection):
+        return CallbackTarget(connection)
+    raise ConfigError(
+        f"{where} must be an OpenAIChatCompletionsModel, an app connector or a callback, "
+        f"got {type(connection).__name__}"
+    )
+
+
+def _one_of(camel: str, camel_value: Any, snake: str, snake_value: Any) -> Any:
+    if camel_value is not None and snake_value is not None:
+        raise ConfigError(f"Simulator: give {camel} or {snake}, not both")
+    return camel_value if camel_value is not None else snake_value
+
+
+class Simulator:
+    """Plays a persona (the user side) against an app (the system side).
+
+    Accepted forms, as in the reference how-to:
+      Simulator(systemConnection=app_model, userConnection=user_model)
+      Simulator(simulate_callback=fn, userConnection=user_model)
+      Simulator(systemConnection=user_model, simulate_callback=fn)   # the one model plays the user
+    snake_case spellings (system_connection, user_connection) work too.
+    """
+
+    def __init__(
+        self,
+        systemConnection: Any = None,  # noqa: N803 - the reference API's spelling
+        userConnection: Any = None,  # noqa: N803
+        simulate_callback: Callable[..., Any] | None = None,
+        *,
+        system_connection: Any = None,
+        user_connection: Any = None,
+        app_system_prompt: str | None = None,
+        turn_timeout: float | None = DEFAULT_TURN_TIMEOUT,
+    ) -> None:
+        system = _one_of("systemConnection", systemConnection, "system_connection", system_connection)
+        user = _one_of("userConnection", userConnection, "user_connection", user_connection)
+        if simulate_callback is not None:
+            if not callable(simulate_callback):
+                raise ConfigError(f"simulate_callback must be callable, got {type(simulate_callback).__name__}")
+            if system is not None and user is not None:
+                raise ConfigError(
+                    "Simulator: systemConnection, userConnection and simulate_callback were all given, so it is "
+                    "unclear what answers as the app. Pass simulate_callback with userConnection (the callback "
+                    "is the app), or systemConnection with userConnection (the model is the app)."
+                )
+            user = user if user is not None else system
+            self.app: Target = CallbackTarget(simulate_callback)
+        else:
+            if system is None:
+                raise ConfigError(
+                    "Simulator: nothing plays the app; pass systemConnection=<model> or simulate_callback=<function>"
+                )
+            self.app = as_target(system)
+            if app_system_prompt and isinstance(self.app, ModelTarget):
+                self.app.system_prompt = app_system_prompt
+        if user is None:
+            raise ConfigError(
+                "Simulator: nothing plays the user; pass userConnection=<model> (or a ScriptedUser for fixed turns)"
+            )
+        self.user: UserSide = as_user_side(user)
+        if turn_timeout is not None and turn_timeout <= 0:
+            raise ConfigError("Simulator: turn_timeout must be positive seconds (or None for no limit)")
+        self.turn_timeout = turn_timeout
+
+    # --- public API ---------------------------------------------------------------------
+
+    async def simulate_async(
+        self,
+        persona: Persona | str,
+        task: str,
+        max_conversation_turns: int = 6,
+        *,
+        conversation_id: str | None = None,
+        meta_data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run one conversation; always returns a conversation_result, errors recorded in it."""
+        persona = persona if isinstance(persona, Persona) else Persona.load(persona)
+        if not isinstance(task, str) or not task.strip():
+            raise ConfigError("simulate: task must be a non-empty string saying what the persona wants")
+        if (
+            isinstance(max_conversation_turns, bool)
+            or not isinstance(max_conversation_turns, int)
+            or (max_conversation_turns < 1)
+        ):
+            raise ConfigError(
+                f"simulate: max_conversation_turns must be a whole number >= 1, got {max_conversation_turns!r}"
+            )
+        recorder = ConversationRecorder(
+            conversation_id=conversation_id or str(uuid.uuid4()),
+            persona=persona.to_dict(),
+            task=task,
+            max_conversation_turns=max_conversation_turns,
+            user=self.user.describe(),
+            app=self.app.describe(),
+            extra_meta=meta_data,
+        )
+        return await self._converse(recorder, persona, task, max_conversation_turns)
+
+    def simulate(
+        self,
+        persona: Persona | str,
+        task: str,
+        max_conversation_turns: int = 6,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Blocking form of `simulate_async`; works inside a running event loop too (notebooks)."""
+
+        async def run() -> dict[str, Any]:
+            try:
+                return await self.simulate_async(persona, task, max_conversation_turns, **kwargs)
+            finally:
+                await self.aclose()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(run())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, run()).result()
+
+    async def aclose(self) -> None:
+        """Close connections opened for the running event loop."""
+        await self.user.aclose()
+        await self.app.aclose()
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def _timed(self, awaitable: Awaitable[T], actor: str) -> T:
+        if self.turn_timeout is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, self.turn_timeout)
+        except asyncio.TimeoutError:
+            who = "the app" if actor == ASSISTANT else "the user model"
+            raise TurnError("timeout", f"{who} gave no answer within {self.turn_timeout:g} s") from None
+
+    async def _converse(
+        self, recorder: ConversationRecorder, persona: Persona, task: str, max_turns: int
+    ) -> dict[str, Any]:
+        while len(recorder.turns) < max_turns:
+            history = recorder.history()
+            actor = USER if len(history) % 2 == 0 else ASSISTANT
+            started = time.monotonic()
+            try:
+                if actor == USER:
+                    message = await self._timed(self.user.next_message(persona, task, history), USER)
+                else:
+                    meta = {
+                        "conversation_id": recorder.conversation_id,
+                        "turn_number": len(recorder.turns),
+                        "persona": persona.name,
+                        "task": task,
+                        "persona_meta_data": persona.meta_data,
+                    }
+                    reply = await self._timed(self.app.respond(history[-1]["content"], history[:-1], meta), ASSISTANT)
+            except TurnError as err:
+                return self._fail(recorder, actor, err, started)
+            except Exception as exc:  # a bug in a connector must not lose the conversation
+                err = TurnError("app_error" if actor == ASSISTANT else "llm_error", f"{type(exc).__name__}: {exc}")
+                return self._fail(recorder, actor, err, started)
+            latency = (time.monotonic() - started) * 1000
+            if actor == USER:
+                extra: dict[str, Any] = {}
+                if message.signal:
+                    extra["stop_signal"] = message.signal
+                if message.notes:
+                    extra["notes"] = message.notes
+                if message.text:
+                    recorder.add_turn(USER, message.request, message.text, message.raw, latency, message.usage, **extra)
+                if message.signal:
+                    reason = "user_done" if message.signal == DONE else "user_gave_up"
+                    detail = "; ".join(message.notes) or f"the simulated user signalled {message.signal}"
+                    return recorder.finish(reason, detail)
+            else:
+                if not reply.text.strip():
+                    err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
+                    return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
+                recorder.add_turn(ASSISTANT, reply.request, reply.text, reply.raw, latency, reply.usage)
+        return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
+
+    @staticmethod
+    def _fail(
+        recorder: ConversationRecorder,
+        actor: str,
+        err: TurnError,
+        started: float,
+        request: Any = None,
+        usage: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        reason = err.reason
+        if actor == ASSISTANT and reason == "llm_error":
+            reason = "app_error"  # the model behind the app failed: that is the app failing
+        detail = dict(err.detail)
+        raw = detail.pop("response", None)
+        request = detail.pop("request", request)
+        usage = detail.pop("usage", usage)
+        error = {
+            "reason": reason,
+            "message": str(err),
+            "actor": actor,
+            "turn_number": len(recorder.turns),
+            "fatal": err.fatal,
+            **detail,
+        }
+        latency = (time.monotonic() - started) * 1000
+        recorder.add_turn(actor, request, "", raw, latency, usage, error=error)
+        return recorder.finish(reason, str(err), error=error)

@@ -1,0 +1,7 @@
+"""App connectors: one module per kind of app under test."""
+
+from .base import AppReply, Target
+from .callback import CallbackTarget
+from .model import ModelTarget
+
+__all__ = ["AppReply", "Target", "CallbackTarget", "ModelTarget"]

@@ -1,0 +1,35 @@
+"""The app side of a conversation: anything that answers the simulated user's messages."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class AppReply:
+    """What the app said, plus the raw answer and the request kept as evidence."""
+
+    text: str
+    raw: Any = None
+    request: Any = None
+    usage: dict[str, Any] | None = None
+
+
+class Target(ABC):
+    """An app under test. One instance serves many conversations concurrently."""
+
+    @abstractmethod
+    async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
+        """Answer `question`; `history` holds the earlier turns as `{role, content}` messages.
+
+        Failures raise `TurnError` (reason `app_error`, `timeout` or `content_filter`).
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """What the results record about the app (never a credential)."""
+        return {"kind": type(self).__name__}
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
+        """Release connections held for the running event loop."""

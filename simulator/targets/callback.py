@@ -1,0 +1,84 @@
+"""A Python function as the app under test: `fn(question, conversation_history, meta_data)`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError, TurnError
+from .base import AppReply, Target
+
+ANSWER_KEY = "answer"
+
+
+def _jsonable(value: Any) -> Any:
+    """Results are JSON lines: anything else a callback returns is kept as its string form."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _callback_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"{module}:{name}" if module else name
+
+
+class CallbackTarget(Target):
+    """Calls a sync or async function; a sync one runs in a worker thread so others go on."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        if not callable(fn):
+            raise ConfigError(f"simulate_callback must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.name = _callback_name(fn)
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
+        )
+
+    async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
+        request = {"question": question, "conversation_history": history, "meta_data": meta_data}
+        try:
+            if self._is_async:
+                result = await self.fn(question, history, meta_data)
+            else:
+                result = await asyncio.to_thread(self.fn, question, history, meta_data)
+                if inspect.isawaitable(result):
+                    result = await result
+        except TurnError:
+            raise
+        except Exception as exc:  # the app under test failing is a result, not a crash
+            tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
+            raise TurnError(
+                "app_error",
+                f"callback {self.name} raised {type(exc).__name__}: {exc}",
+                detail={"traceback": tail},
+            ) from None
+        return self._reply(result, request)
+
+    def _reply(self, result: Any, request: dict[str, Any]) -> AppReply:
+        if isinstance(result, str):
+            return AppReply(text=result, raw=result, request=request)
+        if isinstance(result, dict):
+            raw = _jsonable(result)
+            answer = result.get(ANSWER_KEY)
+            if not isinstance(answer, str):
+                found = "no 'answer' key" if answer is None else f"'answer' is a {type(answer).__name__}"
+                raise TurnError(
+                    "app_error",
+                    f"callback {self.name} returned a dict with {found} (keys: {', '.join(map(str, result))}); "
+                    "return a string or a dict whose 'answer' is a string",
+                    detail={"response": raw},
+                )
+            usage = result.get("usage") if isinstance(result.get("usage"), dict) else None
+            return AppReply(text=answer, raw=raw, request=request, usage=usage)
+        raise TurnError(
+            "app_error",
+            f"callback {self.name} returned {type(result).__name__}; return a string or a dict with 'answer'",
+            detail={"response": _jsonable(result)},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "callback", "callback": self.name}

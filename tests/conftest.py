@@ -1,0 +1,30 @@
+"""Shared fixtures: local servers on 127.0.0.1 that the tests start and stop themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers.openai_server import FakeOpenAIServer
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAIServer]:
+    """An OpenAI-compatible chat server whose replies the test scripts."""
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm_app() -> Iterator[FakeOpenAIServer]:
+    """A second OpenAI-compatible server, playing the app under test."""
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's real keys from the environment."""
+    for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)

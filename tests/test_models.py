@@ -1,0 +1,250 @@
+"""OpenAIChatCompletionsModel against a local OpenAI-compatible server, OpenAI and Azure styles."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from simulator import ConfigError, OpenAIChatCompletionsModel, PlainTokenManager, TurnError
+from simulator.tokens import APITokenManager
+from tests.servers.openai_server import FakeOpenAIServer, Reply
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def complete(model: OpenAIChatCompletionsModel, messages=HELLO):
+    return asyncio.run(model.complete(messages))
+
+
+def test_openai_style_request_and_reply(llm: FakeOpenAIServer) -> None:
+    llm.script("hi there")
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=llm.openai_base_url,
+        token_manager=PlainTokenManager("sk-test"),
+        name="gpt-4o-mini",
+        max_tokens=50,
+        temperature=0.2,
+    )
+    reply = complete(model)
+    assert reply.content == "hi there"
+    assert reply.raw["choices"][0]["message"]["content"] == "hi there"
+    assert reply.usage["total_tokens"] == reply.usage["prompt_tokens"] + reply.usage["completion_tokens"]
+    sent = llm.last_request
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == "Bearer sk-test"
+    assert sent.body["model"] == "gpt-4o-mini" and sent.body["messages"] == HELLO
+    assert sent.body["max_tokens"] == 50 and sent.body["temperature"] == 0.2
+    assert "response_format" not in sent.body
+    assert reply.request == {"model": "gpt-4o-mini", "messages": HELLO, "max_tokens": 50, "temperature": 0.2}
+
+
+def test_full_chat_completions_url_is_accepted(llm: FakeOpenAIServer) -> None:
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url + "/chat/completions", name="m")
+    assert complete(model).content == "ok"
+    assert llm.last_request.path == "/v1/chat/completions"
+    assert llm.last_request.headers["authorization"] == "Bearer unused"  # local server with no key
+
+
+@pytest.mark.parametrize("full_url", [False, True])
+def test_azure_style_with_api_key_header(llm: FakeOpenAIServer, full_url: bool) -> None:
+    endpoint = llm.azure_endpoint
+    if full_url:
+        endpoint += "/openai/deployments/gpt-35-turbo/chat/completions?api-version=2023-03-15-preview"
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=endpoint,
+        token_manager=PlainTokenManager("azure-key", auth_header="api-key"),
+        api_version=None if full_url else "2023-03-15-preview",
+        name="gpt-35-turbo",
+        max_tokens=300,
+        temperature=0.0,
+    )
+    assert model.is_azure
+    assert complete(model).content == "ok"
+    sent = llm.last_request
+    assert sent.deployment == "gpt-35-turbo"
+    assert sent.query["api-version"] == "2023-03-15-preview"
+    assert sent.headers["api-key"] == "azure-key"
+    assert "authorization" not in sent.headers
+
+
+def test_azure_bearer_token_goes_in_authorization(llm: FakeOpenAIServer) -> None:
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=llm.azure_endpoint,
+        token_manager=PlainTokenManager("entra-token", auth_header="Bearer"),
+        api_version="2024-06-01",
+        name="dep",
+    )
+    complete(model)
+    assert llm.last_request.headers["authorization"] == "Bearer entra-token"
+    assert "api-key" not in llm.last_request.headers
+
+
+def test_key_from_environment(llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "from-env")
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.azure_endpoint, api_version="2024-06-01", name="d")
+    complete(model)
+    assert llm.last_request.headers["api-key"] == "from-env"
+    assert "from-env" not in repr(model) and "from-env" not in repr(model.token_manager)
+
+
+def test_missing_credentials_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        OpenAIChatCompletionsModel(name="gpt-4o")
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_API_KEY"):
+        OpenAIChatCompletionsModel(endpoint_url="https://x.openai.azure.com", api_version="2024-06-01", name="d")
+    with pytest.raises(ConfigError, match="not an http"):
+        OpenAIChatCompletionsModel(endpoint_url="localhost:8000", name="d")
+
+
+def test_reasoning_model_gets_max_completion_tokens_and_no_sampling(llm: FakeOpenAIServer) -> None:
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=llm.openai_base_url, name="o3-mini", max_tokens=400, temperature=0.0, reasoning_effort="low"
+    )
+    complete(model)
+    body = llm.last_request.body
+    assert body["max_completion_tokens"] == 400
+    assert "max_tokens" not in body and "temperature" not in body and "top_p" not in body
+    assert body["reasoning_effort"] == "low"
+
+
+def test_server_rejecting_parameters_is_retried_without_them(llm: FakeOpenAIServer) -> None:
+    llm.script(
+        Reply.error(
+            400,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            code="unsupported_parameter",
+        ),
+        Reply.error(
+            400,
+            "Unsupported value: 'temperature' does not support 0.0 with this model. "
+            "Only the default (1) value is supported.",
+            code="unsupported_value",
+        ),
+        "fine",
+    )
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="my-deployment", max_tokens=100)
+    assert complete(model).content == "fine"
+    first, second, third = (r.body for r in llm.chat_requests)
+    assert "max_tokens" in first
+    assert "max_completion_tokens" in second and "temperature" in second
+    assert third == {"model": "my-deployment", "messages": HELLO, "max_completion_tokens": 100}
+    complete(model)  # learned: the next request is right the first time
+    assert len(llm.chat_requests) == 4 and llm.last_request.body == third
+
+
+def test_other_bad_requests_are_llm_errors(llm: FakeOpenAIServer) -> None:
+    llm.script(Reply.error(400, "messages too long"))
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m")
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert err.value.reason == "llm_error" and "messages too long" in str(err.value)
+    assert len(llm.chat_requests) == 1
+
+
+def test_content_filter_on_prompt_and_on_completion(llm: FakeOpenAIServer) -> None:
+    llm.script(Reply.content_filter_prompt(), Reply.content_filter_completion())
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=llm.azure_endpoint, api_version="2024-06-01", name="d", token_manager=PlainTokenManager("k")
+    )
+    with pytest.raises(TurnError) as prompt_err:
+        complete(model)
+    assert prompt_err.value.reason == "content_filter" and "blocked" in str(prompt_err.value)
+    with pytest.raises(TurnError) as completion_err:
+        complete(model)
+    assert completion_err.value.reason == "content_filter"
+    assert completion_err.value.detail["response"]["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_rate_limit_is_retried_honouring_retry_after(llm: FakeOpenAIServer) -> None:
+    llm.script(Reply.rate_limited(0.4), Reply.rate_limited(0.4), "after the wait")
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=3)
+    started = time.monotonic()
+    assert complete(model).content == "after the wait"
+    assert time.monotonic() - started >= 0.75
+    assert len(llm.chat_requests) == 3
+
+
+def test_rate_limit_that_never_ends_is_an_llm_error(llm: FakeOpenAIServer) -> None:
+    llm.default = lambda request: Reply.rate_limited(0.01)
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=2)
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert err.value.reason == "llm_error" and "429" in str(err.value)
+    assert len(llm.chat_requests) == 3
+
+
+def test_server_errors_are_retried(llm: FakeOpenAIServer) -> None:
+    llm.script(Reply.error(503, "busy"), Reply.error(500, "oops"), "recovered")
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=3)
+    assert complete(model).content == "recovered"
+
+
+def test_timeout_is_recorded_as_timeout(llm: FakeOpenAIServer) -> None:
+    llm.default = lambda request: Reply(content="late", delay=1.0)
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", timeout=0.2, max_retries=0)
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert err.value.reason == "timeout"
+
+
+def test_unreachable_endpoint_names_the_url() -> None:
+    with FakeOpenAIServer() as closed:
+        url = closed.openai_base_url
+    model = OpenAIChatCompletionsModel(endpoint_url=url, name="m", max_retries=0)
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert err.value.reason == "llm_error" and url + "/chat/completions" in str(err.value)
+
+
+def test_wrong_deployment_is_fatal(llm: FakeOpenAIServer) -> None:
+    llm.script(Reply.error(404, "The API deployment for this resource does not exist.", code="DeploymentNotFound"))
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=llm.azure_endpoint, api_version="2024-06-01", name="nope", token_manager=PlainTokenManager("k")
+    )
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert err.value.fatal and "nope" in str(err.value) and "404" in str(err.value)
+
+
+class RotatingToken(APITokenManager):
+    """Hands out token-1, token-2, ... each time it is asked to refetch."""
+
+    def __init__(self) -> None:
+        super().__init__("Bearer")
+        self.issued = 0
+
+    def _fetch(self):
+        self.issued += 1
+        return f"token-{self.issued}", None
+
+
+def test_401_refreshes_the_credential_once_and_retries(llm: FakeOpenAIServer) -> None:
+    manager = RotatingToken()
+    llm.require_auth = lambda headers: headers.get("authorization") == "Bearer token-2"
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", token_manager=manager)
+    assert complete(model).content == "ok"
+    assert manager.issued == 2
+    llm.require_auth = lambda headers: False
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert err.value.fatal and "401" in str(err.value) and "credential" in str(err.value)
+
+
+def test_plain_key_401_is_not_retried_and_never_echoes_the_key(llm: FakeOpenAIServer) -> None:
+    llm.require_auth = lambda headers: False
+    model = OpenAIChatCompletionsModel(
+        endpoint_url=llm.openai_base_url, name="m", token_manager=PlainTokenManager("sk-secret-123")
+    )
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    assert len(llm.chat_requests) == 1
+    assert "sk-secret-123" not in str(err.value) and "sk-secret-123" not in repr(err.value.detail)
+
+
+def test_one_model_serves_several_event_loops(llm: FakeOpenAIServer) -> None:
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m")
+    for _ in range(3):
+        assert complete(model).content == "ok"
