@@ -1,0 +1,28 @@
+"""The wheel must carry every subpackage and data file the library loads at run time."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_subpackage_and_data_folder_is_listed_in_pyproject() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {"simulator"} | {
+        "simulator." + p.name for p in (REPO / "simulator").iterdir() if p.is_dir() and not p.name.startswith("__")
+    }
+    on_disk.add("simulator.personas")
+    assert on_disk == listed
+    assert config["package-dir"]["simulator.personas"] == "personas"
+    for folder in ("schemas", "templates"):
+        suffixes = {p.suffix for p in (REPO / "simulator" / folder).iterdir() if p.is_file()}
+        patterns = config["package-data"][f"simulator.{folder}"]
+        assert all(any(pattern.endswith(s) for pattern in patterns) for s in suffixes - {".py"})
