@@ -1,0 +1,863 @@
+"""In-process fake of a *chat app under test*, speaking the dialects HTTP connectors target.
+
+Tests start a :class:`FakeChatApp`, script its replies, point a connector (or
+``requests`` / the ``openai`` SDK) at it and inspect what it received::
+
+    with FakeChatApp() as app:
+        app.issue_session = "header"
+        app.script("Hello!", AppReply.rate_limited(0.01), lambda req: req.user_text.upper())
+        requests.post(app.url + "/chat", json={"text": "hi"})
+        assert app.requests[0].issued_session == "sess-1"
+        assert app.transcripts["sess-1"] == ["hi"]
+
+Routes (``POST`` unless noted; the reply text is ``<reply>``):
+
+* ``/promptflow`` -- body ``{"question": str, "chat_history": [...]}`` -> ``{"answer": <reply>}``
+  (400 when ``question`` is missing);
+* ``/v1/chat/completions`` -- OpenAI chat completions, ``"stream": true`` gives SSE
+  ``chat.completion.chunk`` events and ``data: [DONE]``;
+* ``/chat`` -- any JSON -> ``{"data": {"reply": {"text": <reply>}}, "session": <id or null>}``;
+* ``/sse`` -- ``text/event-stream`` of ``data: {"delta": "<piece>"}`` events and ``data: [DONE]``;
+* ``/multi`` -- ``{"messages": [{"text": <part>}, ...]}``, the reply split on ``"\\n\\n"``;
+* ``GET /health`` -- ``{"ok": true}`` (never needs auth, never consumes a scripted reply).
+
+Streamed answers (``/sse`` and streamed ``/v1/chat/completions``) use
+``Transfer-Encoding: chunked`` and are written piece by piece, flushing and
+sleeping :attr:`FakeChatApp.sse_piece_delay` between pieces, so a client has to
+read until the terminating zero-size chunk; the connection stays usable
+(keep-alive) afterwards. HTTP/1.0 clients get the stream with ``Connection:
+close`` instead.
+
+Every request is recorded, whatever its outcome. Only requests to a chat route
+that pass the method check, the auth hook and body validation get a session,
+add to :attr:`FakeChatApp.transcripts` and consume a scripted reply.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = [
+    "ROUTES",
+    "SESSION_COOKIE",
+    "SESSION_HEADER",
+    "AppReply",
+    "AppReplyFactory",
+    "AppReplyLike",
+    "FakeChatApp",
+    "RecordedRequest",
+    "SessionMode",
+    "echo_reply",
+]
+
+ROUTES: dict[str, str] = {
+    "/promptflow": "promptflow",
+    "/v1/chat/completions": "openai",
+    "/chat": "chat",
+    "/sse": "sse",
+    "/multi": "multi",
+    "/health": "health",
+}
+"""Path -> route name."""
+
+SESSION_HEADER = "X-Session-Id"
+SESSION_COOKIE = "session"
+SessionMode = Literal["header", "cookie", "body"]
+
+# Body keys that hold ids, not user text: skipped when looking for "the first string value".
+_ID_KEYS = frozenset({"session_id", "session", "conversation_id", "model", "role"})
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request received by the fake app."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Request headers; names are lower-cased."""
+    body: Any
+    """Parsed JSON body, or ``None`` when empty or not valid JSON."""
+    raw_body: bytes
+    received_at: float
+    """``time.monotonic()`` when the request was received."""
+    issued_session: str | None = None
+    """Session id the app issued in its answer to this request (``None`` if none)."""
+
+    @property
+    def route(self) -> str | None:
+        """Route name (see :data:`ROUTES`), ``None`` for an unknown path."""
+        return ROUTES.get(self.path)
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies sent in the ``Cookie`` header."""
+        cookies: dict[str, str] = {}
+        for part in self.headers.get("cookie", "").split(";"):
+            name, sep, value = part.strip().partition("=")
+            if sep and name:
+                cookies.setdefault(name.strip(), value.strip().strip('"'))
+        return cookies
+
+    @property
+    def session(self) -> str | None:
+        """Session id sent by the client: header ``X-Session-Id``, cookie ``session``,
+        body ``session_id`` or body ``session`` (first found)."""
+        header = self.headers.get(SESSION_HEADER.lower())
+        if header:
+            return header
+        cookie = self.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return cookie
+        return self._body_id("session_id") or self._body_id("session")
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The ``conversation_id`` body field, if the client supplies one."""
+        return self._body_id("conversation_id")
+
+    @property
+    def messages(self) -> list[Any]:
+        """The ``messages`` field of the JSON body (empty list if absent)."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("messages"), list):
+            return self.body["messages"]
+        return []
+
+    @property
+    def stream(self) -> bool:
+        """True when the body asks for a streamed answer (``"stream": true``)."""
+        return isinstance(self.body, dict) and self.body.get("stream") is True
+
+    @property
+    def user_text(self) -> str | None:
+        """What the user said: ``question`` (promptflow), the last ``user`` message
+        (openai) or the first string value of the body, ignoring id-like keys (others)."""
+        route = self.route
+        if route == "promptflow":
+            question = self.body.get("question") if isinstance(self.body, dict) else None
+            return question if isinstance(question, str) else None
+        if route == "openai":
+            for message in reversed(self.messages):
+                if isinstance(message, dict) and message.get("role") == "user":
+                    return _message_text(message.get("content"))
+            return None
+        return _first_string(self.body)
+
+    def _body_id(self, key: str) -> str | None:
+        if not isinstance(self.body, dict):
+            return None
+        value = self.body.get(key)
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return str(value)
+        return value if isinstance(value, str) and value else None
+
+
+@dataclass
+class AppReply:
+    """A scripted answer of the fake app.
+
+    Without ``body`` the route's normal answer is built from ``text`` (status < 400)
+    or a JSON error ``{"error": {"message": text, "status": status}}`` is sent
+    (status >= 400). ``body`` is a raw override sent as-is: dict/list -> JSON,
+    str/bytes -> sent with ``content_type`` (default ``text/plain``).
+    ``content_type`` also overrides the content type of generated answers, and a
+    ``Content-Type`` in ``headers`` overrides both.
+    """
+
+    text: str = "ok"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | list[Any] | str | bytes | None = None
+    content_type: str | None = None
+    delay: float = 0.0
+    """Seconds to wait before answering (or before dropping the connection)."""
+    close_connection: bool = False
+    """Drop the socket with an RST instead of answering."""
+    truncate: bool = False
+    """Send about half the body under a larger ``Content-Length`` (for streams: half
+    the events, no terminating chunk), then close the connection."""
+    set_cookie: str | None = None
+    """Raw ``Set-Cookie`` header value to add to the answer."""
+
+    @classmethod
+    def error(cls, status: int, message: str = "boom", headers: dict[str, str] | None = None) -> AppReply:
+        """An error answer with a ``{"error": {"message": ..., "status": ...}}`` body."""
+        return cls(text=message, status=status, headers=dict(headers or {}))
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | str | None = 1) -> AppReply:
+        """A 429 answer with a ``Retry-After`` header unless ``retry_after`` is None
+        (a number is seconds, a str is sent verbatim, e.g. an HTTP date)."""
+        headers = {} if retry_after is None else {"Retry-After": _format_retry_after(retry_after)}
+        return cls.error(429, "rate limited, slow down", headers=headers)
+
+    @classmethod
+    def not_json(cls, text: str = "<html>oops</html>") -> AppReply:
+        """A 200 answer whose body is HTML instead of JSON."""
+        return cls(text=text, body=text, content_type="text/html; charset=utf-8")
+
+    @classmethod
+    def empty(cls) -> AppReply:
+        """A 200 answer with the route's normal shape but an empty reply text."""
+        return cls(text="")
+
+
+AppReplyFactory = Callable[[RecordedRequest], str | AppReply]
+"""A callable producing a reply for a request."""
+AppReplyLike = str | AppReply | AppReplyFactory
+"""Anything :meth:`FakeChatApp.script` accepts."""
+
+
+def echo_reply(request: RecordedRequest) -> AppReply:
+    """The built-in default reply: ``"You said: <last user text>"``."""
+    return AppReply(text=f"You said: {request.user_text or ''}")
+
+
+class FakeChatApp:
+    """Scriptable fake chat app running in a daemon thread (one thread per connection).
+
+    Use as a context manager or call :meth:`start` / :meth:`close`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Prepare the app; nothing is bound until :meth:`start`."""
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._request_added = threading.Condition(self._lock)
+        self._queue: deque[AppReplyLike] = deque()
+        self._session_counter = 0
+        self._completion_counter = 0
+        self._in_flight = 0
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.requests: list[RecordedRequest] = []
+        """Every request received, in arrival order."""
+        self.errors: list[BaseException] = []
+        """Exceptions raised while producing replies (e.g. by a reply callable)."""
+        self.default: AppReplyFactory = echo_reply
+        """Reply factory used when the script queue is empty."""
+        self.issue_session: SessionMode | None = None
+        """How to hand a new ``sess-<n>`` id to a request that has no session (None: don't)."""
+        self.require_header: tuple[str, str] | None = None
+        """``(name, value)`` every chat request must carry, else 401 (``/health`` is exempt)."""
+        self.transcripts: dict[str, list[str]] = {}
+        """User texts received per conversation: keyed by the body ``conversation_id`` if
+        given, else by the session id (sent by the client or just issued)."""
+        self.sse_piece_delay: float = 0.01
+        """Seconds slept between the pieces of a streamed answer."""
+        self.max_in_flight = 0
+        """Peak number of requests being handled at the same time."""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> FakeChatApp:
+        """Bind the socket and start serving in a daemon thread."""
+        if self._closed:
+            raise RuntimeError("FakeChatApp cannot be restarted after close()")
+        if self._httpd is not None:
+            raise RuntimeError("FakeChatApp already started")
+        httpd = _HTTPServer((self._host, self._port), _Handler)
+        httpd.fake = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeChatApp:{httpd.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving, close the listening socket and open connections, join threads."""
+        if self._closed:
+            return
+        self._closed = True
+        httpd = self._httpd
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        httpd.join_handlers(timeout=2)
+
+    def __enter__(self) -> FakeChatApp:
+        """Start the app (if needed) and return it."""
+        if self._httpd is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the app."""
+        self.close()
+
+    # -- addresses & counters ------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._httpd is None:
+            raise RuntimeError("FakeChatApp is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def connection_count(self) -> int:
+        """Number of TCP connections accepted so far."""
+        return 0 if self._httpd is None else self._httpd.accepted
+
+    @property
+    def in_flight(self) -> int:
+        """Number of requests being handled right now."""
+        with self._lock:
+            return self._in_flight
+
+    # -- scripting ---------------------------------------------------------
+
+    def script(self, *replies: AppReplyLike) -> FakeChatApp:
+        """Append replies (str, :class:`AppReply` or callable) to the FIFO queue."""
+        for reply in replies:
+            if not (isinstance(reply, (str, AppReply)) or callable(reply)):
+                raise TypeError(f"unsupported reply type: {type(reply).__name__}")
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    @property
+    def pending(self) -> int:
+        """Number of scripted replies not consumed yet."""
+        with self._lock:
+            return len(self._queue)
+
+    def reset(self) -> None:
+        """Forget requests, errors and transcripts, drop unconsumed replies, reset the peak."""
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.errors.clear()
+            self.transcripts.clear()
+            self.max_in_flight = self._in_flight
+
+    # -- inspection --------------------------------------------------------
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        """The most recent request, or ``None``."""
+        with self._lock:
+            return self.requests[-1] if self.requests else None
+
+    def transcript(self, key: str) -> list[str]:
+        """A copy of the user texts recorded under ``key`` (empty if unknown)."""
+        with self._lock:
+            return list(self.transcripts.get(key, []))
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests were recorded; return a snapshot."""
+        with self._request_added:
+            if not self._request_added.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
+            return list(self.requests)
+
+    # -- internals used by the handler ----------------------------------------
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._request_added:
+            self.requests.append(request)
+            self._request_added.notify_all()
+
+    def _open_turn(self, request: RecordedRequest) -> SessionMode | None:
+        """Issue a session if needed and add the user text to the transcript.
+
+        Returns the issuing mode when a session was issued for this request.
+        """
+        with self._lock:
+            sent = request.session
+            mode = self.issue_session
+            if sent is None and mode is not None:
+                self._session_counter += 1
+                request.issued_session = f"sess-{self._session_counter}"
+            key = request.conversation_id or sent or request.issued_session
+            text = request.user_text
+            if key is not None and text is not None:
+                self.transcripts.setdefault(key, []).append(text)
+            return mode if request.issued_session is not None else None
+
+    def _next_reply(self, request: RecordedRequest) -> AppReply:
+        with self._lock:
+            item: AppReplyLike = self._queue.popleft() if self._queue else self.default
+        if isinstance(item, (str, AppReply)):
+            return _coerce_reply(item)
+        return _coerce_reply(item(request))
+
+    def _next_completion_id(self) -> str:
+        with self._lock:
+            self._completion_counter += 1
+            return f"chatcmpl-{self._completion_counter}"
+
+    def _record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+
+# --------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # we join handler threads ourselves, with a timeout
+    request_queue_size = 128  # many clients connect at once; the default backlog of 5 would stall them
+    fake: FakeChatApp
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._handler_threads: list[threading.Thread] = []
+        self.accepted = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
+        with self._conn_lock:
+            self.accepted += 1
+            self._connections.add(request)
+            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
+            self._handler_threads.append(thread)
+        thread.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)) or exc is None:
+            return  # client went away; not interesting
+        self.fake._record_error(exc)
+
+    def close_connections(self) -> None:
+        with self._conn_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def join_handlers(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._conn_lock:
+            threads = list(self._handler_threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+Headers = list[tuple[str, str]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeChatApp/1.0"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    sys_version = ""
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silence the default per-request logging."""
+
+    def version_string(self) -> str:
+        """``Server`` header value."""
+        return self.server_version
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        fake._enter()
+        try:
+            self._handle(fake)
+        finally:
+            fake._leave()
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_POST
+
+    # -- request handling ----------------------------------------------------
+
+    def _handle(self, fake: FakeChatApp) -> None:
+        received_at = time.monotonic()
+        split = urlsplit(self.path)
+        path = split.path
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        raw = self._read_body()
+        body: Any = None
+        json_ok = True
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                json_ok = False
+        request = RecordedRequest(
+            method=self.command,
+            path=path,
+            query=dict(parse_qsl(split.query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+            raw_body=raw,
+            received_at=received_at,
+        )
+        fake._record(request)
+
+        route = ROUTES.get(path)
+        if route is None:
+            self._send_json(404, _error_body(f"no route for {self.command} {path}", 404))
+            return
+        allowed = "GET" if route == "health" else "POST"
+        if self.command != allowed:
+            message = f"method {self.command} not allowed for {path}"
+            self._send_json(405, _error_body(message, 405), [("Allow", allowed)])
+            return
+        if route == "health":
+            self._send_json(200, {"ok": True})
+            return
+        if fake.require_header is not None:
+            name, expected = fake.require_header
+            if headers.get(name.lower()) != expected:
+                self._send_json(401, _error_body("unauthorized", 401))
+                return
+        if not json_ok:
+            self._send_json(400, _error_body("request body is not valid JSON", 400))
+            return
+        problem = _validate(route, body)
+        if problem is not None:
+            self._send_json(400, _error_body(problem, 400))
+            return
+
+        issued_via = fake._open_turn(request)
+        try:
+            reply = fake._next_reply(request)
+        except Exception as exc:  # a reply callable blew up: report it as a 500
+            fake._record_error(exc)
+            self._send_json(500, _error_body(f"fake chat app reply failed: {exc!r}", 500))
+            return
+        self._send_reply(route, request, reply, issued_via)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size_line = self.rfile.readline()
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # skip trailers
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    # -- response writing ----------------------------------------------------
+
+    def _send_reply(
+        self, route: str, request: RecordedRequest, reply: AppReply, issued_via: SessionMode | None
+    ) -> None:
+        if reply.delay > 0:
+            time.sleep(reply.delay)
+        if reply.close_connection:
+            self._reset_connection()
+            return
+        issued = request.issued_session
+        headers: Headers = []
+        if issued_via == "header" and issued:
+            headers.append((SESSION_HEADER, issued))
+        elif issued_via == "cookie" and issued:
+            headers.append(("Set-Cookie", f"{SESSION_COOKIE}={issued}; Path=/; HttpOnly"))
+        if reply.set_cookie:
+            headers.append(("Set-Cookie", reply.set_cookie))
+        headers.extend((str(k), str(v)) for k, v in reply.headers.items())
+
+        if reply.body is not None:
+            payload = reply.body
+            if isinstance(payload, (dict, list)):
+                data, ctype = json.dumps(payload).encode(), reply.content_type or "application/json"
+            else:
+                data = payload.encode() if isinstance(payload, str) else payload
+                ctype = reply.content_type or "text/plain; charset=utf-8"
+            self._send(reply.status, data, ctype, headers, truncate=reply.truncate)
+            return
+        if reply.status >= 400:
+            message = reply.text or HTTPStatus(reply.status).phrase
+            self._send_json(reply.status, _error_body(message, reply.status), headers, reply)
+            return
+        if route == "sse":
+            self._send_stream(reply, _sse_events(reply.text), headers)
+            return
+        if route == "openai" and request.stream:
+            events = _openai_chunks(self.server.fake._next_completion_id(), request, reply.text)
+            self._send_stream(reply, events, headers)
+            return
+        payload = self._route_payload(route, request, reply.text, issued_via == "body")
+        self._send_json(reply.status, payload, headers, reply)
+
+    def _route_payload(self, route: str, request: RecordedRequest, text: str, session_in_body: bool) -> Any:
+        if route == "promptflow":
+            payload: dict[str, Any] = {"answer": text}
+        elif route == "chat":
+            session = request.session or request.issued_session
+            payload = {"data": {"reply": {"text": text}}, "session": session}
+        elif route == "multi":
+            return {"messages": [{"text": part} for part in text.split("\n\n")]}
+        else:  # openai
+            return _openai_completion(self.server.fake._next_completion_id(), request, text)
+        if session_in_body:
+            payload["session_id"] = request.issued_session
+        return payload
+
+    def _send_json(
+        self, status: int, payload: Any, headers: Headers | None = None, reply: AppReply | None = None
+    ) -> None:
+        ctype = (reply.content_type if reply else None) or "application/json"
+        truncate = bool(reply and reply.truncate)
+        self._send(status, json.dumps(payload).encode(), ctype, headers, truncate=truncate)
+
+    def _start_response(self, status: int, content_type: str, headers: Headers | None) -> None:
+        extra = [(k, v) for k, v in (headers or []) if k.lower() not in ("content-length", "transfer-encoding")]
+        if not any(k.lower() == "content-type" for k, _ in extra):
+            extra.append(("Content-Type", content_type))
+        self.send_response(status)
+        for name, value in extra:
+            self.send_header(name, value)
+
+    def _send(
+        self, status: int, data: bytes, content_type: str, headers: Headers | None = None, *, truncate: bool
+    ) -> None:
+        self._start_response(status, content_type, headers)
+        if truncate:
+            data = data[: len(data) // 2]
+            claimed = max(2 * len(data), len(data) + 1)
+        else:
+            claimed = len(data)
+        self.send_header("Content-Length", str(claimed))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+        if truncate:
+            self.close_connection = True
+
+    def _send_stream(self, reply: AppReply, events: list[bytes], headers: Headers) -> None:
+        """Write ``events`` one at a time (chunked), flushing and pausing between them."""
+        self._start_response(reply.status, reply.content_type or "text/event-stream; charset=utf-8", headers)
+        self.send_header("Cache-Control", "no-cache")
+        chunked = self.request_version != "HTTP/1.0"
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        if reply.truncate:
+            events = events[: max(1, len(events) // 2)]
+        pause = self.server.fake.sse_piece_delay
+        for index, event in enumerate(events):
+            if index and pause > 0:
+                time.sleep(pause)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event) if chunked else event)
+            self.wfile.flush()
+        if reply.truncate or not chunked:
+            self.close_connection = True
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _reset_connection(self) -> None:
+        """Drop the socket with an RST and no answer."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def _validate(route: str, body: Any) -> str | None:
+    """Return an error message when ``body`` does not fit ``route``."""
+    if route == "promptflow":
+        if not isinstance(body, dict) or not isinstance(body.get("question"), str):
+            return "field 'question' (string) is required"
+        history = body.get("chat_history")
+        if history is not None and not isinstance(history, list):
+            return "field 'chat_history' must be a list"
+    elif route == "openai" and (not isinstance(body, dict) or not isinstance(body.get("messages"), list)):
+        return "field 'messages' (list) is required"
+    return None
+
+
+def _error_body(message: str, status: int) -> dict[str, Any]:
+    return {"error": {"message": message, "status": status}}
+
+
+def _format_retry_after(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _coerce_reply(value: object) -> AppReply:
+    if isinstance(value, AppReply):
+        return value
+    if isinstance(value, str):
+        return AppReply(text=value)
+    raise TypeError(f"reply callable must return str or AppReply, got {type(value).__name__}")
+
+
+def _message_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones
+        texts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        return "".join(texts) if texts else None
+    return None
+
+
+def _first_string(value: Any) -> str | None:
+    """First string found depth-first in a JSON value, skipping id-like keys."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        items = [v for k, v in value.items() if k not in _ID_KEYS]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _first_string(item)
+        if found is not None:
+            return found
+    return None
+
+
+def _split_text(text: str, parts: int = 3) -> list[str]:
+    """Split ``text`` into up to ``parts`` non-empty pieces that join back to it."""
+    if not text:
+        return []
+    n = min(parts, len(text))
+    size, extra = divmod(len(text), n)
+    pieces, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _sse(data: Any) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+def _sse_events(text: str) -> list[bytes]:
+    return [_sse({"delta": piece}) for piece in _split_text(text)] + [_sse("[DONE]")]
+
+
+def _count_words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+def _usage(request: RecordedRequest, text: str) -> dict[str, int]:
+    prompt = sum(_count_words(_message_text(m.get("content"))) for m in request.messages if isinstance(m, dict))
+    completion = _count_words(text)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _model(request: RecordedRequest) -> str:
+    model = request.body.get("model") if isinstance(request.body, dict) else None
+    return model if isinstance(model, str) and model else "fake-chat-app"
+
+
+def _openai_completion(completion_id: str, request: RecordedRequest, text: str) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": _model(request),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(request, text),
+        "system_fingerprint": None,
+    }
+
+
+def _openai_chunks(completion_id: str, request: RecordedRequest, text: str) -> list[bytes]:
+    created = int(time.time())
+    model = _model(request)
+    options = request.body.get("stream_options") if isinstance(request.body, dict) else None
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+        obj: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if include_usage:
+            obj["usage"] = usage
+        return _sse(obj)
+
+    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+
+    events = [chunk(choice({"role": "assistant", "content": ""}))]
+    events.extend(chunk(choice({"content": piece})) for piece in _split_text(text))
+    events.append(chunk(choice({}, "stop")))
+    if include_usage:
+        events.append(chunk([], _usage(request, text)))
+    events.append(_sse("[DONE]"))
+    return events
