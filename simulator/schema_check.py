@@ -38,8 +38,17 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
             tip = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(allowed)})"
             return path + [extras[0]], f"unknown field{tip}"
     if error.validator in ("oneOf", "anyOf") and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
-        return _describe(best)
+        # pick the alternative the user evidently meant: the one whose required fields are present
+        branches: dict[Any, list[jsonschema.ValidationError]] = {}
+        for sub_error in error.context:
+            branches.setdefault(sub_error.schema_path[0], []).append(sub_error)
+        meant = [
+            errors
+            for errors in branches.values()
+            if not any(e.validator == "required" and not e.relative_path for e in errors)
+        ]
+        pool = meant[0] if len(meant) == 1 else error.context
+        return _describe(jsonschema.exceptions.best_match(pool))
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
@@ -54,12 +63,28 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def schema_errors(data: Any, schema_name: str, doc: YamlDocument | None = None, source: str = "") -> list[str]:
-    """Every problem in `data`, one line each, sorted by position in the file."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+def schema_errors(
+    data: Any,
+    schema_name: str,
+    doc: YamlDocument | None = None,
+    source: str = "",
+    *,
+    definition: str | None = None,
+    prefix: tuple = (),
+) -> list[str]:
+    """Every problem in `data`, one line each, sorted by position in the file.
+
+    `definition` validates against one `$defs` entry of the schema; `prefix` is where `data`
+    sits in the document, for field names and line numbers.
+    """
+    schema = load_schema(schema_name)
+    if definition is not None:
+        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    validator = jsonschema.Draft202012Validator(schema)
     found: list[tuple[int, str]] = []
     for error in validator.iter_errors(data):
         path, message = _describe(error)
+        path = list(prefix) + path
         where = doc.where(path) if doc is not None else source
         line = (doc.line_of(path) if doc is not None else None) or 0
         found.append((line, f"{where}: {format_path(path)}: {message}"))

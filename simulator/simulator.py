@@ -136,7 +136,14 @@ class Simulator:
             app=self.app.describe(),
             extra_meta=meta_data,
         )
-        return await self._converse(recorder, persona, task, max_conversation_turns)
+        try:
+            return await self._converse(recorder, persona, task, max_conversation_turns)
+        except asyncio.CancelledError as exc:
+            # the caller decides whether an interrupted conversation is kept; give it the record
+            exc.partial_result = recorder.finish("cancelled", "the run was interrupted before this conversation ended")
+            raise
+        finally:
+            await self.app.end_conversation(recorder.conversation_id)
 
     def simulate(
         self,

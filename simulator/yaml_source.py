@@ -64,6 +64,8 @@ def parse_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):
+            mark = exc.context_mark  # "unexpected end of file": point at what was left open
         line = f":{mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         raise error(f"{source}{line}: invalid YAML: {problem}") from None

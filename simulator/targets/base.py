@@ -31,5 +31,8 @@ class Target(ABC):
         """What the results record about the app (never a credential)."""
         return {"kind": type(self).__name__}
 
+    async def end_conversation(self, conversation_id: str) -> None:  # noqa: B027 - optional hook
+        """Forget per-conversation state (session ids, cookies) once a conversation is over."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
         """Release connections held for the running event loop."""

@@ -1,0 +1,209 @@
+"""`simulator` command line: run, validate, merge, personas.
+
+Exit codes: 0 all conversations ran without error; 2 configuration or usage error (nothing ran);
+3 some conversations ended in an error (app down, LLM failing) or a fatal error stopped the run;
+130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import ConfigError
+from .manifest import DEFAULT_MANIFEST, load_manifest
+from .persona import Persona, predefined_personas
+from .plan import Job, parse_shard, plan_jobs
+from .runner import merge_results, run_jobs
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_RUN_ERRORS = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class Progress:
+    """A bar on a terminal, one plain line per conversation elsewhere (CI logs)."""
+
+    def __init__(self, total: int, stream: TextIO, quiet: bool = False) -> None:
+        self.total = total
+        self.stream = stream
+        self.quiet = quiet
+        self.done = 0
+        self.errors = 0
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, job: Job, result: dict[str, Any]) -> None:
+        self.done += 1
+        meta = result["meta_data"]
+        self.errors += bool(meta.get("is_error"))
+        if self.quiet:
+            return
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            elapsed = time.monotonic() - self.started
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{self.errors} error(s) {elapsed:5.1f}s"
+            )
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            seconds = meta.get("duration_ms", 0) / 1000
+            self.stream.write(
+                f"[{self.done}/{self.total}] {job.key}: {meta['stop_reason']} after "
+                f"{meta['turn_count']} turns in {seconds:.1f}s\n"
+            )
+        self.stream.flush()
+
+
+def _print_summary(summary: dict[str, Any], out_dir: Path, stream: TextIO) -> None:
+    totals = summary["totals"]
+    stream.write(f"\n{'simulation':<32} {'convs':>5} {'turns':>5} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8}\n")
+    for name, sim in summary["simulations"].items():
+        latency = sim["latency_ms"]
+        stream.write(
+            f"{name[:32]:<32} {sim['conversations']:>5} {sim['turns']:>5} {sim['errors']:>6} "
+            f"{latency['app_p50'] or 0:>8.1f} {latency['app_p95'] or 0:>8.1f}\n"
+        )
+    stream.write(
+        f"\n{totals['conversations']} conversations, {totals['turns']} turns, {totals['errors']} errors, "
+        f"{totals['tokens']['total_tokens']} tokens. Results: {out_dir}/\n"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest, app_url=args.app_url)
+    shard = parse_shard(args.shard) if args.shard else None
+    jobs = plan_jobs(manifest, filters=args.filter, tags=args.tag, repeat=args.repeat, shard=shard)
+    err = sys.stderr
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    err.write(f"Running {len(jobs)} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
+    progress = Progress(len(jobs), err, quiet=args.quiet)
+    received: dict[str, int] = {}
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+
+            def on_signal(sig: signal.Signals = sig) -> None:
+                received.setdefault("signal", sig)
+                if task is not None:
+                    task.cancel()
+
+            loop.add_signal_handler(sig, on_signal)
+        run_info = {"shard": f"{shard[0]}/{shard[1]}" if shard else None}
+        return await run_jobs(
+            manifest, jobs, args.out, concurrency=args.concurrency, on_result=progress, run_info=run_info
+        )
+
+    outcome = asyncio.run(main())
+    if progress.tty and not args.quiet and progress.done < progress.total:
+        err.write("\n")
+    _print_summary(outcome.summary, Path(args.out), err)
+    if outcome.interrupted:
+        sig = received.get("signal", signal.SIGINT)
+        err.write(
+            f"Interrupted by {signal.Signals(sig).name}: kept {len(outcome.results)} conversation(s); "
+            f"{len(outcome.not_run)} did not run.\n"
+        )
+        return EXIT_SIGTERM if sig == signal.SIGTERM else EXIT_SIGINT
+    if outcome.fatal_error:
+        err.write(f"Stopped early: {outcome.fatal_error}\n{len(outcome.not_run)} conversation(s) did not run.\n")
+        return EXIT_RUN_ERRORS
+    if outcome.errors:
+        err.write(f"{outcome.errors} conversation(s) ended in an error; see {args.out}/conversations.jsonl\n")
+        return EXIT_RUN_ERRORS
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest)
+    jobs = sum(s.repeat for s in manifest.simulations)
+    llm = sum(1 for s in manifest.simulations if s.needs_llm)
+    print(
+        f"{manifest.path}: valid; {len(manifest.simulations)} simulation(s), {jobs} conversation(s) per run, "
+        f"{llm} played by an LLM"
+    )
+    return EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    summary = merge_results(args.out, args.shards)
+    totals = summary["totals"]
+    print(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
+    return EXIT_RUN_ERRORS if totals["errors"] or summary["run"]["interrupted"] else EXIT_OK
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("simulator personas show NAME: which persona? " + ", ".join(predefined_personas()))
+        persona = Persona.load(args.name)
+        print(f"# {persona.name}\n\nprofile: {persona.profile}\ntone: {persona.tone}\n")
+        print(persona.template)
+        return EXIT_OK
+    for name in predefined_personas():
+        persona = Persona.load(name)
+        print(f"{name:<10} {persona.tone or ''}"[:110])
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simulator",
+        description="Simulated users talk to your chat app; every turn is recorded.",
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="play every simulation of a manifest")
+    run.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help=f"default {DEFAULT_MANIFEST}")
+    run.add_argument("--app-url", help="override target.url (e.g. the preview deployment of this PR)")
+    run.add_argument("--out", default="results", help="results folder (default: results)")
+    run.add_argument("--concurrency", type=int, default=8, help="conversations at a time (default 8)")
+    run.add_argument("--shard", help="run shard i of n, e.g. 2/4, for a job matrix")
+    run.add_argument("--filter", action="append", help="only simulations whose name contains this (or glob)")
+    run.add_argument("--tag", action="append", help="only simulations with this tag")
+    run.add_argument("--repeat", type=int, help="play each simulation this many times")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(handler=cmd_run)
+
+    validate = commands.add_parser("validate", help="check a manifest without running it")
+    validate.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST)
+    validate.set_defaults(handler=cmd_validate)
+
+    merge = commands.add_parser("merge", help="join the results folders of several shards")
+    merge.add_argument("out", help="folder to write the merged results to")
+    merge.add_argument("shards", nargs="+", help="the shards' results folders")
+    merge.set_defaults(handler=cmd_merge)
+
+    personas = commands.add_parser("personas", help="list predefined personas, or show one")
+    personas.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    personas.add_argument("name", nargs="?")
+    personas.set_defaults(handler=cmd_personas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Build the two sides of a conversation from manifest settings: the app target and the user."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .models import OpenAIChatCompletionsModel
+from .targets import CallbackTarget, Target
+from .tokens import PlainTokenManager
+
+
+def load_callback(spec: str, folder: Path) -> Callable[..., Any]:
+    """`package.module:function`, or `path/to/file.py:function` relative to `folder`."""
+    module_name, _, attribute = spec.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            file = (folder / module_name).resolve()
+            if not file.is_file():
+                raise ConfigError(f"callback file {file} not found")
+            unique = f"simulator_callback_{abs(hash(str(file)))}"
+            module_spec = importlib.util.spec_from_file_location(unique, file)
+            if module_spec is None or module_spec.loader is None:
+                raise ConfigError(f"cannot load {file} as Python")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[unique] = module
+            module_spec.loader.exec_module(module)
+        else:
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            module = importlib.import_module(module_name)
+    except ConfigError:
+        raise
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # the user's module failed while importing
+        raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"{module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ConfigError(f"{spec!r} is not callable")
+    return target
+
+
+def build_target(config: dict[str, Any], folder: Path, source: str = "target") -> Target:
+    """The app under test described by a manifest `target` mapping."""
+    if "callback" in config:
+        try:
+            return CallbackTarget(load_callback(config["callback"], folder))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}.callback: {exc}") from None
+    from .targets.http import HttpTarget
+
+    return HttpTarget.from_config(config, source=source)
+
+
+def build_user_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompletionsModel:
+    """The LLM that plays personas, from a manifest `user` mapping."""
+    manager = None
+    if config.get("api_key_env"):
+        manager = PlainTokenManager(env_var=config["api_key_env"], auth_header=config.get("auth_header"))
+        try:
+            manager.get_token_sync()
+        except ConfigError as exc:
+            raise ConfigError(f"{source}.api_key_env: {exc}") from None
+    options = {
+        key: config[key]
+        for key in ("max_tokens", "temperature", "reasoning", "reasoning_effort", "timeout", "max_retries")
+        if key in config
+    }
+    try:
+        return OpenAIChatCompletionsModel(
+            endpoint_url=config.get("endpoint") or None,
+            token_manager=manager,
+            api_version=config.get("api_version") or None,
+            name=config["model"],
+            **options,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

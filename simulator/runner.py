@@ -1,0 +1,281 @@
+"""Play every planned conversation concurrently and write each one the moment it ends.
+
+`conversations.jsonl` gets one line per finished conversation, flushed at once, so a crash,
+Ctrl-C or SIGTERM loses nothing that finished; `summary.json` is written at the end in all cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .connections import build_target, build_user_model
+from .errors import ConfigError
+from .manifest import Manifest
+from .plan import Job
+from .simulator import DEFAULT_TURN_TIMEOUT, Simulator
+from .summary import summarize
+from .targets import Target
+from .users import ScriptedUser, UserSide
+
+RESULTS_FILE = "conversations.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class ResultWriter:
+    """Appends one JSON line per conversation and flushes it before anything else happens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.results: list[dict[str, Any]] = []
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write results: {exc.strerror or exc}") from None
+        # results are read by later workflow steps that may not run as this user
+        os.chmod(path, 0o644)
+
+    def write(self, result: dict[str, Any]) -> None:
+        self._file.write(json.dumps(result, ensure_ascii=False) + "\n")
+        self._file.flush()
+        self.results.append(result)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced and how it ended."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    results: list[dict[str, Any]]
+    interrupted: bool = False
+    fatal_error: str | None = None
+    not_run: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return self.summary["totals"]["errors"]
+
+
+class Connections:
+    """Builds each distinct app target and user model once, so conversations share connections."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._targets: dict[str, Target] = {}
+        self._users: dict[str, Any] = {}
+
+    def prepare(self, jobs: list[Job]) -> None:
+        """Build everything up front: configuration problems surface before any conversation starts."""
+        problems = []
+        for job in jobs:
+            try:
+                self.target(job)
+                if job.simulation.needs_llm:
+                    self.user(job)
+            except ConfigError as exc:
+                message = f"{self.manifest.path}:{job.simulation.line or ''}: {job.simulation.name}: {exc}"
+                if message not in problems:
+                    problems.append(message)
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def target(self, job: Job) -> Target:
+        sim = job.simulation
+        key = json.dumps(sim.target, sort_keys=True)
+        if key not in self._targets:
+            self._targets[key] = build_target(
+                sim.target, self.manifest.folder, source=f"simulations[{sim.index}].target"
+            )
+        return self._targets[key]
+
+    def user(self, job: Job) -> UserSide | Any:
+        sim = job.simulation
+        if not sim.needs_llm:
+            return ScriptedUser(sim.turns or [])
+        key = json.dumps(sim.user, sort_keys=True)
+        if key not in self._users:
+            self._users[key] = build_user_model(sim.user or {}, source=f"simulations[{sim.index}].user")
+        return self._users[key]
+
+    async def aclose(self) -> None:
+        for target in self._targets.values():
+            await target.aclose()
+        for model in self._users.values():
+            await model.aclose()
+
+
+async def run_jobs(
+    manifest: Manifest,
+    jobs: list[Job],
+    out_dir: str | Path,
+    *,
+    concurrency: int = 8,
+    on_result: Callable[[Job, dict[str, Any]], None] | None = None,
+    run_info: dict[str, Any] | None = None,
+) -> RunOutcome:
+    """Play `jobs` with at most `concurrency` conversations at a time.
+
+    A fatal error (bad key, wrong URL: every conversation would fail the same way) stops new
+    conversations from starting. Cancellation (SIGTERM, Ctrl-C) keeps what finished, records
+    the interrupted conversations as `cancelled`, and still writes the summary.
+    """
+    if concurrency < 1:
+        raise ConfigError("--concurrency must be 1 or more")
+    out = Path(out_dir)
+    connections = Connections(manifest)
+    connections.prepare(jobs)
+    writer = ResultWriter(out / RESULTS_FILE)
+    semaphore = asyncio.Semaphore(concurrency)
+    state: dict[str, Any] = {"fatal": None, "not_run": []}
+    started, started_at = time.monotonic(), _now()
+
+    async def play(job: Job) -> None:
+        async with semaphore:
+            if state["fatal"]:
+                state["not_run"].append(job.key)
+                return
+            sim = job.simulation
+            simulator = Simulator(
+                system_connection=connections.target(job),
+                user_connection=connections.user(job),
+                turn_timeout=sim.turn_timeout or DEFAULT_TURN_TIMEOUT,
+            )
+            meta = {"simulation": sim.name, "repeat": job.repeat_index + 1, "tags": sim.tags}
+            try:
+                result = await simulator.simulate_async(
+                    sim.persona, sim.task, sim.max_turns, conversation_id=str(uuid.uuid4()), meta_data=meta
+                )
+            except asyncio.CancelledError as exc:
+                partial = getattr(exc, "partial_result", None)
+                if partial is not None:
+                    writer.write(partial)
+                raise
+            writer.write(result)
+            error = result["meta_data"].get("error") or {}
+            if error.get("fatal") and not state["fatal"]:
+                state["fatal"] = f"{sim.name}: {error.get('message')}"
+            if on_result is not None:
+                on_result(job, result)
+
+    tasks = [asyncio.create_task(play(job), name=job.key) for job in jobs]
+    interrupted = False
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        interrupted = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        writer.close()
+        done = {(r["meta_data"].get("simulation"), r["meta_data"].get("repeat")) for r in writer.results}
+        not_run = [j.key for j in jobs if (j.simulation.name, j.repeat_index + 1) not in done]
+        run = {
+            "manifest": str(manifest.path),
+            "started_at": started_at,
+            "finished_at": _now(),
+            "wall_time_ms": round((time.monotonic() - started) * 1000, 3),
+            "planned": len(jobs),
+            "concurrency": concurrency,
+            "interrupted": interrupted,
+            "fatal_error": state["fatal"],
+            "not_run": not_run,
+            **(run_info or {}),
+        }
+        summary = summarize(writer.results, run, order=list(dict.fromkeys(j.simulation.name for j in jobs)))
+        write_summary(out, summary)
+        await _close_quietly(connections)
+    return RunOutcome(
+        out_dir=out,
+        summary=summary,
+        results=writer.results,
+        interrupted=interrupted,
+        fatal_error=state["fatal"],
+        not_run=not_run,
+    )
+
+
+async def _close_quietly(connections: Connections) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):  # closing must not hide the outcome
+        await asyncio.shield(connections.aclose())
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    path = out / SUMMARY_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+    return path
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Conversation results from a JSONL file; a damaged line is an error naming file and line."""
+    path = Path(path)
+    results = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+        if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
+            raise ConfigError(f"{path}:{number}: not a conversation_result")
+        results.append(result)
+    return results
+
+
+def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str, Any]:
+    """Join the outputs of several shards into one results folder and summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    merged: list[dict[str, Any]] = []
+    runs = []
+    for folder in shard_dirs:
+        folder = Path(folder)
+        for result in read_results(folder / RESULTS_FILE):
+            if result["conversation_id"] in seen:
+                raise ConfigError(f"{folder}: conversation {result['conversation_id']} appears in two shards")
+            seen.add(result["conversation_id"])
+            merged.append(result)
+        summary_path = folder / SUMMARY_FILE
+        if summary_path.is_file():
+            runs.append(json.loads(summary_path.read_text(encoding="utf-8")).get("run", {}))
+    with (out / RESULTS_FILE).open("w", encoding="utf-8") as handle:
+        for result in merged:
+            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+    os.chmod(out / RESULTS_FILE, 0o644)
+    run = {
+        "merged_from": [str(Path(f)) for f in shard_dirs],
+        "interrupted": any(r.get("interrupted") for r in runs),
+        "fatal_error": next((r["fatal_error"] for r in runs if r.get("fatal_error")), None),
+        "not_run": [key for r in runs for key in r.get("not_run", [])],
+        "planned": sum(r.get("planned", 0) for r in runs),
+    }
+    summary = summarize(merged, run)
+    write_summary(out, summary)
+    return summary

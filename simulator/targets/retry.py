@@ -1,0 +1,124 @@
+"""Retrying a flaky call: exponential back-off with jitter, honouring a server's `Retry-After`.
+
+The policy lives here, apart from HTTP, so every connector retries the same way. An attempt is any
+async callable; it says "this may pass if tried again" by raising `RetryLater` (wrapping the error
+to raise when the retries run out). Anything else it raises ends the retries at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_ATTEMPTS = 3
+DEFAULT_BACKOFF = 0.5
+DEFAULT_MAX_BACKOFF = 30.0
+
+
+class RetryLater(Exception):
+    """Raised by an attempt whose failure may pass; `error` is raised if no retry is left."""
+
+    def __init__(self, error: BaseException, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        #: seconds the server asked to wait (Retry-After), or None to back off exponentially
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry: `attempts` retries after the first try."""
+
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff: float = DEFAULT_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None, source: str = "retry") -> RetryPolicy:
+        """Read `{attempts, backoff, max_backoff}`; missing keys keep their defaults."""
+        if config is None:
+            return cls()
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"{source}: must be a mapping with attempts, backoff, max_backoff")
+        unknown = sorted(set(config) - {"attempts", "backoff", "max_backoff"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; use attempts, backoff, max_backoff")
+        attempts = config.get("attempts", DEFAULT_ATTEMPTS)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+            raise ConfigError(f"{source}.attempts: must be a whole number >= 0 (retries after the first try)")
+        values: dict[str, float] = {}
+        for key, default in (("backoff", DEFAULT_BACKOFF), ("max_backoff", DEFAULT_MAX_BACKOFF)):
+            value = config.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                raise ConfigError(f"{source}.{key}: must be a number of seconds >= 0")
+            values[key] = float(value)
+        return cls(attempts=attempts, **values)
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number `retry` (1-based).
+
+        A server's Retry-After wins (capped at max_backoff); otherwise backoff * 2**(retry-1),
+        capped, with jitter in its upper half so concurrent conversations do not retry in lockstep.
+        """
+        if retry_after is not None:
+            return max(0.0, min(retry_after, self.max_backoff))
+        base = min(self.backoff * (2 ** max(retry - 1, 0)), self.max_backoff)
+        return base / 2 + random.uniform(0, base / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """A `Retry-After` header as seconds from now: delta-seconds or an HTTP date; None if absent/bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+async def retry_async(
+    attempt: Callable[[int], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    on_retry: Callable[[int, RetryLater, float], None] | None = None,
+) -> T:
+    """Call `attempt(n)` (n = 0 for the first try) until it returns, retrying on `RetryLater`.
+
+    When the retries run out, the last `RetryLater.error` is raised. `on_retry(retry, exc, wait)`
+    is told about each retry before its wait, e.g. to log it or count it.
+    """
+    retry = 0
+    while True:
+        try:
+            return await attempt(retry)
+        except RetryLater as exc:
+            if retry >= policy.attempts:
+                raise exc.error from exc.error.__cause__
+            retry += 1
+            wait = policy.delay(retry, exc.retry_after)
+            if on_retry is not None:
+                on_retry(retry, exc, wait)
+            await sleep(wait)

@@ -1,0 +1,267 @@
+"""The simulations manifest: what loads, and one clear message per problem for what does not."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from simulator.manifest import ManifestError, interpolate, load_manifest
+from simulator.plan import parse_shard, plan_jobs
+from simulator.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+version: 1
+target:
+  url: ${APP_URL}
+  format: promptflow
+  headers: {Authorization: "Bearer ${APP_TOKEN:-none}"}
+user:
+  model: gpt-4o-mini
+  endpoint: http://127.0.0.1:9/v1
+defaults: {max_turns: 4, repeat: 2, tags: [smoke]}
+simulations:
+  - name: jane-returns-tent
+    persona: jane
+    task: Return the tent
+    tags: [returns]
+  - name: custom-file
+    persona: people/ann.yaml
+    task: Book a shift
+    repeat: 1
+    max_turns: 8
+    turns: ["hi", "bye"]
+  - name: inline
+    persona: {name: Bo, profile: A student, tone: curious}
+    task: Ask about fees
+    target: {headers: {X-Extra: "1"}, timeout: 5}
+    user: {temperature: 0.7}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "simulations.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    (tmp_path / "people").mkdir()
+    (tmp_path / "people" / "ann.yaml").write_text("name: Ann\nprofile: A nurse\n")
+    return write(tmp_path, GOOD)
+
+
+ENV = {"APP_URL": "https://app.example.test/chat"}
+
+
+def test_a_valid_manifest_resolves_everything(good: Path) -> None:
+    manifest = load_manifest(good, environ=ENV)
+    jane, ann, bo = manifest.simulations
+    assert jane.persona.name == "Jane" and jane.max_turns == 4 and jane.repeat == 2
+    assert jane.tags == ["returns", "smoke"] and jane.needs_llm
+    assert jane.target["url"] == "https://app.example.test/chat"
+    assert jane.target["headers"] == {"Authorization": "Bearer none"}
+    assert ann.persona.name == "Ann" and ann.repeat == 1 and ann.max_turns == 8 and not ann.needs_llm
+    assert ann.turns == ["hi", "bye"] and jane.line == 11
+    assert bo.persona.tone == "curious"
+    assert bo.target == {
+        "url": "https://app.example.test/chat",
+        "format": "promptflow",
+        "timeout": 5,
+        "headers": {"Authorization": "Bearer none", "X-Extra": "1"},
+    }
+    assert bo.user == {"model": "gpt-4o-mini", "endpoint": "http://127.0.0.1:9/v1", "temperature": 0.7}
+
+
+def test_app_url_overrides_the_target(good: Path) -> None:
+    manifest = load_manifest(good, environ=ENV, app_url="http://127.0.0.1:5000/pr-42")
+    assert {s.target["url"] for s in manifest.simulations} == {"http://127.0.0.1:5000/pr-42"}
+
+
+def test_the_bundled_example_manifest_is_valid() -> None:
+    manifest = load_manifest(REPO / "examples" / "simulations.yml", environ={})
+    assert len(manifest.simulations) == 3 and not any(s.needs_llm for s in manifest.simulations)
+
+
+def test_interpolation_rules() -> None:
+    problems: list = []
+    env = {"A": "x", "EMPTY": ""}
+    assert interpolate("${A}-${B:-dflt}-$${A}-${EMPTY:-e}", env, (), problems) == "x-dflt-${A}-e"
+    assert problems == []
+    interpolate({"k": ["${MISSING}"]}, env, (), problems)
+    assert problems == [(("k", 0), "MISSING")]
+    assert interpolate("${A}", {"A": "key: [1"}) == "key: [1"  # values never become YAML
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 2\nsimulations: []\n", ["version: 1 was expected", ":1:"]),
+        ("simulations:\n  - {name: a, persona: jane, task: t, turns: [x]}\n", ["version: required field is missing"]),
+        ("version: 1\nsimulations: []\n", ["simulations: [] should be non-empty", ":2:"]),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulatons: []\n",
+            ["simulatons: unknown field (did you mean 'simulations'?)", ":3:"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - name: a\n    persona: jane\n",
+            ["simulations[0].task: required field is missing", ":4:"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: 'bad name', persona: jane, task: t}\n",
+            ["simulations[0].name: 'bad name' does not match"],
+        ),
+        (
+            "version: 1\ntarget: {url: 'http://x', format: soap}\nsimulations:\n  - {name: a, persona: jane, task: t}\n",
+            ["target.format: 'soap' is not one of"],
+        ),
+        (
+            "version: 1\ntarget: {url: 'http://x', session: {read: 'query:sid'}}\n"
+            "simulations:\n  - {name: a, persona: jane, task: t}\n",
+            ["target.session.read: 'query:sid' does not match"],
+        ),
+        (
+            "version: 1\ntarget: {url: 'http://x', callback: 'm:f'}\nsimulations:\n  - {name: a, persona: jane, task: t}\n",
+            ["target"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\ndefaults: {max_turns: 0}\n"
+            "simulations:\n  - {name: a, persona: jane, task: t}\n",
+            ["defaults.max_turns: 0 is less than the minimum of 1", ":3:"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: jane, task: t, repeat: 'two'}\n",
+            ["simulations[0].repeat: expected integer, got str"],
+        ),
+        ("version: 1\nsimulations:\n  - {name: a, persona: jane, task: t\n", ["invalid YAML", ":3:", "expected ','"]),
+        ("", ["expected a mapping", "empty"]),
+        ("- a\n- b\n", ["expected a mapping", "list"]),
+    ],
+)
+def test_schema_problems_name_file_line_and_field(tmp_path: Path, text: str, expected: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_manifest(path, environ={})
+    message = str(err.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "version: 1\ntarget: {url: '${NOPE}/chat'}\nsimulations:\n  - {name: a, persona: jane, task: t, turns: [x]}\n",
+            ["environment variable NOPE is not set", ":2:", "target.url"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: jane, task: t, turns: [x]}\n"
+            "  - {name: a, persona: walter, task: t, turns: [x]}\n",
+            ["duplicate simulation name 'a' (first used at line 4)", ":5:"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: nobody, task: t, turns: [x]}\n",
+            ["simulations[0].persona", "'nobody' is neither a persona file nor a predefined persona", ":4:"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: missing.yaml, task: t, turns: [x]}\n",
+            ["persona file not found"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: {name: Bo}, task: t, turns: [x]}\n",
+            ["simulations[0].persona", "profile: required field is missing"],
+        ),
+        (
+            "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: jane, task: t}\n",
+            ["no 'turns' and no 'user' model"],
+        ),
+        (
+            "version: 1\nsimulations:\n  - {name: a, persona: jane, task: t, turns: [x]}\n",
+            ["no target"],
+        ),
+        (
+            "version: 1\ntarget: {url: 'http://x'}\nsimulations:\n"
+            "  - {name: a, persona: jane, task: t, turns: [x], target: {format: soap}}\n",
+            ["simulations[0].target.format: 'soap' is not one of", ":4:"],
+        ),
+    ],
+)
+def test_semantic_problems_name_file_line_and_field(tmp_path: Path, text: str, expected: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, environ={})
+    message = str(err.value)
+    for part in expected:
+        assert part in message, message
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        target: {url: "${APP_URL}", headers: {Authorization: "Bearer ${APP_TOKEN}"}}
+        simulations:
+          - {name: a, persona: nobody, task: t, turns: [x]}
+          - {name: a, persona: jane, task: t, turns: [x]}
+        """,
+    )
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, environ={})
+    assert len(err.value.problems) == 4, err.value.problems
+    assert str(err.value).startswith(f"{path}: 4 problems:")
+
+
+def test_missing_manifest_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="manifest not found"):
+        load_manifest(tmp_path / "nope.yml")
+
+
+def test_app_url_with_a_callback_target_is_an_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: a, persona: jane, task: t, turns: [x]}\n",
+    )
+    with pytest.raises(ManifestError, match="--app-url given but the target is a callback"):
+        load_manifest(path, environ={}, app_url="http://x")
+
+
+# --- planning and sharding ---------------------------------------------------------------------
+
+
+def test_filters_tags_and_repeat(good: Path) -> None:
+    manifest = load_manifest(good, environ=ENV)
+    assert [j.key for j in plan_jobs(manifest)] == [
+        "jane-returns-tent#1",
+        "jane-returns-tent#2",
+        "custom-file#1",
+        "inline#1",
+        "inline#2",
+    ]
+    assert [j.key for j in plan_jobs(manifest, filters=["jane"])] == ["jane-returns-tent#1", "jane-returns-tent#2"]
+    assert [j.key for j in plan_jobs(manifest, filters=["c*"], repeat=1)] == ["custom-file#1"]
+    assert [j.key for j in plan_jobs(manifest, tags=["returns"], repeat=3)][-1] == "jane-returns-tent#3"
+    with pytest.raises(ConfigError, match="no simulation matches zzz; the manifest has: jane-returns-tent"):
+        plan_jobs(manifest, filters=["zzz"])
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shards_cover_every_job_exactly_once(good: Path, count: int) -> None:
+    manifest = load_manifest(good, environ=ENV)
+    everything = [j.key for j in plan_jobs(manifest, repeat=5)]
+    shards = [[j.key for j in plan_jobs(manifest, repeat=5, shard=(i, count))] for i in range(1, count + 1)]
+    assert sorted(k for shard in shards for k in shard) == sorted(everything)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    again = [[j.key for j in plan_jobs(manifest, repeat=5, shard=(i, count))] for i in range(1, count + 1)]
+    assert again == shards
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_bad_shard_specs(text: str) -> None:
+    with pytest.raises(ConfigError, match="shard"):
+        parse_shard(text)
