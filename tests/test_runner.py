@@ -1,0 +1,243 @@
+"""The runner: concurrency, results written as they finish, fatal stops, signals, shards, merge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator import validate_result
+from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS, main
+from simulator.manifest import load_manifest
+from simulator.plan import plan_jobs
+from simulator.runner import merge_results, read_results, run_jobs
+from tests.servers.openai_server import FakeOpenAIServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+APP = """\
+import asyncio, time
+in_flight = 0
+peak = 0
+
+async def respond(question, conversation_history, meta_data):
+    global in_flight, peak
+    in_flight += 1
+    peak = max(peak, in_flight)
+    try:
+        await asyncio.sleep({delay})
+    finally:
+        in_flight -= 1
+    if "explode" in question:
+        raise RuntimeError("the app fell over")
+    return {{"answer": f"answer {{len(conversation_history) // 2 + 1}}", "peak": peak}}
+"""
+
+
+def project(tmp_path: Path, simulations: str, delay: float = 0.0, extra: str = "") -> Path:
+    (tmp_path / "app.py").write_text(APP.format(delay=delay))
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n" + extra + "simulations:\n" + textwrap.dedent(simulations)
+    )
+    return manifest
+
+
+MANY = """\
+  - {name: alpha, persona: jane, task: t, turns: [one, two], repeat: 8, max_turns: 4}
+  - {name: beta, persona: walter, task: t, turns: [hello, "explode please"], repeat: 4, max_turns: 4}
+  - {name: gamma, persona: priya, task: t, turns: [x], repeat: 4, max_turns: 4}
+"""
+
+
+def run(manifest: Path, out: Path, **kwargs):
+    loaded = load_manifest(manifest, environ={})
+    jobs = plan_jobs(loaded, shard=kwargs.pop("shard", None), repeat=kwargs.pop("repeat", None))
+    return asyncio.run(run_jobs(loaded, jobs, out, **kwargs))
+
+
+def test_results_are_complete_and_summarised(tmp_path: Path) -> None:
+    outcome = run(project(tmp_path, MANY), tmp_path / "out", concurrency=4)
+    results = read_results(tmp_path / "out" / "conversations.jsonl")
+    assert len(results) == 16 and len({r["conversation_id"] for r in results}) == 16
+    for result in results:
+        validate_result(result)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary == outcome.summary
+    assert list(summary["simulations"]) == ["alpha", "beta", "gamma"]
+    alpha, beta, gamma = (summary["simulations"][n] for n in ("alpha", "beta", "gamma"))
+    assert alpha["conversations"] == 8 and alpha["turns"] == 32 and alpha["errors"] == 0
+    assert alpha["stop_reasons"] == {"max_turns": 8}
+    assert beta["errors"] == 4 and beta["stop_reasons"] == {"app_error": 4} and beta["error_rate"] == 1.0
+    assert gamma["stop_reasons"] == {"user_done": 4} and gamma["turns"] == 8
+    totals = summary["totals"]
+    assert totals["conversations"] == 16 and totals["errors"] == 4 and totals["turns"] == 32 + 16 + 8
+    assert (
+        totals["latency_ms"]["app_p50"] is not None
+        and totals["latency_ms"]["app_p95"] >= totals["latency_ms"]["app_p50"]
+    )
+    assert summary["run"]["planned"] == 16 and not summary["run"]["interrupted"]
+    assert sorted({r["meta_data"]["repeat"] for r in results if r["meta_data"]["simulation"] == "alpha"}) == list(
+        range(1, 9)
+    )
+    assert oct(os.stat(tmp_path / "out" / "conversations.jsonl").st_mode & 0o777) == "0o644"
+
+
+def test_conversations_really_overlap_under_the_bound(tmp_path: Path) -> None:
+    manifest = project(
+        tmp_path, "  - {name: a, persona: jane, task: t, turns: [q1, q2], repeat: 16, max_turns: 4}\n", delay=0.1
+    )
+    started = time.monotonic()
+    outcome = run(manifest, tmp_path / "out", concurrency=8)
+    wall = time.monotonic() - started
+    serial = 16 * 2 * 0.1
+    ideal = serial / 8
+    assert wall < ideal * 2.5, (wall, ideal)
+    peaks = [
+        t["full_json_response"]["peak"] for r in outcome.results for t in r["conversation"] if t["actor"] == "assistant"
+    ]
+    assert max(peaks) == 8
+
+
+def test_each_conversation_is_on_disk_as_soon_as_it_ends(tmp_path: Path) -> None:
+    manifest = project(
+        tmp_path,
+        "  - {name: fast, persona: jane, task: t, turns: [x], max_turns: 2}\n"
+        "  - {name: slow, persona: jane, task: t, turns: [slow], max_turns: 2, turn_timeout: 5}\n",
+    )
+    (tmp_path / "app.py").write_text(
+        "import asyncio\nasync def respond(q, h, m):\n    await asyncio.sleep(1.0 if q == 'slow' else 0)\n    return 'ok'\n"
+    )
+    out = tmp_path / "out"
+    seen_while_running: list[int] = []
+
+    async def watch_and_run():
+        loaded = load_manifest(manifest, environ={})
+        task = asyncio.create_task(run_jobs(loaded, plan_jobs(loaded), out, concurrency=2))
+        await asyncio.sleep(0.5)
+        seen_while_running.append(len((out / "conversations.jsonl").read_text().splitlines()))
+        return await task
+
+    asyncio.run(watch_and_run())
+    assert seen_while_running == [1]
+
+
+def test_a_fatal_error_stops_new_conversations(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    llm.require_auth = lambda headers: False
+    manifest = project(
+        tmp_path,
+        "  - {name: llm, persona: jane, task: t, repeat: 5}\n",
+        extra=f"user: {{model: m, endpoint: '{llm.openai_base_url}', api_key_env: SIM_TEST_KEY}}\n",
+    )
+    os.environ["SIM_TEST_KEY"] = "wrong-key"
+    try:
+        outcome = run(manifest, tmp_path / "out", concurrency=1)
+    finally:
+        del os.environ["SIM_TEST_KEY"]
+    assert len(outcome.results) == 1
+    assert outcome.results[0]["meta_data"]["stop_reason"] == "llm_error"
+    assert "401" in outcome.fatal_error and "rejected the credential" in outcome.fatal_error
+    assert outcome.not_run == ["llm#2", "llm#3", "llm#4", "llm#5"]
+    assert outcome.summary["run"]["not_run"] == outcome.not_run
+    assert "wrong-key" not in (tmp_path / "out" / "conversations.jsonl").read_text()
+
+
+def test_missing_llm_key_is_a_config_error_before_anything_runs(tmp_path: Path, capsys) -> None:
+    manifest = project(
+        tmp_path,
+        "  - {name: llm, persona: jane, task: t}\n",
+        extra="user: {model: m, api_key_env: SIM_UNSET_KEY}\n",
+    )
+    code = main(["run", str(manifest), "--out", str(tmp_path / "out")])
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "SIM_UNSET_KEY" in err and "simulations[0].user" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_callback_that_cannot_be_imported_is_a_config_error(tmp_path: Path, capsys) -> None:
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [x]}\n")
+    manifest.write_text(manifest.read_text().replace("app.py:respond", "app.py:nope"))
+    assert main(["run", str(manifest), "--out", str(tmp_path / "out")]) == EXIT_CONFIG
+    assert "has no attribute 'nope'" in capsys.readouterr().err
+
+
+def test_shards_then_merge_equal_one_run(tmp_path: Path) -> None:
+    manifest = project(tmp_path, MANY)
+    for i in (1, 2, 3):
+        run(manifest, tmp_path / f"shard{i}", concurrency=4, shard=(i, 3))
+    counts = [len(read_results(tmp_path / f"shard{i}" / "conversations.jsonl")) for i in (1, 2, 3)]
+    assert sum(counts) == 16 and max(counts) - min(counts) <= 1
+    summary = merge_results(tmp_path / "merged", [tmp_path / f"shard{i}" for i in (1, 2, 3)])
+    merged = read_results(tmp_path / "merged" / "conversations.jsonl")
+    keys = sorted((r["meta_data"]["simulation"], r["meta_data"]["repeat"]) for r in merged)
+    assert keys == sorted(
+        [("alpha", i) for i in range(1, 9)] + [("beta", i) for i in range(1, 5)] + [("gamma", i) for i in range(1, 5)]
+    )
+    assert summary["totals"]["conversations"] == 16 and summary["totals"]["errors"] == 4
+    with pytest.raises(Exception, match="appears in two shards"):
+        merge_results(tmp_path / "again", [tmp_path / "shard1", tmp_path / "shard1"])
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_run_keeps_finished_conversations(tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    manifest = project(
+        tmp_path, "  - {name: a, persona: jane, task: t, turns: [q1, q2, q3], repeat: 30, max_turns: 6}\n", delay=0.05
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(out), "--concurrency", "2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    results_file = out / "conversations.jsonl"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if results_file.exists() and len(results_file.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == code, stderr
+    results = read_results(results_file)
+    finished = [r for r in results if r["meta_data"]["stop_reason"] == "max_turns"]
+    cancelled = [r for r in results if r["meta_data"]["stop_reason"] == "cancelled"]
+    assert len(finished) >= 3 and len(finished) + len(cancelled) == len(results) < 30
+    assert all(len(r["conversation"]) == 6 for r in finished)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["interrupted"] is True
+    assert summary["totals"]["conversations"] == len(results)
+    assert len(summary["run"]["not_run"]) == 30 - len(results)
+    assert f"Interrupted by {sig.name}" in stderr
+
+
+def test_cli_exit_codes_and_commands(tmp_path: Path, capsys) -> None:
+    example = str(REPO / "examples" / "simulations.yml")
+    assert main(["run", example, "--out", str(tmp_path / "ok"), "--quiet"]) == EXIT_OK
+    assert main(["run", example, "--out", str(tmp_path / "f"), "--filter", "zzz"]) == EXIT_CONFIG
+    assert "no simulation matches zzz" in capsys.readouterr().err
+    manifest = project(tmp_path, MANY)
+    assert main(["run", str(manifest), "--out", str(tmp_path / "err"), "--quiet"]) == EXIT_RUN_ERRORS
+    err = capsys.readouterr().err
+    assert "4 conversation(s) ended in an error" in err and "alpha" in err
+    assert main(["validate", example]) == EXIT_OK
+    assert "valid; 3 simulation(s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yml"
+    bad.write_text("version: 1\nsimulations: []\n")
+    assert main(["validate", str(bad)]) == EXIT_CONFIG
+    assert f"{bad}:2: simulations" in capsys.readouterr().err
+    assert main(["personas"]) == EXIT_OK
+    assert "jane" in capsys.readouterr().out
+    assert main(["personas", "show", "walter"]) == EXIT_OK
+    assert "{{task}}" in capsys.readouterr().out
+    assert main(["run", example, "--shard", "3/2"]) == EXIT_CONFIG
