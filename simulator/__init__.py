@@ -8,7 +8,7 @@ from .models import OpenAIChatCompletionsModel
 from .persona import GIVE_UP_MARKER, STOP_MARKER, Persona, predefined_personas
 from .result import STOP_REASONS, validate_result
 from .simulator import Simulator
-from .targets import AppReply, CallbackTarget, ModelTarget, Target
+from .targets import AppReply, CallbackTarget, HttpTarget, ModelTarget, Target
 from .tokens import APITokenManager, KeyVaultAPITokenManager, ManagedIdentityAPITokenManager, PlainTokenManager
 from .users import LLMUser, ScriptedUser, UserSide
 
@@ -20,6 +20,7 @@ __all__ = [
     "CallbackTarget",
     "ConfigError",
     "GIVE_UP_MARKER",
+    "HttpTarget",
     "KeyVaultAPITokenManager",
     "LLMUser",
     "ManagedIdentityAPITokenManager",

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .models import OpenAIChatCompletionsModel
-from .targets import CallbackTarget, Target
+from .targets import CallbackTarget, HttpTarget, Target
 from .tokens import PlainTokenManager
 
 
@@ -57,8 +57,6 @@ def build_target(config: dict[str, Any], folder: Path, source: str = "target") -
             return CallbackTarget(load_callback(config["callback"], folder))
         except ConfigError as exc:
             raise ConfigError(f"{source}.callback: {exc}") from None
-    from .targets.http import HttpTarget
-
     return HttpTarget.from_config(config, source=source)
 
 

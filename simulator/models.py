@@ -303,7 +303,7 @@ class OpenAIChatCompletionsModel:
                 cause = exc.__cause__ or exc
                 raise TurnError(
                     "llm_error",
-                    f"{self.name}: cannot reach {self.chat_url}: {cause}",
+                    f"{self.name}: cannot reach {self.chat_url}: {str(cause) or type(cause).__name__}",
                     detail={"url": self.chat_url},
                 ) from None
             return self._reply(completion, request)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from simulator.errors import ConfigError
 from simulator.manifest import ManifestError, interpolate, load_manifest
 from simulator.plan import parse_shard, plan_jobs
-from simulator.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,6 +2,7 @@
 
 from .base import AppReply, Target
 from .callback import CallbackTarget
+from .http import HttpTarget
 from .model import ModelTarget
 
-__all__ = ["AppReply", "Target", "CallbackTarget", "ModelTarget"]
+__all__ = ["AppReply", "Target", "CallbackTarget", "HttpTarget", "ModelTarget"]

@@ -9,7 +9,7 @@ so a wrong `response` setting is fixed from the message alone.
 from __future__ import annotations
 
 import re
-from typing import Any, Union
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -22,7 +22,7 @@ class Wildcard:
 
 
 WILDCARD = Wildcard()
-Segment = Union[str, int, Wildcard]
+Segment = str | int | Wildcard
 
 _TOKEN = re.compile(r"\[\s*(\*|-?\d+)\s*\]|\[\s*['\"]([^'\"]*)['\"]\s*\]|([^.\[\]]+)|(\.)")
 _INDEX = re.compile(r"-?\d+")

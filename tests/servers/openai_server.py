@@ -365,6 +365,7 @@ class FakeOpenAIServer:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # we join handler threads ourselves, with a timeout
+    request_queue_size = 128  # many clients connect at once; the default backlog of 5 would refuse some
     fake: FakeOpenAIServer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

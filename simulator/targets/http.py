@@ -1,0 +1,836 @@
+"""A chat app reached over HTTP: Prompt flow, OpenAI chat completions, or any JSON API.
+
+`HttpTarget.from_config(manifest["target"])` builds one. Each turn is one request (retried on
+429/503/5xx, timeouts and dropped connections); the reply text is read from the JSON answer with a
+path (`json_path`), or assembled from a `text/event-stream`. Per-conversation state (a server-issued
+session id, cookies) is kept apart so concurrent conversations never share a session. What is
+recorded never holds a credential: sensitive headers and query values are replaced by "***".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from http.cookiejar import Cookie, CookieJar
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import httpx2
+
+from ..errors import ConfigError, TurnError
+from ..template import PLACEHOLDER, check_placeholders, render
+from .base import AppReply, Target
+from .json_path import PathError, Segment, extract, format_path, parse_path
+from .retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
+
+FORMATS = ("promptflow", "openai", "http")
+HISTORY_MODES = ("full", "latest")
+METHODS = ("POST", "PUT", "GET")
+#: placeholders usable in url, header values, query values and body strings
+PLACEHOLDERS = ("question", "conversation_id", "session_id", "turn_number", "persona", "task")
+#: body strings may also use {{history}}: exactly "{{history}}" becomes the list of messages
+BODY_PLACEHOLDERS = (*PLACEHOLDERS, "history")
+CONFIG_KEYS = frozenset(
+    {
+        "url",
+        "format",
+        "headers",
+        "timeout",
+        "history",
+        "model",
+        "system_prompt",
+        "stream",
+        "request",
+        "response",
+        "session",
+        "retry",
+    }
+)
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_PATHS = {"promptflow": "answer", "openai": "choices.0.message.content"}
+OPENAI_DELTA_PATH = "choices.0.delta.content"
+SSE_DEFAULT_PATH = "delta"
+SNIPPET_CHARS = 300
+#: after `[DONE]`, how long to wait for the stream's end so its connection can be reused
+DRAIN_SECONDS = 0.25
+REDACTED = "***"
+FATAL_STATUSES = (401, 403, 404)
+#: enough pooled connections for 64 concurrent conversations, kept alive between turns
+LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
+USER_AGENT = "chat-simulator"
+
+_SENSITIVE_HEADER = re.compile(r"key|token|secret|auth|cookie|password|signature", re.IGNORECASE)
+_SENSITIVE_QUERY = re.compile(r"key|token|secret|auth|password|passwd|signature|^sig$|^code$|credential", re.IGNORECASE)
+_SENSITIVE_BODY_KEY = re.compile(
+    r"(^|[_\-.])(api[_\-]?key|key|token|access[_\-]?token|secret|password|passwd|authorization)$", re.IGNORECASE
+)
+
+
+# --- redaction ---------------------------------------------------------------------------
+
+
+def is_sensitive_header(name: str) -> bool:
+    """Authorization, Cookie, api-key, x-api-key and any header naming a key, token, secret or auth."""
+    return bool(_SENSITIVE_HEADER.search(name))
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as recorded: sensitive values become "***" so results never hold a credential."""
+    return {name: (REDACTED if is_sensitive_header(name) else value) for name, value in headers.items()}
+
+
+def safe_url(url: str) -> str:
+    """`url` with any password and credential-like query values (key, token, sig, code...) hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SENSITIVE_QUERY.search(k) for k, _ in pairs):
+            query = urlencode(
+                [(k, REDACTED if _SENSITIVE_QUERY.search(k) else v) for k, v in pairs], safe="{}*", quote_via=quote
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_body(node: Any) -> Any:
+    """A body as recorded: values of keys such as api_key, token or password become "***"."""
+    if isinstance(node, dict):
+        return {
+            k: (REDACTED if isinstance(v, str) and _SENSITIVE_BODY_KEY.search(str(k)) else _redact_body(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_redact_body(v) for v in node]
+    return node
+
+
+def _after(retries: int) -> str:
+    return f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+
+
+def _kind(value: Any) -> str:
+    return "objects" if isinstance(value, dict) else "lists"
+
+
+def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- configuration helpers -----------------------------------------------------------------
+
+
+class _NoCookies(CookieJar):
+    """The shared client's cookie store, kept empty: cookies live per conversation instead."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+def _only_placeholder(value: Any, name: str) -> bool:
+    """True when `value` is exactly `{{name}}` (such a body value may become a list or be left out)."""
+    if not isinstance(value, str):
+        return False
+    match = PLACEHOLDER.fullmatch(value.strip())
+    return bool(match and match.group(1) == name)
+
+
+def _check_body(node: Any, known: tuple[str, ...], where: str) -> None:
+    if isinstance(node, str):
+        check_placeholders(node, known, where)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _check_body(value, known, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_body(value, known, f"{where}[{index}]")
+
+
+def _uses_placeholder(node: Any, name: str) -> bool:
+    if isinstance(node, str):
+        return any(m.group(1) == name for m in PLACEHOLDER.finditer(node))
+    if isinstance(node, dict):
+        return any(_uses_placeholder(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(_uses_placeholder(v, name) for v in node)
+    return False
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """Where the app hands out its session id: a JSON path, a response header or a cookie."""
+
+    kind: str  # "json" | "header" | "cookie"
+    name: str
+    path: list[Segment] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> SessionSpec:
+        """Read `"json:<path>"`, `"header:<Name>"` or `"cookie:<name>"`."""
+        kind, _, name = value.partition(":") if isinstance(value, str) else ("", "", "")
+        kind, name = kind.strip().lower(), name.strip()
+        if kind not in ("json", "header", "cookie") or not name:
+            raise ConfigError(f"{where}: must be 'json:<path>', 'header:<Name>' or 'cookie:<name>', got {value!r}")
+        if kind == "json":
+            try:
+                return cls(kind, name, parse_path(name))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        return cls(kind, name)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+@dataclass
+class _Conversation:
+    """What one conversation carries from turn to turn."""
+
+    session_id: str | None = None
+    cookies: httpx2.Cookies = field(default_factory=httpx2.Cookies)
+
+
+@dataclass
+class _Answer:
+    """One HTTP exchange, read to the end."""
+
+    status: int
+    headers: httpx2.Headers
+    content: bytes = b""
+    events: list[Any] | None = None  # parsed `data:` payloads of a text/event-stream
+    retries: int = 0
+
+    @property
+    def text(self) -> str:
+        if self.events is not None:
+            return "\n".join(e if isinstance(e, str) else json.dumps(e) for e in self.events)
+        return self.content.decode("utf-8", errors="replace")
+
+    @property
+    def snippet(self) -> str:
+        return _snippet(self.text)
+
+
+# --- the target ------------------------------------------------------------------------------
+
+
+class HttpTarget(Target):
+    """An app under test behind an HTTP endpoint; one instance serves many concurrent conversations."""
+
+    def __init__(
+        self,
+        url: str,
+        format: str = "promptflow",
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        history: str = "full",
+        model: str | None = None,
+        system_prompt: str | None = None,
+        stream: bool = False,
+        request: Mapping[str, Any] | None = None,
+        response: str | None = None,
+        session: Mapping[str, Any] | None = None,
+        retry: Mapping[str, Any] | None = None,
+        source: str = "target",
+    ) -> None:
+        self.source = source
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"{source}.url: required, the app's http(s) URL")
+        self.url = url.strip()
+        scheme = urlsplit(self.url).scheme.lower()
+        if scheme not in ("http", "https") or not urlsplit(self.url).netloc:
+            raise ConfigError(f"{source}.url: {safe_url(self.url)!r} is not an http(s) URL")
+        if format not in FORMATS:
+            raise ConfigError(f"{source}.format: must be one of {', '.join(FORMATS)}, got {format!r}")
+        self.format = format
+        if history not in HISTORY_MODES:
+            raise ConfigError(f"{source}.history: must be 'full' or 'latest', got {history!r}")
+        self.history = history
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigError(f"{source}.timeout: must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.headers = self._check_headers(headers)
+        self._check_openai_fields(model, system_prompt, stream)
+        self.model, self.system_prompt, self.stream = model, system_prompt, bool(stream)
+        self.method, self.body, self.query = self._check_request(request)
+        self.response = response
+        self._path = self._check_response(response)
+        if session is not None and (not isinstance(session, Mapping) or set(session) != {"read"}):
+            raise ConfigError(f"{source}.session: must be {{read: 'json:<path>' | 'header:<Name>' | 'cookie:<name>'}}")
+        self.session = SessionSpec.parse(session["read"], f"{source}.session.read") if session is not None else None
+        self.retry = RetryPolicy.from_config(retry, f"{source}.retry")
+        self._check_placeholders()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._conversations: dict[str, _Conversation] = {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], source: str = "target") -> HttpTarget:
+        """Build from the manifest's `target` mapping (validated, `${ENV}` already filled in)."""
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"{source}: must be a mapping with at least 'url'")
+        unknown = sorted(set(config) - CONFIG_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(CONFIG_KEYS))}"
+            )
+        if "url" not in config:
+            raise ConfigError(f"{source}.url: required, the app's http(s) URL")
+        return cls(**{k: v for k, v in config.items()}, source=source)
+
+    # --- validation ----------------------------------------------------------------------
+
+    def _check_headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        if headers is None:
+            return {}
+        if not isinstance(headers, Mapping):
+            raise ConfigError(f"{self.source}.headers: must be a mapping of header name to value")
+        for name, value in headers.items():
+            if not isinstance(name, str) or not name.strip() or not isinstance(value, str):
+                raise ConfigError(f"{self.source}.headers.{name}: header names and values must be strings")
+        return dict(headers)
+
+    def _check_openai_fields(self, model: Any, system_prompt: Any, stream: Any) -> None:
+        given = [k for k, v in (("model", model), ("system_prompt", system_prompt)) if v is not None]
+        if stream:
+            given.append("stream")
+        if self.format != "openai" and given:
+            raise ConfigError(f"{self.source}: {', '.join(given)} only apply to format: openai")
+        for key, value in (("model", model), ("system_prompt", system_prompt)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{self.source}.{key}: must be a string")
+        if not isinstance(stream, bool):
+            raise ConfigError(f"{self.source}.stream: must be true or false")
+
+    def _check_request(self, request: Mapping[str, Any] | None) -> tuple[str, Any, dict[str, str]]:
+        where = f"{self.source}.request"
+        if self.format != "http":
+            if request is not None:
+                raise ConfigError(f"{where}: only applies to format: http (format is {self.format})")
+            return "POST", None, {}
+        request = request or {}
+        if not isinstance(request, Mapping):
+            raise ConfigError(f"{where}: must be a mapping with method, body, query")
+        unknown = sorted(set(request) - {"method", "body", "query"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; use method, body, query")
+        method = str(request.get("method", "POST")).upper()
+        if method not in METHODS:
+            raise ConfigError(f"{where}.method: must be one of {', '.join(METHODS)}, got {request.get('method')!r}")
+        body = request.get("body")
+        if method in ("POST", "PUT") and body is None:
+            raise ConfigError(f'{where}.body: required for {method}; e.g. {{"message": "{{{{question}}}}"}}')
+        if method == "GET" and body is not None:
+            raise ConfigError(f"{where}.body: a GET request sends no body; put the values in request.query")
+        query = request.get("query") or {}
+        if not isinstance(query, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in query.items()
+        ):
+            raise ConfigError(f"{where}.query: must be a mapping of parameter name to string value")
+        return method, body, dict(query)
+
+    def _check_response(self, response: Any) -> list[Segment] | None:
+        if response is None:
+            if self.format == "http":
+                raise ConfigError(
+                    f"{self.source}.response: required for format http: the path of the reply text in the "
+                    "app's JSON answer, e.g. data.reply.text or messages[*].text"
+                )
+            return None
+        try:
+            return parse_path(response)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.source}.response: {exc}") from None
+
+    def _check_placeholders(self) -> None:
+        check_placeholders(self.url, PLACEHOLDERS, f"{self.source}.url")
+        for name, value in self.headers.items():
+            check_placeholders(value, PLACEHOLDERS, f"{self.source}.headers.{name}")
+        for name, value in self.query.items():
+            check_placeholders(value, PLACEHOLDERS, f"{self.source}.request.query.{name}")
+        _check_body(self.body, BODY_PLACEHOLDERS, f"{self.source}.request.body")
+        if self.session is None:
+            uses = [
+                where
+                for where, node in (
+                    ("url", self.url),
+                    ("headers", self.headers),
+                    ("request.query", self.query),
+                    ("request.body", self.body),
+                )
+                if _uses_placeholder(node, "session_id")
+            ]
+            if uses:
+                raise ConfigError(
+                    f"{self.source}.{uses[0]}: {{{{session_id}}}} is only filled from a server-issued session; "
+                    f"add {self.source}.session.read ('json:<path>', 'header:<Name>' or 'cookie:<name>'), "
+                    "or send the client's own id with {{conversation_id}}"
+                )
+
+    # --- description and lifecycle ----------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "http", "format": self.format, "url": safe_url(self.url)}
+
+    def __repr__(self) -> str:
+        return f"HttpTarget(format={self.format!r}, url={safe_url(self.url)!r})"
+
+    def _client(self) -> httpx2.AsyncClient:
+        """The connection pool of the running event loop (pools cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self.timeout),
+                limits=LIMITS,
+                cookies=_NoCookies(),  # a shared store would mix sessions of concurrent conversations
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    async def end_conversation(self, conversation_id: str) -> None:
+        self._conversations.pop(conversation_id, None)
+
+    # --- building the request ------------------------------------------------------------------
+
+    def _values(self, question: str, meta_data: Mapping[str, Any], state: _Conversation) -> dict[str, Any]:
+        return {
+            "question": question,
+            "conversation_id": meta_data.get("conversation_id") or "",
+            "session_id": state.session_id or "",
+            "turn_number": meta_data.get("turn_number", ""),
+            "persona": meta_data.get("persona") or "",
+            "task": meta_data.get("task") or "",
+        }
+
+    def _json_body(self, question: str, history: list[dict[str, str]], values: dict[str, Any], known: bool) -> Any:
+        if self.format == "promptflow":
+            pairs = []
+            pending: str | None = None
+            for message in history:
+                if message.get("role") == "user":
+                    pending = message.get("content", "")
+                elif message.get("role") == "assistant" and pending is not None:
+                    pairs.append({"inputs": {"question": pending}, "outputs": {"answer": message.get("content", "")}})
+                    pending = None
+            return {"question": question, "chat_history": pairs}
+        if self.format == "openai":
+            messages: list[dict[str, Any]] = []
+            if self.system_prompt:
+                messages.append({"role": "system", "content": self.system_prompt})
+            messages.extend({"role": m["role"], "content": m["content"]} for m in history)
+            messages.append({"role": "user", "content": question})
+            body: dict[str, Any] = {}
+            if self.model:
+                body["model"] = self.model
+            body["messages"] = messages
+            if self.stream:
+                body["stream"] = True
+            return body
+        if self.body is None:
+            return None
+        messages = [{"role": m["role"], "content": m["content"]} for m in history]
+        text_values = {**values, "history": json.dumps(messages, ensure_ascii=False)}
+        return self._render_body(self.body, text_values, messages, known, f"{self.source}.request.body")
+
+    def _render_body(self, node: Any, values: dict[str, Any], messages: list[Any], known: bool, where: str) -> Any:
+        if isinstance(node, str):
+            if _only_placeholder(node, "history"):
+                return messages
+            return render(node, values, where)
+        if isinstance(node, dict):
+            return {
+                key: self._render_body(value, values, messages, known, f"{where}.{key}")
+                for key, value in node.items()
+                if known or not _only_placeholder(value, "session_id")
+            }
+        if isinstance(node, list):
+            return [self._render_body(v, values, messages, known, f"{where}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    def _build(
+        self, question: str, history: list[dict[str, str]], meta_data: Mapping[str, Any], state: _Conversation
+    ) -> tuple[str, dict[str, str], dict[str, str], Any]:
+        """Method-less parts of the request: URL, query, headers and JSON body, all rendered."""
+        known = state.session_id is not None
+        values = self._values(question, meta_data, state)
+        url_values = {k: quote(str(v), safe="") for k, v in values.items()}
+        url = render(self.url, url_values, f"{self.source}.url")
+        query = {
+            name: render(value, values, f"{self.source}.request.query.{name}")
+            for name, value in self.query.items()
+            if known or not _only_placeholder(value, "session_id")
+        }
+        headers: dict[str, str] = {}
+        for name, template in self.headers.items():
+            value = render(template, values, f"{self.source}.headers.{name}")
+            value = " ".join(value.splitlines()).strip()  # a header value cannot span lines
+            if value:  # e.g. a session header before the app issued the session
+                headers[name] = value
+        sent_history = history if self.history == "full" else []
+        body = self._json_body(question, sent_history, values, known)
+        if body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        if self.format == "openai" and self.stream and not any(k.lower() == "accept" for k in headers):
+            headers["Accept"] = "text/event-stream"
+        return url, query, headers, body
+
+    # --- one turn ------------------------------------------------------------------------------
+
+    async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
+        conversation_id = str(meta_data.get("conversation_id") or "")
+        state = self._conversations.setdefault(conversation_id, _Conversation())
+        url, query, headers, body = self._build(question, history, meta_data, state)
+        content = None if body is None else json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        # query values are merged into the URL's own query (params= would replace it)
+        full_url = httpx2.URL(url).copy_merge_params(query) if query else httpx2.URL(url)
+        client = self._client()
+        record: dict[str, Any] = {}
+
+        async def attempt(retry: int) -> _Answer:
+            request = client.build_request(self.method, full_url, headers=headers, content=content)
+            state.cookies.set_cookie_header(request)
+            record.clear()
+            record.update(self._record(request, headers, body))
+            try:
+                answer = await asyncio.wait_for(self._exchange(client, request, state), self.timeout)
+            except (httpx2.TimeoutException, asyncio.TimeoutError):
+                raise RetryLater(self._timeout_error(record, retry)) from None
+            except httpx2.ConnectError as exc:
+                raise RetryLater(self._unreachable_error(record, exc, retry)) from None
+            except (httpx2.TransportError, httpx2.DecodingError) as exc:
+                if isinstance(exc, (httpx2.UnsupportedProtocol, httpx2.ProxyError, httpx2.LocalProtocolError)):
+                    raise self._transport_error(record, exc, retry, fatal=True) from None
+                raise RetryLater(self._transport_error(record, exc, retry)) from None
+            answer.retries = retry
+            if answer.status in (429, 503) or answer.status >= 500:
+                wait = parse_retry_after(answer.headers.get("retry-after")) if answer.status in (429, 503) else None
+                raise RetryLater(self._status_error(answer, record), retry_after=wait)
+            return answer
+
+        answer = await retry_async(attempt, self.retry)
+        if answer.status >= 300:
+            raise self._status_error(answer, record)
+        return self._reply(answer, record, state)
+
+    async def _exchange(self, client: httpx2.AsyncClient, request: httpx2.Request, state: _Conversation) -> _Answer:
+        """Send and read the whole answer; a stream is read until `[DONE]` or its end."""
+        response = await client.send(request, stream=True)
+        try:
+            state.cookies.extract_cookies(response)
+            answer = _Answer(status=response.status_code, headers=response.headers)
+            if response.is_success and "text/event-stream" in response.headers.get("content-type", "").lower():
+                answer.events = await _read_events(response)
+            else:
+                answer.content = await response.aread()
+            return answer
+        finally:
+            await response.aclose()
+
+    def _record(self, request: httpx2.Request, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
+        """The request as results keep it: no credential in headers, query or body."""
+        shown = dict(headers)
+        if "cookie" in request.headers:
+            shown["Cookie"] = request.headers["cookie"]
+        record: dict[str, Any] = {
+            "method": request.method,
+            "url": safe_url(str(request.url)),
+            "headers": redact_headers(shown),
+        }
+        if body is not None:
+            record["body"] = _redact_body(body)
+        return record
+
+    # --- reading the answer ----------------------------------------------------------------------
+
+    def _reply(self, answer: _Answer, record: dict[str, Any], state: _Conversation) -> AppReply:
+        raw: dict[str, Any] = {"status": answer.status}
+        if answer.retries:
+            raw["retries"] = answer.retries
+        usage: dict[str, Any] | None = None
+        if answer.events is not None:
+            raw["events"] = answer.events
+            text, usage, parts = self._text_from_events(answer, record)
+            documents: list[Any] = answer.events
+        else:
+            try:
+                document = json.loads(answer.content) if answer.content.strip() else None
+            except ValueError:
+                document = None
+            if document is None:
+                what = "an empty body" if not answer.content.strip() else "a body that is not JSON"
+                ctype = answer.headers.get("content-type", "no content type")
+                raise self._error(f"answered with {what} ({ctype})", answer, record)
+            raw["body"] = document
+            text, usage, parts = self._text_from_document(document, answer, record)
+            documents = [document]
+        if parts is not None:
+            raw["parts"] = parts
+        if not text.strip():
+            where = "the stream" if answer.events is not None else f"path {self._path_text()!r}"
+            raise self._error(f"gave an empty reply (the text at {where} is empty)", answer, record)
+        self._learn_session(state, answer, documents)
+        return AppReply(text=text, raw=raw, request=dict(record), usage=usage)
+
+    def _path_text(self, stream: bool = False) -> str:
+        if self.response is not None and not (stream and self.format == "openai"):
+            return self.response
+        if stream:
+            return OPENAI_DELTA_PATH if self.format == "openai" else SSE_DEFAULT_PATH
+        return DEFAULT_PATHS[self.format]
+
+    def _text_from_document(
+        self, document: Any, answer: _Answer, record: dict[str, Any]
+    ) -> tuple[str, dict[str, Any] | None, list[str] | None]:
+        usage = None
+        if self.format == "openai" and isinstance(document, dict):
+            usage = document.get("usage") if isinstance(document.get("usage"), dict) else None
+            self._check_content_filter(document, answer, record)
+        path = self._path_text()
+        try:
+            value = extract(document, self._path or path)
+        except PathError as exc:
+            raise self._error(f"answered without the reply text: {exc}", answer, record) from None
+        if isinstance(value, list):
+            parts = []
+            for index, part in enumerate(value):
+                if isinstance(part, (dict, list)):
+                    raise self._error(
+                        f"answered with {_kind(part)} at path {path!r} (item {index}), not text; "
+                        f"point {self.source}.response at the text inside, e.g. messages[*].text",
+                        answer,
+                        record,
+                    )
+                if part is not None:
+                    parts.append(part if isinstance(part, str) else str(part))
+            return "\n\n".join(parts), usage, parts
+        if isinstance(value, dict):
+            keys = ", ".join(map(str, list(value)[:12]))
+            raise self._error(
+                f"answered with an object at path {path!r} (keys: {keys}), not text; point {self.source}.response "
+                "at the text inside it",
+                answer,
+                record,
+            )
+        return ("" if value is None else value if isinstance(value, str) else str(value)), usage, None
+
+    def _text_from_events(
+        self, answer: _Answer, record: dict[str, Any]
+    ) -> tuple[str, dict[str, Any] | None, list[str] | None]:
+        events = answer.events or []
+        if not events:
+            raise self._error("sent an event stream with no events", answer, record)
+        path = self._path_text(stream=True)
+        segments = parse_path(path)
+        pieces: list[str] = []
+        usage: dict[str, Any] | None = None
+        found = False
+        for event in events:
+            if isinstance(event, str):  # a plain-text `data:` line is a piece of the text itself
+                pieces.append(event)
+                found = True
+                continue
+            if self.format == "openai" and isinstance(event, dict):
+                if isinstance(event.get("usage"), dict):
+                    usage = event["usage"]
+                self._check_content_filter(event, answer, record)
+            try:
+                value = extract(event, segments)
+            except PathError:
+                continue  # role-only, finish and usage chunks carry no text
+            found = True
+            for piece in value if isinstance(value, list) else [value]:
+                if isinstance(piece, str):
+                    pieces.append(piece)
+                elif piece is not None and not isinstance(piece, (dict, list)):
+                    pieces.append(str(piece))
+        if not found:
+            first = _snippet(json.dumps(events[0]), 120)
+            raise self._error(
+                f"sent {len(events)} events but none has the reply text at path {format_path(segments)!r} "
+                f"(first event: {first}); set {self.source}.response to the path of the text piece in each event",
+                answer,
+                record,
+            )
+        return "".join(pieces), usage, None
+
+    def _check_content_filter(self, document: dict[str, Any], answer: _Answer, record: dict[str, Any]) -> None:
+        choices = document.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if isinstance(first, dict) and first.get("finish_reason") == "content_filter":
+            raise TurnError(
+                "content_filter",
+                f"the app at {record.get('url')} withheld its answer (finish_reason content_filter)",
+                detail=self._detail(answer, record),
+            )
+
+    def _learn_session(self, state: _Conversation, answer: _Answer, documents: list[Any]) -> None:
+        """Keep the first session id the app hands out; later turns send it back."""
+        spec = self.session
+        if spec is None or state.session_id is not None:
+            return
+        found: Any = None
+        if spec.kind == "header":
+            found = answer.headers.get(spec.name)
+        elif spec.kind == "cookie":
+            found = next((c.value for c in state.cookies.jar if c.name == spec.name), None)
+        else:
+            for document in documents:
+                with contextlib.suppress(PathError):
+                    found = extract(document, spec.path)
+                if found not in (None, ""):
+                    break
+        if isinstance(found, (str, int)) and not isinstance(found, bool) and str(found).strip():
+            state.session_id = str(found).strip()
+
+    # --- errors ----------------------------------------------------------------------------------
+
+    def _detail(self, answer: _Answer, record: dict[str, Any]) -> dict[str, Any]:
+        snippet = answer.snippet
+        detail: dict[str, Any] = {
+            "status": answer.status,
+            "url": record.get("url"),
+            "body_snippet": snippet,
+            "response": snippet,
+            "request": dict(record),
+        }
+        if answer.retries:
+            detail["retries"] = answer.retries
+        return detail
+
+    def _error(self, what: str, answer: _Answer, record: dict[str, Any], fatal: bool = False) -> TurnError:
+        url = record.get("url")
+        return TurnError(
+            "app_error",
+            f"the app at {url} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}",
+            detail=self._detail(answer, record),
+            fatal=fatal,
+        )
+
+    def _status_error(self, answer: _Answer, record: dict[str, Any]) -> TurnError:
+        status = answer.status
+        if status in (401, 403):
+            what = f"refused the request; check the target's headers/token ({self.source}.headers)"
+        elif status == 404:
+            what = f"has no such endpoint; check {self.source}.url (or --app-url)"
+        elif status == 429:
+            what = "kept rate-limiting" + _after(answer.retries)
+        elif status >= 500:
+            what = "failed" + _after(answer.retries)
+        elif 300 <= status < 400:
+            location = answer.headers.get("location")
+            target = safe_url(location) if location else "another address"
+            what = f"redirected to {target}; point {self.source}.url there"
+        else:
+            what = "rejected the request"
+        if self.format == "openai" and status == 400 and "content_filter" in answer.text:
+            return TurnError(
+                "content_filter",
+                f"the app at {record.get('url')} blocked the question by content filtering (HTTP 400)",
+                detail=self._detail(answer, record),
+            )
+        return self._error(what, answer, record, fatal=status in FATAL_STATUSES)
+
+    def _timeout_error(self, record: dict[str, Any], retries: int) -> TurnError:
+        after = f" ({_after(retries).strip()})" if retries else ""
+        return TurnError(
+            "timeout",
+            f"the app at {record.get('url')} gave no complete answer within {self.timeout:g} s{after}",
+            detail={"url": record.get("url"), "timeout": self.timeout, "retries": retries, "request": dict(record)},
+        )
+
+    def _unreachable_error(self, record: dict[str, Any], exc: Exception, retries: int) -> TurnError:
+        url = record.get("url")
+        after = f" ({_after(retries).strip()})" if retries else ""
+        return TurnError(
+            "app_error",
+            f"the app is unreachable at {url}: {exc or type(exc).__name__}{after}; is it running? "
+            f"check {self.source}.url (or --app-url)",
+            detail={"url": url, "status": None, "retries": retries, "request": dict(record)},
+            fatal=True,
+        )
+
+    def _transport_error(self, record: dict[str, Any], exc: Exception, retries: int, fatal: bool = False) -> TurnError:
+        url = record.get("url")
+        after = f" ({_after(retries).strip()})" if retries else ""
+        return TurnError(
+            "app_error",
+            f"the connection to the app at {url} failed before a complete answer: {type(exc).__name__}: {exc}{after}",
+            detail={"url": url, "status": None, "retries": retries, "request": dict(record)},
+            fatal=fatal,
+        )
+
+
+# --- server-sent events --------------------------------------------------------------------------
+
+
+async def _read_events(response: httpx2.Response) -> list[Any]:
+    """The `data:` payloads of an event stream (JSON parsed, else kept as text), until `[DONE]`.
+
+    After `[DONE]` the rest is drained briefly so the connection can go back to the pool.
+    """
+    events: list[Any] = []
+    data: list[str] = []
+    lines: AsyncIterator[str] = response.aiter_lines()
+
+    def dispatch() -> bool:
+        if not data:
+            return False
+        payload = "\n".join(data)
+        data.clear()
+        if payload.strip() == "[DONE]":
+            return True
+        try:
+            events.append(json.loads(payload))
+        except ValueError:
+            events.append(payload)
+        return False
+
+    done = False
+    async for line in lines:
+        if not line.strip():
+            done = dispatch()
+        elif line.startswith(":"):
+            continue  # a comment / keep-alive
+        else:
+            name, _, value = line.partition(":")
+            if name == "data":
+                data.append(value[1:] if value.startswith(" ") else value)
+        if done:
+            break
+    else:
+        dispatch()  # a stream may end without a blank line after its last event
+    if done:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_drain(lines), DRAIN_SECONDS)
+    return events
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    async for _ in lines:
+        pass
