@@ -63,6 +63,7 @@ class Persona:
     template_vars: dict[str, Any] = field(default_factory=dict)
     prompt_template_file: dataclasses.InitVar[str | Path | None] = None
     source: str | None = field(default=None, compare=False, repr=False)
+    _rendered: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self, prompt_template_file: str | Path | None) -> None:
         where = self.source or "Persona"
@@ -151,8 +152,18 @@ class Persona:
         return render(self.template_text, self._values(task=None), self._template_source, keep=("task",))
 
     def render(self, task: str, **extra: Any) -> str:
-        """The full system prompt that makes the user-LLM play this persona pursuing `task`."""
-        return render(self.template_text, {**self._values(task), **extra}, self._template_source)
+        """The full system prompt that makes the user-LLM play this persona pursuing `task`.
+
+        The prompt is asked for on every user turn; it is cached per field values and task.
+        """
+        key = repr((self._fields(), task, sorted(extra.items())))
+        cached = self._rendered.get(key)
+        if cached is None:
+            cached = render(self.template_text, {**self._values(task), **extra}, self._template_source)
+            if len(self._rendered) > 64:
+                self._rendered.clear()
+            self._rendered[key] = cached
+        return cached
 
     def with_template(
         self, text: str | None = None, *, path: str | Path | None = None, **template_vars: Any
