@@ -241,3 +241,56 @@ def test_cli_exit_codes_and_commands(tmp_path: Path, capsys) -> None:
     assert main(["personas", "show", "walter"]) == EXIT_OK
     assert "{{task}}" in capsys.readouterr().out
     assert main(["run", example, "--shard", "3/2"]) == EXIT_CONFIG
+
+
+def test_manifest_run_against_an_http_app_and_an_llm_user(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    from tests.servers.chat_app import AppReply, FakeChatApp
+
+    llm.default = lambda request: "Where is my order?" if len(request.messages) < 4 else "Thanks! ###STOP###"
+    with FakeChatApp() as app:
+        app.default = lambda request: AppReply(text="It ships tomorrow.", delay=0.05)
+        manifest = tmp_path / "simulations.yml"
+        manifest.write_text(
+            "version: 1\n"
+            "target: {url: 'http://127.0.0.1:9/unused', format: promptflow, headers: {Authorization: 'Bearer ${APP_TOKEN}'}}\n"
+            f"user: {{model: sim-user, endpoint: '{llm.openai_base_url}'}}\n"
+            "simulations:\n"
+            "  - {name: order-status, persona: dana, task: Find out when my order ships, repeat: 6, max_turns: 8}\n"
+        )
+        os.environ["APP_TOKEN"] = "app-secret-token"
+        try:
+            code = main(
+                ["run", str(manifest), "--app-url", app.url + "/promptflow", "--out", str(tmp_path / "out"), "--quiet"]
+            )
+        finally:
+            del os.environ["APP_TOKEN"]
+        assert code == EXIT_OK
+        assert all(r.headers.get("authorization") == "Bearer app-secret-token" for r in app.requests)
+        assert app.max_in_flight > 1
+    results = read_results(tmp_path / "out" / "conversations.jsonl")
+    assert len(results) == 6
+    for result in results:
+        assert [t["response"] for t in result["conversation"]] == [
+            "Where is my order?",
+            "It ships tomorrow.",
+            "Thanks!",
+        ]
+        assert result["meta_data"]["stop_reason"] == "user_done"
+        assert result["meta_data"]["app"] == {"kind": "http", "format": "promptflow", "url": app.url + "/promptflow"}
+    text = (tmp_path / "out" / "conversations.jsonl").read_text() + (tmp_path / "out" / "summary.json").read_text()
+    assert "app-secret-token" not in text
+
+
+def test_an_unreachable_app_stops_the_run_with_a_clear_message(tmp_path: Path, capsys) -> None:
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {url: 'http://127.0.0.1:9/chat', retry: {attempts: 1, backoff: 0.01}}\n"
+        "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi], repeat: 10}\n"
+    )
+    assert (
+        main(["run", str(manifest), "--out", str(tmp_path / "out"), "--concurrency", "2", "--quiet"]) == EXIT_RUN_ERRORS
+    )
+    err = capsys.readouterr().err
+    assert "Stopped early" in err and "unreachable at http://127.0.0.1:9/chat" in err
+    results = read_results(tmp_path / "out" / "conversations.jsonl")
+    assert 1 <= len(results) <= 2
