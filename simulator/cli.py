@@ -1,14 +1,15 @@
-"""`simulator` command line: run, validate, merge, personas.
+"""`simulator` command line: run, check, validate, merge, personas.
 
-Exit codes: 0 all conversations ran without error; 2 configuration or usage error (nothing ran);
-3 some conversations ended in an error (app down, LLM failing) or a fatal error stopped the run;
-130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary are kept).
+Exit codes: 0 the gate passed; 1 the gate failed (the app misbehaved); 2 configuration or usage
+error (nothing ran); 3 too many errors to judge (app down, LLM failing) or a fatal error stopped
+the run; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -19,7 +20,7 @@ from .errors import ConfigError
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .plan import Job, parse_shard, plan_jobs
-from .runner import merge_results, run_jobs
+from .runner import SUMMARY_FILE, merge_results, recheck, run_jobs
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -68,11 +69,15 @@ class Progress:
 
 def _print_summary(summary: dict[str, Any], out_dir: Path, stream: TextIO) -> None:
     totals = summary["totals"]
-    stream.write(f"\n{'simulation':<32} {'convs':>5} {'turns':>5} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8}\n")
+    stream.write(
+        f"\n{'simulation':<32} {'verdict':>7} {'passed':>7} {'errors':>6} {'turns':>5} {'p50 ms':>8} {'p95 ms':>8}\n"
+    )
     for name, sim in summary["simulations"].items():
         latency = sim["latency_ms"]
+        verdict = sim["verdict"]
+        passed = f"{verdict['passes']}/{verdict['runs']}"
         stream.write(
-            f"{name[:32]:<32} {sim['conversations']:>5} {sim['turns']:>5} {sim['errors']:>6} "
+            f"{name[:32]:<32} {verdict['status']:>7} {passed:>7} {sim['errors']:>6} {sim['turns']:>5} "
             f"{latency['app_p50'] or 0:>8.1f} {latency['app_p95'] or 0:>8.1f}\n"
         )
     stream.write(
@@ -121,10 +126,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.fatal_error:
         err.write(f"Stopped early: {outcome.fatal_error}\n{len(outcome.not_run)} conversation(s) did not run.\n")
         return EXIT_RUN_ERRORS
-    if outcome.errors:
-        err.write(f"{outcome.errors} conversation(s) ended in an error; see {args.out}/conversations.jsonl\n")
-        return EXIT_RUN_ERRORS
-    return EXIT_OK
+    return _gate_exit(outcome.summary, err)
+
+
+def _gate_exit(summary: dict[str, Any], stream: TextIO) -> int:
+    gate = summary["gate"]
+    rate = "n/a" if gate["pass_rate"] is None else f"{gate['pass_rate']:.1%}"
+    stream.write(
+        f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
+        f"{gate['errors']} errors (pass rate {rate})\n"
+    )
+    for reason in gate["reasons"]:
+        stream.write(f"  - {reason}\n")
+    return {"pass": EXIT_OK, "fail": EXIT_GATE_FAILED}.get(gate["status"], EXIT_RUN_ERRORS)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    folder = Path(args.results)
+    manifest_path = args.manifest
+    if manifest_path is None:
+        summary_file = folder / SUMMARY_FILE
+        if not summary_file.is_file():
+            raise ConfigError(f"{folder}: no {SUMMARY_FILE} naming the manifest; pass --manifest")
+        manifest_path = json.loads(summary_file.read_text(encoding="utf-8")).get("run", {}).get("manifest")
+        if not manifest_path:
+            raise ConfigError(f"{summary_file}: the run does not name its manifest; pass --manifest")
+    manifest = load_manifest(manifest_path)
+    summary = asyncio.run(recheck(folder, manifest))
+    sys.stderr.write(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/\n")
+    _print_summary(summary, folder, sys.stderr)
+    return _gate_exit(summary, sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -142,7 +173,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     summary = merge_results(args.out, args.shards)
     totals = summary["totals"]
     print(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
-    return EXIT_RUN_ERRORS if totals["errors"] or summary["run"]["interrupted"] else EXIT_OK
+    if summary["run"]["interrupted"] or summary["run"]["fatal_error"]:
+        return EXIT_RUN_ERRORS
+    return _gate_exit(summary, sys.stderr)
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
@@ -183,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a manifest without running it")
     validate.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST)
     validate.set_defaults(handler=cmd_validate)
+
+    check = commands.add_parser("check", help="re-evaluate finished results with the manifest's checks")
+    check.add_argument("results", help="a results folder (conversations.jsonl)")
+    check.add_argument("--manifest", help="default: the manifest named in the folder's summary.json")
+    check.set_defaults(handler=cmd_check)
 
     merge = commands.add_parser("merge", help="join the results folders of several shards")
     merge.add_argument("out", help="folder to write the merged results to")

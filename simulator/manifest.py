@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks import build_checks
 from .errors import ConfigError
 from .persona import Persona
 from .schema_check import schema_errors
@@ -51,6 +52,10 @@ class Simulation:
     turn_timeout: float | None = None
     line: int | None = None
     index: int = 0
+    expect: dict[str, Any] = field(default_factory=dict)
+    checks: list[Any] = field(default_factory=list, repr=False)
+    min_passes: int | None = None
+    required: bool = False
 
     @property
     def needs_llm(self) -> bool:
@@ -67,6 +72,11 @@ class Manifest:
     target: dict[str, Any] | None
     user: dict[str, Any] | None
     data: dict[str, Any] = field(repr=False, default_factory=dict)
+    judge: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+
+    def simulation(self, name: str) -> Simulation | None:
+        return next((s for s in self.simulations if s.name == name), None)
 
     @property
     def folder(self) -> Path:
@@ -142,9 +152,37 @@ def load_manifest(
         else:
             data["target"] = {**(data.get("target") or {}), "url": app_url}
     simulations = _simulations(data, doc, path.parent, problems)
+    _check_run_level(data, simulations, doc, problems)
     if problems:
         raise ManifestError(source, problems)
-    return Manifest(path=path, simulations=simulations, target=data.get("target"), user=data.get("user"), data=data)
+    return Manifest(
+        path=path,
+        simulations=simulations,
+        target=data.get("target"),
+        user=data.get("user"),
+        data=data,
+        judge=data.get("judge"),
+        gate=data.get("gate"),
+    )
+
+
+def _check_run_level(
+    data: dict[str, Any], simulations: list[Simulation], doc: YamlDocument, problems: list[str]
+) -> None:
+    names = {s.name for s in simulations}
+    for i, name in enumerate((data.get("gate") or {}).get("required", [])):
+        if name not in names and not any(p.endswith(f"duplicate simulation name '{name}'") for p in problems):
+            at = ("gate", "required", i)
+            problems.append(f"{doc.where(at)}: {format_path(at)}: no simulation is named '{name}'")
+    if not data.get("judge"):
+        for sim in simulations:
+            if any(c.needs_judge for c in sim.checks):
+                at = ("simulations", sim.index, "expect")
+                problems.append(
+                    f"{doc.where(at)}: {format_path(at)}: goal_completed and rubric need a judge model; "
+                    "add a top-level 'judge' (model, endpoint, ...)"
+                )
+                break
 
 
 def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems: list[str]) -> list[Simulation]:
@@ -163,6 +201,14 @@ def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems
             continue
         seen[name] = line or 0
         persona = _persona(entry["persona"], doc, at + ("persona",), folder, problems)
+        expect = {**(defaults.get("expect") or {}), **(entry.get("expect") or {})}
+        checks = _checks(expect, doc, at, entry, problems)
+        repeat = entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT))
+        if entry.get("min_passes", 0) > repeat:
+            where = at + ("min_passes",)
+            problems.append(
+                f"{doc.where(where)}: {format_path(where)}: {entry['min_passes']} is more than repeat ({repeat})"
+            )
         target = deep_merge(data.get("target"), entry.get("target"))
         user = deep_merge(data.get("user"), entry.get("user")) if (data.get("user") or entry.get("user")) else None
         _check_sides(entry, target, user, doc, at, problems)
@@ -174,7 +220,7 @@ def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems
                 persona=persona,
                 task=entry["task"],
                 max_turns=entry.get("max_turns", defaults.get("max_turns", DEFAULT_MAX_TURNS)),
-                repeat=entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT)),
+                repeat=repeat,
                 tags=sorted(set(defaults.get("tags", [])) | set(entry.get("tags", []))),
                 target=target,
                 user=user,
@@ -182,9 +228,22 @@ def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems
                 turn_timeout=entry.get("turn_timeout", defaults.get("turn_timeout")),
                 line=line,
                 index=index,
+                expect=expect,
+                checks=checks,
+                min_passes=entry.get("min_passes"),
+                required=bool(entry.get("required", False)),
             )
         )
     return simulations
+
+
+def _checks(expect: dict[str, Any], doc: YamlDocument, at: tuple, entry: dict[str, Any], problems: list[str]) -> list:
+    where = at + ("expect",) if entry.get("expect") else ("defaults", "expect")
+    try:
+        return build_checks(expect, source=format_path(at + ("expect",)))
+    except ConfigError as exc:
+        problems.append(f"{doc.where(where)}: {exc}")
+        return []
 
 
 def _check_sides(

@@ -250,18 +250,26 @@ class OpenAIChatCompletionsModel:
             self._use_completion_tokens = True
             log.warning("%s rejects max_tokens; sending max_completion_tokens instead", self.name)
             return True
-        for key in (*SAMPLING_PARAMS, "stop", "reasoning_effort", "seed"):
+        for key in (*SAMPLING_PARAMS, "stop", "reasoning_effort", "seed", "response_format"):
             if key not in self._dropped and (param == key or f"'{key}'" in text):
                 self._dropped.add(key)
                 log.warning("%s rejects %s; sending requests without it", self.name, key)
                 return True
         return False
 
-    async def complete(self, messages: list[dict[str, Any]]) -> ModelReply:
-        """One chat completion. Failures raise `TurnError` with the reason to record."""
+    async def complete(
+        self, messages: list[dict[str, Any]], response_format: dict[str, Any] | None = None
+    ) -> ModelReply:
+        """One chat completion. Failures raise `TurnError` with the reason to record.
+
+        `response_format` is asked for only when given, and dropped for good if the server
+        rejects it (the caller must cope with free text then).
+        """
         refreshed = False
         for _ in range(6):  # a few parameter adaptations and one credential refresh at most
             params = self._params()
+            if response_format is not None and "response_format" not in self._dropped:
+                params["response_format"] = response_format
             request = {"model": self.name, "messages": messages, **params}
             try:
                 # the SDK's generic `post` keeps its retries, auth and error types but skips its

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .checks import EvaluationContext, evaluate
 from .connections import build_target, build_user_model
 from .errors import ConfigError
 from .manifest import Manifest
@@ -29,6 +30,12 @@ from .users import ScriptedUser, UserSide
 
 RESULTS_FILE = "conversations.jsonl"
 SUMMARY_FILE = "summary.json"
+INTERRUPTED_EVALUATION = {
+    "status": "error",
+    "checks": [],
+    "failed": [],
+    "errors": ["the run was interrupted before this conversation was judged"],
+}
 
 
 def _now() -> str:
@@ -81,10 +88,16 @@ class Connections:
         self.manifest = manifest
         self._targets: dict[str, Target] = {}
         self._users: dict[str, Any] = {}
+        self.evaluation = EvaluationContext()
 
     def prepare(self, jobs: list[Job]) -> None:
         """Build everything up front: configuration problems surface before any conversation starts."""
         problems = []
+        if self.manifest.judge and any(c.needs_judge for job in jobs for c in job.simulation.checks):
+            try:
+                self.evaluation.judge = build_user_model(self.manifest.judge, source="judge")
+            except ConfigError as exc:
+                problems.append(f"{self.manifest.path}: {exc}")
         for job in jobs:
             try:
                 self.target(job)
@@ -120,6 +133,8 @@ class Connections:
             await target.aclose()
         for model in self._users.values():
             await model.aclose()
+        if self.evaluation.judge is not None:
+            await self.evaluation.judge.aclose()
 
 
 async def run_jobs(
@@ -158,7 +173,13 @@ async def run_jobs(
                 user_connection=connections.user(job),
                 turn_timeout=sim.turn_timeout or DEFAULT_TURN_TIMEOUT,
             )
-            meta = {"simulation": sim.name, "repeat": job.repeat_index + 1, "tags": sim.tags}
+            meta = {
+                "simulation": sim.name,
+                "repeat": job.repeat_index + 1,
+                "tags": sim.tags,
+                "min_passes": sim.min_passes,
+                "required": sim.required,
+            }
             try:
                 result = await simulator.simulate_async(
                     sim.persona, sim.task, sim.max_turns, conversation_id=str(uuid.uuid4()), meta_data=meta
@@ -166,7 +187,14 @@ async def run_jobs(
             except asyncio.CancelledError as exc:
                 partial = getattr(exc, "partial_result", None)
                 if partial is not None:
+                    partial["evaluation"] = INTERRUPTED_EVALUATION
                     writer.write(partial)
+                raise
+            try:
+                result["evaluation"] = await evaluate(result, sim.checks, connections.evaluation)
+            except asyncio.CancelledError:
+                result["evaluation"] = INTERRUPTED_EVALUATION
+                writer.write(result)
                 raise
             writer.write(result)
             error = result["meta_data"].get("error") or {}
@@ -200,7 +228,8 @@ async def run_jobs(
             "not_run": not_run,
             **(run_info or {}),
         }
-        summary = summarize(writer.results, run, order=list(dict.fromkeys(j.simulation.name for j in jobs)))
+        order = list(dict.fromkeys(j.simulation.name for j in jobs))
+        summary = summarize(writer.results, run, order=order, gate=manifest.gate)
         write_summary(out, summary)
         await _close_quietly(connections)
     return RunOutcome(
@@ -255,6 +284,7 @@ def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str
     seen: set[str] = set()
     merged: list[dict[str, Any]] = []
     runs = []
+    gate_configs: list[dict[str, Any] | None] = []
     for folder in shard_dirs:
         folder = Path(folder)
         for result in read_results(folder / RESULTS_FILE):
@@ -264,7 +294,9 @@ def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str
             merged.append(result)
         summary_path = folder / SUMMARY_FILE
         if summary_path.is_file():
-            runs.append(json.loads(summary_path.read_text(encoding="utf-8")).get("run", {}))
+            shard_summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            runs.append(shard_summary.get("run", {}))
+            gate_configs.append((shard_summary.get("gate") or {}).get("config"))
     with (out / RESULTS_FILE).open("w", encoding="utf-8") as handle:
         for result in merged:
             handle.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -276,6 +308,56 @@ def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str
         "not_run": [key for r in runs for key in r.get("not_run", [])],
         "planned": sum(r.get("planned", 0) for r in runs),
     }
-    summary = summarize(merged, run)
+    gates = [g for g in gate_configs if g is not None]
+    summary = summarize(merged, run, gate=gates[0] if gates else None)
     write_summary(out, summary)
+    return summary
+
+
+async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> dict[str, Any]:
+    """Evaluate finished conversations again with the manifest's current checks; no app calls.
+
+    Rewrites the folder's results and summary in place (atomically), keeping the run's details.
+    """
+    folder = Path(folder)
+    results = read_results(folder / RESULTS_FILE)
+    context = EvaluationContext()
+    sims = {s.name: s for s in manifest.simulations}
+    if manifest.judge and any(c.needs_judge for s in sims.values() for c in s.checks):
+        context.judge = build_user_model(manifest.judge, source="judge")
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(result: dict[str, Any]) -> None:
+        name = result["meta_data"].get("simulation")
+        sim = sims.get(name)
+        if sim is None:
+            result["evaluation"] = {
+                "status": "error",
+                "checks": [],
+                "failed": [],
+                "errors": [f"{manifest.path} has no simulation named {name!r}"],
+            }
+            return
+        result["meta_data"]["min_passes"] = sim.min_passes
+        result["meta_data"]["required"] = sim.required
+        async with semaphore:
+            result["evaluation"] = await evaluate(result, sim.checks, context)
+
+    try:
+        await asyncio.gather(*(one(r) for r in results))
+    finally:
+        if context.judge is not None:
+            await context.judge.aclose()
+    tmp = folder / (RESULTS_FILE + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for result in results:
+            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+    os.chmod(tmp, 0o644)
+    tmp.replace(folder / RESULTS_FILE)
+    previous = folder / SUMMARY_FILE
+    run = json.loads(previous.read_text(encoding="utf-8")).get("run", {}) if previous.is_file() else {}
+    run = {**run, "rechecked_at": _now(), "manifest": str(manifest.path)}
+    order = [s.name for s in manifest.simulations]
+    summary = summarize(results, run, order=order, gate=manifest.gate)
+    write_summary(folder, summary)
     return summary

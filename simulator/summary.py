@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from .checks.gate import decide_gate, simulation_verdict
 from .result import ERROR_REASONS
 
 
@@ -49,9 +50,12 @@ def _totals(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(
-    results: Iterable[dict[str, Any]], run: dict[str, Any] | None = None, order: list[str] | None = None
+    results: Iterable[dict[str, Any]],
+    run: dict[str, Any] | None = None,
+    order: list[str] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Totals for the run and for each simulation (keyed by `meta_data.simulation`, in `order`)."""
+    """Totals, verdicts and the gate for the run and each simulation (by `meta_data.simulation`)."""
     results = list(results)
     grouped: dict[str, list[dict[str, Any]]] = {name: [] for name in order or []}
     for result in results:
@@ -67,5 +71,12 @@ def summarize(
             "task": first["task"],
             "tags": first.get("tags", []),
             **_totals(group),
+            "verdict": simulation_verdict(group),
         }
-    return {"run": run or {}, "totals": _totals(results), "simulations": simulations}
+    verdicts = {name: sim["verdict"] for name, sim in simulations.items()}
+    return {
+        "run": run or {},
+        "gate": decide_gate(verdicts, gate),
+        "totals": _totals(results),
+        "simulations": simulations,
+    }

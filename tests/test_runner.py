@@ -229,7 +229,8 @@ def test_cli_exit_codes_and_commands(tmp_path: Path, capsys) -> None:
     manifest = project(tmp_path, MANY)
     assert main(["run", str(manifest), "--out", str(tmp_path / "err"), "--quiet"]) == EXIT_RUN_ERRORS
     err = capsys.readouterr().err
-    assert "4 conversation(s) ended in an error" in err and "alpha" in err
+    assert "Gate: ERROR: 12 passed, 0 failed, 4 errors" in err and "error rate 25.0% is above 0.0%" in err
+    assert "alpha" in err
     assert main(["validate", example]) == EXIT_OK
     assert "valid; 3 simulation(s)" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"

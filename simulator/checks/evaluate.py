@@ -1,0 +1,81 @@
+"""Turn a simulation's `expect:` into checks and a conversation into a verdict with evidence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..models import OpenAIChatCompletionsModel
+from ..result import ERROR_REASONS
+from .base import ERROR, FAIL, PASS, Check
+from .deterministic import MaxLatencyCheck, NoErrorsCheck, ReplySchemaCheck, StopReasonCheck, TextCheck, TurnsCheck
+from .judge import GoalCompletedCheck, RubricCheck
+
+
+def _text(kind: str) -> Callable[[Any, str], list[Check]]:
+    return lambda config, source: [TextCheck(kind, config, source)]
+
+
+#: expect key -> factory of checks; a new kind of check is one class and one line here
+REGISTRY: dict[str, Callable[[Any, str], list[Check]]] = {
+    "contains": _text("contains"),
+    "not_contains": _text("not_contains"),
+    "regex": _text("regex"),
+    "not_regex": _text("not_regex"),
+    "max_latency_ms": lambda config, source: [MaxLatencyCheck(config, source)],
+    "turns": lambda config, source: [TurnsCheck(config, source)],
+    "stop_reason": lambda config, source: [StopReasonCheck(config, source)],
+    "reply_schema": lambda config, source: [ReplySchemaCheck(config, source)],
+    "no_errors": lambda config, source: [NoErrorsCheck(config, source)] if config else [],
+    "goal_completed": lambda config, source: [GoalCompletedCheck(config, source)] if config else [],
+    "rubric": lambda config, source: [
+        RubricCheck(item, f"{source}.rubric[{i}]")
+        for i, item in enumerate(config if isinstance(config, list) else [config])
+    ],
+}
+
+
+def build_checks(expect: dict[str, Any] | None, source: str = "expect") -> list[Check]:
+    """The checks of one simulation (config already schema-validated)."""
+    checks: list[Check] = []
+    for key, config in (expect or {}).items():
+        checks.extend(REGISTRY[key](config, source))
+    return checks
+
+
+@dataclass
+class EvaluationContext:
+    """What checks may use beyond the transcript: the judge model."""
+
+    judge: OpenAIChatCompletionsModel | None = None
+
+
+async def evaluate(result: dict[str, Any], checks: list[Check], context: EvaluationContext) -> dict[str, Any]:
+    """The conversation's verdict: `pass`, `fail` (the app misbehaved) or `error` (no verdict).
+
+    Any failed check fails the conversation; otherwise a check without a verdict makes it an error.
+
+    A conversation that ended in an error is an error, unless `no_errors` turns an app-side
+    error into a failure. Checks run concurrently; judge calls are the slow part.
+    """
+    meta = result["meta_data"]
+    errored = meta["stop_reason"] in ERROR_REASONS
+    no_errors = [c for c in checks if isinstance(c, NoErrorsCheck)]
+    if errored:
+        results = [await c.evaluate(result, context) for c in no_errors]
+        failed = [r for r in results if r.status == FAIL]
+        status = FAIL if failed else ERROR
+        message = (meta.get("error") or {}).get("message") or meta.get("stop_detail") or meta["stop_reason"]
+        return {
+            "status": status,
+            "checks": [r.to_dict() for r in results],
+            "failed": [r.name for r in failed],
+            "errors": [] if failed else [f"conversation ended with {meta['stop_reason']}: {message}"],
+        }
+    results = await asyncio.gather(*(c.evaluate(result, context) for c in checks))
+    failed = [r.name for r in results if r.status == FAIL]
+    errors = [f"{r.name}: {r.message}" for r in results if r.status == ERROR]
+    status = FAIL if failed else ERROR if errors else PASS  # a known failure outranks a missing verdict
+    return {"status": status, "checks": [r.to_dict() for r in results], "failed": failed, "errors": errors}

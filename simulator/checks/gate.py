@@ -1,0 +1,119 @@
+"""From conversation verdicts to simulation verdicts, pass@k / pass^k, and the run's gate."""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Any
+
+from .base import ERROR, FAIL, PASS
+
+DEFAULT_GATE = {"min_pass_rate": 1.0, "max_error_rate": 0.0, "required": []}
+MAX_K = 10
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float | None:
+    """τ-bench's pass^k: the chance that k runs drawn from n all pass, C(c,k)/C(n,k)."""
+    if n <= 0 or k > n:
+        return None
+    return comb(c, k) / comb(n, k)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float | None:
+    """pass@k: the chance that at least one of k runs drawn from n passes, 1 - C(n-c,k)/C(n,k)."""
+    if n <= 0 or k > n:
+        return None
+    return 1 - comb(n - c, k) / comb(n, k)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def simulation_verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pass/fail/error counts of one simulation's conversations, its rates and its own verdict.
+
+    The simulation passes when at least `min_passes` runs passed (default: every run that got a
+    verdict); it is an error when no run got a verdict.
+    """
+    statuses = [(r.get("evaluation") or {}).get("status", ERROR) for r in results]
+    passes, failures, errors = statuses.count(PASS), statuses.count(FAIL), statuses.count(ERROR)
+    judged = passes + failures
+    meta = results[0]["meta_data"] if results else {}
+    min_passes = meta.get("min_passes")
+    needed = judged if min_passes is None else min_passes
+    if judged == 0:
+        status = ERROR
+    elif passes >= needed and (min_passes is not None or failures == 0):
+        status = PASS
+    else:
+        status = FAIL
+    failed_checks: dict[str, int] = {}
+    for result in results:
+        for name in (result.get("evaluation") or {}).get("failed", []):
+            failed_checks[name] = failed_checks.get(name, 0) + 1
+    ks = range(1, min(judged, MAX_K) + 1)
+    return {
+        "status": status,
+        "runs": len(results),
+        "passes": passes,
+        "failures": failures,
+        "errors": errors,
+        "pass_rate": _round(passes / judged) if judged else None,
+        "min_passes": min_passes,
+        "required": bool(meta.get("required")),
+        "pass_hat_k": {str(k): _round(pass_hat_k(judged, passes, k)) for k in ks},
+        "pass_at_k": {str(k): _round(pass_at_k(judged, passes, k)) for k in ks},
+        "failed_checks": failed_checks,
+    }
+
+
+def decide_gate(simulations: dict[str, dict[str, Any]], gate: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's verdict. `fail`: the app misbehaved beyond the gate; `error`: too many errors to tell.
+
+    pass rate = passed / (passed + failed) conversations; error rate = errored / all conversations.
+    """
+    config = {**DEFAULT_GATE, **(gate or {})}
+    required = set(config.get("required") or []) | {n for n, s in simulations.items() if s.get("required")}
+    passes = sum(s["passes"] for s in simulations.values())
+    failures = sum(s["failures"] for s in simulations.values())
+    errors = sum(s["errors"] for s in simulations.values())
+    total = passes + failures + errors
+    pass_rate = passes / (passes + failures) if passes + failures else None
+    error_rate = errors / total if total else 0.0
+    reasons: list[str] = []
+    failing: list[str] = []
+    if pass_rate is not None and pass_rate < config["min_pass_rate"]:
+        failing.append(f"pass rate {pass_rate:.1%} is below {config['min_pass_rate']:.1%}")
+    for name in sorted(required):
+        sim = simulations.get(name)
+        if sim is None:
+            reasons.append(f"required simulation {name} did not run")
+        elif sim["status"] == FAIL:
+            failing.append(f"required simulation {name} failed ({sim['passes']}/{sim['runs']} passed)")
+        elif sim["status"] == ERROR:
+            reasons.append(f"required simulation {name} has no verdict ({sim['errors']} errors)")
+    too_many_errors = error_rate > config["max_error_rate"]
+    if too_many_errors:
+        reasons.append(f"error rate {error_rate:.1%} is above {config['max_error_rate']:.1%}")
+    if total and pass_rate is None and not too_many_errors:
+        reasons.append("no conversation got a verdict")
+    status = FAIL if failing else ERROR if reasons else PASS
+    k_values = [s["pass_hat_k"] for s in simulations.values()]
+    mean_hat = {}
+    for k in sorted({k for d in k_values for k in d}, key=int):
+        values = [d[k] for d in k_values if d.get(k) is not None]
+        mean_hat[k] = _round(sum(values) / len(values)) if values else None
+    return {
+        "status": status,
+        "reasons": failing + reasons,
+        "pass_rate": _round(pass_rate),
+        "error_rate": _round(error_rate),
+        "passes": passes,
+        "failures": failures,
+        "errors": errors,
+        "simulations_passed": sum(1 for s in simulations.values() if s["status"] == PASS),
+        "simulations_failed": sum(1 for s in simulations.values() if s["status"] == FAIL),
+        "simulations_errored": sum(1 for s in simulations.values() if s["status"] == ERROR),
+        "pass_hat_k": mean_hat,
+        "config": config,
+    }

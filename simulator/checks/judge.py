@@ -1,0 +1,167 @@
+"""LLM-judged checks: did the persona's task get done, and how well does a rubric hold.
+
+The judge is asked for JSON (as structured output where the server supports it) and its answer
+is validated; a verdict that is missing, malformed or out of range is a check error, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import abstractmethod
+from typing import Any
+
+import jsonschema
+
+from ..errors import TurnError
+from .base import ERROR, FAIL, PASS, Check, CheckResult
+
+GOAL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["pass", "fail"]},
+        "reason": {"type": "string", "minLength": 1},
+    },
+    "required": ["verdict", "reason"],
+    "additionalProperties": False,
+}
+RUBRIC_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string", "minLength": 1},
+    },
+    "required": ["score", "reason"],
+    "additionalProperties": False,
+}
+
+JUDGE_SYSTEM = (
+    "You are a strict, fair evaluator of conversations between a user and a chat assistant. "
+    "Judge only from the transcript: what the assistant actually said and did, not what it promised "
+    "to do later. Answer with a JSON object only, no other text."
+)
+
+
+def transcript(result: dict[str, Any]) -> str:
+    """The conversation as plain text for the judge."""
+    lines = []
+    for turn in result["conversation"]:
+        who = "USER" if turn["actor"] == "user" else "ASSISTANT"
+        text = turn["response"] if not turn.get("error") else f"[no reply: {turn['error'].get('message', '')}]"
+        lines.append(f"[{turn['turn_number']}] {who}: {text}")
+    return "\n".join(lines) or "(empty conversation)"
+
+
+def _context(result: dict[str, Any]) -> str:
+    meta = result["meta_data"]
+    persona = meta.get("persona", {})
+    return (
+        f"The user is {persona.get('name', 'a user')}: {persona.get('profile', '')}\n"
+        f"The user's task: {meta.get('task', '')}\n\nTranscript:\n{transcript(result)}"
+    )
+
+
+def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(judgement, None) or (None, what was wrong): tolerates code fences, nothing else."""
+    cleaned = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", cleaned, re.DOTALL)
+    if fenced:
+        cleaned = fenced.group(1)
+    try:
+        data = json.loads(cleaned)
+    except ValueError:
+        return None, f"the judge's answer is not JSON: {text[:200]!r}"
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        return None, f"the judge's answer is not a valid verdict ({exc.message}): {text[:200]!r}"
+    return data, None
+
+
+class JudgeCheck(Check):
+    """Shared plumbing: ask the judge model, validate, turn the answer into a verdict."""
+
+    schema: dict[str, Any] = {}
+    schema_name = ""
+
+    @property
+    def needs_judge(self) -> bool:
+        return True
+
+    @abstractmethod
+    def prompt(self, result: dict[str, Any]) -> str:
+        """What the judge is asked about `result`."""
+
+    @abstractmethod
+    def decide(self, judgement: dict[str, Any]) -> CheckResult:
+        """The verdict from a validated judgement."""
+
+    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+        judge = getattr(context, "judge", None)
+        if judge is None:
+            return self.verdict(ERROR, "no judge model configured; add a top-level 'judge' to the manifest")
+        messages = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": self.prompt(result)}]
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": self.schema_name, "schema": self.schema, "strict": True},
+        }
+        try:
+            reply = await judge.complete(messages, response_format=response_format)
+        except TurnError as exc:
+            return self.verdict(ERROR, f"the judge failed: {exc}", reason=exc.reason)
+        judgement, problem = parse_judgement(reply.content, self.schema)
+        if judgement is None:
+            return self.verdict(ERROR, problem or "no verdict", answer=reply.content[:500])
+        checked = self.decide(judgement)
+        checked.evidence.setdefault("judge_model", judge.name)
+        if reply.usage:
+            checked.evidence["usage"] = reply.usage
+        return checked
+
+
+class GoalCompletedCheck(JudgeCheck):
+    kind = "goal_completed"
+    schema = GOAL_SCHEMA
+    schema_name = "goal_verdict"
+
+    def __init__(self, config: Any, source: str) -> None:
+        super().__init__("goal completed (judge)")
+
+    def prompt(self, result: dict[str, Any]) -> str:
+        return (
+            f"{_context(result)}\n\nDid the user's task get done in this conversation? It is done only if the "
+            "assistant actually completed it or gave the user everything needed; a promise to do it later, a "
+            "refusal, or a wrong answer is not done. Reply as JSON: "
+            '{"verdict": "pass" or "fail", "reason": "<one or two sentences citing the turn numbers>"}'
+        )
+
+    def decide(self, judgement: dict[str, Any]) -> CheckResult:
+        status = PASS if judgement["verdict"] == "pass" else FAIL
+        return self.verdict(status, judgement["reason"], reason=judgement["reason"], verdict=judgement["verdict"])
+
+
+class RubricCheck(JudgeCheck):
+    kind = "rubric"
+    schema = RUBRIC_SCHEMA
+    schema_name = "rubric_score"
+
+    def __init__(self, config: Any, source: str) -> None:
+        if isinstance(config, str):
+            config = {"text": config}
+        self.text = config["text"]
+        self.threshold = config.get("threshold", 4)
+        label = config.get("name") or (self.text if len(self.text) <= 60 else self.text[:57] + "...")
+        super().__init__(f"rubric: {label} (>= {self.threshold})")
+
+    def prompt(self, result: dict[str, Any]) -> str:
+        return (
+            f"{_context(result)}\n\nScore the ASSISTANT against this rubric, from 1 (not at all) to 5 (fully):\n"
+            f"{self.text}\n\nReply as JSON: "
+            '{"score": <integer 1-5>, "reason": "<one or two sentences citing the turn numbers>"}'
+        )
+
+    def decide(self, judgement: dict[str, Any]) -> CheckResult:
+        score = judgement["score"]
+        status = PASS if score >= self.threshold else FAIL
+        message = f"score {score} (needs {self.threshold}): {judgement['reason']}"
+        return self.verdict(status, message, score=score, threshold=self.threshold, reason=judgement["reason"])
