@@ -238,12 +238,18 @@ def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems
 
 
 def _checks(expect: dict[str, Any], doc: YamlDocument, at: tuple, entry: dict[str, Any], problems: list[str]) -> list:
-    where = at + ("expect",) if entry.get("expect") else ("defaults", "expect")
-    try:
-        return build_checks(expect, source=format_path(at + ("expect",)))
-    except ConfigError as exc:
-        problems.append(f"{doc.where(where)}: {exc}")
-        return []
+    """Each kind is built on its own, so one bad check does not hide the others' problems."""
+    checks = []
+    for key, config in expect.items():
+        own = key in (entry.get("expect") or {})
+        where = at + ("expect", key) if own else ("defaults", "expect", key)
+        try:
+            checks.extend(build_checks({key: config}, source=format_path(where[:-1])))
+        except ConfigError as exc:
+            message = f"{doc.where(where)}: {exc}"
+            if message not in problems:
+                problems.append(message)
+    return checks
 
 
 def _check_sides(

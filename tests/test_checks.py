@@ -1,0 +1,349 @@
+"""Checks, the LLM judge and the gate: each kind passing and failing, arithmetic, re-checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator import Persona, ScriptedUser, Simulator
+from simulator.checks import EvaluationContext, build_checks, decide_gate, evaluate, pass_at_k, pass_hat_k
+from simulator.checks.gate import simulation_verdict
+from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
+from simulator.errors import ConfigError
+from simulator.manifest import ManifestError, load_manifest
+from simulator.models import OpenAIChatCompletionsModel
+from simulator.runner import read_results
+from tests.servers.chat_app import FakeChatApp
+from tests.servers.openai_server import FakeOpenAIServer, Reply
+
+
+def conversation(replies: list, user: list[str] | None = None, delays: list[float] | None = None) -> dict:
+    """A real conversation_result: scripted user, a callback app answering `replies` in order."""
+    answers = iter(replies)
+    pauses = iter(delays or [])
+
+    def app(question, history, meta):
+        time.sleep(next(pauses, 0))
+        return next(answers)
+
+    turns = user or [f"question {i}" for i in range(len(replies))]
+    return Simulator(simulate_callback=app, userConnection=ScriptedUser(turns)).simulate("jane", "get a refund", 20)
+
+
+def check(expect: dict, result: dict, judge=None) -> dict:
+    return asyncio.run(evaluate(result, build_checks(expect), EvaluationContext(judge=judge)))
+
+
+REPLIES = ["Hello! How can I help?", "Your refund of $250 is approved.", "Label RL-501 is on its way."]
+
+
+@pytest.mark.parametrize(
+    ("expect", "status", "evidence"),
+    [
+        ({"contains": "refund"}, "pass", None),
+        ({"contains": ["REFUND", "label"]}, "pass", None),
+        ({"contains": "voucher"}, "fail", "no app reply has 'voucher'"),
+        ({"contains": {"value": "Refund", "case_sensitive": True}}, "fail", "no app reply has 'Refund'"),
+        ({"contains": {"value": "refund", "in": "every"}}, "fail", "turn 1 lacks 'refund'"),
+        ({"contains": {"value": "RL-501", "in": "last"}}, "pass", None),
+        ({"not_contains": "sorry"}, "pass", None),
+        ({"not_contains": "$250"}, "fail", "turn 3 has '$250'"),
+        ({"not_contains": {"value": "$250", "in": "last"}}, "pass", None),
+        ({"regex": r"RL-\d{3}"}, "pass", None),
+        ({"regex": r"^Your refund"}, "pass", None),
+        ({"regex": {"value": r"\bvoucher\b", "in": "any"}}, "fail", "no app reply has"),
+        ({"not_regex": r"\$\d+"}, "fail", "turn 3 has"),
+        ({"turns": {"min": 2, "max": 6}}, "pass", None),
+        ({"turns": {"max": 4}}, "fail", "6 turns, more than 4"),
+        ({"turns": {"min": 8}}, "fail", "6 turns, fewer than 8"),
+        ({"stop_reason": "user_done"}, "pass", None),
+        ({"stop_reason": ["max_turns", "user_gave_up"]}, "fail", "ended by user_done"),
+    ],
+)
+def test_deterministic_checks(expect: dict, status: str, evidence: str | None) -> None:
+    evaluation = check(expect, conversation(REPLIES))
+    assert evaluation["status"] == status, evaluation
+    (result,) = evaluation["checks"]
+    assert result["status"] == status
+    if evidence:
+        assert evidence in result["message"]
+        assert evaluation["failed"] == [result["name"]]
+
+
+def test_failing_text_check_points_at_the_turn_and_text() -> None:
+    (result,) = check({"not_contains": "approved"}, conversation(REPLIES))["checks"]
+    assert result["evidence"]["turn"] == 3
+    assert "approved" in result["evidence"]["text"]
+
+
+def test_max_latency_per_reply() -> None:
+    slow = conversation(REPLIES, delays=[0, 0.25, 0])
+    assert check({"max_latency_ms": 2000}, slow)["status"] == "pass"
+    evaluation = check({"max_latency_ms": 150}, slow)
+    (result,) = evaluation["checks"]
+    assert evaluation["status"] == "fail" and result["evidence"]["turn"] == 3
+    assert result["evidence"]["latency_ms"] >= 250
+
+
+def test_reply_schema_on_json_replies() -> None:
+    replies = [{"answer": "hi", "citations": ["doc1"]}, {"answer": "there", "citations": "doc2"}]
+    schema = {"type": "object", "required": ["citations"], "properties": {"citations": {"type": "array"}}}
+    evaluation = check({"reply_schema": schema}, conversation(replies))
+    (result,) = evaluation["checks"]
+    assert evaluation["status"] == "fail" and result["evidence"]["turn"] == 3
+    assert result["evidence"]["path"] == "citations" and "is not of type 'array'" in result["message"]
+    assert check({"reply_schema": schema}, conversation(replies[:1]))["status"] == "pass"
+
+
+def test_errors_are_not_failures_unless_no_errors_says_so() -> None:
+    def broken(question, history, meta):
+        raise RuntimeError("database down")
+
+    errored = Simulator(simulate_callback=broken, userConnection=ScriptedUser(["hi"])).simulate("jane", "t", 4)
+    evaluation = check({"contains": "x"}, errored)
+    assert evaluation["status"] == "error" and "database down" in evaluation["errors"][0]
+    evaluation = check({"contains": "x", "no_errors": True}, errored)
+    assert evaluation["status"] == "fail" and evaluation["failed"] == ["no app errors"]
+    assert "database down" in evaluation["checks"][0]["message"]
+
+
+def test_text_check_config_errors() -> None:
+    with pytest.raises(ConfigError, match="invalid regular expression"):
+        build_checks({"regex": "(unclosed"})
+    with pytest.raises(ConfigError, match="min .* greater than max"):
+        build_checks({"turns": {"min": 5, "max": 2}})
+    with pytest.raises(ConfigError, match="not a valid JSON Schema"):
+        build_checks({"reply_schema": {"type": "nope"}})
+    with pytest.raises(ConfigError, match="use 'every'"):
+        build_checks({"not_contains": {"value": "x", "in": "any"}})
+
+
+# --- the judge -------------------------------------------------------------------------------
+
+
+def judge_model(server: FakeOpenAIServer) -> OpenAIChatCompletionsModel:
+    return OpenAIChatCompletionsModel(endpoint_url=server.openai_base_url, name="judge-model", max_retries=0)
+
+
+def test_goal_completed_verdicts(llm: FakeOpenAIServer) -> None:
+    llm.script(
+        '{"verdict": "pass", "reason": "Turn 3 confirms the refund."}',
+        '```json\n{"verdict": "fail", "reason": "Only promised."}\n```',
+    )
+    result = conversation(REPLIES)
+    passed = check({"goal_completed": True}, result, judge_model(llm))
+    assert passed["status"] == "pass"
+    assert passed["checks"][0]["evidence"]["reason"] == "Turn 3 confirms the refund."
+    failed = check({"goal_completed": True}, result, judge_model(llm))
+    assert failed["status"] == "fail" and failed["checks"][0]["message"] == "Only promised."
+    request = llm.chat_requests[0].body
+    assert request["response_format"]["type"] == "json_schema"
+    prompt = request["messages"][-1]["content"]
+    assert "get a refund" in prompt and "[3] ASSISTANT: Your refund of $250 is approved." in prompt
+    assert "Jane" in prompt
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I think it passed.",
+        '{"reason": "no verdict given"}',
+        '{"verdict": "maybe", "reason": "unsure"}',
+        '{"verdict": "pass"}',
+        "",
+    ],
+)
+def test_malformed_or_missing_verdicts_are_errors_never_passes(llm: FakeOpenAIServer, answer: str) -> None:
+    llm.script(answer)
+    evaluation = check({"goal_completed": True}, conversation(REPLIES), judge_model(llm))
+    assert evaluation["status"] == "error"
+    assert evaluation["checks"][0]["status"] == "error"
+    assert "judge" in evaluation["errors"][0]
+
+
+def test_rubric_scores_and_threshold(llm: FakeOpenAIServer) -> None:
+    llm.script(
+        '{"score": 5, "reason": "Polite throughout."}',
+        '{"score": 3, "reason": "Curt in turn 1."}',
+        '{"score": 9, "reason": "off the scale"}',
+    )
+    result = conversation(REPLIES)
+    expect = {"rubric": [{"text": "The assistant is polite", "threshold": 4}, "The assistant cites the order"]}
+    evaluation = check(expect, result, judge_model(llm))
+    statuses = sorted(c["status"] for c in evaluation["checks"])
+    assert statuses == ["fail", "pass"] and evaluation["status"] == "fail"
+    failed = next(c for c in evaluation["checks"] if c["status"] == "fail")
+    assert failed["evidence"]["score"] == 3 and "Curt in turn 1." in failed["message"]
+    out_of_range = check({"rubric": "x"}, result, judge_model(llm))
+    assert out_of_range["status"] == "error"
+
+
+def test_judge_without_structured_output_support(llm: FakeOpenAIServer) -> None:
+    llm.script(
+        Reply.error(400, "'response_format' of type 'json_schema' is not supported with this model"),
+        '{"verdict": "pass", "reason": "done"}',
+    )
+    evaluation = check({"goal_completed": True}, conversation(REPLIES), judge_model(llm))
+    assert evaluation["status"] == "pass"
+    assert "response_format" in llm.chat_requests[0].body and "response_format" not in llm.chat_requests[1].body
+
+
+def test_judge_failing_is_a_check_error(llm: FakeOpenAIServer) -> None:
+    llm.default = lambda request: Reply.error(500, "judge down")
+    evaluation = check({"goal_completed": True, "contains": "refund"}, conversation(REPLIES), judge_model(llm))
+    assert evaluation["status"] == "error" and "the judge failed" in evaluation["errors"][0]
+    evaluation = check({"goal_completed": True, "contains": "voucher"}, conversation(REPLIES), judge_model(llm))
+    assert evaluation["status"] == "fail"  # a known failure outranks a missing verdict
+
+
+# --- gate arithmetic -------------------------------------------------------------------------
+
+
+def test_pass_hat_k_and_pass_at_k() -> None:
+    assert pass_hat_k(4, 4, 4) == 1.0
+    assert pass_hat_k(4, 3, 1) == 0.75
+    assert pass_hat_k(4, 3, 2) == pytest.approx(3 / 6)
+    assert pass_hat_k(4, 3, 4) == 0.0
+    assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)
+    assert pass_at_k(4, 0, 3) == 0.0
+    assert pass_hat_k(2, 1, 3) is None
+
+
+def fake_results(name: str, statuses: list[str], **meta) -> list[dict]:
+    return [{"meta_data": {"simulation": name, **meta}, "evaluation": {"status": s, "failed": []}} for s in statuses]
+
+
+def test_simulation_verdicts_with_repeats_and_min_passes() -> None:
+    flaky = simulation_verdict(fake_results("a", ["pass", "fail", "pass", "pass", "error"]))
+    assert (flaky["passes"], flaky["failures"], flaky["errors"], flaky["status"]) == (3, 1, 1, "fail")
+    assert flaky["pass_rate"] == 0.75 and flaky["pass_hat_k"]["2"] == 0.5 and flaky["pass_at_k"]["2"] == 1.0
+    tolerant = simulation_verdict(fake_results("a", ["pass", "fail", "pass", "pass"], min_passes=3))
+    assert tolerant["status"] == "pass"
+    assert simulation_verdict(fake_results("a", ["error", "error"]))["status"] == "error"
+
+
+def test_gate_rates_required_and_errors_apart() -> None:
+    sims = {
+        "a": simulation_verdict(fake_results("a", ["pass"] * 9 + ["fail"])),
+        "b": simulation_verdict(fake_results("b", ["pass"] * 10)),
+    }
+    assert decide_gate(sims, None)["status"] == "fail"  # default: every conversation must pass
+    gate = decide_gate(sims, {"min_pass_rate": 0.9})
+    assert gate["status"] == "pass" and gate["pass_rate"] == 0.95
+    gate = decide_gate(sims, {"min_pass_rate": 0.9, "required": ["a"]})
+    assert gate["status"] == "fail" and "required simulation a failed (9/10 passed)" in gate["reasons"]
+    sims["c"] = simulation_verdict(fake_results("c", ["error", "pass"]))
+    gate = decide_gate(sims, {"min_pass_rate": 0.9, "max_error_rate": 0.1})
+    assert gate["status"] == "pass" and gate["errors"] == 1 and gate["error_rate"] == pytest.approx(1 / 22, abs=1e-4)
+    gate = decide_gate(sims, {"min_pass_rate": 0.9, "max_error_rate": 0.01})
+    assert gate["status"] == "error" and gate["failures"] == 1 and "error rate" in gate["reasons"][0]
+    assert gate["pass_hat_k"]["1"] == pytest.approx((0.9 + 1.0 + 1.0) / 3, abs=1e-4)
+
+
+# --- through the manifest, the runner and `simulator check` ------------------------------------------
+
+
+def test_manifest_expect_problems(tmp_path: Path) -> None:
+    path = tmp_path / "m.yml"
+    path.write_text(
+        "version: 1\ntarget: {callback: 'x.py:f'}\ngate: {required: [nope]}\n"
+        "defaults: {expect: {regex: '(open'}}\n"
+        "simulations:\n"
+        "  - {name: a, persona: jane, task: t, turns: [x], repeat: 2, min_passes: 3}\n"
+        "  - {name: b, persona: jane, task: t, turns: [x], expect: {goal_completed: true, bogus: 1}}\n"
+    )
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, environ={})
+    message = str(err.value)
+    assert "expect.bogus: unknown field" in message and ":7:" in message
+    path.write_text(path.read_text().replace(", bogus: 1", ""))
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, environ={})
+    message = str(err.value)
+    assert "invalid regular expression '(open'" in message and f"{path}:4:" in message
+    assert "simulations[0].min_passes: 3 is more than repeat (2)" in message
+    assert "gate.required[0]: no simulation is named 'nope'" in message
+    assert "goal_completed and rubric need a judge model" in message
+
+
+APP_FLAKY = """\
+calls = 0
+
+def respond(question, conversation_history, meta_data):
+    global calls
+    calls += 1
+    with open(__file__ + ".calls", "a") as log:
+        log.write("x")
+    good = meta_data["conversation_id"][-1] in "01234567"
+    return "Your refund is approved." if good else "Please call us."
+"""
+
+
+def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(tmp_path: Path, capsys) -> None:
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'Your refund is approved, label RL-1.'\n")
+    manifest = tmp_path / "m.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+        "simulations:\n"
+        "  - {name: refund, persona: jane, task: t, turns: [hi], repeat: 3, expect: {contains: refund}}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_OK
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gate"]["status"] == "pass" and summary["simulations"]["refund"]["verdict"]["passes"] == 3
+    before = (out / "conversations.jsonl").read_text()
+
+    # tighten the checks and judge the same transcripts again: the app is not called
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    raise SystemExit('the app must not be called')\n")
+    manifest.write_text(manifest.read_text().replace("expect: {contains: refund}", "expect: {contains: voucher}"))
+    assert main(["check", str(out)]) == EXIT_GATE_FAILED
+    err = capsys.readouterr().err
+    assert "Gate: FAIL: 0 passed, 3 failed" in err
+    results = read_results(out / "conversations.jsonl")
+    assert [r["conversation_id"] for r in results] == [
+        json.loads(line)["conversation_id"] for line in before.splitlines()
+    ]
+    assert all(r["evaluation"]["failed"] == ["contains 'voucher' in any reply"] for r in results)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["simulations"]["refund"]["verdict"]["failed_checks"] == {"contains 'voucher' in any reply": 3}
+    assert "rechecked_at" in summary["run"]
+
+
+def test_repeats_min_passes_and_required_through_the_runner(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    llm.script(*(['{"verdict": "pass", "reason": "ok"}'] * 3 + ['{"verdict": "fail", "reason": "no"}'] * 1))
+    with FakeChatApp() as app:
+        manifest = tmp_path / "m.yml"
+        manifest.write_text(
+            "version: 1\n"
+            f"target: {{url: '{app.url}/promptflow'}}\n"
+            f"judge: {{model: judge, endpoint: '{llm.openai_base_url}'}}\n"
+            "gate: {min_pass_rate: 0.7, max_error_rate: 0}\n"
+            "simulations:\n"
+            "  - {name: judged, persona: jane, task: t, turns: [hi], repeat: 4, min_passes: 3, required: true,\n"
+            "     expect: {goal_completed: true, contains: 'you said'}}\n"
+        )
+        code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet", "--concurrency", "1"])
+    assert code == EXIT_OK
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    verdict = summary["simulations"]["judged"]["verdict"]
+    assert (verdict["passes"], verdict["failures"], verdict["status"]) == (3, 1, "pass")
+    assert verdict["pass_hat_k"] == {"1": 0.75, "2": 0.5, "3": 0.25, "4": 0.0}
+    assert summary["gate"]["status"] == "pass" and summary["gate"]["pass_rate"] == 0.75
+    failed = [r for r in read_results(tmp_path / "out" / "conversations.jsonl") if r["evaluation"]["status"] == "fail"]
+    assert failed[0]["evaluation"]["checks"][0]["evidence"]["reason"] == "no"
+
+
+def test_errors_exceeding_the_gate_exit_with_the_errors_code(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    raise ValueError('boom')\n")
+    manifest = tmp_path / "m.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+        "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi]}\n"
+    )
+    assert main(["run", str(manifest), "--out", str(tmp_path / "o1"), "--quiet"]) == EXIT_RUN_ERRORS
+    manifest.write_text(manifest.read_text().replace("turns: [hi]", "turns: [hi], expect: {no_errors: true}"))
+    assert main(["run", str(manifest), "--out", str(tmp_path / "o2"), "--quiet"]) == EXIT_GATE_FAILED
