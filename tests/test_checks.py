@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator import Persona, ScriptedUser, Simulator
+from simulator import ScriptedUser, Simulator
 from simulator.checks import EvaluationContext, build_checks, decide_gate, evaluate, pass_at_k, pass_hat_k
 from simulator.checks.gate import simulation_verdict
 from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
@@ -268,19 +268,6 @@ def test_manifest_expect_problems(tmp_path: Path) -> None:
     assert "simulations[0].min_passes: 3 is more than repeat (2)" in message
     assert "gate.required[0]: no simulation is named 'nope'" in message
     assert "goal_completed and rubric need a judge model" in message
-
-
-APP_FLAKY = """\
-calls = 0
-
-def respond(question, conversation_history, meta_data):
-    global calls
-    calls += 1
-    with open(__file__ + ".calls", "a") as log:
-        log.write("x")
-    good = meta_data["conversation_id"][-1] in "01234567"
-    return "Your refund is approved." if good else "Please call us."
-"""
 
 
 def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(tmp_path: Path, capsys) -> None:
