@@ -3,7 +3,15 @@
 from simulator import Persona, Simulator, OpenAIChatCompletionsModel, PlainTokenManager
 """
 
-from .errors import ConfigError, MissingExtraError, PersonaError, SimulatorError, TemplateError, TurnError
+from .errors import (
+    ConfigError,
+    MissingCredentialError,
+    MissingExtraError,
+    PersonaError,
+    SimulatorError,
+    TemplateError,
+    TurnError,
+)
 from .models import OpenAIChatCompletionsModel
 from .persona import GIVE_UP_MARKER, STOP_MARKER, Persona, predefined_personas
 from .result import STOP_REASONS, validate_result
@@ -24,6 +32,7 @@ __all__ = [
     "KeyVaultAPITokenManager",
     "LLMUser",
     "ManagedIdentityAPITokenManager",
+    "MissingCredentialError",
     "MissingExtraError",
     "ModelTarget",
     "OpenAIChatCompletionsModel",

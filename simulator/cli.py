@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .plan import Job, parse_shard, plan_jobs
-from .runner import SUMMARY_FILE, merge_results, recheck, run_jobs
+from .runner import SUMMARY_FILE, merge_results, recheck, run_jobs, run_with_signals
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -94,30 +94,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     err.write(f"Running {len(jobs)} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
     progress = Progress(len(jobs), err, quiet=args.quiet)
-    received: dict[str, int] = {}
-
-    async def main() -> Any:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-
-            def on_signal(sig: signal.Signals = sig) -> None:
-                received.setdefault("signal", sig)
-                if task is not None:
-                    task.cancel()
-
-            loop.add_signal_handler(sig, on_signal)
-        run_info = {"shard": f"{shard[0]}/{shard[1]}" if shard else None}
-        return await run_jobs(
-            manifest, jobs, args.out, concurrency=args.concurrency, on_result=progress, run_info=run_info
-        )
-
-    outcome = asyncio.run(main())
+    run_info = {"shard": f"{shard[0]}/{shard[1]}" if shard else None}
+    outcome, received = run_with_signals(
+        lambda: run_jobs(manifest, jobs, args.out, concurrency=args.concurrency, on_result=progress, run_info=run_info)
+    )
     if progress.tty and not args.quiet and progress.done < progress.total:
         err.write("\n")
     _print_summary(outcome.summary, Path(args.out), err)
     if outcome.interrupted:
-        sig = received.get("signal", signal.SIGINT)
+        sig = received or signal.SIGINT
         err.write(
             f"Interrupted by {signal.Signals(sig).name}: kept {len(outcome.results)} conversation(s); "
             f"{len(outcome.not_run)} did not run.\n"

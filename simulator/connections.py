@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, MissingCredentialError
 from .models import OpenAIChatCompletionsModel
 from .targets import CallbackTarget, HttpTarget, Target
 from .tokens import PlainTokenManager
@@ -67,8 +67,8 @@ def build_user_model(config: dict[str, Any], source: str = "user") -> OpenAIChat
         manager = PlainTokenManager(env_var=config["api_key_env"], auth_header=config.get("auth_header"))
         try:
             manager.get_token_sync()
-        except ConfigError as exc:
-            raise ConfigError(f"{source}.api_key_env: {exc}") from None
+        except MissingCredentialError as exc:
+            raise MissingCredentialError(f"{source}.api_key_env: {exc}") from None
     options = {
         key: config[key]
         for key in ("max_tokens", "temperature", "reasoning", "reasoning_effort", "timeout", "max_retries")
@@ -83,4 +83,4 @@ def build_user_model(config: dict[str, Any], source: str = "user") -> OpenAIChat
             **options,
         )
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise type(exc)(f"{source}: {exc}") from None

@@ -19,6 +19,10 @@ class TemplateError(ConfigError):
     """A prompt template uses a placeholder nobody provides."""
 
 
+class MissingCredentialError(ConfigError):
+    """An LLM credential is not available (e.g. secrets are not passed to fork pull requests)."""
+
+
 class MissingExtraError(SimulatorError, ImportError):
     """An optional dependency is needed for a feature the user asked for."""
 

@@ -74,6 +74,8 @@ class Manifest:
     data: dict[str, Any] = field(repr=False, default_factory=dict)
     judge: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
+    #: environment variables the manifest read, with the field paths that used them
+    variables: dict[str, list[str]] = field(default_factory=dict)
 
     def simulation(self, name: str) -> Simulation | None:
         return next((s for s in self.simulations if s.name == name), None)
@@ -83,7 +85,13 @@ class Manifest:
         return self.path.parent
 
 
-def interpolate(value: Any, environ: Mapping[str, str], path: tuple = (), problems: list | None = None) -> Any:
+def interpolate(
+    value: Any,
+    environ: Mapping[str, str],
+    path: tuple = (),
+    problems: list | None = None,
+    used: dict[str, list[str]] | None = None,
+) -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`.
 
     Only string values are touched (after YAML parsing), so a variable can never inject YAML.
@@ -95,6 +103,8 @@ def interpolate(value: Any, environ: Mapping[str, str], path: tuple = (), proble
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
+            if used is not None:
+                used.setdefault(name, []).append(format_path(path))
             if name in environ and environ[name] != "":
                 return environ[name]
             if default is not None:
@@ -105,9 +115,9 @@ def interpolate(value: Any, environ: Mapping[str, str], path: tuple = (), proble
 
         return _VARIABLE.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, environ, path + (k,), problems) for k, v in value.items()}
+        return {k: interpolate(v, environ, path + (k,), problems, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, environ, path + (i,), problems) for i, v in enumerate(value)]
+        return [interpolate(v, environ, path + (i,), problems, used) for i, v in enumerate(value)]
     return value
 
 
@@ -140,7 +150,8 @@ def load_manifest(
         raise ManifestError(source, problems)
 
     unset: list[tuple[tuple, str]] = []
-    data = interpolate(doc.data, os.environ if environ is None else environ, (), unset)
+    used: dict[str, list[str]] = {}
+    data = interpolate(doc.data, os.environ if environ is None else environ, (), unset, used)
     for where, name in unset:
         problems.append(
             f"{doc.where(where)}: {format_path(where)}: environment variable {name} is not set "
@@ -163,6 +174,7 @@ def load_manifest(
         data=data,
         judge=data.get("judge"),
         gate=data.get("gate"),
+        variables=used,
     )
 
 

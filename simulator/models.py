@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse, urlunparse
 import httpx2
 import openai
 
-from .errors import ConfigError, TurnError
+from .errors import ConfigError, MissingCredentialError, TurnError
 from .tokens import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
 log = logging.getLogger("simulator.models")
@@ -144,12 +144,12 @@ class OpenAIChatCompletionsModel:
         if os.environ.get(env_var):
             return PlainTokenManager(env_var=env_var)
         if self.endpoint_url is None:
-            raise ConfigError(
+            raise MissingCredentialError(
                 "OpenAIChatCompletionsModel: no credential for api.openai.com; set OPENAI_API_KEY or pass "
                 "token_manager=PlainTokenManager(env_var='MY_KEY_VARIABLE')"
             )
         if self.is_azure:
-            raise ConfigError(
+            raise MissingCredentialError(
                 f"OpenAIChatCompletionsModel: no credential for Azure OpenAI at {self.endpoint_url}; set "
                 "AZURE_OPENAI_API_KEY or pass a token manager (PlainTokenManager, KeyVaultAPITokenManager, "
                 "ManagedIdentityAPITokenManager)"

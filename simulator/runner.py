@@ -10,17 +10,18 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .checks import EvaluationContext, evaluate
 from .connections import build_target, build_user_model
-from .errors import ConfigError
+from .errors import ConfigError, MissingCredentialError
 from .manifest import Manifest
 from .plan import Job
 from .simulator import DEFAULT_TURN_TIMEOUT, Simulator
@@ -28,6 +29,7 @@ from .summary import summarize
 from .targets import Target
 from .users import ScriptedUser, UserSide
 
+T = TypeVar("T")
 RESULTS_FILE = "conversations.jsonl"
 SUMMARY_FILE = "summary.json"
 INTERRUPTED_EVALUATION = {
@@ -109,6 +111,28 @@ class Connections:
                     problems.append(message)
         if problems:
             raise ConfigError("\n".join(problems))
+
+    def missing_credentials(self, jobs: list[Job]) -> dict[str, str]:
+        """Simulations that need an LLM (user or judge) whose credential is absent, with why."""
+        missing: dict[str, str] = {}
+        judge_problem = None
+        if self.manifest.judge:
+            try:
+                build_user_model(self.manifest.judge, source="judge")
+            except MissingCredentialError as exc:
+                judge_problem = str(exc)
+        for job in jobs:
+            sim = job.simulation
+            if sim.name in missing:
+                continue
+            if judge_problem and any(c.needs_judge for c in sim.checks):
+                missing[sim.name] = judge_problem
+            elif sim.needs_llm:
+                try:
+                    self.user(job)
+                except MissingCredentialError as exc:
+                    missing[sim.name] = str(exc)
+        return missing
 
     def target(self, job: Job) -> Target:
         sim = job.simulation
@@ -361,3 +385,27 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     summary = summarize(results, run, order=order, gate=manifest.gate)
     write_summary(folder, summary)
     return summary
+
+
+def run_with_signals(make: Callable[[], Awaitable[T]]) -> tuple[T, signal.Signals | None]:
+    """Run `make()` on a new event loop; SIGINT/SIGTERM cancel it (the run keeps what finished).
+
+    Returns the result and the signal that interrupted it, if any.
+    """
+    received: dict[str, signal.Signals] = {}
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+
+            def on_signal(sig: signal.Signals = sig) -> None:
+                received.setdefault("signal", sig)
+                if task is not None:
+                    task.cancel()
+
+            loop.add_signal_handler(sig, on_signal)
+        return await make()
+
+    result = asyncio.run(main())
+    return result, received.get("signal")

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ConfigError, MissingExtraError
+from .errors import ConfigError, MissingCredentialError, MissingExtraError
 
 API_KEY_HEADER = "api-key"
 BEARER = "Bearer"
@@ -126,7 +126,9 @@ class PlainTokenManager(APITokenManager):
             return self._api_key, None
         value = os.environ.get(self.env_var or "", "").strip()
         if not value:
-            raise ConfigError(f"environment variable {self.env_var} is not set or empty; it should hold the API key")
+            raise MissingCredentialError(
+                f"environment variable {self.env_var} is not set or empty; it should hold the API key"
+            )
         return value, None
 
     @property

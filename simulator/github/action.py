@@ -1,0 +1,365 @@
+"""The GitHub Action: inputs in, the library's run, then results published the ways a PR shows them.
+
+Everything here is a thin layer: loading, running, checking and rendering are the library's;
+this module maps inputs and environment to it, and publishes outputs, the job summary, the
+artifact, the sticky comment and annotations. Publishing never loses results: each step that
+fails (no permission, no artifact service) warns and the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..manifest import Manifest, load_manifest
+from ..plan import Job, parse_shard, plan_jobs
+from ..report import SUMMARY_LIMIT, Links, render_markdown
+from ..runner import RESULTS_FILE, Connections, merge_results, read_results, run_jobs, run_with_signals, write_summary
+from ..summary import summarize
+from . import commands
+from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
+from .comment import MARKER, CommentError, PullRequestComments
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_CONFIG, EXIT_ERRORS = 0, 1, 2, 3
+COMMENT_MODES = ("always", "on-failure", "never")
+FAIL_ON = ("gate", "errors", "never")
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SIG", re.IGNORECASE)
+KEY_INPUTS = {
+    "openai-api-key": "OPENAI_API_KEY",
+    "azure-openai-endpoint": "AZURE_OPENAI_ENDPOINT",
+    "azure-openai-api-key": "AZURE_OPENAI_API_KEY",
+    "azure-openai-api-version": "AZURE_OPENAI_API_VERSION",
+}
+SECRET_INPUTS = ("openai-api-key", "azure-openai-api-key", "github-token")
+
+
+@dataclass
+class Inputs:
+    manifest: str = ".github/simulations.yml"
+    app_url: str = ""
+    github_token: str = ""
+    comment: str = "always"
+    artifact_name: str = "simulation-results"
+    results_dir: str = "simulation-results"
+    fail_on: str = "gate"
+    concurrency: int = 8
+    shard: str = ""
+    filters: list[str] = field(default_factory=list)
+    merge: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+def _lines(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,\n]", text) if part.strip()]
+
+
+def read_inputs() -> Inputs:
+    """The action's inputs; bad values are configuration errors that name the input."""
+    get = commands.get_input
+    for name in SECRET_INPUTS:
+        commands.mask(get(name))
+    comment = (get("comment") or "always").lower()
+    if comment not in COMMENT_MODES:
+        raise ConfigError(f"input comment: must be one of {', '.join(COMMENT_MODES)}, got {comment!r}")
+    fail_on = (get("fail-on") or "gate").lower()
+    if fail_on not in FAIL_ON:
+        raise ConfigError(f"input fail-on: must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
+    concurrency_text = get("concurrency") or "8"
+    if not concurrency_text.isdigit() or int(concurrency_text) < 1:
+        raise ConfigError(f"input concurrency: must be a whole number >= 1, got {concurrency_text!r}")
+    shard = get("shard")
+    if shard:
+        parse_shard(shard)
+    return Inputs(
+        manifest=get("manifest") or ".github/simulations.yml",
+        app_url=get("app-url"),
+        github_token=get("github-token"),
+        comment=comment,
+        artifact_name=get("artifact-name") or "simulation-results",
+        results_dir=get("results-dir") or "simulation-results",
+        fail_on=fail_on,
+        concurrency=int(concurrency_text),
+        shard=shard,
+        filters=_lines(get("filter")),
+        merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
+        keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
+    )
+
+
+@dataclass
+class GitHubContext:
+    """What the runner tells a container about the run (workspace, repository, event)."""
+
+    workspace: Path
+    repository: str
+    api_url: str
+    server_url: str
+    run_id: str
+    workflow: str
+    pr_number: int | None
+    is_fork: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GitHubContext:
+        payload: dict[str, Any] = {}
+        event_path = env.get("GITHUB_EVENT_PATH")
+        if event_path and Path(event_path).is_file():
+            try:
+                payload = json.loads(Path(event_path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                payload = {}
+        pull = payload.get("pull_request") or {}
+        head_repo = ((pull.get("head") or {}).get("repo") or {}).get("full_name")
+        base_repo = ((pull.get("base") or {}).get("repo") or {}).get("full_name")
+        return cls(
+            workspace=Path(env.get("GITHUB_WORKSPACE") or "."),
+            repository=env.get("GITHUB_REPOSITORY", ""),
+            api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
+            server_url=env.get("GITHUB_SERVER_URL", "https://github.com"),
+            run_id=env.get("GITHUB_RUN_ID", ""),
+            workflow=env.get("GITHUB_WORKFLOW", ""),
+            pr_number=pull.get("number") if isinstance(pull.get("number"), int) else None,
+            is_fork=bool(head_repo and base_repo and head_repo != base_repo),
+        )
+
+    @property
+    def run_url(self) -> str | None:
+        if not (self.repository and self.run_id):
+            return None
+        return f"{self.server_url}/{self.repository}/actions/runs/{self.run_id}"
+
+
+def _mask_manifest_secrets(manifest: Manifest, env: Mapping[str, str]) -> None:
+    """Values the manifest read from secret-looking variables, or put into request headers."""
+    for name, paths in manifest.variables.items():
+        if SECRET_NAME.search(name) or any(".headers." in p or p.endswith(".headers") for p in paths):
+            commands.mask(env.get(name))
+
+
+def _annotation_file(ctx: GitHubContext, manifest_path: Path) -> str:
+    try:
+        return manifest_path.resolve().relative_to(ctx.workspace.resolve()).as_posix()
+    except ValueError:
+        return manifest_path.as_posix()
+
+
+def _print_progress(job: Job, result: dict[str, Any]) -> None:
+    meta = result["meta_data"]
+    status = (result.get("evaluation") or {}).get("status", "error")
+    print(f"{job.key}: {status} ({meta['stop_reason']} after {meta['turn_count']} turns)", flush=True)
+
+
+def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[dict, Manifest | None, int]:
+    """Play the manifest (or merge shards); returns (summary, manifest, exit code if interrupted)."""
+    if inputs.merge:
+        folders = [ctx.workspace / folder for folder in inputs.merge]
+        missing = [str(f) for f in folders if not (f / RESULTS_FILE).is_file()]
+        if missing:
+            raise ConfigError(f"input merge: no {RESULTS_FILE} in {', '.join(missing)}")
+        manifest_path = ctx.workspace / inputs.manifest
+        manifest = load_manifest(manifest_path) if manifest_path.is_file() else None
+        return merge_results(out, folders), manifest, 0
+    manifest = load_manifest(ctx.workspace / inputs.manifest, app_url=inputs.app_url or None, environ=env)
+    _mask_manifest_secrets(manifest, env)
+    shard = parse_shard(inputs.shard) if inputs.shard else None
+    jobs = plan_jobs(manifest, filters=inputs.filters, shard=shard)
+    missing = Connections(manifest).missing_credentials(jobs)
+    run_info: dict[str, Any] = {"shard": inputs.shard or None}
+    if missing:
+        names = ", ".join(sorted(missing))
+        why = "secrets are not passed to workflows run from forks" if ctx.is_fork else next(iter(missing.values()))
+        note = f"Skipped {len(missing)} simulation(s) that need an LLM key that is not available ({why}): {names}"
+        commands.notice(note, title="LLM key not available")
+        run_info["skipped"] = note
+        run_info["skipped_simulations"] = sorted(missing)
+        jobs = [job for job in jobs if job.simulation.name not in missing]
+    if not jobs:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RESULTS_FILE).write_text("", encoding="utf-8")
+        summary = summarize([], {"manifest": str(manifest.path), **run_info}, gate=manifest.gate)
+        summary["gate"]["status"] = "skipped"
+        write_summary(out, summary)
+        return summary, manifest, 0
+    outcome, signalled = run_with_signals(
+        lambda: run_jobs(
+            manifest, jobs, out, concurrency=inputs.concurrency, on_result=_print_progress, run_info=run_info
+        )
+    )
+    interrupted = 0 if signalled is None else 128 + int(signalled)
+    return outcome.summary, manifest, interrupted
+
+
+def _log_simulations(summary: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_name.setdefault(result["meta_data"].get("simulation", "?"), []).append(result)
+    for name, sim in summary["simulations"].items():
+        verdict = sim["verdict"]
+        with commands.group(f"{name}: {verdict['status']} ({verdict['passes']}/{verdict['runs']} passed)"):
+            for result in by_name.get(name, []):
+                evaluation = result.get("evaluation") or {}
+                print(f"--- #{result['meta_data'].get('repeat', 1)}: {evaluation.get('status', 'error')}", flush=True)
+                lines = [
+                    f"[{t['turn_number']}] {t['actor']}: {t['response'] or t.get('error')}"
+                    for t in result["conversation"]
+                ]
+                lines += [f"  {c['status']}: {c['name']}: {c['message']}" for c in evaluation.get("checks", [])]
+                lines += [f"  error: {e}" for e in evaluation.get("errors", [])]
+                commands.print_untrusted("\n".join(lines))
+
+
+def _annotate(summary: dict[str, Any], manifest: Manifest | None, ctx: GitHubContext) -> None:
+    for name, sim in summary["simulations"].items():
+        verdict = sim["verdict"]
+        if verdict["status"] == "pass":
+            continue
+        simulation = manifest.simulation(name) if manifest else None
+        file = _annotation_file(ctx, manifest.path) if manifest else None
+        line = simulation.line if simulation else None
+        checks = ", ".join(f"{check} ({count}×)" for check, count in verdict["failed_checks"].items())
+        message = (
+            f"Simulation {name} {'failed' if verdict['status'] == 'fail' else 'has no verdict'}: "
+            f"{verdict['passes']}/{verdict['runs']} passed, {verdict['errors']} errors"
+            + (f"; failing checks: {checks}" if checks else "")
+        )
+        if verdict["status"] == "fail":
+            commands.error(message, file=file, line=line, title=f"Simulation {name} failed")
+        else:
+            commands.warning(message, file=file, line=line, title=f"Simulation {name} has no verdict")
+
+
+def _comment(inputs: Inputs, ctx: GitHubContext, summary: dict[str, Any], body: str) -> str | None:
+    if inputs.comment == "never" or ctx.pr_number is None:
+        return None
+    if not inputs.github_token:
+        commands.warning("No github-token: the pull request comment is skipped; the job summary has the report.")
+        return None
+    key = hashlib.sha256(f"{ctx.workflow}|{inputs.manifest}|{inputs.artifact_name}".encode()).hexdigest()[:12]
+    marker = MARKER.format(key=key)
+    comments = PullRequestComments(ctx.api_url, ctx.repository, ctx.pr_number, inputs.github_token)
+    try:
+        passing = summary["gate"]["status"] in ("pass", "skipped")
+        if inputs.comment == "on-failure" and passing and comments.find(marker) is None:
+            return None  # nothing failed and no earlier comment to bring up to date
+        posted = comments.upsert(marker, body)
+    except CommentError as exc:
+        if exc.no_permission:
+            commands.warning(
+                f"Cannot write the pull request comment ({exc}). Pull requests from forks get a read-only "
+                "token; elsewhere grant `permissions: pull-requests: write`. The job summary has the report.",
+                title="No pull request comment",
+            )
+        else:
+            commands.warning(f"The pull request comment failed: {exc}. The job summary has the report.")
+        return None
+    print(f"{'Posted' if posted.created else 'Updated'} the pull request comment: {posted.url}", flush=True)
+    return posted.url
+
+
+def _upload(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[str | None, str]:
+    name = inputs.artifact_name
+    if inputs.shard and name == "simulation-results":
+        name = f"{name}-shard-{parse_shard(inputs.shard)[0]}"
+    name = safe_name(name)
+    if not runtime_available(env):
+        commands.notice(
+            f"The Actions results service is not available to this container (no ACTIONS_RUNTIME_TOKEN / "
+            f"ACTIONS_RESULTS_URL), so the results stay in {inputs.results_dir}/. Add a step "
+            f"`uses: actions/upload-artifact@v4` with `path: {inputs.results_dir}` to keep them.",
+            title="Results not uploaded",
+        )
+        return None, name
+    try:
+        artifact_id, size = ArtifactUploader(env).upload(name, out)
+    except (ArtifactError, KeyError) as exc:
+        commands.warning(f"Uploading the results artifact failed: {exc}. They stay in {inputs.results_dir}/.")
+        return None, name
+    print(f"Uploaded artifact {name} ({size:,} bytes), id {artifact_id}", flush=True)
+    return artifact_id, name
+
+
+def _make_readable(out: Path) -> None:
+    """The container runs as root; later steps on the runner must read and remove what it wrote."""
+    for path in [out, *out.rglob("*")]:
+        with contextlib.suppress(OSError):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _exit_code(fail_on: str, summary: dict[str, Any]) -> int:
+    status = summary["gate"]["status"]
+    fatal = bool((summary.get("run") or {}).get("fatal_error"))
+    if fail_on == "never" or status == "skipped":
+        return EXIT_OK
+    if status == "error" or fatal:
+        return EXIT_ERRORS
+    if fail_on == "gate" and status == "fail":
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def _config_error(exc: ConfigError, inputs: Inputs | None) -> int:
+    for line in str(exc).splitlines():
+        match = re.match(r"\s*-?\s*(?P<file>[^:\s][^:]*):(?P<line>\d+): (?P<message>.*)", line)
+        if match:
+            commands.error(match["message"], file=match["file"], line=int(match["line"]), title="Invalid manifest")
+    commands.error(str(exc), title="Configuration error")
+    return EXIT_CONFIG
+
+
+def run_action(env: Mapping[str, str] | None = None) -> int:
+    """The whole action; returns the process exit code."""
+    env = os.environ if env is None else env
+    inputs: Inputs | None = None
+    try:
+        inputs = read_inputs()
+        os.environ.update(inputs.keys)  # the manifest and the models read keys from the environment
+        ctx = GitHubContext.from_env(env)
+        out = ctx.workspace / inputs.results_dir
+        summary, manifest, interrupted = _run(inputs, ctx, out, os.environ)
+    except ConfigError as exc:
+        return _config_error(exc, inputs)
+    results = read_results(out / RESULTS_FILE)
+    _make_readable(out)
+    _log_simulations(summary, results)
+    _annotate(summary, manifest, ctx)
+    report_path = out / "report.md"
+    report_path.write_text(render_markdown(summary, results, Links(run_url=ctx.run_url), limit=SUMMARY_LIMIT), "utf-8")
+    report_path.chmod(0o644)
+    artifact_id, artifact_name = _upload(inputs, ctx, out, env)
+    artifact_url = (
+        f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}/artifacts/{artifact_id}" if artifact_id else None
+    )
+    links = Links(run_url=ctx.run_url, artifact_url=artifact_url, artifact_name=artifact_name)
+    summary_file = env.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
+        with open(summary_file, "a", encoding="utf-8") as handle:
+            handle.write(render_markdown(summary, results, links, limit=max(SUMMARY_LIMIT - used - 1024, 4096)) + "\n")
+    comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results, links))
+    gate = summary["gate"]
+    relative = Path(inputs.results_dir).as_posix()
+    commands.set_outputs(
+        {
+            "verdict": gate["status"],
+            "pass-rate": "" if gate["pass_rate"] is None else gate["pass_rate"],
+            "passed": gate["passes"],
+            "failed": gate["failures"],
+            "errors": gate["errors"],
+            "conversations": summary["totals"]["conversations"],
+            "results-dir": relative,
+            "report-path": f"{relative}/report.md",
+            "comment-url": comment_url or "",
+            "artifact-id": artifact_id or "",
+        }
+    )
+    if interrupted:
+        return interrupted
+    return _exit_code(inputs.fail_on, summary)

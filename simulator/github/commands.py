@@ -1,0 +1,82 @@
+"""Workflow commands: outputs, masks, groups, annotations, and untrusted text that cannot issue any.
+
+Built on actions-toolkit's `core`, which writes the file commands (GITHUB_OUTPUT with a random
+delimiter) and escapes command data; this module adds what it lacks: a stop-commands wrapper for
+text the app or an LLM wrote, and annotation messages cut to the runner's limit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from actions_toolkit import core
+
+ANNOTATION_LIMIT = 4_000  # the runner cuts annotation messages at 4,096 characters
+
+
+def mask(value: str | None) -> None:
+    """Ask the runner to hide `value` (and each of its lines) in every later log line."""
+    if not value or not value.strip():
+        return
+    for line in {value, *value.splitlines()}:
+        if len(line.strip()) >= 4:
+            core.set_secret(line)
+
+
+def set_outputs(outputs: dict[str, Any]) -> None:
+    for name, value in outputs.items():
+        core.set_output(name, "" if value is None else str(value))
+
+
+@contextmanager
+def group(title: str) -> Iterator[None]:
+    core.start_group(title)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        core.end_group()
+
+
+def print_untrusted(text: str) -> None:
+    """Print text the app or an LLM wrote: a line like `::add-mask::` or `::error::` in it is not run."""
+    token = secrets.token_hex(16)
+    sys.stdout.write(f"::stop-commands::{token}\n")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(f"::{token}::\n")
+    sys.stdout.flush()
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= ANNOTATION_LIMIT else message[: ANNOTATION_LIMIT - 1] + "…"
+
+
+def _annotate(kind: str, message: str, file: str | None, line: int | None, title: str | None) -> None:
+    # only the properties that are set: the toolkit's own helpers also emit empty `col=` and friends
+    properties = {k: v for k, v in (("title", title), ("file", file), ("line", line)) if v}
+    core.issue_command(kind, properties, _cut(message))
+    sys.stdout.flush()
+
+
+def error(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    _annotate("error", message, file, line, title)
+
+
+def warning(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    _annotate("warning", message, file, line, title)
+
+
+def notice(message: str, *, file: str | None = None, line: int | None = None, title: str | None = None) -> None:
+    _annotate("notice", message, file, line, title)
+
+
+def get_input(name: str) -> str:
+    """An action input; the runner passes `INPUT_<NAME>` with hyphens kept, some tools turn them into `_`."""
+    value = core.get_input(name)
+    if not value and "-" in name:
+        value = core.get_input(name.replace("-", "_"))
+    return value

@@ -1,0 +1,218 @@
+"""The run as Markdown: one renderer for the PR comment, the job summary and the report file.
+
+App and LLM text is untrusted: it goes into code blocks with a fence longer than any backtick
+run in it, or is escaped for inline use (no raw HTML, no @mention pings, no broken tables).
+The output is kept under a size budget by dropping the least important parts with a note.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
+SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
+DETAIL_LIMIT = 6_000  # one failed conversation's details
+TURN_TEXT_LIMIT = 600
+
+ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️", "skipped": "⏭️"}
+_MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
+_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+
+
+def inline(text: Any, limit: int = 300) -> str:
+    """Untrusted text made safe for a table cell or a sentence."""
+    value = " ".join(str(text).split())
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    value = _INLINE_SPECIAL.sub(r"\\\1", value)
+    return _MENTION.sub("@\u2060", value)
+
+
+def code_block(text: str, language: str = "text") -> str:
+    """Untrusted multi-line text in a fence it cannot close."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f} ms"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+@dataclass
+class Links:
+    """Where the reader can go next; any may be missing."""
+
+    run_url: str | None = None
+    artifact_url: str | None = None
+    artifact_name: str | None = None
+    report_note: str | None = None
+
+
+def gate_section(summary: dict[str, Any], title: str = "Conversation simulations") -> str:
+    gate = summary["gate"]
+    status = gate["status"]
+    totals = summary["totals"]
+    lines = [
+        f"## {ICONS.get(status, '')} {title}: {status.upper()}",
+        "",
+        f"**{gate['passes']} passed**, **{gate['failures']} failed**, **{gate['errors']} errors** "
+        f"of {totals['conversations']} conversations · pass rate {_rate(gate['pass_rate'])} "
+        f"(gate ≥ {gate['config']['min_pass_rate']:.0%}) · error rate {_rate(gate['error_rate'])} "
+        f"(gate ≤ {gate['config']['max_error_rate']:.0%}) · {totals['turns']} turns · "
+        f"{totals['tokens']['total_tokens']:,} tokens",
+    ]
+    run = summary.get("run") or {}
+    if run.get("interrupted"):
+        lines += ["", f"> ⚠️ The run was interrupted; {len(run.get('not_run', []))} conversation(s) did not run."]
+    if run.get("fatal_error"):
+        lines += ["", f"> ⚠️ Stopped early: {inline(run['fatal_error'], 500)}"]
+    if run.get("skipped"):
+        lines += ["", f"> ⏭️ {inline(run['skipped'], 500)}"]
+    if gate["reasons"]:
+        lines += [""] + [f"- {inline(reason, 300)}" for reason in gate["reasons"]]
+    return "\n".join(lines)
+
+
+def simulations_table(summary: dict[str, Any], max_rows: int = 200) -> str:
+    rows = [
+        "| | Simulation | Pass rate | Passed | Errors | Turns | p50 | p95 | Tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    items = list(summary["simulations"].items())
+    for name, sim in items[:max_rows]:
+        verdict = sim["verdict"]
+        required = " (required)" if verdict.get("required") else ""
+        rows.append(
+            f"| {ICONS.get(verdict['status'], '')} | {inline(name, 80)}{required} | {_rate(verdict['pass_rate'])} "
+            f"| {verdict['passes']}/{verdict['runs']} | {verdict['errors']} | {sim['turns']} "
+            f"| {_ms(sim['latency_ms']['app_p50'])} | {_ms(sim['latency_ms']['app_p95'])} "
+            f"| {sim['tokens']['total_tokens']:,} |"
+        )
+    if len(items) > max_rows:
+        rows.append(f"\n_{len(items) - max_rows} more simulations are in the artifact's summary.json._")
+    return "\n".join(rows)
+
+
+def _turn_numbers(evaluation: dict[str, Any]) -> set[int]:
+    numbers: set[int] = set()
+    for check in evaluation.get("checks", []):
+        if check.get("status") == "pass":
+            continue
+        evidence = check.get("evidence") or {}
+        if isinstance(evidence.get("turn"), int):
+            numbers.add(evidence["turn"])
+    return numbers
+
+
+def _transcript(result: dict[str, Any], focus: set[int]) -> str:
+    turns = result["conversation"]
+    keep = {n + d for n in focus for d in (-1, 0)} if focus else {t["turn_number"] for t in turns[-4:]}
+    lines = []
+    skipped = False
+    for turn in turns:
+        if turn["turn_number"] not in keep:
+            skipped = True
+            continue
+        if skipped and lines:
+            lines.append("…")
+        skipped = False
+        text = turn["response"] if not turn.get("error") else f"[no reply: {turn['error'].get('message', '')}]"
+        if len(text) > TURN_TEXT_LIMIT:
+            text = text[: TURN_TEXT_LIMIT - 1] + "…"
+        marker = " ◀" if turn["turn_number"] in focus else ""
+        latency = f" ({turn['latency_ms']:,.0f} ms)" if turn["actor"] == "assistant" and "latency_ms" in turn else ""
+        lines.append(f"[{turn['turn_number']}] {turn['actor']}{latency}{marker}: {text}")
+    return "\n".join(lines)
+
+
+def conversation_details(result: dict[str, Any]) -> str:
+    """A failed or errored conversation, folded: failing checks with evidence, then the turns."""
+    meta = result["meta_data"]
+    evaluation = result.get("evaluation") or {}
+    status = evaluation.get("status", "error")
+    name = meta.get("simulation") or meta["persona"]["name"]
+    first = (evaluation.get("failed") or evaluation.get("errors") or [meta["stop_reason"]])[0]
+    lines = [
+        f"<details><summary>{ICONS.get(status, '')} {inline(name, 80)} #{meta.get('repeat', 1)}: "
+        f"{inline(first, 160)}</summary>",
+        "",
+        f"**Persona** {inline(meta['persona']['name'], 60)} · **Task** {inline(meta['task'], 200)} · "
+        f"**Ended** {meta['stop_reason']} after {meta.get('turn_count', len(result['conversation']))} turns",
+        "",
+    ]
+    findings = [
+        f"- {ICONS.get(check['status'], '')} {inline(check['name'], 120)}: {inline(check['message'], 400)}"
+        for check in evaluation.get("checks", [])
+        if check["status"] != "pass"
+    ]
+    findings += [
+        f"- ⚠️ {inline(error, 400)}"
+        for error in evaluation.get("errors", [])
+        if not any(error.startswith(c["name"]) for c in evaluation.get("checks", []))
+    ]
+    if len(findings) > 12:
+        findings = findings[:12] + [f"- … {len(findings) - 12} more"]
+    lines += findings
+    head = "\n".join(lines)
+    transcript = _transcript(result, _turn_numbers(evaluation))
+    room = DETAIL_LIMIT - len(head) - 40
+    if len(transcript) > room:  # trim the plain text before fencing it, so the fence always closes
+        transcript = transcript[: max(room, 200)] + "\n…"
+    return "\n".join([head, "", code_block(transcript), "", "</details>"])
+
+
+def render_markdown(
+    summary: dict[str, Any],
+    results: Iterable[dict[str, Any]] = (),
+    links: Links | None = None,
+    limit: int = COMMENT_LIMIT,
+    header: str = "",
+) -> str:
+    """The report, at most `limit` characters: gate, table, links, then as many failures as fit."""
+    links = links or Links()
+    parts = [header] if header else []
+    parts += [gate_section(summary), simulations_table(summary)]
+    link_items = []
+    if links.run_url:
+        link_items.append(f"[workflow run]({links.run_url})")
+    if links.artifact_url:
+        link_items.append(f"[results artifact `{inline(links.artifact_name or 'results', 80)}`]({links.artifact_url})")
+    if links.report_note:
+        link_items.append(inline(links.report_note, 300))
+    footer = " · ".join(link_items)
+    bad = [r for r in results if (r.get("evaluation") or {}).get("status", "error") != "pass"]
+    bad.sort(key=lambda r: ((r.get("evaluation") or {}).get("status") != "fail", r["meta_data"].get("simulation", "")))
+    head = "\n\n".join(parts)
+    if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
+        head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
+    body = [head]
+    used = len(head) + len(footer) + 400
+    shown = 0
+    if bad:
+        body.append(f"### Failed and errored conversations ({len(bad)})")
+        used += 60
+        for result in bad:
+            block = conversation_details(result)
+            if used + len(block) + 2 > limit:
+                break
+            body.append(block)
+            used += len(block) + 2
+            shown += 1
+        if shown < len(bad):
+            body.append(
+                f"_{len(bad) - shown} more failed or errored conversation(s) are not shown here to stay "
+                "within GitHub's size limit; they are in the results artifact._"
+            )
+    if footer:
+        body.append(footer)
+    text = "\n\n".join(body)
+    return text if len(text) <= limit else text[: limit - 40] + "\n\n_(cut to fit)_"
