@@ -56,6 +56,8 @@ class TextCheck(Check):
         if self.scope == "last":
             turns = turns[-1:]
         if not turns:
+            if self.negative:
+                return self.verdict(PASS, "the app gave no reply, so none has it", turns=[])
             return self.verdict(FAIL, "the app gave no reply to check", turns=[])
         for pattern, value in zip(self.patterns, self.values, strict=True):
             hits = [(t, pattern.search(t["response"])) for t in turns]

@@ -104,6 +104,7 @@ class GitHubContext:
     server_url: str
     run_id: str
     workflow: str
+    job: str
     pr_number: int | None
     is_fork: bool
 
@@ -126,6 +127,7 @@ class GitHubContext:
             server_url=env.get("GITHUB_SERVER_URL", "https://github.com"),
             run_id=env.get("GITHUB_RUN_ID", ""),
             workflow=env.get("GITHUB_WORKFLOW", ""),
+            job=env.get("GITHUB_JOB", ""),
             pr_number=pull.get("number") if isinstance(pull.get("number"), int) else None,
             is_fork=bool(head_repo and base_repo and head_repo != base_repo),
         )
@@ -242,7 +244,7 @@ def _comment(inputs: Inputs, ctx: GitHubContext, summary: dict[str, Any], body: 
     if not inputs.github_token:
         commands.warning("No github-token: the pull request comment is skipped; the job summary has the report.")
         return None
-    key = hashlib.sha256(f"{ctx.workflow}|{inputs.manifest}|{inputs.artifact_name}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{ctx.workflow}|{ctx.job}|{inputs.manifest}".encode()).hexdigest()[:12]
     marker = MARKER.format(key=key)
     comments = PullRequestComments(ctx.api_url, ctx.repository, ctx.pr_number, inputs.github_token)
     try:

@@ -151,6 +151,7 @@ def conversation_details(result: dict[str, Any]) -> str:
     ]
     findings = [
         f"- {ICONS.get(check['status'], '')} {inline(check['name'], 120)}: {inline(check['message'], 400)}"
+        + (f" — “{inline(check['evidence']['text'], 200)}”" if (check.get("evidence") or {}).get("text") else "")
         for check in evaluation.get("checks", [])
         if check["status"] != "pass"
     ]

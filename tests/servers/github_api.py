@@ -1,0 +1,1125 @@
+"""In-process fake of the GitHub REST API, the Actions results (artifact v4) service and blob storage.
+
+One server plays three parts, so a test can point an action at it through the
+environment the runner would set::
+
+    with FakeGitHub() as gh:
+        gh.add_comments(7, 150)  # unrelated noise before the sticky comment
+        env = gh.env()  # GITHUB_API_URL, GITHUB_REPOSITORY, ACTIONS_RESULTS_URL, ...
+        ...  # run the code under test with env and gh.token
+        assert gh.comment_posts[0].body["body"].startswith("<!-- sticky -->")
+        assert gh.artifacts["results"].files()["summary.json"]
+
+Parts and routes:
+
+* REST API under :attr:`FakeGitHub.api_url` (``http://127.0.0.1:PORT/api/v3``, a GitHub
+  Enterprise style prefix, so a client that ignores ``GITHUB_API_URL`` gets nowhere):
+  ``GET``/``POST /repos/{owner}/{repo}/issues/{number}/comments`` (paginated with ``per_page``,
+  ``page`` and a ``Link`` header), ``GET``/``PATCH``/``DELETE
+  /repos/{owner}/{repo}/issues/comments/{id}``. Only :attr:`FakeGitHub.repository` exists.
+* Results service under :attr:`FakeGitHub.results_url` (``http://127.0.0.1:PORT/results/``, with
+  the trailing slash the runner puts in ``ACTIONS_RESULTS_URL``): Twirp JSON ``POST
+  twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact`` and ``.../FinalizeArtifact``,
+  errors as ``{"code": ..., "msg": ...}``.
+* Blob storage at ``/blob/<artifact id>?...&sig=...``, the signed upload URL CreateArtifact hands
+  out: a single ``PUT`` with ``x-ms-blob-type: BlockBlob``, or Azure's ``comp=block`` /
+  ``comp=blocklist`` pair. Errors are Azure-style XML.
+
+Every request is recorded (:attr:`FakeGitHub.requests`), whatever its outcome, before
+:meth:`FakeGitHub.fail_next` faults, auth and validation apply. Standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import io
+import json
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from xml.etree import ElementTree
+
+__all__ = [
+    "ARTIFACT_SERVICE_PATH",
+    "BOT_LOGIN",
+    "DEFAULT_TOKEN",
+    "FORBIDDEN_ARTIFACT_NAME_CHARS",
+    "MAX_COMMENT_LENGTH",
+    "Artifact",
+    "FakeGitHub",
+    "RecordedRequest",
+    "make_runtime_token",
+    "runtime_token_scope",
+]
+
+DEFAULT_TOKEN = "ghs_test_token"
+BOT_LOGIN = "github-actions[bot]"
+MAX_COMMENT_LENGTH = 65536
+ARTIFACT_SERVICE_PATH = "twirp/github.actions.results.api.v1.ArtifactService/"
+"""Twirp path of the artifact service, relative to ``ACTIONS_RESULTS_URL``."""
+FORBIDDEN_ARTIFACT_NAME_CHARS = '":<>|*?\r\n\\/'
+
+_DOCS_URL = "https://docs.github.com/rest"
+_RESULTS_PREFIX = "/results/"
+_BLOB_PREFIX = "/blob/"
+_ISSUE_COMMENTS_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")
+_COMMENT_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$")
+_TWIRP_STATUS = {
+    "canceled": 408,
+    "unknown": 500,
+    "invalid_argument": 400,
+    "malformed": 400,
+    "deadline_exceeded": 408,
+    "not_found": 404,
+    "bad_route": 404,
+    "already_exists": 409,
+    "permission_denied": 403,
+    "unauthenticated": 401,
+    "resource_exhausted": 429,
+    "failed_precondition": 412,
+    "aborted": 409,
+    "out_of_range": 400,
+    "unimplemented": 501,
+    "internal": 500,
+    "unavailable": 503,
+    "dataloss": 500,
+}
+_TWIRP_CODE_FOR_STATUS = {
+    400: "invalid_argument",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    408: "deadline_exceeded",
+    409: "already_exists",
+    412: "failed_precondition",
+    429: "resource_exhausted",
+    500: "internal",
+    501: "unimplemented",
+    502: "unavailable",
+    503: "unavailable",
+    504: "deadline_exceeded",
+}
+
+
+# --------------------------------------------------------------------------
+# runtime token
+# --------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_runtime_token(run_backend_id: str = "run-backend-1", job_backend_id: str = "job-backend-1") -> str:
+    """An unsigned JWT shaped like ``ACTIONS_RUNTIME_TOKEN``.
+
+    Its ``scp`` claim carries ``Actions.Results:<run_backend_id>:<job_backend_id>`` between
+    other scopes, as the runner's token does; the signature part is junk.
+    """
+    now = int(time.time())
+    header = {"typ": "JWT", "alg": "RS256", "x5t": "ZmFrZS14NXQ"}
+    host = "00000000-0000-0000-0000-000000000000"
+    payload = {
+        "nameid": "dddddddd-dddd-dddd-dddd-dddddddddddd",
+        "scp": (
+            f"Actions.GenericRead:{host} Actions.Results:{run_backend_id}:{job_backend_id} "
+            f"Actions.UploadArtifacts:{host}/1:{run_backend_id}/1 "
+            f"LocationService.Connect ReadAndUpdateBuildByUri:{host}/1:{run_backend_id}"
+        ),
+        "IdentityTypeClaim": "System:ServiceIdentity",
+        "ac": "[]",
+        "acsl": "10",
+        "orchid": f"{run_backend_id}.build.__default",
+        "iss": "vstoken.actions.githubusercontent.com",
+        "aud": "vstoken.actions.githubusercontent.com",
+        "nbf": now - 60,
+        "iat": now - 60,
+        "exp": now + 6 * 3600,
+        "jti": secrets.token_hex(8),  # every token is distinct, even with the same scope
+    }
+    parts = [json.dumps(header, separators=(",", ":")).encode(), json.dumps(payload, separators=(",", ":")).encode()]
+    return ".".join([*(_b64url(p) for p in parts), _b64url(b"fake-signature-not-verified")])
+
+
+def runtime_token_scope(token: str) -> tuple[str, str] | None:
+    """``(workflow_run_backend_id, workflow_job_run_backend_id)`` from a runtime token's ``scp``.
+
+    ``None`` when the token is not a JWT or carries no ``Actions.Results`` scope.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    scp = payload.get("scp") if isinstance(payload, dict) else None
+    if not isinstance(scp, str):
+        return None
+    for scope in scp.split():
+        pieces = scope.split(":")
+        if len(pieces) == 3 and pieces[0] == "Actions.Results":
+            return pieces[1], pieces[2]
+    return None
+
+
+# --------------------------------------------------------------------------
+# records and state
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request received by the fake server."""
+
+    method: str
+    path: str
+    """Full URL path as received (API requests include the ``/api/v3`` prefix)."""
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Request headers; names are lower-cased."""
+    body: Any
+    """Parsed JSON body, or ``None`` when empty or not valid JSON."""
+    raw_body: bytes = b""
+    target: str = ""
+    """The raw request target (path and query string), what ``fail_next`` matches."""
+    service: str | None = None
+    """``"api"``, ``"results"``, ``"blob"`` or ``None`` (no such service)."""
+    route: str = ""
+    """Path inside the service: API path without prefix, Twirp method name, or artifact id."""
+
+
+@dataclass
+class Artifact:
+    """An artifact created through the results service."""
+
+    name: str
+    id: int
+    content: bytes = b""
+    """The committed blob bytes (the last single PUT or block list commit)."""
+    size: int = 0
+    sha256: str = ""
+    """Hex SHA-256 of :attr:`content`."""
+    finalized: bool = False
+    created: dict[str, Any] = field(default_factory=dict)
+    """The CreateArtifact request body (keys in snake_case)."""
+    finalize_request: dict[str, Any] | None = None
+    """The accepted FinalizeArtifact request body."""
+    run_backend_id: str = ""
+    job_backend_id: str = ""
+    signature: str = ""
+    """The ``sig`` of the signed upload URL."""
+    uploaded: bool = False
+    """True once a single PUT or a block list commit stored content."""
+    upload_mode: str | None = None
+    """``"single"`` or ``"blocks"``: how the content was last committed."""
+    blocks: dict[str, bytes] = field(default_factory=dict)
+    """Uncommitted blocks by block id (base64, as sent)."""
+    committed_blocks: list[str] = field(default_factory=list)
+    """Block ids of the last block list commit, in order."""
+    committed_block_data: dict[str, bytes] = field(default_factory=dict, repr=False)
+    """Bytes of each committed block (a later block list may reuse them)."""
+
+    def files(self) -> dict[str, bytes]:
+        """Unzip :attr:`content`: archive member name -> bytes (directories skipped)."""
+        with zipfile.ZipFile(io.BytesIO(self.content)) as archive:
+            return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
+
+
+@dataclass
+class _Fault:
+    path_contains: str
+    status: int
+    remaining: int
+    headers: dict[str, str]
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _user(login: str) -> dict[str, Any]:
+    return {"login": login, "type": "Bot" if login.endswith("[bot]") else "User"}
+
+
+class FakeGitHub:
+    """GitHub REST API + Actions results service + blob storage in a daemon thread.
+
+    Use as a context manager or call :meth:`start` / :meth:`close`. Tune behaviour through
+    the public attributes (``token``, ``runtime_token``, ``read_only``, ``missing_repo``,
+    ``repository``) at any time.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_prefix: str = "/api/v3",
+        repository: str = "octo-org/octo-repo",
+    ) -> None:
+        """Prepare the server; nothing is bound until :meth:`start`."""
+        if api_prefix and (not api_prefix.startswith("/") or api_prefix.endswith("/")):
+            raise ValueError("api_prefix must be empty or start (and not end) with '/'")
+        self._host = host
+        self._port = port
+        self._api_prefix = api_prefix
+        self._lock = threading.Lock()
+        self._request_added = threading.Condition(self._lock)
+        self._faults: list[_Fault] = []
+        self._next_comment_id = 2_000_000_000
+        self._next_artifact_id = 1000
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.requests: list[RecordedRequest] = []
+        """Every request received (all three parts), in arrival order."""
+        self.errors: list[BaseException] = []
+        """Unexpected exceptions raised while handling requests (answered 500)."""
+        self.token = DEFAULT_TOKEN
+        """The REST API token (``Authorization: Bearer <token>`` or ``token <token>``)."""
+        self.runtime_token = make_runtime_token()
+        """The ``ACTIONS_RUNTIME_TOKEN`` the results service accepts."""
+        self.repository = repository
+        """``owner/repo`` that exists (compared case-insensitively); others answer 404."""
+        self.server_url = "https://github.example"
+        """Base of the comments' ``html_url`` (``GITHUB_SERVER_URL``)."""
+        self.read_only = False
+        """True: every API POST/PATCH/PUT/DELETE answers 403, as with a fork PR's token."""
+        self.missing_repo = False
+        """True: every (authenticated) API request answers 404."""
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        """Comments per issue/PR number, in creation order."""
+        self.artifacts: dict[str, Artifact] = {}
+        """Artifacts by name."""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> FakeGitHub:
+        """Bind the socket and start serving in a daemon thread."""
+        if self._closed:
+            raise RuntimeError("FakeGitHub cannot be restarted after close()")
+        if self._httpd is not None:
+            raise RuntimeError("FakeGitHub already started")
+        httpd = _HTTPServer((self._host, self._port), _Handler)
+        httpd.fake = self
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeGitHub:{httpd.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving, close the listening socket and open connections, join threads."""
+        if self._closed:
+            return
+        self._closed = True
+        httpd = self._httpd
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        httpd.join_handlers(timeout=2)
+
+    def __enter__(self) -> FakeGitHub:
+        """Start the server (if needed) and return it."""
+        if self._httpd is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the server."""
+        self.close()
+
+    # -- addresses ---------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._httpd is None:
+            raise RuntimeError("FakeGitHub is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def api_prefix(self) -> str:
+        """Path prefix of the REST API (``/api/v3`` by default)."""
+        return self._api_prefix
+
+    @property
+    def api_url(self) -> str:
+        """``GITHUB_API_URL``, e.g. ``http://127.0.0.1:PORT/api/v3`` (no trailing slash)."""
+        return self.url + self._api_prefix
+
+    @property
+    def results_url(self) -> str:
+        """``ACTIONS_RESULTS_URL``, e.g. ``http://127.0.0.1:PORT/results/`` (trailing slash)."""
+        return self.url + _RESULTS_PREFIX
+
+    @property
+    def run_backend_id(self) -> str:
+        """``workflow_run_backend_id`` from :attr:`runtime_token`."""
+        scope = runtime_token_scope(self.runtime_token)
+        if scope is None:
+            raise ValueError("runtime_token has no Actions.Results scope")
+        return scope[0]
+
+    @property
+    def job_backend_id(self) -> str:
+        """``workflow_job_run_backend_id`` from :attr:`runtime_token`."""
+        scope = runtime_token_scope(self.runtime_token)
+        if scope is None:
+            raise ValueError("runtime_token has no Actions.Results scope")
+        return scope[1]
+
+    def env(self) -> dict[str, str]:
+        """Environment variables a runner would set for these services (not the API token)."""
+        return {
+            "GITHUB_API_URL": self.api_url,
+            "GITHUB_SERVER_URL": self.server_url,
+            "GITHUB_REPOSITORY": self.repository,
+            "ACTIONS_RESULTS_URL": self.results_url,
+            "ACTIONS_RUNTIME_TOKEN": self.runtime_token,
+            "ACTIONS_RUNTIME_URL": self.url + "/runtime/",
+        }
+
+    # -- state helpers -----------------------------------------------------
+
+    def add_comment(self, number: int, body: str, login: str = BOT_LOGIN) -> dict[str, Any]:
+        """Add a comment to issue/PR ``number`` directly; return (a copy of) it."""
+        with self._lock:
+            return dict(self._new_comment(number, body, login))
+
+    def add_comments(
+        self, number: int, count: int, body: str = "noise", login: str = "someone"
+    ) -> list[dict[str, Any]]:
+        """Add ``count`` comments ``"<body> <i>"`` (i from 1) to ``number``; return copies."""
+        with self._lock:
+            return [dict(self._new_comment(number, f"{body} {i}", login)) for i in range(1, count + 1)]
+
+    def comments_on(self, number: int) -> list[dict[str, Any]]:
+        """A snapshot (copies) of the comments on ``number``."""
+        with self._lock:
+            return [dict(c) for c in self.comments.get(number, [])]
+
+    def fail_next(
+        self, path_contains: str, status: int, times: int = 1, headers: dict[str, str] | None = None
+    ) -> FakeGitHub:
+        """Answer the next ``times`` requests whose target (path + query) contains ``path_contains``
+        with ``status`` and a JSON error body (Twirp-shaped on the results service).
+
+        Applies to every part (API, results, blob), before auth; ``headers`` (e.g.
+        ``{"Retry-After": "0"}``) are added to those answers. Rules are checked in order.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._faults.append(_Fault(path_contains, status, times, dict(headers or {})))
+        return self
+
+    @property
+    def pending_failures(self) -> int:
+        """Number of injected failures not consumed yet."""
+        with self._lock:
+            return sum(f.remaining for f in self._faults)
+
+    def reset(self) -> None:
+        """Forget recorded requests and errors and drop pending failures (state is kept)."""
+        with self._lock:
+            self.requests.clear()
+            self.errors.clear()
+            self._faults.clear()
+
+    # -- inspection --------------------------------------------------------
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        """The most recent request, or ``None``."""
+        with self._lock:
+            return self.requests[-1] if self.requests else None
+
+    @property
+    def api_requests(self) -> list[RecordedRequest]:
+        """Recorded requests to the REST API part."""
+        return self._select(lambda r: r.service == "api")
+
+    @property
+    def results_requests(self) -> list[RecordedRequest]:
+        """Recorded requests to the results service."""
+        return self._select(lambda r: r.service == "results")
+
+    @property
+    def blob_requests(self) -> list[RecordedRequest]:
+        """Recorded requests to blob storage."""
+        return self._select(lambda r: r.service == "blob")
+
+    @property
+    def comment_posts(self) -> list[RecordedRequest]:
+        """Recorded ``POST .../issues/{number}/comments`` requests (whatever their answer)."""
+        return self._select(
+            lambda r: r.service == "api" and r.method == "POST" and bool(_ISSUE_COMMENTS_RE.match(r.route))
+        )
+
+    @property
+    def comment_patches(self) -> list[RecordedRequest]:
+        """Recorded ``PATCH .../issues/comments/{id}`` requests (whatever their answer)."""
+        return self._select(lambda r: r.service == "api" and r.method == "PATCH" and bool(_COMMENT_RE.match(r.route)))
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        """Block until at least ``count`` requests were recorded; return a snapshot."""
+        with self._request_added:
+            if not self._request_added.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
+            return list(self.requests)
+
+    # -- internals (call with self._lock held where noted) ---------------------
+
+    def _select(self, predicate: Any) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if predicate(r)]
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._request_added:
+            self.requests.append(request)
+            self._request_added.notify_all()
+
+    def _record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+    def _take_fault(self, target: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining > 0 and fault.path_contains in target:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _new_comment(self, number: int, body: str, login: str) -> dict[str, Any]:
+        """Create and store a comment (lock held)."""
+        self._next_comment_id += 1
+        cid = self._next_comment_id
+        now = _now_iso()
+        comment = {
+            "id": cid,
+            "body": body,
+            "user": _user(login),
+            "html_url": f"{self.server_url}/{self.repository}/pull/{number}#issuecomment-{cid}",
+            "url": f"{self.api_url if self._httpd else ''}/repos/{self.repository}/issues/comments/{cid}",
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.comments.setdefault(number, []).append(comment)
+        return comment
+
+    def _find_comment(self, comment_id: int) -> tuple[int, dict[str, Any]] | None:
+        """``(number, comment)`` for an id (lock held)."""
+        for number, comments in self.comments.items():
+            for comment in comments:
+                if comment.get("id") == comment_id:
+                    return number, comment
+        return None
+
+
+# --------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # we join handler threads ourselves, with a timeout
+    request_queue_size = 128  # many clients connect at once; the default backlog of 5 would refuse some
+    fake: FakeGitHub
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._conn_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._handler_threads: list[threading.Thread] = []
+        self.accepted = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
+        with self._conn_lock:
+            self.accepted += 1
+            self._connections.add(request)
+            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
+            self._handler_threads.append(thread)
+        thread.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)) or exc is None:
+            return  # client went away; not interesting
+        self.fake._record_error(exc)
+
+    def close_connections(self) -> None:
+        with self._conn_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def join_handlers(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._conn_lock:
+            threads = list(self._handler_threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeGitHub/1.0"
+    sys_version = ""
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silence the default per-request logging."""
+
+    def version_string(self) -> str:
+        """``Server`` header value."""
+        return self.server_version
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
+
+    # -- dispatch ------------------------------------------------------------
+
+    def _handle(self) -> None:
+        fake = self.server.fake
+        split = urlsplit(self.path)
+        path = split.path
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        raw = self._read_body()
+        body: Any = None
+        json_ok = True
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                json_ok = False
+        service, route = self._classify(path)
+        request = RecordedRequest(
+            method=self.command,
+            path=path,
+            query=dict(parse_qsl(split.query, keep_blank_values=True)),
+            headers=headers,
+            body=body,
+            raw_body=raw,
+            target=self.path,
+            service=service,
+            route=route,
+        )
+        fake._record(request)
+
+        fault = fake._take_fault(self.path)
+        if fault is not None:
+            self._send_fault(service, fault)
+            return
+        try:
+            if service == "api":
+                self._handle_api(fake, request, json_ok)
+            elif service == "results":
+                self._handle_results(fake, request, json_ok)
+            elif service == "blob":
+                self._handle_blob(fake, request)
+            else:
+                self._send_json(404, {"message": "Not Found", "documentation_url": _DOCS_URL})
+        except Exception as exc:  # a bug in the fake: report it and answer 500
+            fake._record_error(exc)
+            self._send_json(500, {"message": f"fake GitHub failed: {exc!r}"})
+
+    def _classify(self, path: str) -> tuple[str | None, str]:
+        prefix = self.server.fake.api_prefix
+        if path.startswith(_BLOB_PREFIX):
+            return "blob", path[len(_BLOB_PREFIX) :]
+        if path.startswith(_RESULTS_PREFIX):
+            rest = path[len(_RESULTS_PREFIX) :]
+            if rest.startswith(ARTIFACT_SERVICE_PATH):
+                return "results", rest[len(ARTIFACT_SERVICE_PATH) :]
+            return "results", rest
+        if not prefix or path.startswith(prefix + "/"):
+            return "api", path[len(prefix) :]
+        return None, path
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size_line = self.rfile.readline()
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # skip trailers
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_fault(self, service: str | None, fault: _Fault) -> None:
+        try:
+            phrase = HTTPStatus(fault.status).phrase
+        except ValueError:
+            phrase = "Injected failure"
+        if service == "results":
+            code = _TWIRP_CODE_FOR_STATUS.get(fault.status, "unknown")
+            payload: dict[str, Any] = {"code": code, "msg": f"injected failure: {phrase}"}
+        else:
+            payload = {"message": phrase, "status": str(fault.status)}
+        self._send_json(fault.status, payload, fault.headers)
+
+    # -- REST API ------------------------------------------------------------
+
+    def _api_error(self, status: int, message: str, **extra: Any) -> None:
+        self._send_json(status, {"message": message, **extra, "documentation_url": _DOCS_URL})
+
+    def _handle_api(self, fake: FakeGitHub, request: RecordedRequest, json_ok: bool) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token.strip() or token.strip() != fake.token:
+            self._api_error(401, "Bad credentials")
+            return
+        if fake.missing_repo:
+            self._api_error(404, "Not Found")
+            return
+        method = request.method
+        if fake.read_only and method in ("POST", "PATCH", "PUT", "DELETE"):
+            self._api_error(403, "Resource not accessible by integration")
+            return
+        route = request.route
+        list_match = _ISSUE_COMMENTS_RE.match(route)
+        item_match = _COMMENT_RE.match(route)
+        match = list_match or item_match
+        if match is None or f"{match[1]}/{match[2]}".lower() != fake.repository.lower():
+            self._api_error(404, "Not Found")
+            return
+        if method in ("POST", "PATCH") and (not json_ok or (request.raw_body and not isinstance(request.body, dict))):
+            self._api_error(400, "Problems parsing JSON")
+            return
+        if list_match is not None:
+            number = int(list_match[3])
+            if method in ("GET", "HEAD"):
+                self._list_comments(fake, request, number)
+            elif method == "POST":
+                self._create_comment(fake, request, number)
+            else:
+                self._api_error(404, "Not Found")
+            return
+        assert item_match is not None
+        comment_id = int(item_match[3])
+        if method in ("GET", "HEAD", "PATCH", "DELETE"):
+            self._comment_item(fake, request, comment_id)
+        else:
+            self._api_error(404, "Not Found")
+
+    def _list_comments(self, fake: FakeGitHub, request: RecordedRequest, number: int) -> None:
+        per_page = _int_param(request.query.get("per_page"), 30)
+        per_page = 30 if per_page < 1 else min(per_page, 100)
+        page = max(1, _int_param(request.query.get("page"), 1))
+        with fake._lock:
+            comments = [dict(c) for c in fake.comments.get(number, [])]
+        last = max(1, -(-len(comments) // per_page))
+        items = comments[(page - 1) * per_page : page * per_page]
+        links: list[tuple[int, str]] = []
+        if page > 1:
+            links.append((page - 1, "prev"))
+        if page < last:
+            links += [(page + 1, "next"), (last, "last")]
+        if page > 1:
+            links.append((1, "first"))
+        headers: dict[str, str] = {}
+        if links:
+            base = fake.api_url + request.route
+            parts = []
+            for target_page, rel in links:
+                query = {**request.query, "per_page": str(per_page), "page": str(target_page)}
+                parts.append(f'<{base}?{urlencode(query)}>; rel="{rel}"')
+            headers["Link"] = ", ".join(parts)
+        self._send_json(200, items, headers)
+
+    def _validate_comment_body(self, body: Any) -> bool:
+        """Answer 422 and return False when ``body`` has no acceptable ``body`` field."""
+        text = body.get("body") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            error = {"resource": "IssueComment", "code": "missing_field", "field": "body"}
+        elif not text.strip():
+            error = {
+                "resource": "IssueComment",
+                "code": "missing_field",
+                "field": "body",
+                "message": "Body cannot be blank",
+            }
+        elif len(text) > MAX_COMMENT_LENGTH:
+            message = f"Body is too long (maximum is {MAX_COMMENT_LENGTH} characters)"
+            error = {"resource": "IssueComment", "code": "custom", "field": "body", "message": message}
+        else:
+            return True
+        self._api_error(422, "Validation Failed", errors=[error])
+        return False
+
+    def _create_comment(self, fake: FakeGitHub, request: RecordedRequest, number: int) -> None:
+        if not self._validate_comment_body(request.body):
+            return
+        with fake._lock:
+            comment = dict(fake._new_comment(number, request.body["body"], BOT_LOGIN))
+        self._send_json(201, comment, {"Location": comment["url"]})
+
+    def _comment_item(self, fake: FakeGitHub, request: RecordedRequest, comment_id: int) -> None:
+        if request.method == "PATCH" and not self._validate_comment_body(request.body):
+            return
+        with fake._lock:
+            found = fake._find_comment(comment_id)
+            if found is not None:
+                number, comment = found
+                if request.method == "PATCH":
+                    comment["body"] = request.body["body"]
+                    comment["updated_at"] = _now_iso()
+                elif request.method == "DELETE":
+                    fake.comments[number].remove(comment)
+                snapshot = dict(comment)
+        if found is None:
+            self._api_error(404, "Not Found")
+        elif request.method == "DELETE":
+            self._send(204, b"", "application/json")
+        else:
+            self._send_json(200, snapshot)
+
+    # -- results service (Twirp) --------------------------------------------------
+
+    def _twirp_error(self, code: str, msg: str) -> None:
+        self._send_json(_TWIRP_STATUS[code], {"code": code, "msg": msg})
+
+    def _handle_results(self, fake: FakeGitHub, request: RecordedRequest, json_ok: bool) -> None:
+        if not request.path.startswith(_RESULTS_PREFIX + ARTIFACT_SERVICE_PATH):
+            self._twirp_error("bad_route", f"no handler for path {request.path!r}")
+            return
+        if request.method != "POST":
+            self._twirp_error("bad_route", f"unsupported method {request.method} (only POST is allowed)")
+            return
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            self._twirp_error("bad_route", f"unexpected Content-Type: {content_type!r}")
+            return
+        if request.route not in ("CreateArtifact", "FinalizeArtifact"):
+            self._twirp_error("bad_route", f"no handler for path {request.path!r}")
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token.strip() != fake.runtime_token:
+            self._twirp_error("unauthenticated", "invalid or missing runtime token")
+            return
+        if not json_ok or not isinstance(request.body, dict):
+            self._twirp_error("malformed", "the json request could not be decoded")
+            return
+        body = {_snake(k): v for k, v in request.body.items()}
+        scope = runtime_token_scope(token.strip())
+        if scope is None:
+            self._twirp_error("permission_denied", "runtime token has no Actions.Results scope")
+            return
+        run_id, job_id = body.get("workflow_run_backend_id"), body.get("workflow_job_run_backend_id")
+        if not isinstance(run_id, str) or not run_id or not isinstance(job_id, str) or not job_id:
+            self._twirp_error(
+                "invalid_argument", "workflow_run_backend_id and workflow_job_run_backend_id are required"
+            )
+            return
+        if (run_id, job_id) != scope:
+            self._twirp_error("permission_denied", "backend ids do not match the token's Actions.Results scope")
+            return
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            self._twirp_error("invalid_argument", "name is required")
+            return
+        if request.route == "CreateArtifact":
+            self._create_artifact(fake, body, name, run_id, job_id)
+        else:
+            self._finalize_artifact(fake, body, name, run_id)
+
+    def _create_artifact(self, fake: FakeGitHub, body: dict[str, Any], name: str, run_id: str, job_id: str) -> None:
+        bad = sorted({c for c in name if c in FORBIDDEN_ARTIFACT_NAME_CHARS})
+        if bad:
+            self._twirp_error("invalid_argument", f"artifact name {name!r} contains invalid characters {bad!r}")
+            return
+        version = body.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            self._twirp_error("invalid_argument", "version must be an integer")
+            return
+        expires_at = body.get("expires_at")
+        if expires_at is not None and not _is_rfc3339(expires_at):
+            self._twirp_error("invalid_argument", f"expires_at is not an RFC 3339 timestamp: {expires_at!r}")
+            return
+        mime_type = body.get("mime_type")
+        if mime_type is not None and not isinstance(mime_type, str):
+            self._twirp_error("invalid_argument", "mime_type must be a string")
+            return
+        with fake._lock:
+            existing = fake.artifacts.get(name)
+            if existing is not None and existing.run_backend_id == run_id:
+                conflict = True
+            else:
+                conflict = False
+                fake._next_artifact_id += 1
+                artifact = Artifact(
+                    name=name,
+                    id=fake._next_artifact_id,
+                    created=body,
+                    run_backend_id=run_id,
+                    job_backend_id=job_id,
+                    signature=secrets.token_urlsafe(12),
+                )
+                fake.artifacts[name] = artifact
+        if conflict:
+            self._twirp_error("already_exists", f"an artifact with name {name!r} already exists on the workflow run")
+            return
+        expiry = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = urlencode({"sv": "2023-11-03", "se": expiry, "sr": "b", "sp": "cw", "sig": artifact.signature})
+        url = f"{fake.url}{_BLOB_PREFIX}{artifact.id}?{query}"
+        self._send_json(200, {"ok": True, "signed_upload_url": url})
+
+    def _finalize_artifact(self, fake: FakeGitHub, body: dict[str, Any], name: str, run_id: str) -> None:
+        size, digest = body.get("size"), body.get("hash")
+        if isinstance(size, bool) or not (isinstance(size, int) or (isinstance(size, str) and size.isdigit())):
+            self._twirp_error("invalid_argument", f"size must be a non-negative int64, got {size!r}")
+            return
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            self._twirp_error("invalid_argument", f"hash must look like 'sha256:<hex>', got {digest!r}")
+            return
+        error: tuple[str, str] | None = None
+        with fake._lock:
+            artifact = fake.artifacts.get(name)
+            if artifact is None or artifact.run_backend_id != run_id:
+                error = ("not_found", f"artifact {name!r} not found on the workflow run")
+            elif artifact.finalized:
+                error = ("failed_precondition", f"artifact {name!r} is already finalized")
+            elif not artifact.uploaded:
+                error = ("invalid_argument", f"no content was uploaded for artifact {name!r}")
+            elif int(size) != artifact.size:
+                error = ("invalid_argument", f"size {size} does not match the {artifact.size} bytes uploaded")
+            elif digest[len("sha256:") :].lower() != artifact.sha256:
+                error = ("invalid_argument", f"hash {digest} does not match the uploaded content")
+            else:
+                artifact.finalized = True
+                artifact.finalize_request = body
+                artifact_id = artifact.id
+        if error is not None:
+            self._twirp_error(*error)
+            return
+        self._send_json(200, {"ok": True, "artifact_id": str(artifact_id)})
+
+    # -- blob storage (Azure-style) -------------------------------------------------
+
+    def _blob_error(self, status: int, code: str, message: str) -> None:
+        data = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            f"<Error><Code>{code}</Code><Message>{_xml_escape(message)}</Message></Error>"
+        ).encode()
+        self._send(status, data, "application/xml", {"x-ms-error-code": code})
+
+    def _handle_blob(self, fake: FakeGitHub, request: RecordedRequest) -> None:
+        if request.method != "PUT":
+            self._blob_error(405, "UnsupportedHttpVerb", f"The resource doesn't support {request.method}.")
+            return
+        with fake._lock:
+            artifact = next((a for a in fake.artifacts.values() if str(a.id) == request.route), None)
+        if artifact is None or request.query.get("sig") != artifact.signature:
+            message = "Server failed to authenticate the request (unknown blob or bad signature)."
+            self._blob_error(403, "AuthenticationFailed", message)
+            return
+        comp = request.query.get("comp")
+        if comp is None:
+            self._put_blob(fake, artifact, request)
+        elif comp == "block":
+            self._put_block(fake, artifact, request)
+        elif comp == "blocklist":
+            self._put_block_list(fake, artifact, request)
+        else:
+            self._blob_error(
+                400, "InvalidQueryParameterValue", f"Value for one of the query parameters is invalid: comp={comp}"
+            )
+
+    def _blob_created(self, content: bytes | None = None) -> None:
+        headers = {
+            "ETag": f'"0x{secrets.token_hex(8).upper()}"',
+            "x-ms-request-id": secrets.token_hex(16),
+            "x-ms-version": "2023-11-03",
+            "x-ms-request-server-encrypted": "true",
+        }
+        if content is not None:
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(content).digest()).decode()
+        self._send(201, b"", "application/octet-stream", headers)
+
+    def _put_blob(self, fake: FakeGitHub, artifact: Artifact, request: RecordedRequest) -> None:
+        blob_type = request.headers.get("x-ms-blob-type")
+        if blob_type is None:
+            self._blob_error(
+                400,
+                "MissingRequiredHeader",
+                "An HTTP header that's mandatory for this request is not specified: x-ms-blob-type",
+            )
+            return
+        if blob_type != "BlockBlob":
+            self._blob_error(400, "InvalidHeaderValue", f"The value for x-ms-blob-type is not supported: {blob_type}")
+            return
+        with fake._lock:
+            _commit(artifact, request.raw_body, "single")
+            artifact.blocks.clear()
+            artifact.committed_blocks = []
+            artifact.committed_block_data = {}
+        self._blob_created(request.raw_body)
+
+    def _put_block(self, fake: FakeGitHub, artifact: Artifact, request: RecordedRequest) -> None:
+        block_id = request.query.get("blockid", "")
+        try:
+            decoded = base64.b64decode(block_id, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if not block_id or not decoded or len(decoded) > 64:
+            self._blob_error(
+                400,
+                "InvalidQueryParameterValue",
+                f"Value for one of the query parameters is invalid: blockid={block_id}",
+            )
+            return
+        with fake._lock:
+            lengths = {len(b) for b in artifact.blocks} | {len(b) for b in artifact.committed_blocks}
+            mismatch = bool(lengths) and lengths != {len(block_id)}
+            if not mismatch:
+                artifact.blocks[block_id] = request.raw_body
+        if mismatch:
+            self._blob_error(
+                400,
+                "InvalidBlobOrBlock",
+                "The specified blob or block content is invalid (block ids of different lengths).",
+            )
+            return
+        self._blob_created(request.raw_body)
+
+    def _put_block_list(self, fake: FakeGitHub, artifact: Artifact, request: RecordedRequest) -> None:
+        try:
+            root = ElementTree.fromstring(request.raw_body)
+        except ElementTree.ParseError:
+            self._blob_error(400, "InvalidXmlDocument", "XML specified is not syntactically valid.")
+            return
+        if root.tag != "BlockList":
+            self._blob_error(400, "InvalidXmlDocument", "The root element must be BlockList.")
+            return
+        wanted = [(child.tag, (child.text or "").strip()) for child in root]
+        with fake._lock:
+            pieces: list[bytes] = []
+            ids: list[str] = []
+            missing = None
+            for kind, bid in wanted:
+                if kind in ("Latest", "Uncommitted") and bid in artifact.blocks:
+                    pieces.append(artifact.blocks[bid])
+                elif kind in ("Latest", "Committed") and bid in artifact.committed_block_data:
+                    pieces.append(artifact.committed_block_data[bid])
+                else:
+                    missing = f"{kind}:{bid}"
+                    break
+                ids.append(bid)
+            if missing is None:
+                _commit(artifact, b"".join(pieces), "blocks")
+                artifact.committed_blocks = ids
+                artifact.committed_block_data = dict(zip(ids, pieces, strict=True))
+                artifact.blocks.clear()
+        if missing is not None:
+            self._blob_error(400, "InvalidBlockList", f"The specified block list is invalid ({missing} not found).")
+            return
+        self._blob_created()
+
+    # -- response writing ----------------------------------------------------
+
+    def _send_json(self, status: int, payload: Any, extra_headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8", extra_headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, extra_headers: dict[str, str] | None = None) -> None:
+        extra = {k: v for k, v in (extra_headers or {}).items() if k.lower() != "content-length"}
+        if not any(k.lower() == "content-type" for k in extra):
+            extra["Content-Type"] = content_type
+        self.send_response(status)
+        for name, value in extra.items():
+            self.send_header(name, str(value))
+        if status == 204:
+            data = b""
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def _commit(artifact: Artifact, content: bytes, mode: str) -> None:
+    artifact.content = content
+    artifact.size = len(content)
+    artifact.sha256 = hashlib.sha256(content).hexdigest()
+    artifact.uploaded = True
+    artifact.upload_mode = mode
+
+
+def _int_param(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _snake(key: str) -> str:
+    """``workflowRunBackendId`` -> ``workflow_run_backend_id`` (protobuf JSON accepts both)."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+def _is_rfc3339(value: Any) -> bool:
+    if not isinstance(value, str) or "T" not in value.upper():
+        return False
+    text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+    try:
+        parsed = datetime.fromisoformat(re.sub(r"\.(\d{6})\d+", r".\1", text))
+    except ValueError:
+        return False
+    return parsed.tzinfo is not None
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
