@@ -289,9 +289,7 @@ def test_no_runtime_token_keeps_results_in_the_workspace(
 ) -> None:
     llm.default = user_says("hi")
     workspace = make_workspace(tmp_path)
-    run = run_entrypoint(
-        tmp_path, workspace, gh, {"openai-api-key": OPENAI_KEY}, standard_env(app, llm), runtime=False
-    )
+    run = run_entrypoint(tmp_path, workspace, gh, {"openai-api-key": OPENAI_KEY}, standard_env(app, llm), runtime=False)
     assert run.code == 0
     assert "::notice title=Results not uploaded::" in run.stdout and "actions/upload-artifact@v4" in run.stdout
     assert not gh.artifacts and run.outputs["artifact-id"] == ""
