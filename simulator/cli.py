@@ -1,4 +1,4 @@
-"""`simulator` command line: run, check, validate, merge, personas.
+"""`simulator` command line: run, check, report, validate, merge, personas.
 
 Exit codes: 0 the gate passed; 1 the gate failed (the app misbehaved); 2 configuration or usage
 error (nothing ran); 3 too many errors to judge (app down, LLM failing) or a fatal error stopped
@@ -8,7 +8,6 @@ the run; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import signal
 import sys
@@ -20,7 +19,17 @@ from .errors import ConfigError
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .plan import Job, parse_shard, plan_jobs
-from .runner import SUMMARY_FILE, merge_results, recheck, run_jobs, run_with_signals
+from .report import baseline_changes, render_markdown, write_reports
+from .runner import (
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    merge_results,
+    read_results,
+    recheck,
+    run_jobs,
+    run_sync,
+    run_with_signals,
+)
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -67,23 +76,16 @@ class Progress:
         self.stream.flush()
 
 
-def _print_summary(summary: dict[str, Any], out_dir: Path, stream: TextIO) -> None:
-    totals = summary["totals"]
-    stream.write(
-        f"\n{'simulation':<32} {'verdict':>7} {'passed':>7} {'errors':>6} {'turns':>5} {'p50 ms':>8} {'p95 ms':>8}\n"
-    )
-    for name, sim in summary["simulations"].items():
-        latency = sim["latency_ms"]
-        verdict = sim["verdict"]
-        passed = f"{verdict['passes']}/{verdict['runs']}"
-        stream.write(
-            f"{name[:32]:<32} {verdict['status']:>7} {passed:>7} {sim['errors']:>6} {sim['turns']:>5} "
-            f"{latency['app_p50'] or 0:>8.1f} {latency['app_p95'] or 0:>8.1f}\n"
-        )
-    stream.write(
-        f"\n{totals['conversations']} conversations, {totals['turns']} turns, {totals['errors']} errors, "
-        f"{totals['tokens']['total_tokens']} tokens. Results: {out_dir}/\n"
-    )
+def _finish(
+    summary: dict[str, Any], out_dir: Path, stream: TextIO, baseline: str | None = None
+) -> dict[str, dict[str, Any]] | None:
+    """Write report.md and report.html next to the results and print the shared Markdown summary."""
+    changes = baseline_changes(summary, baseline)
+    results = read_results(out_dir / RESULTS_FILE) if (out_dir / RESULTS_FILE).is_file() else []
+    markdown, html = write_reports(out_dir, summary, results, changes, baseline_label=baseline)
+    stream.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
+    stream.write(f"Results: {out_dir / RESULTS_FILE} · report: {html}\n")
+    return changes
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -100,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if progress.tty and not args.quiet and progress.done < progress.total:
         err.write("\n")
-    _print_summary(outcome.summary, Path(args.out), err)
+    _finish(outcome.summary, Path(args.out), err, args.baseline)
     if outcome.interrupted:
         sig = received or signal.SIGINT
         err.write(
@@ -121,8 +123,6 @@ def _gate_exit(summary: dict[str, Any], stream: TextIO) -> int:
         f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
         f"{gate['errors']} errors (pass rate {rate})\n"
     )
-    for reason in gate["reasons"]:
-        stream.write(f"  - {reason}\n")
     return {"pass": EXIT_OK, "fail": EXIT_GATE_FAILED}.get(gate["status"], EXIT_RUN_ERRORS)
 
 
@@ -137,10 +137,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not manifest_path:
             raise ConfigError(f"{summary_file}: the run does not name its manifest; pass --manifest")
     manifest = load_manifest(manifest_path)
-    summary = asyncio.run(recheck(folder, manifest))
+    summary = run_sync(lambda: recheck(folder, manifest))
     sys.stderr.write(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/\n")
-    _print_summary(summary, folder, sys.stderr)
+    _finish(summary, folder, sys.stderr, args.baseline)
     return _gate_exit(summary, sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    folder = Path(args.results)
+    summary_file = folder / SUMMARY_FILE
+    if not summary_file.is_file():
+        raise ConfigError(f"{folder}: no {SUMMARY_FILE}; give a results folder written by `simulator run`")
+    try:
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{summary_file}: not JSON ({exc})") from None
+    _finish(summary, folder, sys.stderr, args.baseline)
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -158,6 +171,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     summary = merge_results(args.out, args.shards)
     totals = summary["totals"]
     print(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
+    _finish(summary, Path(args.out), sys.stderr, args.baseline)
     if summary["run"]["interrupted"] or summary["run"]["fatal_error"]:
         return EXIT_RUN_ERRORS
     return _gate_exit(summary, sys.stderr)
@@ -196,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tag", action="append", help="only simulations with this tag")
     run.add_argument("--repeat", type=int, help="play each simulation this many times")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")
     run.set_defaults(handler=cmd_run)
 
     validate = commands.add_parser("validate", help="check a manifest without running it")
@@ -205,11 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="re-evaluate finished results with the manifest's checks")
     check.add_argument("results", help="a results folder (conversations.jsonl)")
     check.add_argument("--manifest", help="default: the manifest named in the folder's summary.json")
+    check.add_argument("--baseline", help="a base-branch results folder to compare with")
+
+    report = commands.add_parser("report", help="write report.html and report.md for a results folder")
+    report.add_argument("results", help="a results folder (summary.json, conversations.jsonl)")
+    report.add_argument("--baseline", help="a base-branch results folder to compare with")
+    report.set_defaults(handler=cmd_report)
     check.set_defaults(handler=cmd_check)
 
     merge = commands.add_parser("merge", help="join the results folders of several shards")
     merge.add_argument("out", help="folder to write the merged results to")
     merge.add_argument("shards", nargs="+", help="the shards' results folders")
+    merge.add_argument("--baseline", help="a base-branch results folder to compare with")
     merge.set_defaults(handler=cmd_merge)
 
     personas = commands.add_parser("personas", help="list predefined personas, or show one")

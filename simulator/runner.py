@@ -7,6 +7,7 @@ Ctrl-C or SIGTERM loses nothing that finished; `summary.json` is written at the 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -407,5 +408,20 @@ def run_with_signals(make: Callable[[], Awaitable[T]]) -> tuple[T, signal.Signal
             loop.add_signal_handler(sig, on_signal)
         return await make()
 
-    result = asyncio.run(main())
-    return result, received.get("signal")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        result = asyncio.run(main())
+        return result, received.get("signal")
+    return run_sync(make), None
+
+
+def run_sync(make: Callable[[], Awaitable[T]]) -> T:
+    """Run `make()` to completion from sync code, even where an event loop is already running
+    (a notebook, a test harness): then on a private loop in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()  # type: ignore[arg-type]

@@ -184,8 +184,8 @@ def test_first_run_posts_comment_uploads_artifact_and_sets_outputs(
     assert run.outputs["passed"] == "2" and run.outputs["failed"] == "0" and run.outputs["errors"] == "0"
     assert run.outputs["conversations"] == "2" and run.outputs["pass-rate"] == "1.0"
     assert run.outputs["results-dir"] == "simulation-results"
-    assert run.outputs["report-path"] == "simulation-results/report.md"
-    assert (workspace / "simulation-results" / "report.md").is_file()
+    assert run.outputs["report-path"] == "simulation-results/report.html"
+    assert (workspace / "simulation-results" / "report.html").is_file()
     assert all(r.headers["authorization"] == f"Bearer {OPENAI_KEY}" for r in llm.chat_requests)
 
     (post,) = gh.comment_posts
@@ -199,7 +199,7 @@ def test_first_run_posts_comment_uploads_artifact_and_sets_outputs(
     assert artifact.finalized and run.outputs["artifact-id"] == str(artifact.id)
     assert artifact.sha256 == hashlib.sha256(artifact.content).hexdigest()
     files = artifact.files()
-    assert set(files) == {"conversations.jsonl", "summary.json", "report.md"}
+    assert set(files) == {"conversations.jsonl", "summary.json", "report.md", "report.html"}
     assert json.loads(files["summary.json"])["gate"]["status"] == "pass"
     assert f"artifacts/{artifact.id}" in post.body["body"]
     assert "Conversation simulations: PASS" in run.step_summary

@@ -47,7 +47,7 @@ class TextCheck(Check):
             except re.error as exc:
                 raise ConfigError(f"{source}.{kind}: invalid regular expression {value!r}: {exc}") from None
         self.values = values
-        label = " / ".join(repr(v) for v in values)
+        label = " / ".join(f"'{v}'" for v in values)
         scope_text = {"any": "any reply", "every": "every reply", "last": "the last reply"}[self.scope]
         super().__init__(f"{kind} {label} in {scope_text}")
 

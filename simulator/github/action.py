@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..manifest import Manifest, load_manifest
 from ..plan import Job, parse_shard, plan_jobs
-from ..report import SUMMARY_LIMIT, Links, render_markdown
+from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
 from ..runner import RESULTS_FILE, Connections, merge_results, read_results, run_jobs, run_with_signals, write_summary
 from ..summary import summarize
 from . import commands
@@ -54,6 +54,7 @@ class Inputs:
     shard: str = ""
     filters: list[str] = field(default_factory=list)
     merge: list[str] = field(default_factory=list)
+    baseline: str = ""
     keys: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,6 +91,7 @@ def read_inputs() -> Inputs:
         shard=shard,
         filters=_lines(get("filter")),
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
+        baseline=get("baseline"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
     )
 
@@ -332,20 +334,29 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
     _make_readable(out)
     _log_simulations(summary, results)
     _annotate(summary, manifest, ctx)
-    report_path = out / "report.md"
-    report_path.write_text(render_markdown(summary, results, Links(run_url=ctx.run_url), limit=SUMMARY_LIMIT), "utf-8")
-    report_path.chmod(0o644)
+    try:
+        changes = baseline_changes(summary, ctx.workspace / inputs.baseline if inputs.baseline else None)
+    except ConfigError as exc:
+        commands.warning(f"input baseline: {exc}; reporting without a comparison.")
+        changes = None
+    write_reports(out, summary, results, changes, Links(run_url=ctx.run_url), baseline_label=inputs.baseline or None)
     artifact_id, artifact_name = _upload(inputs, ctx, out, env)
     artifact_url = (
         f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}/artifacts/{artifact_id}" if artifact_id else None
     )
-    links = Links(run_url=ctx.run_url, artifact_url=artifact_url, artifact_name=artifact_name)
+    links = Links(
+        run_url=ctx.run_url,
+        artifact_url=artifact_url,
+        artifact_name=artifact_name,
+        report_note="report.html in the artifact shows every conversation as a chat transcript",
+    )
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
         with open(summary_file, "a", encoding="utf-8") as handle:
-            handle.write(render_markdown(summary, results, links, limit=max(SUMMARY_LIMIT - used - 1024, 4096)) + "\n")
-    comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results, links))
+            limit = max(SUMMARY_LIMIT - used - 1024, 4096)
+            handle.write(render_markdown(summary, results, links, limit=limit, changes=changes) + "\n")
+    comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results, links, changes=changes))
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()
     commands.set_outputs(
@@ -357,7 +368,7 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
             "errors": gate["errors"],
             "conversations": summary["totals"]["conversations"],
             "results-dir": relative,
-            "report-path": f"{relative}/report.md",
+            "report-path": f"{relative}/report.html",
             "comment-url": comment_url or "",
             "artifact-id": artifact_id or "",
         }

@@ -1,5 +1,22 @@
-"""Renderers of a run: Markdown (PR comment, job summary, report file)."""
+"""Renderers of a run: Markdown (PR comment, job summary, CLI, report.md) and report.html."""
 
+from .baseline import compare, load_baseline
+from .files import HTML_FILE, MARKDOWN_FILE, baseline_changes, write_reports
+from .html import render_html
 from .markdown import COMMENT_LIMIT, SUMMARY_LIMIT, Links, code_block, inline, render_markdown
 
-__all__ = ["COMMENT_LIMIT", "SUMMARY_LIMIT", "Links", "code_block", "inline", "render_markdown"]
+__all__ = [
+    "COMMENT_LIMIT",
+    "HTML_FILE",
+    "MARKDOWN_FILE",
+    "SUMMARY_LIMIT",
+    "Links",
+    "baseline_changes",
+    "code_block",
+    "compare",
+    "inline",
+    "load_baseline",
+    "render_html",
+    "render_markdown",
+    "write_reports",
+]

@@ -82,10 +82,47 @@ def gate_section(summary: dict[str, Any], title: str = "Conversation simulations
     return "\n".join(lines)
 
 
-def simulations_table(summary: dict[str, Any], max_rows: int = 200) -> str:
+def _delta(change: dict[str, Any] | None) -> str:
+    if not change:
+        return ""
+    if change["change"] == "new":
+        return "new"
+    parts = []
+    rate = change.get("pass_rate_delta")
+    if rate:
+        parts.append(f"{'▲' if rate > 0 else '▼'} {rate:+.0%}")
+    if change["change"] in ("new failure", "fixed"):
+        parts.append(change["change"])
+    p95 = change.get("p95_delta_ms")
+    if p95 and abs(p95) >= 1:
+        parts.append(f"p95 {p95:+,.0f} ms")
+    return ", ".join(parts) or "="
+
+
+def changes_section(changes: dict[str, dict[str, Any]]) -> str:
+    """New failures, fixes and new failing checks since the baseline."""
+    new_failures = [n for n, c in changes.items() if c["change"] == "new failure"]
+    fixed = [n for n, c in changes.items() if c["change"] == "fixed"]
+    lines = []
+    if new_failures:
+        lines.append("**New failures since base:** " + ", ".join(inline(n, 80) for n in new_failures))
+    if fixed:
+        lines.append("**Fixed since base:** " + ", ".join(inline(n, 80) for n in fixed))
+    for name, change in changes.items():
+        if change.get("new_failing_checks"):
+            checks = "; ".join(inline(c, 100) for c in change["new_failing_checks"][:5])
+            lines.append(f"- {inline(name, 80)}: newly failing {checks}")
+    return "\n".join(lines) if lines else "No change in verdicts since base."
+
+
+def simulations_table(
+    summary: dict[str, Any], max_rows: int = 200, changes: dict[str, dict[str, Any]] | None = None
+) -> str:
+    with_base = changes is not None
     rows = [
-        "| | Simulation | Pass rate | Passed | Errors | Turns | p50 | p95 | Tokens |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| | Simulation | Pass rate | Passed | Errors | Turns | p50 | p95 | Tokens |"
+        + (" vs base |" if with_base else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_base else ""),
     ]
     items = list(summary["simulations"].items())
     for name, sim in items[:max_rows]:
@@ -95,7 +132,7 @@ def simulations_table(summary: dict[str, Any], max_rows: int = 200) -> str:
             f"| {ICONS.get(verdict['status'], '')} | {inline(name, 80)}{required} | {_rate(verdict['pass_rate'])} "
             f"| {verdict['passes']}/{verdict['runs']} | {verdict['errors']} | {sim['turns']} "
             f"| {_ms(sim['latency_ms']['app_p50'])} | {_ms(sim['latency_ms']['app_p95'])} "
-            f"| {sim['tokens']['total_tokens']:,} |"
+            f"| {sim['tokens']['total_tokens']:,} |" + (f" {_delta(changes.get(name))} |" if with_base else "")
         )
     if len(items) > max_rows:
         rows.append(f"\n_{len(items) - max_rows} more simulations are in the artifact's summary.json._")
@@ -177,11 +214,18 @@ def render_markdown(
     links: Links | None = None,
     limit: int = COMMENT_LIMIT,
     header: str = "",
+    changes: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The report, at most `limit` characters: gate, table, links, then as many failures as fit."""
+    """The report, at most `limit` characters: gate, table, links, then as many failures as fit.
+
+    With `changes` (from `baseline.compare`), the table gets a column and a section on what
+    changed since the base run.
+    """
     links = links or Links()
     parts = [header] if header else []
-    parts += [gate_section(summary), simulations_table(summary)]
+    parts += [gate_section(summary), simulations_table(summary, changes=changes)]
+    if changes is not None:
+        parts.append(changes_section(changes))
     link_items = []
     if links.run_url:
         link_items.append(f"[workflow run]({links.run_url})")
