@@ -309,7 +309,7 @@ def _exit_code(fail_on: str, summary: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-def _config_error(exc: ConfigError, inputs: Inputs | None) -> int:
+def _config_error(exc: ConfigError) -> int:
     for line in str(exc).splitlines():
         match = re.match(r"\s*-?\s*(?P<file>[^:\s][^:]*):(?P<line>\d+): (?P<message>.*)", line)
         if match:
@@ -321,7 +321,6 @@ def _config_error(exc: ConfigError, inputs: Inputs | None) -> int:
 def run_action(env: Mapping[str, str] | None = None) -> int:
     """The whole action; returns the process exit code."""
     env = os.environ if env is None else env
-    inputs: Inputs | None = None
     try:
         inputs = read_inputs()
         os.environ.update(inputs.keys)  # the manifest and the models read keys from the environment
@@ -329,7 +328,7 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
         out = ctx.workspace / inputs.results_dir
         summary, manifest, interrupted = _run(inputs, ctx, out, os.environ)
     except ConfigError as exc:
-        return _config_error(exc, inputs)
+        return _config_error(exc)
     results = read_results(out / RESULTS_FILE)
     _make_readable(out)
     _log_simulations(summary, results)
