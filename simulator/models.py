@@ -311,14 +311,21 @@ class OpenAIChatCompletionsModel:
                     f"(after {self.max_retries} retries)",
                 ) from None
             except openai.APIConnectionError as exc:
-                cause = exc.__cause__ or exc
-                raise TurnError(
-                    "llm_error",
-                    f"{self.name}: cannot reach {self.chat_url}: {str(cause) or type(cause).__name__}",
-                    detail={"url": self.chat_url},
-                ) from None
+                raise self._connection_failure(exc) from None
             return self._reply(response, request)
         raise TurnError("llm_error", f"{self.name} at {self.chat_url}: kept rejecting the request parameters")
+
+    def _connection_failure(self, exc: openai.APIConnectionError) -> TurnError:
+        """Unreachable (nothing listens there) is told apart from a connection dropped mid-request: a
+        reset server was reported as "cannot reach ...: ReadError", which sent people to check the URL."""
+        cause = exc.__cause__ or exc
+        what = "cannot reach" if isinstance(cause, httpx2.ConnectError) else "lost the connection to"
+        why = str(cause).strip() or f"{type(cause).__name__} (the connection was closed or reset)"
+        return TurnError(
+            "llm_error",
+            f"{self.name}: {what} {self.chat_url}: {why} (after {self.max_retries} retries)",
+            detail={"url": self.chat_url},
+        )
 
     def _failure(self, exc: openai.APIStatusError, what: str, fatal: bool = False) -> TurnError:
         return TurnError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,12 @@ from .users import DONE, LLMUser, ScriptedUser, UserSide
 
 T = TypeVar("T")
 DEFAULT_TURN_TIMEOUT = 300.0
+#: The longest app reply a result keeps. A reply of megabytes is an app bug to report, not text to
+#: carry into every later request, the user model's prompt, conversations.jsonl and the reports: a
+#: longer reply is cut to this many characters (its raw answer too), the conversation goes on with
+#: the cut text, and the turn says so in `notes` and `reply_chars` (the full length). Not an error:
+#: the checks judge what was kept.
+MAX_REPLY_CHARS = 100_000
 
 
 def as_user_side(connection: Any, where: str = "userConnection") -> UserSide:
@@ -45,6 +52,37 @@ def as_target(connection: Any, where: str = "systemConnection") -> Target:
         f"{where} must be an OpenAIChatCompletionsModel, an app connector or a callback, "
         f"got {type(connection).__name__}"
     )
+
+
+def bounded_reply(text: str, raw: Any) -> tuple[str, Any, dict[str, Any]]:
+    """The reply text and raw answer as a result keeps them, and the turn's note when they were cut."""
+    if len(text) <= MAX_REPLY_CHARS:
+        return text, raw, {}
+    note = f"the app's reply was {len(text):,} characters; it was cut to the first {MAX_REPLY_CHARS:,}"
+    return text[:MAX_REPLY_CHARS], _bounded_raw(raw), {"notes": [note], "reply_chars": len(text)}
+
+
+def _cut_strings(node: Any) -> Any:
+    if isinstance(node, str):
+        return node if len(node) <= MAX_REPLY_CHARS else node[:MAX_REPLY_CHARS] + "…"
+    if isinstance(node, dict):
+        return {key: _cut_strings(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_cut_strings(value) for value in node]
+    return node
+
+
+def _bounded_raw(raw: Any) -> Any:
+    """Long strings cut, so the raw answer keeps its shape (reply_schema still checks it); a raw answer
+    still too big (a stream of many small events) is replaced by its beginning."""
+    cut = _cut_strings(raw)
+    text = json.dumps(cut, ensure_ascii=False, default=str)
+    if len(text) <= 2 * MAX_REPLY_CHARS:
+        return cut
+    kept = {"cut": f"the raw answer was {len(text):,} characters; its first {MAX_REPLY_CHARS:,} are kept"}
+    if isinstance(raw, dict) and "status" in raw:
+        kept["status"] = raw["status"]
+    return {**kept, "head": text[:MAX_REPLY_CHARS]}
 
 
 def _one_of(camel: str, camel_value: Any, snake: str, snake_value: Any) -> Any:
@@ -224,7 +262,8 @@ class Simulator:
                 if not reply.text.strip():
                     err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
-                recorder.add_turn(ASSISTANT, reply.request, reply.text, reply.raw, latency, reply.usage)
+                text, raw, extra = bounded_reply(reply.text, reply.raw)
+                recorder.add_turn(ASSISTANT, reply.request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
 
     @staticmethod

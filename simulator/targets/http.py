@@ -125,6 +125,13 @@ def _kind(value: Any) -> str:
     return "objects" if isinstance(value, dict) else "lists"
 
 
+def _describe_transport(exc: BaseException) -> str:
+    """A dropped connection's error for a message. A reset raises ReadError with no text at all, which
+    left the recorded reason reading "ReadError: "; say what it means instead."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} (the connection was closed or reset)"
+
+
 def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -780,7 +787,7 @@ class HttpTarget(Target):
         after = f" ({_after(retries).strip()})" if retries else ""
         return TurnError(
             "app_error",
-            f"the connection to the app at {url} failed before a complete answer: {type(exc).__name__}: {exc}{after}",
+            f"the connection to the app at {url} failed before a complete answer: {_describe_transport(exc)}{after}",
             detail={"url": url, "status": None, "retries": retries, "request": dict(record)},
             fatal=fatal,
         )

@@ -1,0 +1,1 @@
+"""Fault injection through the real runner: app faults, user-LLM faults, signals, results folders."""
