@@ -248,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_CONFIG
+    except KeyboardInterrupt:  # Ctrl-C outside a run (loading, reporting): nothing finished is lost
+        sys.stderr.write("interrupted\n")
+        return EXIT_SIGINT
 
 
 if __name__ == "__main__":

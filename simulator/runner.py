@@ -423,6 +423,7 @@ def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str
     """Join the outputs of several shards into one results folder and summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    move_previous_run(out)
     seen: set[str] = set()
     merged: list[dict[str, Any]] = []
     runs = []
