@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, MissingCredentialError
+from .manifest import DEFAULT_KEY_VARS, default_root, is_inside, variable_refusal
 from .models import OpenAIChatCompletionsModel
 from .targets import CallbackTarget, HttpTarget, Target
 from .tokens import PlainTokenManager
 
 
-def load_callback(spec: str, folder: Path) -> Callable[..., Any]:
-    """`package.module:function`, or `path/to/file.py:function` relative to `folder`."""
+def load_callback(spec: str, folder: Path, root: Path | None = None) -> Callable[..., Any]:
+    """`package.module:function`, or `path/to/file.py:function` relative to `folder`.
+
+    A callback file must lie inside `root` (symlinks resolved; default: the current directory if
+    `folder` lies inside it, else `folder`, as for `load_manifest`). Module callbacks are imported
+    as usual.
+    """
     module_name, _, attribute = spec.rpartition(":")
     try:
         if module_name.endswith(".py"):
+            root = Path(root).resolve() if root is not None else default_root(folder)
+            if not is_inside(folder / module_name, root):
+                raise ConfigError(f"callback file {module_name!r} is outside {root}; callback files must lie inside it")
             file = (folder / module_name).resolve()
             if not file.is_file():
                 raise ConfigError(f"callback file {file} not found")
@@ -50,11 +59,11 @@ def load_callback(spec: str, folder: Path) -> Callable[..., Any]:
     return target
 
 
-def build_target(config: dict[str, Any], folder: Path, source: str = "target") -> Target:
-    """The app under test described by a manifest `target` mapping."""
+def build_target(config: dict[str, Any], folder: Path, source: str = "target", root: Path | None = None) -> Target:
+    """The app under test described by a manifest `target` mapping (callback files inside `root`)."""
     if "callback" in config:
         try:
-            return CallbackTarget(load_callback(config["callback"], folder))
+            return CallbackTarget(load_callback(config["callback"], folder, root))
         except ConfigError as exc:
             raise ConfigError(f"{source}.callback: {exc}") from None
     return HttpTarget.from_config(config, source=source)
@@ -63,6 +72,9 @@ def build_target(config: dict[str, Any], folder: Path, source: str = "target") -
 def build_user_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompletionsModel:
     """The LLM that plays personas, from a manifest `user` mapping."""
     manager = None
+    key_env = config.get("api_key_env")
+    if key_env and key_env not in DEFAULT_KEY_VARS and (why := variable_refusal(str(key_env), {})):
+        raise ConfigError(f"{source}.api_key_env: environment variable {key_env} {why}")
     if config.get("api_key_env"):
         manager = PlainTokenManager(env_var=config["api_key_env"], auth_header=config.get("auth_header"))
         try:

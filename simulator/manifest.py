@@ -2,11 +2,20 @@
 
 Every problem is collected and reported at once, each as `file:line: field: what is wrong`;
 nothing runs until the manifest is valid.
+
+A manifest may come from an untrusted pull request, so what it can reach is bounded:
+
+- `${VAR}` never reads the runner's credentials (`ACTIONS_*`, `INPUT_*`, `RUNNER_*`,
+  `GITHUB_TOKEN`, `GH_TOKEN`, `GITHUB_*` but a few harmless ones), and when
+  `SIMULATOR_ALLOWED_VARS` is set it reads only the names and globs listed there (see
+  `variable_refusal`); the same rule applies to `api_key_env`.
+- Persona files and `file.py:function` callbacks must lie inside the root (see `resolve_root`).
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import os
 import re
 from collections.abc import Mapping
@@ -24,6 +33,89 @@ DEFAULT_MANIFEST = ".github/simulations.yml"
 DEFAULT_MAX_TURNS = 6
 DEFAULT_REPEAT = 1
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+#: when set (comma or space separated names or globs such as `APP_*`), only these are readable
+ALLOWED_VARS_ENV = "SIMULATOR_ALLOWED_VARS"
+#: GITHUB_* variables that hold no credential; every other GITHUB_* variable is never readable
+HARMLESS_GITHUB_VARS = frozenset(
+    {
+        "GITHUB_SHA",
+        "GITHUB_REF",
+        "GITHUB_REF_NAME",
+        "GITHUB_HEAD_REF",
+        "GITHUB_BASE_REF",
+        "GITHUB_REPOSITORY",
+        "GITHUB_RUN_ID",
+        "GITHUB_RUN_NUMBER",
+        "GITHUB_SERVER_URL",
+        "GITHUB_EVENT_NAME",
+        "GITHUB_ACTOR",
+    }
+)
+_NEVER_READABLE_PREFIXES = ("ACTIONS_", "INPUT_", "RUNNER_", "GITHUB_")
+_NEVER_READABLE_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
+#: the keys the models read by default anyway; `api_key_env` may always name them
+DEFAULT_KEY_VARS = frozenset({"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"})
+
+
+def variable_refusal(name: str, environ: Mapping[str, str]) -> str | None:
+    """Why a manifest may not read the environment variable `name`, or None when it may.
+
+    Never readable: `ACTIONS_*`, `INPUT_*`, `RUNNER_*`, `GITHUB_TOKEN`, `GH_TOKEN` and every
+    `GITHUB_*` but `HARMLESS_GITHUB_VARS` (compared without case, as Windows does). When
+    `SIMULATOR_ALLOWED_VARS` is set in `environ` (and not empty), only the names and globs it
+    lists are readable, plus the harmless GITHUB_* ones. The value is never looked at.
+    """
+    upper = name.upper()
+    if upper in HARMLESS_GITHUB_VARS:
+        return None
+    if upper in _NEVER_READABLE_NAMES or upper.startswith(_NEVER_READABLE_PREFIXES):
+        return "is never readable from a manifest (it may hold the runner's or the action's credentials)"
+    allowed = (environ.get(ALLOWED_VARS_ENV) or "").strip()
+    if allowed:
+        patterns = [p for p in re.split(r"[,\s]+", allowed) if p]
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            return f"is not allowed by {ALLOWED_VARS_ENV} ({', '.join(patterns)})"
+    return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """True when `path`, symlinks resolved, is `root` or lies under it (`root` already resolved)."""
+    try:
+        return _inside(Path(path).resolve(), Path(root))
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
+        return False
+
+
+def default_root(folder: str | Path) -> Path:
+    """The current directory if `folder` lies inside it, else `folder`; symlinks resolved."""
+    try:
+        folder = Path(os.path.abspath(folder))
+        cwd = Path.cwd()
+        resolved_cwd = cwd.resolve()
+        if _inside(folder, cwd) or _inside(folder.resolve(), resolved_cwd):
+            return resolved_cwd
+        return folder.resolve()
+    except (OSError, ValueError, RuntimeError):  # no current directory: fall back to the folder
+        return Path(os.path.abspath(folder))
+
+
+def resolve_root(manifest_path: str | Path, root: str | Path | None = None) -> Path:
+    """The folder a manifest's persona files and callback files must stay inside.
+
+    `root` if given; else the current working directory if the manifest lies inside it; else the
+    manifest's folder. Symlinks are resolved (in the root and in every path checked against it).
+    """
+    if root is not None:
+        try:
+            return Path(root).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"root {str(root)!r}: not a usable folder ({exc})") from None
+    return default_root(Path(os.path.abspath(manifest_path)).parent)
 
 
 class ManifestError(ConfigError):
@@ -76,6 +168,8 @@ class Manifest:
     gate: dict[str, Any] | None = None
     #: environment variables the manifest read, with the field paths that used them
     variables: dict[str, list[str]] = field(default_factory=dict)
+    #: persona files and callback files lie inside this folder (see `resolve_root`)
+    root: Path | None = None
 
     def simulation(self, name: str) -> Simulation | None:
         return next((s for s in self.simulations if s.name == name), None)
@@ -91,11 +185,14 @@ def interpolate(
     path: tuple = (),
     problems: list | None = None,
     used: dict[str, list[str]] | None = None,
+    refused: list | None = None,
 ) -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`.
 
     Only string values are touched (after YAML parsing), so a variable can never inject YAML.
-    Unset variables without a default are recorded in `problems` as `(path, name)`.
+    Unset variables without a default are recorded in `problems` as `(path, name)`. A variable
+    the manifest may not read (`variable_refusal`) is never looked up: it is recorded in `refused`
+    as `(path, name, why)` and becomes "" (without `refused`, a `ConfigError` is raised).
     """
     if isinstance(value, str):
 
@@ -103,6 +200,12 @@ def interpolate(
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
+            why = variable_refusal(name, environ)
+            if why is not None:
+                if refused is None:
+                    raise ConfigError(f"{format_path(path)}: environment variable {name} {why}")
+                refused.append((path, name, why))
+                return ""
             if used is not None:
                 used.setdefault(name, []).append(format_path(path))
             if name in environ and environ[name] != "":
@@ -115,9 +218,9 @@ def interpolate(
 
         return _VARIABLE.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, environ, path + (k,), problems, used) for k, v in value.items()}
+        return {k: interpolate(v, environ, path + (k,), problems, used, refused) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, environ, path + (i,), problems, used) for i, v in enumerate(value)]
+        return [interpolate(v, environ, path + (i,), problems, used, refused) for i, v in enumerate(value)]
     return value
 
 
@@ -134,14 +237,22 @@ def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> 
 
 def load_manifest(
     path: str | Path,
+    root: str | Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     app_url: str | None = None,
 ) -> Manifest:
-    """Read, interpolate and validate a manifest; raise `ManifestError` listing every problem."""
+    """Read, interpolate and validate a manifest; raise `ManifestError` listing every problem.
+
+    Persona files and `file.py:function` callbacks must lie inside `root` (default: the current
+    directory if the manifest lies inside it, else the manifest's folder; see `resolve_root`).
+    `${VAR}` reads `environ` (default `os.environ`) under the rule of `variable_refusal`.
+    """
     path = Path(path)
-    doc = load_yaml_file(path, "manifest")
     source = str(path)
+    allowed_root = resolve_root(path, root)
+    environ = os.environ if environ is None else environ
+    doc = load_yaml_file(path, "manifest")
     if not isinstance(doc.data, dict):
         kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
         raise ManifestError(source, [f"{source}: expected a mapping with 'version' and 'simulations', got {kind}"])
@@ -150,22 +261,27 @@ def load_manifest(
         raise ManifestError(source, problems)
 
     unset: list[tuple[tuple, str]] = []
+    refused: list[tuple[tuple, str, str]] = []
     used: dict[str, list[str]] = {}
-    data = interpolate(doc.data, os.environ if environ is None else environ, (), unset, used)
+    data = interpolate(doc.data, environ, (), unset, used, refused)
+    for where, name, why in refused:
+        problems.append(f"{doc.where(where)}: {format_path(where)}: environment variable {name} {why}")
     for where, name in unset:
         problems.append(
             f"{doc.where(where)}: {format_path(where)}: environment variable {name} is not set "
             f"(set it, or write ${{{name}:-default}})"
         )
+    _check_key_variables(data, doc, environ, problems)
     if app_url:
         if isinstance(data.get("target"), dict) and "callback" in data["target"]:
             problems.append(f"{doc.where(('target',))}: target: --app-url given but the target is a callback")
         else:
             data["target"] = {**(data.get("target") or {}), "url": app_url}
-    simulations = _simulations(data, doc, path.parent, problems)
+    _check_callback(data.get("target"), ("target",), doc, path.parent, allowed_root, problems)
+    simulations = _simulations(data, doc, path.parent, allowed_root, problems)
     _check_run_level(data, simulations, doc, problems)
     if problems:
-        raise ManifestError(source, problems)
+        raise ManifestError(source, list(dict.fromkeys(problems)))
     return Manifest(
         path=path,
         simulations=simulations,
@@ -175,7 +291,35 @@ def load_manifest(
         judge=data.get("judge"),
         gate=data.get("gate"),
         variables=used,
+        root=allowed_root,
     )
+
+
+def _check_key_variables(data: dict[str, Any], doc: YamlDocument, environ: Mapping[str, str], problems: list) -> None:
+    """`api_key_env` reads a variable too: the same rule as `${VAR}` (the default key names always pass)."""
+    places: list[tuple[tuple, Any]] = [(("user",), data.get("user")), (("judge",), data.get("judge"))]
+    for index, entry in enumerate(data.get("simulations") or []):
+        places.append((("simulations", index, "user"), entry.get("user") if isinstance(entry, dict) else None))
+    for at, config in places:
+        name = config.get("api_key_env") if isinstance(config, dict) else None
+        if isinstance(name, str) and name not in DEFAULT_KEY_VARS:
+            why = variable_refusal(name, environ)
+            if why is not None:
+                where = at + ("api_key_env",)
+                problems.append(f"{doc.where(where)}: {format_path(where)}: environment variable {name} {why}")
+
+
+def _check_callback(target: Any, at: tuple, doc: YamlDocument, folder: Path, root: Path, problems: list[str]) -> None:
+    """A `file.py:function` callback must lie inside the root; module callbacks are imported as usual."""
+    spec = target.get("callback") if isinstance(target, dict) else None
+    if not isinstance(spec, str):
+        return
+    module, _, _ = spec.rpartition(":")
+    if module.endswith(".py") and not is_inside(folder / module, root):
+        where = at + ("callback",)
+        problems.append(
+            f"{doc.where(where)}: {format_path(where)}: {module!r} is outside {root}; callback files must lie inside it"
+        )
 
 
 def _check_run_level(
@@ -197,7 +341,9 @@ def _check_run_level(
                 break
 
 
-def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems: list[str]) -> list[Simulation]:
+def _simulations(
+    data: dict[str, Any], doc: YamlDocument, folder: Path, root: Path, problems: list[str]
+) -> list[Simulation]:
     defaults = data.get("defaults") or {}
     seen: dict[str, int] = {}
     simulations = []
@@ -212,7 +358,7 @@ def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems
             )
             continue
         seen[name] = line or 0
-        persona = _persona(entry["persona"], doc, at + ("persona",), folder, problems)
+        persona = _persona(entry["persona"], doc, at + ("persona",), folder, root, problems)
         expect = {**(defaults.get("expect") or {}), **(entry.get("expect") or {})}
         checks = _checks(expect, doc, at, entry, problems)
         repeat = entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT))
@@ -221,6 +367,7 @@ def _simulations(data: dict[str, Any], doc: YamlDocument, folder: Path, problems
             problems.append(
                 f"{doc.where(where)}: {format_path(where)}: {entry['min_passes']} is more than repeat ({repeat})"
             )
+        _check_callback(entry.get("target"), at + ("target",), doc, folder, root, problems)
         target = deep_merge(data.get("target"), entry.get("target"))
         user = deep_merge(data.get("user"), entry.get("user")) if (data.get("user") or entry.get("user")) else None
         _check_sides(entry, target, user, doc, at, problems)
@@ -285,15 +432,27 @@ def _check_sides(
         problems.append(f"{doc.where(at + ('user',))}: {format_path(at + ('user',))}.model: required field is missing")
 
 
-def _persona(value: Any, doc: YamlDocument, at: tuple, folder: Path, problems: list[str]) -> Persona | None:
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system
+        return False
+
+
+def _persona(value: Any, doc: YamlDocument, at: tuple, folder: Path, root: Path, problems: list[str]) -> Persona | None:
     where = doc.where(at)
     try:
         if isinstance(value, dict):
             return Persona.from_dict(value, source=f"{where}: {format_path(at)}")
         candidate = folder / value
-        if candidate.suffix.lower() in (".yaml", ".yml") or "/" in value or "\\" in value:
+        if candidate.suffix.lower() in (".yaml", ".yml") or "/" in value or "\\" in value or _is_file(candidate):
+            if not is_inside(candidate, root):
+                problems.append(
+                    f"{where}: {format_path(at)}: {value!r} is outside {root}; persona files must lie inside it"
+                )
+                return None
             return Persona.load(candidate)
-        return Persona.load(value) if not candidate.is_file() else Persona.load(candidate)
+        return Persona.predefined(value)
     except ConfigError as exc:
         message = str(exc).replace("\n", "; ")
         problems.append(f"{where}: {format_path(at)}: {message}")

@@ -13,7 +13,7 @@ import yaml
 from .errors import ConfigError, PersonaError
 from .schema_check import schema_errors
 from .template import check_placeholders, render
-from .yaml_source import YamlDocument, load_yaml_file, parse_yaml
+from .yaml_source import YamlDocument, load_yaml_file, parse_yaml, plain_data, problems_message
 
 STOP_MARKER = "###STOP###"
 GIVE_UP_MARKER = "###GIVE_UP###"
@@ -37,6 +37,10 @@ def _personas_folder() -> Any:
 def predefined_personas() -> list[str]:
     """Names accepted by `Persona.load(name)`."""
     return sorted(p.name[: -len(".yaml")] for p in _personas_folder().iterdir() if p.name.endswith(".yaml"))
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _format_meta_data(meta_data: dict | str | None) -> str:
@@ -76,10 +80,13 @@ class Persona:
                 raise PersonaError(
                     f"{prompt_template_file}: cannot read prompt template: {exc.strerror or exc}"
                 ) from None
-        data = self._fields()
+        data, problems = plain_data(self._fields(), source=where)
+        if problems:
+            raise PersonaError(problems_message(problems))
         problems = schema_errors(data, "persona", source=where)
         if problems:
-            raise PersonaError("\n".join(problems))
+            raise PersonaError(problems_message(problems))
+        self.meta_data = data["meta_data"]  # dates in the facts become ISO text, so results stay JSON
         self.template_vars = dict(self.template_vars or {})
         clash = sorted(set(self.template_vars) & set(BUILTIN_VARIABLES))
         if clash:
@@ -92,25 +99,42 @@ class Persona:
     @classmethod
     def load(cls, path: str | Path) -> Persona:
         """Load a persona YAML file, or a predefined persona by name (`Persona.load("jane")`)."""
+        if not isinstance(path, (str, Path)):
+            raise PersonaError(f"persona: expected a file path or a predefined name, got {type(path).__name__}")
         candidate = Path(path)
-        if candidate.is_file():
+        try:
+            is_file, exists = candidate.is_file(), candidate.exists()
+        except (OSError, ValueError) as exc:  # e.g. a name too long for the file system
+            raise PersonaError(f"{_shorten(str(path))}: not a usable persona path ({exc})") from None
+        if is_file:
             return cls._from_document(load_yaml_file(candidate, "persona file", PersonaError))
         text = str(path)
         looks_like_name = "/" not in text and "\\" not in text and candidate.suffix.lower() not in (".yaml", ".yml")
         if looks_like_name:
-            names = predefined_personas()
-            match = next((n for n in names if n.lower() == text.lower()), None)
-            if match is None:
-                raise PersonaError(
-                    f"'{text}' is neither a persona file nor a predefined persona; "
-                    f"predefined personas: {', '.join(names)}"
-                )
-            resource = _personas_folder().joinpath(f"{match}.yaml")
-            text = resource.read_text("utf-8")
-            return cls._from_document(parse_yaml(text, f"predefined persona '{match}'", PersonaError))
-        if candidate.exists():
+            return cls.predefined(text)
+        if exists:
             raise PersonaError(f"{candidate}: is not a file, expected a persona YAML file")
-        raise PersonaError(f"{candidate}: persona file not found (paths are relative to {Path.cwd()})")
+        try:
+            cwd = str(Path.cwd())
+        except OSError:
+            cwd = "the current directory"
+        raise PersonaError(f"{_shorten(str(candidate))}: persona file not found (paths are relative to {cwd})")
+
+    @classmethod
+    def predefined(cls, name: str) -> Persona:
+        """A predefined persona by name (`jane`, `marcus`, ...); never reads a file of the caller's."""
+        names = predefined_personas()
+        text = str(name)
+        match = next((n for n in names if n.lower() == text.lower()), None)
+        if match is None:
+            raise PersonaError(
+                f"{_shorten(text)!r} is neither a persona file nor a predefined persona; "
+                f"predefined personas: {', '.join(names)}"
+            )
+        resource = _personas_folder().joinpath(f"{match}.yaml")
+        return cls._from_document(
+            parse_yaml(resource.read_text("utf-8"), f"predefined persona '{match}'", PersonaError)
+        )
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "persona") -> Persona:
@@ -122,10 +146,13 @@ class Persona:
         if not isinstance(doc.data, dict):
             kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
             raise PersonaError(f"{doc.source}: expected a mapping with 'name' and 'profile', got {kind}")
-        problems = schema_errors(doc.data, "persona", doc=doc)
+        data, problems = plain_data(doc.data, doc)  # keys are text, values JSON-like, no cycles
         if problems:
-            raise PersonaError("\n".join(problems))
-        return cls(**doc.data, source=doc.source)
+            raise PersonaError(problems_message(problems))
+        problems = schema_errors(data, "persona", doc=doc)
+        if problems:
+            raise PersonaError(problems_message(problems))
+        return cls(**data, source=doc.source)
 
     def to_dict(self) -> dict[str, Any]:
         """The persona's fields, as written by `export` (custom template included)."""

@@ -48,7 +48,11 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
             if not any(e.validator == "required" and not e.relative_path for e in errors)
         ]
         pool = meant[0] if len(meant) == 1 else error.context
-        return _describe(jsonschema.exceptions.best_match(pool))
+        try:
+            best = jsonschema.exceptions.best_match(pool)
+        except TypeError:  # paths that mix text and number keys cannot be ranked
+            best = pool[0]
+        return _describe(best)
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
@@ -59,7 +63,10 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError, RecursionError):  # keys that are not text, a value containing itself
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -71,13 +78,15 @@ def schema_errors(
     *,
     definition: str | None = None,
     prefix: tuple = (),
+    schema: dict | None = None,
 ) -> list[str]:
     """Every problem in `data`, one line each, sorted by position in the file.
 
     `definition` validates against one `$defs` entry of the schema; `prefix` is where `data`
-    sits in the document, for field names and line numbers.
+    sits in the document, for field names and line numbers; `schema` is used instead of the
+    shipped schema `schema_name` when given.
     """
-    schema = load_schema(schema_name)
+    schema = load_schema(schema_name) if schema is None else schema
     if definition is not None:
         schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
     validator = jsonschema.Draft202012Validator(schema)

@@ -1,17 +1,117 @@
-"""YAML loading that remembers where each value came from, so errors can name the line."""
+"""YAML loading that remembers where each value came from, so errors can name the line.
+
+Only plain data comes out: mappings with text keys, lists, text, whole and finite numbers,
+true/false and null (dates become ISO text). The loader is `yaml.safe_load`-equivalent (no Python
+tags, nothing runs) and bounded: a file larger than `MAX_YAML_CHARS`, nesting deeper than
+`MAX_DEPTH`, or aliases that would expand past `MAX_NODES` values ("billion laughs") is refused
+with a `ConfigError` naming the file and line, never an exception from inside the parser.
+"""
 
 from __future__ import annotations
 
+import datetime
+import math
+import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from .errors import ConfigError
 
+#: largest YAML text read, in characters (a big manifest is a few dozen KB)
+MAX_YAML_CHARS = 1_000_000
+#: deepest nesting of mappings and lists
+MAX_DEPTH = 64
+#: most values a document may hold once every alias is expanded
+MAX_NODES = 100_000
+#: problems listed in one error before "... and N more"
+MAX_LISTED = 20
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of every mapping key and sequence item."""
+    """SafeLoader that bounds nesting and turns every constructor failure into a marked YAML error."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # e.g. !!bool maybe, 2024-02-30, a 5000-digit number, !!float abc
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            detail = f" ({str(exc).split(':')[0]})" if isinstance(exc, ValueError) and str(exc) else ""
+            raise ConstructorError(
+                None, None, f"cannot read {_excerpt(node)} as {kind}{detail}", node.start_mark
+            ) from None
+
+
+def _excerpt(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode):
+        text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        return repr(text)
+    return f"tagged {node.tag}"
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse aliases that make a node contain itself, nest past `MAX_DEPTH` or expand past `MAX_NODES`."""
+    measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, levels of nesting)
+    open_nodes: set[int] = set()
+
+    def too_deep(node: yaml.Node) -> ComposerError:
+        return ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep (through aliases)", node.start_mark)
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in measured:
+            if depth + measured[key][1] - 1 > MAX_DEPTH:
+                raise too_deep(node)
+            return measured[key]
+        if key in open_nodes:
+            raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
+        if depth > MAX_DEPTH:
+            raise too_deep(node)
+        open_nodes.add(key)
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        total, height = 1, 1
+        for child in children:
+            size, levels = measure(child, depth + 1)
+            total, height = total + size, max(height, levels + 1)
+            if total > MAX_NODES:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"expands to more than {MAX_NODES:,} values through aliases (a 'billion laughs' document?)",
+                    node.start_mark,
+                )
+        open_nodes.discard(key)
+        measured[key] = (total, height)
+        return total, height
+
+    measure(root, 1)
 
 
 def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
@@ -20,13 +120,30 @@ def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 child = path + (key_node.value,)
-                lines[child] = key_node.start_mark.line + 1
+                lines.setdefault(child, key_node.start_mark.line + 1)
                 _index_lines(value_node, child, lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = path + (index,)
-            lines[child] = item.start_mark.line + 1
+            lines.setdefault(child, item.start_mark.line + 1)
             _index_lines(item, child, lines)
+
+
+def _key_problems(node: yaml.Node, path: tuple, source: str, problems: list[str]) -> None:
+    """Mapping keys that YAML reads as something other than text (`1:`, `~:`, `yes:`), at their line."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            tag = str(key_node.tag)
+            if isinstance(key_node, yaml.ScalarNode) and tag not in (_STR_TAG, _MERGE_TAG):
+                kind = tag.rsplit(":", 1)[-1]
+                problems.append(
+                    f"{source}:{key_node.start_mark.line + 1}: {format_path(path)}: key {_excerpt(key_node)} "
+                    f"must be text, not {kind} (put it in quotes)"
+                )
+            _key_problems(value_node, path + (getattr(key_node, "value", "?"),), source, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _key_problems(item, path + (index,), source, problems)
 
 
 class YamlDocument:
@@ -41,8 +158,11 @@ class YamlDocument:
         """Line of the deepest known prefix of `path` (1-based), or None."""
         path = tuple(path)
         while path:
-            if path in self.lines:
-                return self.lines[path]
+            try:
+                if path in self.lines:
+                    return self.lines[path]
+            except TypeError:  # an unhashable part: no line is known for it
+                pass
             path = path[:-1]
         return self.lines.get(())
 
@@ -51,14 +171,91 @@ class YamlDocument:
         return f"{self.source}:{line}" if line else self.source
 
 
+def _type_name(value: Any) -> str:
+    return {bytes: "binary data (!!binary)", set: "a set (!!set)"}.get(type(value), type(value).__name__)
+
+
+def plain_data(
+    data: Any, doc: YamlDocument | None = None, source: str = "", prefix: tuple = ()
+) -> tuple[Any, list[str]]:
+    """`data` as plain JSON-like values, and a problem line for each value that is not.
+
+    Mapping keys must be text; values must be text, numbers (finite), true/false, null, lists or
+    mappings, nested at most `MAX_DEPTH` deep and never containing themselves. Dates and times
+    become ISO text, tuples become lists. Each problem reads `where: field: what is wrong`.
+    """
+    problems: list[str] = []
+    open_containers: set[int] = set()
+
+    def problem(path: tuple, message: str) -> None:
+        where = doc.where(prefix + path) if doc is not None else source
+        problems.append(f"{where}: {format_path(prefix + path)}: {message}")
+
+    def walk(value: Any, path: tuple) -> Any:
+        if value is None or isinstance(value, (str, bool, int)):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                problem(path, f"{value} is not a finite number")
+            return value
+        if isinstance(value, (datetime.date, datetime.time)):
+            return value.isoformat()
+        if isinstance(value, (dict, list, tuple)):
+            if len(path) >= MAX_DEPTH:
+                problem(path, f"nested more than {MAX_DEPTH} levels deep")
+                return None
+            if id(value) in open_containers:
+                problem(path, "contains itself")
+                return None
+            open_containers.add(id(value))
+            try:
+                if isinstance(value, dict):
+                    out = {}
+                    for key, item in value.items():
+                        if not isinstance(key, str):
+                            kind = "null" if key is None else _type_name(key)
+                            problem(path, f"key {_key_text(key)} must be text, not {kind} (put it in quotes)")
+                            continue
+                        out[key] = walk(item, path + (key,))
+                    return out
+                return [walk(item, path + (index,)) for index, item in enumerate(value)]
+            finally:
+                open_containers.discard(id(value))
+        if isinstance(value, Mapping):
+            return walk(dict(value), path)
+        problem(path, f"{_type_name(value)} is not supported here; use text, a number, a list or a mapping")
+        return None
+
+    result = walk(data, ())
+    return result, problems
+
+
+def _key_text(key: Any) -> str:
+    try:
+        text = repr(key)
+    except Exception:  # a hostile __repr__
+        text = f"<{type(key).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def problems_message(problems: list[str]) -> str:
+    """Problem lines joined, the first `MAX_LISTED` of them."""
+    shown = problems[:MAX_LISTED]
+    more = len(problems) - len(shown)
+    return "\n".join(shown + ([f"... and {more} more"] if more else []))
+
+
 def parse_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -> YamlDocument:
-    """Parse one YAML document safely; a syntax error becomes a ConfigError naming file and line."""
+    """Parse one YAML document safely; any problem becomes a ConfigError naming file and line."""
+    if len(text) > MAX_YAML_CHARS:
+        raise error(f"{source}: too large ({len(text):,} characters; at most {MAX_YAML_CHARS:,})")
     try:
         loader = _LineLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 return YamlDocument(None, {}, source)
+            _check_graph(node)
             data = loader.construct_document(node)
         finally:
             loader.dispose()
@@ -68,35 +265,61 @@ def parse_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -
             mark = exc.context_mark  # "unexpected end of file": point at what was left open
         line = f":{mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and problem.startswith("but "):  # "expected a single document ... but found another"
+            problem = f"{exc.context} {problem}"
         raise error(f"{source}{line}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise error(f"{source}: invalid YAML: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise error(f"{source}: invalid YAML: too deeply nested or too large") from None
+    except Exception as exc:  # the parser failing in a way it does not mark: still no traceback
+        raise error(f"{source}: invalid YAML: {type(exc).__name__}: {exc}") from None
+    problems: list[str] = []
+    _key_problems(node, (), source, problems)
+    if problems:
+        raise error(problems_message(list(dict.fromkeys(problems))))
     lines: dict[tuple, int] = {}
     _index_lines(node, (), lines)
-    return YamlDocument(data, lines, source)
+    doc = YamlDocument(data, lines, source)
+    doc.data, problems = plain_data(data, doc)
+    if problems:
+        raise error(problems_message(problems))
+    return doc
 
 
 def load_yaml_file(path: str | Path, what: str = "file", error: type[ConfigError] = ConfigError) -> YamlDocument:
     """Read and parse a YAML file; unreadable files get a ConfigError that says what was expected."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a FIFO or a device would block or never end
+            raise error(f"{path}: not a regular file, expected a YAML {what}")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_CHARS * 4 + 1)  # a character is at most 4 bytes
+    except ConfigError:
+        raise
     except FileNotFoundError:
         raise error(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise error(f"{path}: is a directory, expected a YAML {what}") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    return parse_yaml(text, str(path), error)
+    except ValueError as exc:  # e.g. a NUL character in the path
+        raise error(f"{path!r}: cannot read {what}: {exc}") from None
+    if len(raw) > MAX_YAML_CHARS * 4:
+        raise error(f"{path}: too large (more than {MAX_YAML_CHARS * 4:,} bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_yaml(text.replace("\r\n", "\n").replace("\r", "\n"), str(path), error)
 
 
 def format_path(path: tuple | list) -> str:
     """Render a field path like `simulations[2].persona`."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
