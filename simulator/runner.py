@@ -200,7 +200,7 @@ class Connections:
         key = json.dumps(sim.target, sort_keys=True)
         if key not in self._targets:
             self._targets[key] = build_target(
-                sim.target, self.manifest.folder, source=f"simulations[{sim.index}].target"
+                sim.target, self.manifest.folder, source=f"simulations[{sim.index}].target", root=self.manifest.root
             )
         return self._targets[key]
 

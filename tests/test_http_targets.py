@@ -411,7 +411,13 @@ def test_secrets_never_reach_results(app: FakeChatApp) -> None:
         app,
         f"/v1/chat/completions?api-version=1&code={SECRET}",
         format="openai",
-        headers={"Authorization": f"Bearer {SECRET}", "X-API-Key": SECRET, "X-Trace": "visible"},
+        headers={
+            "Authorization": f"Bearer {SECRET}",
+            "X-API-Key": SECRET,
+            "X-Tenant": "may-be-from-an-env-var",
+            "X-Conversation": "{{conversation_id}}",
+            "Accept": "application/json",
+        },
     )
     reply = ask(t)
     assert reply.text == "You said: hello"
@@ -421,7 +427,9 @@ def test_secrets_never_reach_results(app: FakeChatApp) -> None:
     assert reply.request["headers"] == {
         "Authorization": "***",
         "X-API-Key": "***",
-        "X-Trace": "visible",
+        "X-Tenant": "***",  # a fixed configured value may come from ${VAR}: not recorded
+        "X-Conversation": reply.request["headers"]["X-Conversation"],  # per-turn placeholders are
+        "Accept": "application/json",
         "Content-Type": "application/json",
     }
     assert "code=***" in reply.request["url"] and "api-version=1" in reply.request["url"]

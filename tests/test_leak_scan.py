@@ -259,11 +259,6 @@ def test_no_secret_leaves_the_action(tmp_path: Path, gh: FakeGitHub, app: FakeCh
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak: an app that echoes the credential in its error body gets it into the error "
-    "message (results, reports, comment); fix in simulator/targets/http.py, see docs/reliability-notes.md",
-)
 def test_an_app_echoing_the_credential_in_its_error_does_not_leak_it(
     tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAIServer
 ) -> None:

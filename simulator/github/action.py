@@ -146,6 +146,9 @@ def _mask_manifest_secrets(manifest: Manifest, env: Mapping[str, str]) -> None:
     for name, paths in manifest.variables.items():
         if SECRET_NAME.search(name) or any(".headers." in p or p.endswith(".headers") for p in paths):
             commands.mask(env.get(name))
+    for model in (manifest.user, manifest.judge, *(s.user for s in manifest.simulations)):
+        if model and model.get("api_key_env"):
+            commands.mask(env.get(model["api_key_env"]))
 
 
 def _annotation_file(ctx: GitHubContext, manifest_path: Path) -> str:
@@ -169,9 +172,11 @@ def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) 
         if missing:
             raise ConfigError(f"input merge: no {RESULTS_FILE} in {', '.join(missing)}")
         manifest_path = ctx.workspace / inputs.manifest
-        manifest = load_manifest(manifest_path) if manifest_path.is_file() else None
+        manifest = load_manifest(manifest_path, root=ctx.workspace) if manifest_path.is_file() else None
         return merge_results(out, folders), manifest, 0
-    manifest = load_manifest(ctx.workspace / inputs.manifest, app_url=inputs.app_url or None, environ=env)
+    manifest = load_manifest(
+        ctx.workspace / inputs.manifest, root=ctx.workspace, app_url=inputs.app_url or None, environ=env
+    )
     _mask_manifest_secrets(manifest, env)
     shard = parse_shard(inputs.shard) if inputs.shard else None
     jobs = plan_jobs(manifest, filters=inputs.filters, shard=shard)

@@ -105,6 +105,58 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+#: configured headers shown as they are in results; every other configured value may hold a credential
+BENIGN_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-language"})
+
+
+def _credential_values(url: str, headers: Mapping[str, str], query: Mapping[str, str], body: Any) -> list[str]:
+    """The literal credentials this target sends (from its configuration, `${VAR}`s filled in).
+
+    An app may echo them back (a 401 body quoting the token); these are scrubbed from whatever
+    is recorded. Values with `{{placeholders}}` change per turn and are not credentials.
+    """
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() not in BENIGN_HEADERS and "{{" not in value:
+            found.append(value)
+            found.extend(value.split()[1:])  # "Bearer <token>": the token alone too
+    for name, value in [*query.items(), *parse_qsl(urlsplit(url).query, keep_blank_values=True)]:
+        if _SENSITIVE_QUERY.search(name) and "{{" not in value:
+            found.append(value)
+    password = urlsplit(url).password
+    if password:
+        found.append(password)
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and _SENSITIVE_BODY_KEY.search(key) and "{{" not in node:
+            found.append(node)
+
+    walk(body)
+    return sorted({v.strip() for v in found if len(v.strip()) >= 4}, key=len, reverse=True)
+
+
+def scrub(node: Any, secrets: list[str]) -> Any:
+    """`node` with every occurrence of a credential replaced by "***" (strings, lists, dicts)."""
+    if not secrets:
+        return node
+    if isinstance(node, str):
+        for secret in secrets:
+            if secret in node:
+                node = node.replace(secret, REDACTED)
+        return node
+    if isinstance(node, dict):
+        return {k: scrub(v, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [scrub(v, secrets) for v in node]
+    return node
+
+
 def _redact_body(node: Any) -> Any:
     """A body as recorded: values of keys such as api_key, token or password become "***"."""
     if isinstance(node, dict):
@@ -284,6 +336,7 @@ class HttpTarget(Target):
         self.session = SessionSpec.parse(session["read"], f"{source}.session.read") if session is not None else None
         self.retry = RetryPolicy.from_config(retry, f"{source}.retry")
         self._check_placeholders()
+        self._secrets = _credential_values(self.url, self.headers, self.query, self.body)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -561,16 +614,17 @@ class HttpTarget(Target):
 
     def _record(self, request: httpx2.Request, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
         """The request as results keep it: no credential in headers, query or body."""
-        shown = dict(headers)
+        shown = {}
+        for name, value in headers.items():
+            template = self.headers.get(name)
+            placeholders_only = template is not None and not PLACEHOLDER.sub("", template).strip()
+            keep = name.lower() in BENIGN_HEADERS or template is None or placeholders_only
+            shown[name] = value if keep and not is_sensitive_header(name) else REDACTED
         if "cookie" in request.headers:
-            shown["Cookie"] = request.headers["cookie"]
-        record: dict[str, Any] = {
-            "method": request.method,
-            "url": safe_url(str(request.url)),
-            "headers": redact_headers(shown),
-        }
+            shown["Cookie"] = REDACTED
+        record: dict[str, Any] = {"method": request.method, "url": safe_url(str(request.url)), "headers": shown}
         if body is not None:
-            record["body"] = _redact_body(body)
+            record["body"] = scrub(_redact_body(body), self._secrets)
         return record
 
     # --- reading the answer ----------------------------------------------------------------------
@@ -602,7 +656,9 @@ class HttpTarget(Target):
             where = "the stream" if answer.events is not None else f"path {self._path_text()!r}"
             raise self._error(f"gave an empty reply (the text at {where} is empty)", answer, record)
         self._learn_session(state, answer, documents)
-        return AppReply(text=text, raw=raw, request=dict(record), usage=usage)
+        return AppReply(
+            text=scrub(text, self._secrets), raw=scrub(raw, self._secrets), request=dict(record), usage=usage
+        )
 
     def _path_text(self, stream: bool = False) -> str:
         if self.response is not None and not (stream and self.format == "openai"):
@@ -718,7 +774,7 @@ class HttpTarget(Target):
     # --- errors ----------------------------------------------------------------------------------
 
     def _detail(self, answer: _Answer, record: dict[str, Any]) -> dict[str, Any]:
-        snippet = answer.snippet
+        snippet = scrub(answer.snippet, self._secrets)
         detail: dict[str, Any] = {
             "status": answer.status,
             "url": record.get("url"),
@@ -734,7 +790,9 @@ class HttpTarget(Target):
         url = record.get("url")
         return TurnError(
             "app_error",
-            f"the app at {url} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}",
+            scrub(
+                f"the app at {url} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}", self._secrets
+            ),
             detail=self._detail(answer, record),
             fatal=fatal,
         )
