@@ -7,7 +7,6 @@ Ctrl-C or SIGTERM loses nothing that finished; `summary.json` is written at the 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -30,6 +29,7 @@ from .plan import Job
 from .report import HTML_FILE, MARKDOWN_FILE
 from .simulator import DEFAULT_TURN_TIMEOUT, Simulator
 from .summary import summarize
+from .sync import run_sync
 from .targets import Target
 from .users import ScriptedUser, UserSide
 
@@ -532,14 +532,3 @@ def run_with_signals(make: Callable[[], Awaitable[T]]) -> tuple[T, signal.Signal
         result = asyncio.run(main())
         return result, received.get("signal")
     return run_sync(make), None
-
-
-def run_sync(make: Callable[[], Awaitable[T]]) -> T:
-    """Run `make()` to completion from sync code, even where an event loop is already running
-    (a notebook, a test harness): then on a private loop in a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())  # type: ignore[arg-type]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()  # type: ignore[arg-type]

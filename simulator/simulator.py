@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import time
 import uuid
@@ -14,6 +13,7 @@ from .errors import ConfigError, TurnError
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
 from .result import ASSISTANT, USER, ConversationRecorder
+from .sync import run_sync
 from .targets import CallbackTarget, ModelTarget, Target
 from .users import DONE, LLMUser, ScriptedUser, UserSide
 
@@ -198,12 +198,7 @@ class Simulator:
             finally:
                 await self.aclose()
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(run())
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, run()).result()
+        return run_sync(run)
 
     async def aclose(self) -> None:
         """Close connections opened for the running event loop."""
