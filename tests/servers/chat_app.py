@@ -36,20 +36,23 @@ Standard library only.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import struct
-import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+
+from tests.servers.base import (
+    ChatRecordedRequest,
+    LocalHandler,
+    ScriptedServer,
+    chat_completion,
+    chat_completion_chunks,
+    count_words,
+    split_text,
+    sse_event,
+)
 
 __all__ = [
     "ROUTES",
@@ -83,16 +86,9 @@ _ID_KEYS = frozenset({"session_id", "session", "conversation_id", "model", "role
 
 
 @dataclass
-class RecordedRequest:
+class RecordedRequest(ChatRecordedRequest):
     """One HTTP request received by the fake app."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    """Request headers; names are lower-cased."""
-    body: Any
-    """Parsed JSON body, or ``None`` when empty or not valid JSON."""
     raw_body: bytes
     received_at: float
     """``time.monotonic()`` when the request was received."""
@@ -130,18 +126,6 @@ class RecordedRequest:
     def conversation_id(self) -> str | None:
         """The ``conversation_id`` body field, if the client supplies one."""
         return self._body_id("conversation_id")
-
-    @property
-    def messages(self) -> list[Any]:
-        """The ``messages`` field of the JSON body (empty list if absent)."""
-        if isinstance(self.body, dict) and isinstance(self.body.get("messages"), list):
-            return self.body["messages"]
-        return []
-
-    @property
-    def stream(self) -> bool:
-        """True when the body asks for a streamed answer (``"stream": true``)."""
-        return isinstance(self.body, dict) and self.body.get("stream") is True
 
     @property
     def user_text(self) -> str | None:
@@ -230,31 +214,22 @@ def echo_reply(request: RecordedRequest) -> AppReply:
     return AppReply(text=f"You said: {request.user_text or ''}")
 
 
-class FakeChatApp:
+class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
     """Scriptable fake chat app running in a daemon thread (one thread per connection).
 
-    Use as a context manager or call :meth:`start` / :meth:`close`.
+    Use as a context manager or call :meth:`start` / :meth:`close`. :meth:`script`
+    takes replies as str, :class:`AppReply` or callable (see :data:`AppReplyLike`); the
+    :attr:`default` reply factory starts as :func:`echo_reply`. :meth:`reset` also
+    forgets the transcripts and resets the in-flight peak.
     """
+
+    reply_type = AppReply
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Prepare the app; nothing is bound until :meth:`start`."""
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._request_added = threading.Condition(self._lock)
-        self._queue: deque[AppReplyLike] = deque()
+        super().__init__(host, port, _Handler, echo_reply)
         self._session_counter = 0
-        self._completion_counter = 0
         self._in_flight = 0
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.requests: list[RecordedRequest] = []
-        """Every request received, in arrival order."""
-        self.errors: list[BaseException] = []
-        """Exceptions raised while producing replies (e.g. by a reply callable)."""
-        self.default: AppReplyFactory = echo_reply
-        """Reply factory used when the script queue is empty."""
         self.issue_session: SessionMode | None = None
         """How to hand a new ``sess-<n>`` id to a request that has no session (None: don't)."""
         self.require_header: tuple[str, str] | None = None
@@ -267,69 +242,7 @@ class FakeChatApp:
         self.max_in_flight = 0
         """Peak number of requests being handled at the same time."""
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> FakeChatApp:
-        """Bind the socket and start serving in a daemon thread."""
-        if self._closed:
-            raise RuntimeError("FakeChatApp cannot be restarted after close()")
-        if self._httpd is not None:
-            raise RuntimeError("FakeChatApp already started")
-        httpd = _HTTPServer((self._host, self._port), _Handler)
-        httpd.fake = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"FakeChatApp:{httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving, close the listening socket and open connections, join threads."""
-        if self._closed:
-            return
-        self._closed = True
-        httpd = self._httpd
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        httpd.join_handlers(timeout=2)
-
-    def __enter__(self) -> FakeChatApp:
-        """Start the app (if needed) and return it."""
-        if self._httpd is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the app."""
-        self.close()
-
-    # -- addresses & counters ------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._httpd is None:
-            raise RuntimeError("FakeChatApp is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://{self._host}:{self.port}"
-
-    @property
-    def connection_count(self) -> int:
-        """Number of TCP connections accepted so far."""
-        return 0 if self._httpd is None else self._httpd.accepted
+    # -- counters ------------------------------------------------------------
 
     @property
     def in_flight(self) -> int:
@@ -337,53 +250,20 @@ class FakeChatApp:
         with self._lock:
             return self._in_flight
 
-    # -- scripting ---------------------------------------------------------
-
-    def script(self, *replies: AppReplyLike) -> FakeChatApp:
-        """Append replies (str, :class:`AppReply` or callable) to the FIFO queue."""
-        for reply in replies:
-            if not (isinstance(reply, (str, AppReply)) or callable(reply)):
-                raise TypeError(f"unsupported reply type: {type(reply).__name__}")
-        with self._lock:
-            self._queue.extend(replies)
-        return self
-
-    @property
-    def pending(self) -> int:
-        """Number of scripted replies not consumed yet."""
-        with self._lock:
-            return len(self._queue)
-
-    def reset(self) -> None:
-        """Forget requests, errors and transcripts, drop unconsumed replies, reset the peak."""
-        with self._lock:
-            self._queue.clear()
-            self.requests.clear()
-            self.errors.clear()
-            self.transcripts.clear()
-            self.max_in_flight = self._in_flight
-
     # -- inspection --------------------------------------------------------
-
-    @property
-    def last_request(self) -> RecordedRequest | None:
-        """The most recent request, or ``None``."""
-        with self._lock:
-            return self.requests[-1] if self.requests else None
 
     def transcript(self, key: str) -> list[str]:
         """A copy of the user texts recorded under ``key`` (empty if unknown)."""
         with self._lock:
             return list(self.transcripts.get(key, []))
 
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until at least ``count`` requests were recorded; return a snapshot."""
-        with self._request_added:
-            if not self._request_added.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
-            return list(self.requests)
-
     # -- internals used by the handler ----------------------------------------
+
+    def _forget(self) -> None:
+        """Drop unconsumed replies and transcripts, reset the peak (lock held)."""
+        super()._forget()
+        self.transcripts.clear()
+        self.max_in_flight = self._in_flight
 
     def _enter(self) -> None:
         with self._lock:
@@ -393,11 +273,6 @@ class FakeChatApp:
     def _leave(self) -> None:
         with self._lock:
             self._in_flight -= 1
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._request_added:
-            self.requests.append(request)
-            self._request_added.notify_all()
 
     def _open_turn(self, request: RecordedRequest) -> SessionMode | None:
         """Issue a session if needed and add the user text to the transcript.
@@ -416,130 +291,39 @@ class FakeChatApp:
                 self.transcripts.setdefault(key, []).append(text)
             return mode if request.issued_session is not None else None
 
-    def _next_reply(self, request: RecordedRequest) -> AppReply:
-        with self._lock:
-            item: AppReplyLike = self._queue.popleft() if self._queue else self.default
-        if isinstance(item, (str, AppReply)):
-            return _coerce_reply(item)
-        return _coerce_reply(item(request))
-
-    def _next_completion_id(self) -> str:
-        with self._lock:
-            self._completion_counter += 1
-            return f"chatcmpl-{self._completion_counter}"
-
-    def _record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self.errors.append(exc)
-
 
 # --------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # we join handler threads ourselves, with a timeout
-    request_queue_size = 128  # many clients connect at once; the default backlog of 5 would stall them
-    fake: FakeChatApp
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._handler_threads: list[threading.Thread] = []
-        self.accepted = 0
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
-        with self._conn_lock:
-            self.accepted += 1
-            self._connections.add(request)
-            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
-            self._handler_threads.append(thread)
-        thread.start()
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)) or exc is None:
-            return  # client went away; not interesting
-        self.fake._record_error(exc)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def join_handlers(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._conn_lock:
-            threads = list(self._handler_threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
 Headers = list[tuple[str, str]]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LocalHandler):
     server_version = "FakeChatApp/1.0"
     disable_nagle_algorithm = True  # headers and body go out in separate writes
-    sys_version = ""
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Silence the default per-request logging."""
+    dropped_headers = frozenset({"content-length", "transfer-encoding"})
 
     def version_string(self) -> str:
         """``Server`` header value."""
         return self.server_version
 
-    def do_POST(self) -> None:
-        fake = self.server.fake
+    def _handle(self) -> None:
+        fake: FakeChatApp = self.server.fake
         fake._enter()
         try:
-            self._handle(fake)
+            self._handle_request(fake)
         finally:
             fake._leave()
 
-    do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_POST
-
     # -- request handling ----------------------------------------------------
 
-    def _handle(self, fake: FakeChatApp) -> None:
+    def _handle_request(self, fake: FakeChatApp) -> None:
         received_at = time.monotonic()
-        split = urlsplit(self.path)
-        path = split.path
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        raw = self._read_body()
-        body: Any = None
-        json_ok = True
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                json_ok = False
-        request = RecordedRequest(
-            method=self.command,
-            path=path,
-            query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers=headers,
-            body=body,
-            raw_body=raw,
-            received_at=received_at,
-        )
+        incoming = self._read_request()
+        path, headers, body, json_ok = incoming.path, incoming.headers, incoming.body, incoming.json_ok
+        request = incoming.record(RecordedRequest, raw_body=incoming.raw_body, received_at=received_at)
         fake._record(request)
 
         route = ROUTES.get(path)
@@ -575,22 +359,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500, _error_body(f"fake chat app reply failed: {exc!r}", 500))
             return
         self._send_reply(route, request, reply, issued_via)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # skip trailers
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     # -- response writing ----------------------------------------------------
 
@@ -656,30 +424,15 @@ class _Handler(BaseHTTPRequestHandler):
         truncate = bool(reply and reply.truncate)
         self._send(status, json.dumps(payload).encode(), ctype, headers, truncate=truncate)
 
-    def _start_response(self, status: int, content_type: str, headers: Headers | None) -> None:
-        extra = [(k, v) for k, v in (headers or []) if k.lower() not in ("content-length", "transfer-encoding")]
-        if not any(k.lower() == "content-type" for k, _ in extra):
-            extra.append(("Content-Type", content_type))
-        self.send_response(status)
-        for name, value in extra:
-            self.send_header(name, value)
-
     def _send(
-        self, status: int, data: bytes, content_type: str, headers: Headers | None = None, *, truncate: bool
+        self, status: int, data: bytes, content_type: str, headers: Headers | None = None, *, truncate: bool = False
     ) -> None:
-        self._start_response(status, content_type, headers)
-        if truncate:
-            data = data[: len(data) // 2]
-            claimed = max(2 * len(data), len(data) + 1)
-        else:
-            claimed = len(data)
-        self.send_header("Content-Length", str(claimed))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
-        if truncate:
-            self.close_connection = True
+        if not truncate:
+            super()._send(status, data, content_type, headers)
+            return
+        data = data[: len(data) // 2]
+        super()._send(status, data, content_type, headers, content_length=max(2 * len(data), len(data) + 1))
+        self.close_connection = True
 
     def _send_stream(self, reply: AppReply, events: list[bytes], headers: Headers) -> None:
         """Write ``events`` one at a time (chunked), flushing and pausing between them."""
@@ -705,13 +458,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-
-    def _reset_connection(self) -> None:
-        """Drop the socket with an RST and no answer."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
 
 
 # --------------------------------------------------------------------------
@@ -742,14 +488,6 @@ def _format_retry_after(value: float | str) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _coerce_reply(value: object) -> AppReply:
-    if isinstance(value, AppReply):
-        return value
-    if isinstance(value, str):
-        return AppReply(text=value)
-    raise TypeError(f"reply callable must return str or AppReply, got {type(value).__name__}")
-
-
 def _message_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
@@ -776,35 +514,13 @@ def _first_string(value: Any) -> str | None:
     return None
 
 
-def _split_text(text: str, parts: int = 3) -> list[str]:
-    """Split ``text`` into up to ``parts`` non-empty pieces that join back to it."""
-    if not text:
-        return []
-    n = min(parts, len(text))
-    size, extra = divmod(len(text), n)
-    pieces, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        pieces.append(text[start:end])
-        start = end
-    return pieces
-
-
-def _sse(data: Any) -> bytes:
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
-
-
 def _sse_events(text: str) -> list[bytes]:
-    return [_sse({"delta": piece}) for piece in _split_text(text)] + [_sse("[DONE]")]
-
-
-def _count_words(text: str | None) -> int:
-    return len(text.split()) if text else 0
+    return [sse_event({"delta": piece}) for piece in split_text(text)] + [sse_event("[DONE]")]
 
 
 def _usage(request: RecordedRequest, text: str) -> dict[str, int]:
-    prompt = sum(_count_words(_message_text(m.get("content"))) for m in request.messages if isinstance(m, dict))
-    completion = _count_words(text)
+    prompt = sum(count_words(_message_text(m.get("content"))) for m in request.messages if isinstance(m, dict))
+    completion = count_words(text)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -814,50 +530,13 @@ def _model(request: RecordedRequest) -> str:
 
 
 def _openai_completion(completion_id: str, request: RecordedRequest, text: str) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": _model(request),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": _usage(request, text),
-        "system_fingerprint": None,
-    }
+    return chat_completion(completion_id, _model(request), text, "stop", _usage(request, text))
 
 
 def _openai_chunks(completion_id: str, request: RecordedRequest, text: str) -> list[bytes]:
-    created = int(time.time())
-    model = _model(request)
     options = request.body.get("stream_options") if isinstance(request.body, dict) else None
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-
-    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
-        obj: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
-        if include_usage:
-            obj["usage"] = usage
-        return _sse(obj)
-
-    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
-        return [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
-
-    events = [chunk(choice({"role": "assistant", "content": ""}))]
-    events.extend(chunk(choice({"content": piece})) for piece in _split_text(text))
-    events.append(chunk(choice({}, "stop")))
-    if include_usage:
-        events.append(chunk([], _usage(request, text)))
-    events.append(_sse("[DONE]"))
-    return events
+    usage = _usage(request, text) if include_usage else None
+    return chat_completion_chunks(
+        completion_id, _model(request), {"role": "assistant", "content": ""}, text, "stop", usage
+    )

@@ -33,24 +33,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import io
 import json
 import re
 import secrets
-import socket
-import sys
-import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 from xml.etree import ElementTree
+
+from tests.servers.base import BaseRecordedRequest, HeaderItems, LocalHandler, LocalServer
 
 __all__ = [
     "ARTIFACT_SERVICE_PATH",
@@ -182,17 +179,11 @@ def runtime_token_scope(token: str) -> tuple[str, str] | None:
 
 
 @dataclass
-class RecordedRequest:
+class RecordedRequest(BaseRecordedRequest):
     """One HTTP request received by the fake server."""
 
-    method: str
     path: str
     """Full URL path as received (API requests include the ``/api/v3`` prefix)."""
-    query: dict[str, str]
-    headers: dict[str, str]
-    """Request headers; names are lower-cased."""
-    body: Any
-    """Parsed JSON body, or ``None`` when empty or not valid JSON."""
     raw_body: bytes = b""
     target: str = ""
     """The raw request target (path and query string), what ``fail_next`` matches."""
@@ -255,13 +246,19 @@ def _user(login: str) -> dict[str, Any]:
     return {"login": login, "type": "Bot" if login.endswith("[bot]") else "User"}
 
 
-class FakeGitHub:
+class FakeGitHub(LocalServer[RecordedRequest]):
     """GitHub REST API + Actions results service + blob storage in a daemon thread.
 
     Use as a context manager or call :meth:`start` / :meth:`close`. Tune behaviour through
     the public attributes (``token``, ``runtime_token``, ``read_only``, ``missing_repo``,
-    ``repository``) at any time.
+    ``repository``) at any time. :meth:`reset` forgets recorded requests and errors and
+    drops pending failures (state is kept).
     """
+
+    requests: list[RecordedRequest]
+    """Every request received (all three parts), in arrival order."""
+    errors: list[BaseException]
+    """Unexpected exceptions raised while handling requests (answered 500)."""
 
     def __init__(
         self,
@@ -274,21 +271,11 @@ class FakeGitHub:
         """Prepare the server; nothing is bound until :meth:`start`."""
         if api_prefix and (not api_prefix.startswith("/") or api_prefix.endswith("/")):
             raise ValueError("api_prefix must be empty or start (and not end) with '/'")
-        self._host = host
-        self._port = port
+        super().__init__(host, port, _Handler)
         self._api_prefix = api_prefix
-        self._lock = threading.Lock()
-        self._request_added = threading.Condition(self._lock)
         self._faults: list[_Fault] = []
         self._next_comment_id = 2_000_000_000
         self._next_artifact_id = 1000
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.requests: list[RecordedRequest] = []
-        """Every request received (all three parts), in arrival order."""
-        self.errors: list[BaseException] = []
-        """Unexpected exceptions raised while handling requests (answered 500)."""
         self.token = DEFAULT_TOKEN
         """The REST API token (``Authorization: Bearer <token>`` or ``token <token>``)."""
         self.runtime_token = make_runtime_token()
@@ -306,64 +293,7 @@ class FakeGitHub:
         self.artifacts: dict[str, Artifact] = {}
         """Artifacts by name."""
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> FakeGitHub:
-        """Bind the socket and start serving in a daemon thread."""
-        if self._closed:
-            raise RuntimeError("FakeGitHub cannot be restarted after close()")
-        if self._httpd is not None:
-            raise RuntimeError("FakeGitHub already started")
-        httpd = _HTTPServer((self._host, self._port), _Handler)
-        httpd.fake = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"FakeGitHub:{httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving, close the listening socket and open connections, join threads."""
-        if self._closed:
-            return
-        self._closed = True
-        httpd = self._httpd
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        httpd.join_handlers(timeout=2)
-
-    def __enter__(self) -> FakeGitHub:
-        """Start the server (if needed) and return it."""
-        if self._httpd is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the server."""
-        self.close()
-
     # -- addresses ---------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._httpd is None:
-            raise RuntimeError("FakeGitHub is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://{self._host}:{self.port}"
 
     @property
     def api_prefix(self) -> str:
@@ -383,18 +313,12 @@ class FakeGitHub:
     @property
     def run_backend_id(self) -> str:
         """``workflow_run_backend_id`` from :attr:`runtime_token`."""
-        scope = runtime_token_scope(self.runtime_token)
-        if scope is None:
-            raise ValueError("runtime_token has no Actions.Results scope")
-        return scope[0]
+        return self._runtime_scope()[0]
 
     @property
     def job_backend_id(self) -> str:
         """``workflow_job_run_backend_id`` from :attr:`runtime_token`."""
-        scope = runtime_token_scope(self.runtime_token)
-        if scope is None:
-            raise ValueError("runtime_token has no Actions.Results scope")
-        return scope[1]
+        return self._runtime_scope()[1]
 
     def env(self) -> dict[str, str]:
         """Environment variables a runner would set for these services (not the API token)."""
@@ -447,20 +371,7 @@ class FakeGitHub:
         with self._lock:
             return sum(f.remaining for f in self._faults)
 
-    def reset(self) -> None:
-        """Forget recorded requests and errors and drop pending failures (state is kept)."""
-        with self._lock:
-            self.requests.clear()
-            self.errors.clear()
-            self._faults.clear()
-
     # -- inspection --------------------------------------------------------
-
-    @property
-    def last_request(self) -> RecordedRequest | None:
-        """The most recent request, or ``None``."""
-        with self._lock:
-            return self.requests[-1] if self.requests else None
 
     @property
     def api_requests(self) -> list[RecordedRequest]:
@@ -489,27 +400,21 @@ class FakeGitHub:
         """Recorded ``PATCH .../issues/comments/{id}`` requests (whatever their answer)."""
         return self._select(lambda r: r.service == "api" and r.method == "PATCH" and bool(_COMMENT_RE.match(r.route)))
 
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until at least ``count`` requests were recorded; return a snapshot."""
-        with self._request_added:
-            if not self._request_added.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
-            return list(self.requests)
-
     # -- internals (call with self._lock held where noted) ---------------------
+
+    def _forget(self) -> None:
+        """Drop pending failures (lock held); comments and artifacts are kept."""
+        self._faults.clear()
+
+    def _runtime_scope(self) -> tuple[str, str]:
+        scope = runtime_token_scope(self.runtime_token)
+        if scope is None:
+            raise ValueError("runtime_token has no Actions.Results scope")
+        return scope
 
     def _select(self, predicate: Any) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if predicate(r)]
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._request_added:
-            self.requests.append(request)
-            self._request_added.notify_all()
-
-    def _record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self.errors.append(exc)
 
     def _take_fault(self, target: str) -> _Fault | None:
         with self._lock:
@@ -552,101 +457,23 @@ class FakeGitHub:
 # --------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # we join handler threads ourselves, with a timeout
-    request_queue_size = 128  # many clients connect at once; the default backlog of 5 would refuse some
-    fake: FakeGitHub
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._handler_threads: list[threading.Thread] = []
-        self.accepted = 0
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
-        with self._conn_lock:
-            self.accepted += 1
-            self._connections.add(request)
-            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
-            self._handler_threads.append(thread)
-        thread.start()
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)) or exc is None:
-            return  # client went away; not interesting
-        self.fake._record_error(exc)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def join_handlers(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._conn_lock:
-            threads = list(self._handler_threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LocalHandler):
     server_version = "FakeGitHub/1.0"
-    sys_version = ""
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Silence the default per-request logging."""
+    json_content_type = "application/json; charset=utf-8"
 
     def version_string(self) -> str:
         """``Server`` header value."""
         return self.server_version
 
-    def do_GET(self) -> None:
-        self._handle()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
-
     # -- dispatch ------------------------------------------------------------
 
     def _handle(self) -> None:
-        fake = self.server.fake
-        split = urlsplit(self.path)
-        path = split.path
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        raw = self._read_body()
-        body: Any = None
-        json_ok = True
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                json_ok = False
-        service, route = self._classify(path)
-        request = RecordedRequest(
-            method=self.command,
-            path=path,
-            query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers=headers,
-            body=body,
-            raw_body=raw,
-            target=self.path,
-            service=service,
-            route=route,
+        fake: FakeGitHub = self.server.fake
+        incoming = self._read_request()
+        json_ok = incoming.json_ok
+        service, route = self._classify(incoming.path)
+        request = incoming.record(
+            RecordedRequest, raw_body=incoming.raw_body, target=self.path, service=service, route=route
         )
         fake._record(request)
 
@@ -679,22 +506,6 @@ class _Handler(BaseHTTPRequestHandler):
         if not prefix or path.startswith(prefix + "/"):
             return "api", path[len(prefix) :]
         return None, path
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # skip trailers
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _send_fault(self, service: str | None, fault: _Fault) -> None:
         try:
@@ -1066,23 +877,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- response writing ----------------------------------------------------
 
-    def _send_json(self, status: int, payload: Any, extra_headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8", extra_headers)
-
-    def _send(self, status: int, data: bytes, content_type: str, extra_headers: dict[str, str] | None = None) -> None:
-        extra = {k: v for k, v in (extra_headers or {}).items() if k.lower() != "content-length"}
-        if not any(k.lower() == "content-type" for k in extra):
-            extra["Content-Type"] = content_type
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, str(value))
-        if status == 204:
-            data = b""
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
+    def _send(self, status: int, data: bytes, content_type: str, headers: HeaderItems | None = None) -> None:
+        super()._send(status, b"" if status == 204 else data, content_type, headers)
 
 
 # --------------------------------------------------------------------------

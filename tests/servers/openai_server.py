@@ -22,20 +22,22 @@ consume a scripted reply. Standard library only.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import struct
-import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
+
+from tests.servers.base import (
+    ChatRecordedRequest,
+    LocalHandler,
+    ScriptedServer,
+    chat_completion,
+    chat_completion_chunks,
+    count_words,
+)
 
 __all__ = [
     "FakeOpenAIServer",
@@ -59,16 +61,9 @@ CONTENT_FILTER_PROMPT_MESSAGE = (
 
 
 @dataclass
-class RecordedRequest:
+class RecordedRequest(ChatRecordedRequest):
     """One HTTP request received by the fake server."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    """Request headers; names are lower-cased."""
-    body: Any
-    """Parsed JSON body, or ``None`` when empty or not valid JSON."""
     deployment: str | None = None
     """Azure deployment name taken from the URL, ``None`` for OpenAI-style paths."""
 
@@ -84,18 +79,6 @@ class RecordedRequest:
             model = self.body.get("model")
             return model if isinstance(model, str) else None
         return None
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """The ``messages`` field of the JSON body (empty list if absent)."""
-        if isinstance(self.body, dict) and isinstance(self.body.get("messages"), list):
-            return self.body["messages"]
-        return []
-
-    @property
-    def stream(self) -> bool:
-        """True when the body asks for a streamed (SSE) answer."""
-        return isinstance(self.body, dict) and self.body.get("stream") is True
 
 
 @dataclass
@@ -188,90 +171,23 @@ def default_reply(request: RecordedRequest) -> Reply:
     return Reply(content="ok")
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(ScriptedServer[RecordedRequest, Reply]):
     """OpenAI-compatible chat-completions server running in a daemon thread.
 
-    Use as a context manager or call :meth:`start` / :meth:`close`.
+    Use as a context manager or call :meth:`start` / :meth:`close`. :meth:`script`
+    takes replies as str, :class:`Reply` or callable (see :data:`ReplyLike`); the
+    :attr:`default` reply factory starts as :func:`default_reply`.
     """
+
+    reply_type = Reply
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Prepare the server; nothing is bound until :meth:`start`."""
-        self._host = host
-        self._port = port
-        self._lock = threading.Lock()
-        self._request_added = threading.Condition(self._lock)
-        self._queue: deque[ReplyLike] = deque()
-        self._completion_counter = 0
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.requests: list[RecordedRequest] = []
-        """Every request received, in arrival order."""
-        self.errors: list[BaseException] = []
-        """Exceptions raised while producing replies (e.g. by a reply callable)."""
-        self.default: ReplyFactory = default_reply
-        """Reply factory used when the script queue is empty."""
+        super().__init__(host, port, _Handler, default_reply)
         self.require_auth: Callable[[dict[str, str]], bool] | None = None
         """Optional auth hook given the lower-cased headers; False -> 401."""
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> FakeOpenAIServer:
-        """Bind the socket and start serving in a daemon thread."""
-        if self._closed:
-            raise RuntimeError("FakeOpenAIServer cannot be restarted after close()")
-        if self._httpd is not None:
-            raise RuntimeError("FakeOpenAIServer already started")
-        httpd = _HTTPServer((self._host, self._port), _Handler)
-        httpd.fake = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"FakeOpenAIServer:{httpd.server_address[1]}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving, close the listening socket and open connections, join threads."""
-        if self._closed:
-            return
-        self._closed = True
-        httpd = self._httpd
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        httpd.join_handlers(timeout=2)
-
-    def __enter__(self) -> FakeOpenAIServer:
-        """Start the server (if needed) and return it."""
-        if self._httpd is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Close the server."""
-        self.close()
-
     # -- addresses ---------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._httpd is None:
-            raise RuntimeError("FakeOpenAIServer is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://{self._host}:{self.port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -283,42 +199,7 @@ class FakeOpenAIServer:
         """``azure_endpoint`` for ``openai.AzureOpenAI`` (same as :attr:`url`)."""
         return self.url
 
-    @property
-    def connection_count(self) -> int:
-        """Number of TCP connections accepted so far (to check keep-alive)."""
-        return 0 if self._httpd is None else self._httpd.accepted
-
-    # -- scripting ---------------------------------------------------------
-
-    def script(self, *replies: ReplyLike) -> FakeOpenAIServer:
-        """Append replies (str, :class:`Reply` or callable) to the FIFO queue."""
-        for reply in replies:
-            if not (isinstance(reply, (str, Reply)) or callable(reply)):
-                raise TypeError(f"unsupported reply type: {type(reply).__name__}")
-        with self._lock:
-            self._queue.extend(replies)
-        return self
-
-    @property
-    def pending(self) -> int:
-        """Number of scripted replies not consumed yet."""
-        with self._lock:
-            return len(self._queue)
-
-    def reset(self) -> None:
-        """Forget recorded requests/errors and drop unconsumed scripted replies."""
-        with self._lock:
-            self._queue.clear()
-            self.requests.clear()
-            self.errors.clear()
-
     # -- inspection --------------------------------------------------------
-
-    @property
-    def last_request(self) -> RecordedRequest | None:
-        """The most recent request, or ``None``."""
-        with self._lock:
-            return self.requests[-1] if self.requests else None
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -326,133 +207,24 @@ class FakeOpenAIServer:
         with self._lock:
             return [r for r in self.requests if r.is_chat]
 
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until at least ``count`` requests were recorded; return a snapshot."""
-        with self._request_added:
-            if not self._request_added.wait_for(lambda: len(self.requests) >= count, timeout):
-                raise TimeoutError(f"expected {count} requests, got {len(self.requests)}")
-            return list(self.requests)
-
-    # -- internals used by the handler ----------------------------------------
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._request_added:
-            self.requests.append(request)
-            self._request_added.notify_all()
-
-    def _next_reply(self, request: RecordedRequest) -> Reply:
-        with self._lock:
-            item: ReplyLike = self._queue.popleft() if self._queue else self.default
-        if isinstance(item, (str, Reply)):
-            return _coerce_reply(item)
-        return _coerce_reply(item(request))
-
-    def _next_completion_id(self) -> str:
-        with self._lock:
-            self._completion_counter += 1
-            return f"chatcmpl-{self._completion_counter}"
-
-    def _record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self.errors.append(exc)
-
 
 # --------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # we join handler threads ourselves, with a timeout
-    request_queue_size = 128  # many clients connect at once; the default backlog of 5 would refuse some
-    fake: FakeOpenAIServer
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._handler_threads: list[threading.Thread] = []
-        self.accepted = 0
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
-        with self._conn_lock:
-            self.accepted += 1
-            self._connections.add(request)
-            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
-            self._handler_threads.append(thread)
-        thread.start()
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)) or exc is None:
-            return  # client went away; not interesting
-        self.fake._record_error(exc)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def join_handlers(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._conn_lock:
-            threads = list(self._handler_threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LocalHandler):
     server_version = "FakeOpenAI/1.0"
-    sys_version = ""
-    server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Silence the default per-request logging."""
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_POST
 
     # -- request handling ----------------------------------------------------
 
     def _handle(self) -> None:
-        fake = self.server.fake
-        split = urlsplit(self.path)
-        path = split.path
-        query = dict(parse_qsl(split.query, keep_blank_values=True))
-        headers: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        raw = self._read_body()
-        body: Any = None
-        json_ok = False
-        if raw:
-            try:
-                body = json.loads(raw)
-                json_ok = True
-            except ValueError:
-                body = None
+        fake: FakeOpenAIServer = self.server.fake
+        incoming = self._read_request()
+        path, query, headers, body = incoming.path, incoming.query, incoming.headers, incoming.body
+        json_ok = bool(incoming.raw_body) and incoming.json_ok  # an empty body is not JSON here
         is_chat, deployment = _match_chat_path(path)
-        request = RecordedRequest(
-            method=self.command,
-            path=path,
-            query=query,
-            headers=headers,
-            body=body,
-            deployment=deployment,
-        )
+        request = incoming.record(RecordedRequest, deployment=deployment)
         fake._record(request)
 
         if not is_chat:
@@ -487,22 +259,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_reply(request, reply)
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # skip trailers
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
     # -- response writing ----------------------------------------------------
 
     def _send_reply(self, request: RecordedRequest, reply: Reply) -> None:
@@ -531,55 +287,19 @@ class _Handler(BaseHTTPRequestHandler):
                 isinstance(request.body.get("stream_options"), dict)
                 and request.body["stream_options"].get("include_usage")
             )
-            data = _sse_body(completion_id, model, reply, usage if include_usage else None)
-            self._send(reply.status, data, "text/event-stream; charset=utf-8", reply.headers)
+            first_delta = {"role": "assistant", "content": None if reply.content is None else "", "refusal": None}
+            events = chat_completion_chunks(
+                completion_id,
+                model,
+                first_delta,
+                reply.content or "",
+                reply.finish_reason,
+                usage if include_usage else None,
+            )
+            self._send(reply.status, b"".join(events), "text/event-stream; charset=utf-8", reply.headers)
             return
-        completion = {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.content, "refusal": None},
-                    "finish_reason": reply.finish_reason,
-                    "logprobs": None,
-                }
-            ],
-            "usage": usage,
-            "system_fingerprint": None,
-        }
+        completion = chat_completion(completion_id, model, reply.content, reply.finish_reason, usage)
         self._send_json(reply.status, completion, reply.headers)
-
-    def _send_json(self, status: int, payload: Any, extra_headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json", extra_headers)
-
-    def _send(
-        self,
-        status: int,
-        data: bytes,
-        content_type: str,
-        extra_headers: dict[str, str] | None = None,
-    ) -> None:
-        extra = {k: v for k, v in (extra_headers or {}).items() if k.lower() != "content-length"}
-        if not any(k.lower() == "content-type" for k in extra):
-            extra["Content-Type"] = content_type
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, str(value))
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
-
-    def _reset_connection(self) -> None:
-        """Drop the socket with an RST and no answer."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
 
 
 # --------------------------------------------------------------------------
@@ -612,18 +332,6 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
-def _coerce_reply(value: object) -> Reply:
-    if isinstance(value, Reply):
-        return value
-    if isinstance(value, str):
-        return Reply(content=value)
-    raise TypeError(f"reply callable must return str or Reply, got {type(value).__name__}")
-
-
-def _count_words(text: str | None) -> int:
-    return len(text.split()) if text else 0
-
-
 def _compute_usage(request: RecordedRequest, content: str | None) -> dict[str, int]:
     prompt_tokens = 0
     for message in request.messages:
@@ -631,66 +339,14 @@ def _compute_usage(request: RecordedRequest, content: str | None) -> dict[str, i
             continue
         msg_content = message.get("content")
         if isinstance(msg_content, str):
-            prompt_tokens += _count_words(msg_content)
+            prompt_tokens += count_words(msg_content)
         elif isinstance(msg_content, list):  # content parts: count the text ones
             for part in msg_content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    prompt_tokens += _count_words(part["text"])
-    completion_tokens = _count_words(content)
+                    prompt_tokens += count_words(part["text"])
+    completion_tokens = count_words(content)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
-
-
-def _split_content(content: str, parts: int = 3) -> list[str]:
-    """Split ``content`` into up to ``parts`` non-empty pieces that join back to it."""
-    if not content:
-        return []
-    n = min(parts, len(content))
-    size, extra = divmod(len(content), n)
-    pieces, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        pieces.append(content[start:end])
-        start = end
-    return pieces
-
-
-def _sse_body(completion_id: str, model: str, reply: Reply, usage: dict[str, Any] | None) -> bytes:
-    created = int(time.time())
-    include_usage = usage is not None
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-        }
-        if include_usage:
-            obj["usage"] = None
-        return obj
-
-    first_content = None if reply.content is None else ""
-    events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": first_content, "refusal": None}, None)]
-    events.extend(chunk({"content": piece}, None) for piece in _split_content(reply.content or ""))
-    events.append(chunk({}, reply.finish_reason))
-    if include_usage:
-        events.append(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": None,
-                "choices": [],
-                "usage": usage,
-            }
-        )
-    lines = [f"data: {json.dumps(event)}\n\n" for event in events]
-    lines.append("data: [DONE]\n\n")
-    return "".join(lines).encode()
