@@ -21,16 +21,8 @@ from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .plan import Job, parse_shard, plan_jobs
 from .report import baseline_changes, render_markdown, write_reports
-from .runner import (
-    RESULTS_FILE,
-    SUMMARY_FILE,
-    merge_results,
-    read_results,
-    recheck,
-    run_jobs,
-    run_sync,
-    run_with_signals,
-)
+from .results_folder import RESULTS_FILE, SUMMARY_FILE, merge_results, read_results
+from .runner import recheck, run_jobs, run_sync, run_with_signals
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1

@@ -16,7 +16,7 @@ from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.errors import ConfigError
 from simulator.manifest import ManifestError, load_manifest
 from simulator.models import OpenAIChatCompletionsModel
-from simulator.runner import read_results
+from simulator.results_folder import read_results
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 

@@ -31,7 +31,7 @@ from simulator.errors import ConfigError
 from simulator.manifest import ManifestError, load_manifest
 from simulator.persona import Persona
 from simulator.result import validate_result
-from simulator.runner import read_results
+from simulator.results_folder import read_results
 from simulator.yaml_source import MAX_DEPTH, parse_yaml
 
 SETTINGS = settings(

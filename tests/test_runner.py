@@ -18,7 +18,8 @@ from simulator import validate_result
 from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.manifest import load_manifest
 from simulator.plan import plan_jobs
-from simulator.runner import merge_results, read_results, run_jobs
+from simulator.results_folder import merge_results, read_results
+from simulator.runner import run_jobs
 from tests.servers.openai_server import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent

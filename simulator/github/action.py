@@ -22,7 +22,8 @@ from ..errors import ConfigError
 from ..manifest import Manifest, load_manifest
 from ..plan import Job, parse_shard, plan_jobs
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
-from ..runner import RESULTS_FILE, Connections, merge_results, read_results, run_jobs, run_with_signals, write_summary
+from ..results_folder import RESULTS_FILE, merge_results, read_results, write_summary
+from ..runner import Connections, run_jobs, run_with_signals
 from ..summary import summarize
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name

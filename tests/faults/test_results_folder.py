@@ -16,7 +16,8 @@ import pytest
 from simulator.cli import EXIT_CONFIG, EXIT_OK
 from simulator.manifest import load_manifest
 from simulator.plan import plan_jobs
-from simulator.runner import PREVIOUS_DIR, RunOutcome, read_results, run_jobs
+from simulator.results_folder import PREVIOUS_DIR, read_results
+from simulator.runner import RunOutcome, run_jobs
 from tests.faults.harness import REPO
 
 APP = "def respond(question, history, meta):\n    return {'answer': f'You said: {question}'}\n"
