@@ -15,8 +15,9 @@ import pytest
 import simulator
 from simulator import ConfigError, TurnError, validate_result
 from simulator.targets.base import AppReply as TargetReply
-from simulator.targets.http import HttpTarget, redact_headers, safe_url
+from simulator.targets.http import HttpTarget
 from simulator.targets.json_path import PathError, extract, parse_path
+from simulator.targets.redaction import redact_headers, safe_url
 from simulator.targets.retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
 from tests.servers.chat_app import AppReply, FakeChatApp
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 import httpx2
 
@@ -26,6 +25,15 @@ from ..errors import ConfigError, TurnError
 from ..template import PLACEHOLDER, check_placeholders, render
 from .base import AppReply, Target
 from .json_path import PathError, Segment, extract, format_path, parse_path
+from .redaction import (
+    BENIGN_HEADERS,
+    REDACTED,
+    credential_values,
+    is_sensitive_header,
+    redact_body,
+    safe_url,
+    scrub,
+)
 from .retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
 
 FORMATS = ("promptflow", "openai", "http")
@@ -58,115 +66,10 @@ SSE_DEFAULT_PATH = "delta"
 SNIPPET_CHARS = 300
 #: after `[DONE]`, how long to wait for the stream's end so its connection can be reused
 DRAIN_SECONDS = 0.25
-REDACTED = "***"
 FATAL_STATUSES = (401, 403, 404)
 #: enough pooled connections for 64 concurrent conversations, kept alive between turns
 LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
 USER_AGENT = "chat-simulator"
-
-_SENSITIVE_HEADER = re.compile(r"key|token|secret|auth|cookie|password|signature", re.IGNORECASE)
-_SENSITIVE_QUERY = re.compile(r"key|token|secret|auth|password|passwd|signature|^sig$|^code$|credential", re.IGNORECASE)
-_SENSITIVE_BODY_KEY = re.compile(
-    r"(^|[_\-.])(api[_\-]?key|key|token|access[_\-]?token|secret|password|passwd|authorization)$", re.IGNORECASE
-)
-
-
-# --- redaction ---------------------------------------------------------------------------
-
-
-def is_sensitive_header(name: str) -> bool:
-    """Authorization, Cookie, api-key, x-api-key and any header naming a key, token, secret or auth."""
-    return bool(_SENSITIVE_HEADER.search(name))
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers as recorded: sensitive values become "***" so results never hold a credential."""
-    return {name: (REDACTED if is_sensitive_header(name) else value) for name, value in headers.items()}
-
-
-def safe_url(url: str) -> str:
-    """`url` with any password and credential-like query values (key, token, sig, code...) hidden."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SENSITIVE_QUERY.search(k) for k, _ in pairs):
-            query = urlencode(
-                [(k, REDACTED if _SENSITIVE_QUERY.search(k) else v) for k, v in pairs], safe="{}*", quote_via=quote
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-#: configured headers shown as they are in results; every other configured value may hold a credential
-BENIGN_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-language"})
-
-
-def _credential_values(url: str, headers: Mapping[str, str], query: Mapping[str, str], body: Any) -> list[str]:
-    """The literal credentials this target sends (from its configuration, `${VAR}`s filled in).
-
-    An app may echo them back (a 401 body quoting the token); these are scrubbed from whatever
-    is recorded. Values with `{{placeholders}}` change per turn and are not credentials.
-    """
-    found: list[str] = []
-    for name, value in headers.items():
-        if name.lower() not in BENIGN_HEADERS and "{{" not in value:
-            found.append(value)
-            found.extend(value.split()[1:])  # "Bearer <token>": the token alone too
-    for name, value in [*query.items(), *parse_qsl(urlsplit(url).query, keep_blank_values=True)]:
-        if _SENSITIVE_QUERY.search(name) and "{{" not in value:
-            found.append(value)
-    password = urlsplit(url).password
-    if password:
-        found.append(password)
-
-    def walk(node: Any, key: str = "") -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, str(k))
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, key)
-        elif isinstance(node, str) and _SENSITIVE_BODY_KEY.search(key) and "{{" not in node:
-            found.append(node)
-
-    walk(body)
-    return sorted({v.strip() for v in found if len(v.strip()) >= 4}, key=len, reverse=True)
-
-
-def scrub(node: Any, secrets: list[str]) -> Any:
-    """`node` with every occurrence of a credential replaced by "***" (strings, lists, dicts)."""
-    if not secrets:
-        return node
-    if isinstance(node, str):
-        for secret in secrets:
-            if secret in node:
-                node = node.replace(secret, REDACTED)
-        return node
-    if isinstance(node, dict):
-        return {k: scrub(v, secrets) for k, v in node.items()}
-    if isinstance(node, list):
-        return [scrub(v, secrets) for v in node]
-    return node
-
-
-def _redact_body(node: Any) -> Any:
-    """A body as recorded: values of keys such as api_key, token or password become "***"."""
-    if isinstance(node, dict):
-        return {
-            k: (REDACTED if isinstance(v, str) and _SENSITIVE_BODY_KEY.search(str(k)) else _redact_body(v))
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_redact_body(v) for v in node]
-    return node
 
 
 def _after(retries: int) -> str:
@@ -336,7 +239,7 @@ class HttpTarget(Target):
         self.session = SessionSpec.parse(session["read"], f"{source}.session.read") if session is not None else None
         self.retry = RetryPolicy.from_config(retry, f"{source}.retry")
         self._check_placeholders()
-        self._secrets = _credential_values(self.url, self.headers, self.query, self.body)
+        self._secrets = credential_values(self.url, self.headers, self.query, self.body)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
@@ -624,7 +527,7 @@ class HttpTarget(Target):
             shown["Cookie"] = REDACTED
         record: dict[str, Any] = {"method": request.method, "url": safe_url(str(request.url)), "headers": shown}
         if body is not None:
-            record["body"] = scrub(_redact_body(body), self._secrets)
+            record["body"] = scrub(redact_body(body), self._secrets)
         return record
 
     # --- reading the answer ----------------------------------------------------------------------

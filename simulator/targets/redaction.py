@@ -1,0 +1,114 @@
+"""What a recorded request or reply may show: credentials become "***".
+
+Results, reports and PR comments are shared widely; a recorded request keeps its shape but never
+a key, token, cookie or password, and a credential an app echoes back is scrubbed too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+REDACTED = "***"
+_SENSITIVE_HEADER = re.compile(r"key|token|secret|auth|cookie|password|signature", re.IGNORECASE)
+_SENSITIVE_QUERY = re.compile(r"key|token|secret|auth|password|passwd|signature|^sig$|^code$|credential", re.IGNORECASE)
+_SENSITIVE_BODY_KEY = re.compile(
+    r"(^|[_\-.])(api[_\-]?key|key|token|access[_\-]?token|secret|password|passwd|authorization)$", re.IGNORECASE
+)
+
+
+def is_sensitive_header(name: str) -> bool:
+    """Authorization, Cookie, api-key, x-api-key and any header naming a key, token, secret or auth."""
+    return bool(_SENSITIVE_HEADER.search(name))
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as recorded: sensitive values become "***" so results never hold a credential."""
+    return {name: (REDACTED if is_sensitive_header(name) else value) for name, value in headers.items()}
+
+
+def safe_url(url: str) -> str:
+    """`url` with any password and credential-like query values (key, token, sig, code...) hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SENSITIVE_QUERY.search(k) for k, _ in pairs):
+            query = urlencode(
+                [(k, REDACTED if _SENSITIVE_QUERY.search(k) else v) for k, v in pairs], safe="{}*", quote_via=quote
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+#: configured headers shown as they are in results; every other configured value may hold a credential
+BENIGN_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-language"})
+
+
+def credential_values(url: str, headers: Mapping[str, str], query: Mapping[str, str], body: Any) -> list[str]:
+    """The literal credentials this target sends (from its configuration, `${VAR}`s filled in).
+
+    An app may echo them back (a 401 body quoting the token); these are scrubbed from whatever
+    is recorded. Values with `{{placeholders}}` change per turn and are not credentials.
+    """
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() not in BENIGN_HEADERS and "{{" not in value:
+            found.append(value)
+            found.extend(value.split()[1:])  # "Bearer <token>": the token alone too
+    for name, value in [*query.items(), *parse_qsl(urlsplit(url).query, keep_blank_values=True)]:
+        if _SENSITIVE_QUERY.search(name) and "{{" not in value:
+            found.append(value)
+    password = urlsplit(url).password
+    if password:
+        found.append(password)
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and _SENSITIVE_BODY_KEY.search(key) and "{{" not in node:
+            found.append(node)
+
+    walk(body)
+    return sorted({v.strip() for v in found if len(v.strip()) >= 4}, key=len, reverse=True)
+
+
+def scrub(node: Any, secrets: list[str]) -> Any:
+    """`node` with every occurrence of a credential replaced by "***" (strings, lists, dicts)."""
+    if not secrets:
+        return node
+    if isinstance(node, str):
+        for secret in secrets:
+            if secret in node:
+                node = node.replace(secret, REDACTED)
+        return node
+    if isinstance(node, dict):
+        return {k: scrub(v, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [scrub(v, secrets) for v in node]
+    return node
+
+
+def redact_body(node: Any) -> Any:
+    """A body as recorded: values of keys such as api_key, token or password become "***"."""
+    if isinstance(node, dict):
+        return {
+            k: (REDACTED if isinstance(v, str) and _SENSITIVE_BODY_KEY.search(str(k)) else redact_body(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [redact_body(v) for v in node]
+    return node
