@@ -57,6 +57,12 @@ def as_target(connection: Any, where: str = "systemConnection") -> Target:
 def bounded_reply(text: str, raw: Any) -> tuple[str, Any, dict[str, Any]]:
     """The reply text and raw answer as a result keeps them, and the turn's note when they were cut."""
     if len(text) <= MAX_REPLY_CHARS:
+        if (
+            isinstance(raw, (dict, list))
+            and len(json.dumps(raw, ensure_ascii=False, default=str)) > 2 * MAX_REPLY_CHARS
+        ):
+            # a short reply inside a huge answer (a debug dump, a long context): keep the reply, cut the rest
+            return text, _bounded_raw(raw), {"notes": ["the app's raw answer was cut to keep the result small"]}
         return text, raw, {}
     note = f"the app's reply was {len(text):,} characters; it was cut to the first {MAX_REPLY_CHARS:,}"
     return text[:MAX_REPLY_CHARS], _bounded_raw(raw), {"notes": [note], "reply_chars": len(text)}

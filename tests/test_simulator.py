@@ -353,3 +353,15 @@ def test_schema_rejects_results_missing_named_fields() -> None:
     del broken["meta_data"]["task"]
     with pytest.raises(jsonschema.ValidationError):
         validate_result(broken)
+
+
+def test_a_short_reply_inside_a_huge_answer_keeps_the_reply_and_cuts_the_rest() -> None:
+    def app(question, history, meta):
+        return {"answer": "short and sweet", "debug": ["x" * 1000] * 1000}
+
+    result = Simulator(simulate_callback=app, userConnection=ScriptedUser(["hi"])).simulate("jane", TASK, 2)
+    turn = result["conversation"][1]
+    assert turn["response"] == "short and sweet"
+    assert len(json.dumps(turn["full_json_response"])) < 250_000
+    assert turn["notes"] == ["the app's raw answer was cut to keep the result small"]
+    validate_result(result)
