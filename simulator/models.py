@@ -7,11 +7,9 @@ models, and turning every failure into a `TurnError` with a reason the result ca
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
-import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse, urlunparse
@@ -20,6 +18,7 @@ import httpx2
 import openai
 
 from .errors import ConfigError, MissingCredentialError, TurnError
+from .sync import PerLoop
 from .tokens import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
 log = logging.getLogger("simulator.models")
@@ -107,7 +106,7 @@ class OpenAIChatCompletionsModel:
         self.token_manager = token_manager or self._token_manager_from_env()
         self._use_completion_tokens = self.reasoning
         self._dropped: set[str] = set(SAMPLING_PARAMS) if self.reasoning else set()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients: PerLoop[Any] = PerLoop(self._make_client)
 
     # --- configuration ------------------------------------------------------------------
 
@@ -207,16 +206,11 @@ class OpenAIChatCompletionsModel:
         return openai.AsyncOpenAI(base_url=self.endpoint_url, api_key=api_key, **common)
 
     def _client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._make_client()
-            self._clients[loop] = client
-        return client
+        return self._clients.get()
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        client = self._clients.pop()
         if client is not None:
             await client.close()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -23,3 +24,25 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(main())
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, main()).result()
+
+
+class PerLoop(Generic[T]):
+    """One object per event loop: connection pools cannot cross loops, and a model or target may
+    serve several (each blocking `simulate()` call runs its own)."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._objects: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get(self) -> T:
+        """The running loop's object, made on first use."""
+        loop = asyncio.get_running_loop()
+        made = self._objects.get(loop)
+        if made is None:
+            made = self._make()
+            self._objects[loop] = made
+        return made
+
+    def pop(self) -> T | None:
+        """Forget the running loop's object and hand it back for closing (None if never made)."""
+        return self._objects.pop(asyncio.get_running_loop(), None)

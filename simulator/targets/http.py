@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import Cookie, CookieJar
@@ -22,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import httpx2
 
 from ..errors import ConfigError, TurnError
+from ..sync import PerLoop
 from ..template import PLACEHOLDER, check_placeholders, render
 from .base import AppReply, Target
 from .json_path import PathError, Segment, extract, format_path, parse_path
@@ -240,9 +240,7 @@ class HttpTarget(Target):
         self.retry = RetryPolicy.from_config(retry, f"{source}.retry")
         self._check_placeholders()
         self._secrets = credential_values(self.url, self.headers, self.query, self.body)
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: PerLoop[httpx2.AsyncClient] = PerLoop(self._make_client)
         self._conversations: dict[str, _Conversation] = {}
 
     @classmethod
@@ -357,22 +355,20 @@ class HttpTarget(Target):
         return f"HttpTarget(format={self.format!r}, url={safe_url(self.url)!r})"
 
     def _client(self) -> httpx2.AsyncClient:
-        """The connection pool of the running event loop (pools cannot cross loops)."""
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = httpx2.AsyncClient(
-                timeout=httpx2.Timeout(self.timeout),
-                limits=LIMITS,
-                cookies=_NoCookies(),  # a shared store would mix sessions of concurrent conversations
-                follow_redirects=False,
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._clients[loop] = client
-        return client
+        """The connection pool of the running event loop."""
+        return self._clients.get()
+
+    def _make_client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            timeout=httpx2.Timeout(self.timeout),
+            limits=LIMITS,
+            cookies=_NoCookies(),  # a shared store would mix sessions of concurrent conversations
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
 
     async def aclose(self) -> None:
-        client = self._clients.pop(asyncio.get_running_loop(), None)
+        client = self._clients.pop()
         if client is not None:
             await client.aclose()
 
