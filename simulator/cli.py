@@ -1,14 +1,14 @@
 """`simulator` command line: run, check, report, validate, merge, personas.
 
 Exit codes: 0 the gate passed; 1 the gate failed (the app misbehaved); 2 configuration or usage
-error (nothing ran); 3 too many errors to judge (app down, LLM failing) or a fatal error stopped
-the run; 130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary kept).
+error (nothing ran); 3 too many errors to judge (app down, LLM failing), planned conversations
+missing, a fatal error stopped the run, or the run itself failed (full disk, an internal error);
+130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -19,9 +19,20 @@ from typing import Any, TextIO
 from .errors import ConfigError
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
-from .plan import Job, parse_shard, plan_jobs
+from .plan import MAX_REPEAT, Job, parse_shard, plan_jobs
 from .report import baseline_changes, render_markdown, write_reports
-from .results_folder import RESULTS_FILE, SUMMARY_FILE, merge_results, read_results
+from .report.markdown import plan_line
+from .results_folder import (
+    PLAN_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    iter_results,
+    merge_results,
+    read_plan,
+    read_summary,
+    summarize_folder,
+    write_summary,
+)
 from .runner import recheck, run_jobs, run_sync, run_with_signals
 
 EXIT_OK = 0
@@ -43,6 +54,12 @@ class Progress:
         self.errors = 0
         self.tty = stream.isatty()
         self.started = time.monotonic()
+
+    def start(self, to_play: int, kept: int) -> None:
+        """The runner knows what a resumed run still plays only once it has read the folder."""
+        self.total = to_play
+        if kept:
+            self.stream.write(f"Resuming: kept {kept} finished conversation(s); {to_play} to play\n")
 
     def __call__(self, job: Job, result: dict[str, Any]) -> None:
         self.done += 1
@@ -72,39 +89,82 @@ class Progress:
 def _finish(
     summary: dict[str, Any], out_dir: Path, stream: TextIO, baseline: str | None = None
 ) -> dict[str, dict[str, Any]] | None:
-    """Write report.md and report.html next to the results and print the shared Markdown summary."""
+    """Write report.md and report.html next to the results and print the shared Markdown summary.
+
+    The reports stream the results file; a disk that refuses them is a warning, not a lost run.
+    """
     changes = baseline_changes(summary, baseline)
-    results = read_results(out_dir / RESULTS_FILE) if (out_dir / RESULTS_FILE).is_file() else []
-    markdown, html = write_reports(out_dir, summary, results, changes, baseline_label=baseline)
+    path = out_dir / RESULTS_FILE
+    try:
+        _markdown, html = write_reports(
+            out_dir,
+            summary,
+            lambda: iter_results(path) if path.is_file() else iter(()),
+            changes,
+            baseline_label=baseline,
+        )
+        where = f"report: {html}"
+    except OSError as exc:
+        where = f"the reports could not be written ({exc.strerror or exc})"
     stream.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
-    stream.write(f"Results: {out_dir / RESULTS_FILE} · report: {html}\n")
+    stream.write(f"Results: {path} · {where}\n")
     return changes
+
+
+def _plan_line(summary: dict[str, Any], stream: TextIO) -> None:
+    run = summary.get("run") or {}
+    line = plan_line(run)
+    if run.get("missing_count"):
+        shown = ", ".join(run.get("missing", [])[:10])
+        line += f" ({shown}{', …' if run['missing_count'] > 10 else ''})"
+    stream.write(line + "\n")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest, app_url=args.app_url)
     shard = parse_shard(args.shard) if args.shard else None
-    jobs = plan_jobs(manifest, filters=args.filter, tags=args.tag, repeat=args.repeat, shard=shard)
+    plan = plan_jobs(manifest, filters=args.filter, tags=args.tag, repeat=args.repeat, shard=shard)
     err = sys.stderr
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    err.write(f"Running {len(jobs)} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
-    progress = Progress(len(jobs), err, quiet=args.quiet)
+    err.write(f"Running {len(plan)} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
+    progress = Progress(len(plan), err, quiet=args.quiet)
     run_info = {"shard": f"{shard[0]}/{shard[1]}" if shard else None}
     outcome, received = run_with_signals(
-        lambda: run_jobs(manifest, jobs, args.out, concurrency=args.concurrency, on_result=progress, run_info=run_info)
+        lambda: run_jobs(
+            manifest,
+            plan,
+            args.out,
+            concurrency=args.concurrency,
+            on_result=progress,
+            run_info=run_info,
+            resume=args.resume,
+            on_start=progress.start,
+        )
     )
     if progress.tty and not args.quiet and progress.done < progress.total:
         err.write("\n")
     _finish(outcome.summary, Path(args.out), err, args.baseline)
+    _plan_line(outcome.summary, err)
+    if outcome.summary_error:
+        err.write(f"summary.json could not be written: {outcome.summary_error}\n")
+    if outcome.storage_error:
+        err.write(f"Results could not be stored: {outcome.storage_error}\n")
+    for problem in outcome.internal_errors[:10]:
+        err.write(f"Internal error: {problem}\n")
     if outcome.interrupted:
         sig = received or signal.SIGINT
         err.write(
-            f"Interrupted by {signal.Signals(sig).name}: kept {len(outcome.results)} conversation(s); "
-            f"{len(outcome.not_run)} did not run.\n"
+            f"Interrupted by {signal.Signals(sig).name}: kept {outcome.finished} conversation(s); "
+            f"{outcome.summary['run'].get('missing_count', 0)} did not finish "
+            f"(`simulator run --resume` plays only those).\n"
         )
         return EXIT_SIGTERM if sig == signal.SIGTERM else EXIT_SIGINT
+    if outcome.failed_internally:
+        _gate_exit(outcome.summary, err)
+        return EXIT_RUN_ERRORS
     if outcome.fatal_error:
-        err.write(f"Stopped early: {outcome.fatal_error}\n{len(outcome.not_run)} conversation(s) did not run.\n")
+        missing = outcome.summary["run"].get("missing_count", len(outcome.not_run))
+        err.write(f"Stopped early: {outcome.fatal_error}\n{missing} conversation(s) did not run.\n")
         return EXIT_RUN_ERRORS
     return _gate_exit(outcome.summary, err)
 
@@ -119,34 +179,57 @@ def _gate_exit(summary: dict[str, Any], stream: TextIO) -> int:
     return {"pass": EXIT_OK, "fail": EXIT_GATE_FAILED}.get(gate["status"], EXIT_RUN_ERRORS)
 
 
+def _warn(warnings: list[str], stream: TextIO) -> None:
+    for warning in warnings:
+        stream.write(f"warning: {warning}\n")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     folder = Path(args.results)
+    if not (folder / RESULTS_FILE).is_file():
+        raise ConfigError(f"{folder}: no {RESULTS_FILE}; give a results folder written by `simulator run`")
     manifest_path = args.manifest
     if manifest_path is None:
-        summary_file = folder / SUMMARY_FILE
-        if not summary_file.is_file():
-            raise ConfigError(f"{folder}: no {SUMMARY_FILE} naming the manifest; pass --manifest")
-        manifest_path = json.loads(summary_file.read_text(encoding="utf-8")).get("run", {}).get("manifest")
-        if not manifest_path:
-            raise ConfigError(f"{summary_file}: the run does not name its manifest; pass --manifest")
+        recorded = (read_summary(folder) or {}).get("run", {}).get("manifest") or (read_plan(folder) or {}).get(
+            "manifest"
+        )
+        if not recorded:
+            raise ConfigError(f"{folder}: neither {SUMMARY_FILE} nor {PLAN_FILE} names the manifest; pass --manifest")
+        manifest_path = recorded
     manifest = load_manifest(manifest_path)
     summary = run_sync(lambda: recheck(folder, manifest))
+    _warn(summary["run"].get("warnings", []), sys.stderr)
     sys.stderr.write(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/\n")
     _finish(summary, folder, sys.stderr, args.baseline)
+    _plan_line(summary, sys.stderr)
     return _gate_exit(summary, sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.results)
-    summary_file = folder / SUMMARY_FILE
-    if not summary_file.is_file():
-        raise ConfigError(f"{folder}: no {SUMMARY_FILE}; give a results folder written by `simulator run`")
-    try:
-        summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"{summary_file}: not JSON ({exc})") from None
+    if not (folder / RESULTS_FILE).is_file() and not (folder / SUMMARY_FILE).is_file():
+        raise ConfigError(f"{folder}: no {RESULTS_FILE}; give a results folder written by `simulator run`")
+    old = read_summary(folder)
+    if (folder / RESULTS_FILE).is_file():
+        rebuilt = summarize_folder(folder)
+        _warn(rebuilt.notes.warnings, sys.stderr)
+        summary = rebuilt.summary
+        if old is None or _counts(old) != _counts(summary):
+            why = "was missing" if old is None else "did not match the results"
+            sys.stderr.write(f"warning: {folder / SUMMARY_FILE} {why}: rebuilt it from the complete lines\n")
+            write_summary(folder, summary)
+        elif old is not None:
+            summary = old
+    else:
+        summary = old or {}
     _finish(summary, folder, sys.stderr, args.baseline)
+    _plan_line(summary, sys.stderr)
     return EXIT_OK
+
+
+def _counts(summary: dict[str, Any]) -> tuple[Any, ...]:
+    run = summary.get("run") or {}
+    return (summary.get("totals", {}).get("conversations"), run.get("missing_count"), summary["gate"].get("status"))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -162,10 +245,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     summary = merge_results(args.out, args.shards)
+    _warn(summary["run"].get("warnings", []), sys.stderr)
     totals = summary["totals"]
     print(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
     _finish(summary, Path(args.out), sys.stderr, args.baseline)
+    _plan_line(summary, sys.stderr)
     if summary["run"]["interrupted"] or summary["run"]["fatal_error"]:
+        _gate_exit(summary, sys.stderr)
         return EXIT_RUN_ERRORS
     return _gate_exit(summary, sys.stderr)
 
@@ -201,7 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", help="run shard i of n, e.g. 2/4, for a job matrix")
     run.add_argument("--filter", action="append", help="only simulations whose name contains this (or glob)")
     run.add_argument("--tag", action="append", help="only simulations with this tag")
-    run.add_argument("--repeat", type=int, help="play each simulation this many times")
+    run.add_argument("--repeat", type=int, help=f"play each simulation this many times (1 to {MAX_REPEAT})")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out: keep its finished conversations, play only the missing ones",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")
     run.set_defaults(handler=cmd_run)
@@ -241,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_CONFIG
+    except OSError as exc:  # the disk or the folder failed outside a run (reports, merges)
+        sys.stderr.write(f"error: {exc.filename or ''}: {exc.strerror or exc}\n")
+        return EXIT_RUN_ERRORS
     except KeyboardInterrupt:  # Ctrl-C outside a run (loading, reporting): nothing finished is lost
         sys.stderr.write("interrupted\n")
         return EXIT_SIGINT

@@ -1,17 +1,27 @@
-"""A results folder on disk: conversations.jsonl, summary.json and the reports beside them.
+"""A results folder on disk: plan.json, conversations.jsonl, summary.json and the reports beside them.
 
-Writing is append-and-flush per conversation; reading validates every line; an older run in the
-folder is moved aside rather than mixed with a new one; shards' folders merge into one.
+- `plan.json` is written when a run starts: the conversations it means to play, so every later
+  command can say "N planned, M finished, K missing" (and missing ones count against the gate).
+- `conversations.jsonl` gets one line per finished conversation, written with one system call and
+  cut back to its last complete line if the disk refuses it; text that cannot be stored as UTF-8
+  (lone surrogates) is replaced, with a note, instead of crashing the run.
+- Readers stream the file, drop a torn last line (a killed writer) with a warning, and stop at any
+  other damaged line with an error naming file and line.
+- An older run in the folder is moved aside rather than mixed with a new one; shards merge.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -20,17 +30,40 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigError
+from .plan import keys_of_record
 from .report import HTML_FILE, MARKDOWN_FILE
 from .schema_check import load_schema, schema_errors
-from .summary import summarize
+from .summary import SummaryBuilder
 
 log = logging.getLogger("simulator.results")
 RESULTS_FILE = "conversations.jsonl"
 SUMMARY_FILE = "summary.json"
+PLAN_FILE = "plan.json"
 #: where an older run's files go when a new run starts in the same folder
 PREVIOUS_DIR = "previous"
 #: the files a run leaves in its folder (the CLI and the action write the reports beside the results)
-RUN_FILES = (RESULTS_FILE, SUMMARY_FILE, MARKDOWN_FILE, HTML_FILE)
+RUN_FILES = (PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, MARKDOWN_FILE, HTML_FILE)
+#: errors that mean the storage, not the program, failed: the run stops starting conversations
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
+#: how many missing keys a summary lists by name (the count is always exact)
+LISTED_KEYS = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class StorageError(Exception):
+    """The disk refused to store something (full, quota, I/O error); what was written before is intact."""
+
+    def __init__(self, path: Path, exc: OSError, needed: int) -> None:
+        self.path = path
+        self.errno = exc.errno
+        self.reason = exc.strerror or str(exc)
+        #: bytes that could not be written
+        self.needed = needed
+        super().__init__(f"{path}: {self.reason}")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, StorageError) or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS)
 
 
 @cache
@@ -38,41 +71,132 @@ def _result_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(load_schema("conversation_result"))
 
 
-def write_results(path: Path, results: list[dict[str, Any]]) -> None:
-    """A whole results file at once, replaced atomically (merges and re-checks)."""
+# --- safe JSON text ---------------------------------------------------------------------------------
+
+
+def json_text(data: Any, *, indent: int | None = None) -> tuple[str, int]:
+    """`data` as JSON text that is always valid UTF-8, and how many characters had to be replaced.
+
+    Text from outside (an app's JSON `"\\ud800"`, a manifest's task) can hold lone surrogates,
+    which UTF-8 cannot store; they become U+FFFD rather than a crash. Objects JSON does not know
+    (a callback's datetime) are written as their `str()`.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=indent, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.subn("\ufffd", text)
+    return text, 0
+
+
+def result_line(result: dict[str, Any]) -> bytes:
+    """One conversations.jsonl line; a result whose text had to be repaired is repaired in place too,
+    with a note in `meta_data.notes`, so the summary and the reports read what the file holds."""
+    text, replaced = json_text(result)
+    if replaced:
+        repaired = json.loads(text)
+        note = (
+            f"{replaced} character(s) that are not valid Unicode (lone surrogates) in text from the app, "
+            "the user model or the manifest were replaced with U+FFFD"
+        )
+        repaired["meta_data"].setdefault("notes", []).append(note)
+        result.clear()
+        result.update(repaired)
+        text, _ = json_text(result)
+    return (text + "\n").encode("utf-8")
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """A small JSON file (summary, plan) replaced atomically; readable by later workflow steps."""
+    text, _ = json_text(data, indent=2)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for result in results:
-            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    return write_json(out / SUMMARY_FILE, summary)
+
+
+# --- writing results --------------------------------------------------------------------------------
+
+
+def write_results(path: Path, results: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
+    """A whole results file at once, replaced atomically (merges, re-checks, resumes); returns the count."""
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    try:
+        with tmp.open("wb") as handle:
+            for result in results:
+                handle.write(result_line(result))
+                count += 1
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return count
 
 
 class ResultWriter:
-    """Appends one JSON line per conversation and flushes it before anything else happens."""
+    """Appends one JSON line per conversation with one `write` system call, before anything else happens.
 
-    def __init__(self, path: Path) -> None:
+    A line the disk refuses (full, quota, I/O error) is cut off again, so the file always ends
+    with a complete line, and a `StorageError` says how many bytes were needed.
+    """
+
+    def __init__(self, path: Path, *, append: bool = False) -> None:
         self.path = path
-        self.results: list[dict[str, Any]] = []
+        self.count = 0
+        self.bytes_written = 0
+        make_folder(path.parent)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reason = _why_not_a_folder(path.parent, exc)
-            raise ConfigError(f"{path.parent}: cannot create the results folder: {reason}") from None
-        try:
-            self._file = path.open("w", encoding="utf-8")
+            self._fd: int | None = os.open(path, flags, 0o644)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot write results: {exc.strerror or exc}") from None
+        self._end = os.lseek(self._fd, 0, os.SEEK_END)
         # results are read by later workflow steps that may not run as this user
-        os.chmod(path, 0o644)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o644)
 
     def write(self, result: dict[str, Any]) -> None:
-        self._file.write(json.dumps(result, ensure_ascii=False) + "\n")
-        self._file.flush()
-        self.results.append(result)
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the results writer is closed")
+        line = result_line(result)
+        view, done = memoryview(line), 0
+        try:
+            while done < len(line):
+                done += os.write(self._fd, view[done:])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._end)  # no torn line: the file ends where the last good one did
+            raise StorageError(self.path, exc, len(line)) from None
+        self._end += len(line)
+        self.count += 1
+        self.bytes_written += len(line)
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def make_folder(folder: Path) -> None:
+    """The results folder, created if needed; a file in the way is a clear configuration error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = _why_not_a_folder(folder, exc)
+        raise ConfigError(f"{folder}: cannot create the results folder: {reason}") from None
 
 
 def _why_not_a_folder(folder: Path, exc: OSError) -> str:
@@ -83,11 +207,235 @@ def _why_not_a_folder(folder: Path, exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+# --- reading results --------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadNotes:
+    """What a reader had to skip, for the command to say so."""
+
+    warnings: list[str] = field(default_factory=list)
+    #: bytes of a torn last line that were dropped
+    torn_bytes: int = 0
+
+
+def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: results are not UTF-8 text ({exc.reason})") from None
+    line = line.rstrip("\r\n")
+    try:
+        result = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not a JSON line ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not a conversation_result (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{where}: not a usable JSON line ({str(exc).split(':')[0]})") from None
+    if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
+        raise ConfigError(f"{where}: not a conversation_result")
+    where = f"{where}: not a conversation_result"
+    try:
+        problems = (
+            [] if _result_validator().is_valid(result) else schema_errors(result, "conversation_result", source=where)
+        )
+    except RecursionError:
+        problems = [f"{where}: nested too deeply"]
+    if problems:
+        raise ConfigError(problems[0])
+    return result
+
+
+def _torn(raw: bytes) -> bool:
+    """A line the writer began and never ended: no newline, the start of a result, not parseable."""
+    if raw.endswith(b"\n") or not raw.startswith(b'{"conversation_id"'):
+        return False
+    try:
+        json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False
+
+
+def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[dict[str, Any]]:
+    """Conversation results from a JSONL file, one at a time.
+
+    Every line must be a conversation_result (its JSON Schema) with, when present, an `evaluation`
+    as the runner writes it; a damaged line is a `ConfigError` naming file and line. The one
+    exception is a last line without its newline that begins a result and does not parse: a writer
+    killed mid-line left it, so it is dropped with a warning (in `notes`, and logged). Lines end only at "\\n":
+    U+2028 and U+0085, which JSON keeps unescaped inside strings, are text.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL character in the path
+        raise ConfigError(f"{path!r}: cannot read results: {exc}") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                result = _parse_line(raw, f"{path}:{number}")
+            except ConfigError:
+                if not _torn(raw) or handle.read(1):
+                    raise
+                warning = (
+                    f"{path}:{number}: dropped an incomplete last line ({len(raw):,} bytes): the run that "
+                    "wrote it was killed mid-write; the conversations before it are complete"
+                )
+                log.warning("%s", warning)
+                if notes is not None:
+                    notes.warnings.append(warning)
+                    notes.torn_bytes = len(raw)
+                return
+            yield result
+
+
+def read_results(path: str | Path, notes: ReadNotes | None = None) -> list[dict[str, Any]]:
+    """Every conversation result of a JSONL file (see `iter_results`)."""
+    return list(iter_results(path, notes))
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Remove an incomplete last line (a killed writer's) so lines can be appended; returns bytes cut."""
+    notes = ReadNotes()
+    for _ in iter_results(path, notes):
+        pass
+    if notes.torn_bytes:
+        size = path.stat().st_size
+        os.truncate(path, size - notes.torn_bytes)
+    return notes.torn_bytes
+
+
+# --- the plan and what is missing ----------------------------------------------------------------
+
+
+def manifest_digest(path: str | Path) -> str:
+    """The manifest file's SHA-256: a resumed run must play the manifest the run started with."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_plan(out: Path, record: dict[str, Any]) -> Path:
+    make_folder(out)
+    try:
+        return write_json(out / PLAN_FILE, record)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the plan: {exc.strerror or exc}") from None
+
+
+def read_plan(folder: str | Path) -> dict[str, Any] | None:
+    """The folder's plan.json, or None when the run predates plans; a damaged plan is an error."""
+    path = Path(folder) / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable plan ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("simulations", record.get("keys")), list):
+        raise ConfigError(f"{path}: not a plan written by `simulator run`")
+    return record
+
+
+def plan_status(plan: dict[str, Any] | None, finished: set[str]) -> dict[str, Any]:
+    """`planned`, `finished` and `missing` (keys with no result) for a summary's `run`."""
+    if plan is None:
+        return {"finished": len(finished)}
+    planned = 0
+    missing: list[str] = []
+    missing_count = 0
+    for key in keys_of_record(plan):
+        planned += 1
+        if key not in finished:
+            missing_count += 1
+            if len(missing) < LISTED_KEYS:
+                missing.append(key)
+    status = {"planned": planned, "finished": planned - missing_count, "missing_count": missing_count}
+    unseen = int(plan.get("unseen_count") or 0)  # merged shards: the keys of shards never given
+    if unseen:
+        status["planned"] += unseen
+        status["missing_count"] += unseen
+        status["unseen_shards"] = plan.get("unseen_shards", [])
+    return {**status, "missing": missing}
+
+
+def result_key(result: dict[str, Any]) -> str:
+    meta = result["meta_data"]
+    return f"{meta.get('simulation') or meta['persona']['name']}#{meta.get('repeat', 1)}"
+
+
+@dataclass
+class FolderSummary:
+    """A summary rebuilt from what a folder holds, and what the reader had to say about it."""
+
+    summary: dict[str, Any]
+    notes: ReadNotes
+    plan: dict[str, Any] | None
+
+
+def summarize_folder(
+    folder: str | Path,
+    *,
+    run: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> FolderSummary:
+    """The summary of a results folder from its complete lines and its plan, streamed.
+
+    `run` defaults to the folder's old summary's `run` (when there is one); the gate config to the
+    old summary's, else the plan's. Missing conversations count against the gate.
+    """
+    folder = Path(folder)
+    plan = read_plan(folder)
+    old = read_summary(folder)
+    if run is None:
+        run = dict((old or {}).get("run") or {})
+    if gate is None:
+        gate = ((old or {}).get("gate") or {}).get("config") or (plan or {}).get("gate")
+    notes = ReadNotes()
+    builder = SummaryBuilder((plan or {}).get("order"))
+    finished: set[str] = set()
+    if (folder / RESULTS_FILE).is_file():
+        for result in iter_results(folder / RESULTS_FILE, notes):
+            builder.add(result)
+            finished.add(result_key(result))
+            if on_result is not None:
+                on_result(result)
+    for stale in ("planned", "finished", "missing", "missing_count", "not_run"):
+        run.pop(stale, None)
+    run.update(plan_status(plan, finished))
+    if notes.warnings:
+        run["warnings"] = [*run.get("warnings", []), *notes.warnings]
+    return FolderSummary(builder.build(run, gate), notes, plan)
+
+
+def read_summary(folder: str | Path) -> dict[str, Any] | None:
+    """The folder's summary.json, or None when it is missing or damaged (it can be rebuilt)."""
+    path = Path(folder) / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: not readable (%s); rebuilding it from the results", path, exc)
+        return None
+    return summary if isinstance(summary, dict) and isinstance(summary.get("gate"), dict) else None
+
+
+# --- older runs and merges ----------------------------------------------------------------------------
+
+
 def _run_label(out: Path) -> str:
     """When the run in `out` started (its summary's `run.started_at`), else its files' mtime; safe as a file name."""
     started = None
     with contextlib.suppress(OSError, ValueError, LookupError, TypeError):  # no summary, or not ours
         started = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))["run"]["started_at"]
+    with contextlib.suppress(OSError, ValueError, LookupError, TypeError):
+        started = started or json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))["created_at"]
     if not isinstance(started, str) or not started.strip():
         times = [(out / name).stat().st_mtime for name in RUN_FILES if (out / name).exists()]
         started = datetime.fromtimestamp(max(times, default=time.time()), timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
@@ -102,7 +450,7 @@ def move_previous_run(out: Path) -> Path | None:
     ones (a stale summary or report next to new conversations). Moving them aside keeps both
     apart; returns where they went, or None when the folder held no run.
     """
-    if not ((out / RESULTS_FILE).exists() or (out / SUMMARY_FILE).exists()):
+    if not any((out / name).exists() for name in (PLAN_FILE, RESULTS_FILE, SUMMARY_FILE)):
         return None
     label = _run_label(out)
     dest = out / PREVIOUS_DIR / label
@@ -121,96 +469,71 @@ def move_previous_run(out: Path) -> Path | None:
     return dest
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> Path:
-    path = out / SUMMARY_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
-    return path
-
-
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Conversation results from a JSONL file; a damaged line is an error naming file and line.
-
-    Every line must be a conversation_result (its JSON Schema) with, when present, an `evaluation`
-    as the runner writes it; anything else (truncated lines, other JSON, bad UTF-8, absurd
-    nesting) is a `ConfigError`, never another exception. Lines end only at "\\n": U+2028 and
-    U+0085, which JSON keeps unescaped inside strings, are text.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read results: {exc.strerror or exc}") from None
-    except ValueError as exc:  # a NUL character in the path
-        raise ConfigError(f"{path!r}: cannot read results: {exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}:{line}: results are not UTF-8 text ({exc.reason})") from None
-    results = []
-    for number, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        try:
-            result = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not a JSON line ({exc.msg} at column {exc.colno})") from None
-        except RecursionError:
-            raise ConfigError(f"{path}:{number}: not a conversation_result (nested too deeply)") from None
-        except ValueError as exc:  # e.g. an integer of more than 4300 digits
-            raise ConfigError(f"{path}:{number}: not a usable JSON line ({str(exc).split(':')[0]})") from None
-        if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
-            raise ConfigError(f"{path}:{number}: not a conversation_result")
-        where = f"{path}:{number}: not a conversation_result"
-        try:
-            problems = (
-                []
-                if _result_validator().is_valid(result)
-                else schema_errors(result, "conversation_result", source=where)
+def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tuple[dict[str, Any] | None, list[str]]:
+    """One plan for merged shards: their keys together; warns about shards that were not given."""
+    known = [p for p in plans if p is not None]
+    if not known:
+        return None, []
+    warnings = []
+    keys: list[str] = []
+    for plan in known:
+        keys.extend(keys_of_record(plan))
+    merged: dict[str, Any] = {"keys": keys, "gate": known[0].get("gate"), "order": known[0].get("order")}
+    shards = {tuple(p["shard"]) for p in known if p.get("shard")}
+    counts = {count for _, count in shards}
+    if len(counts) == 1:
+        count = counts.pop()
+        have = {index for index, _ in shards}
+        absent = sorted(set(range(1, count + 1)) - have)
+        if absent:
+            total = max(int(p.get("planned_total") or 0) for p in known)
+            unseen = max(total - len(keys), 0)
+            merged["unseen_shards"] = absent
+            merged["unseen_count"] = unseen
+            warnings.append(
+                f"shard(s) {', '.join(f'{i}/{count}' for i in absent)} of this run were not given to merge "
+                f"({unseen} planned conversation(s)): they count as missing"
             )
-        except RecursionError:
-            problems = [f"{where}: nested too deeply"]
-        if problems:
-            raise ConfigError(problems[0])
-        results.append(result)
-    return results
+    if len(known) < len(folders):
+        warnings.append(f"{len(folders) - len(known)} shard folder(s) have no {PLAN_FILE}: their plan is unknown")
+    return merged, warnings
 
 
 def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str, Any]:
-    """Join the outputs of several shards into one results folder and summary."""
+    """Join the outputs of several shards into one results folder, plan and summary (streamed).
+
+    Torn last lines and shards that were not given are named in the summary's `run.warnings`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     move_previous_run(out)
+    folders = [Path(f) for f in shard_dirs]
     seen: set[str] = set()
-    merged: list[dict[str, Any]] = []
-    runs = []
-    gate_configs: list[dict[str, Any] | None] = []
-    for folder in shard_dirs:
-        folder = Path(folder)
-        for result in read_results(folder / RESULTS_FILE):
-            if result["conversation_id"] in seen:
-                raise ConfigError(f"{folder}: conversation {result['conversation_id']} appears in two shards")
-            seen.add(result["conversation_id"])
-            merged.append(result)
-        summary_path = folder / SUMMARY_FILE
-        if summary_path.is_file():
-            shard_summary = json.loads(summary_path.read_text(encoding="utf-8"))
-            runs.append(shard_summary.get("run", {}))
-            gate_configs.append((shard_summary.get("gate") or {}).get("config"))
-    write_results(out / RESULTS_FILE, merged)
+    notes = ReadNotes()
+
+    def shard_results() -> Iterator[dict[str, Any]]:
+        for folder in folders:
+            for result in iter_results(folder / RESULTS_FILE, notes):
+                if result["conversation_id"] in seen:
+                    raise ConfigError(f"{folder}: conversation {result['conversation_id']} appears in two shards")
+                seen.add(result["conversation_id"])
+                yield result
+
+    write_results(out / RESULTS_FILE, shard_results())
+    summaries = [read_summary(f) or {} for f in folders]
+    runs = [s.get("run") or {} for s in summaries]
+    gates = [(s.get("gate") or {}).get("config") for s in summaries]
+    plan, warnings = merge_plans([read_plan(f) for f in folders], folders)
+    if plan is not None:
+        write_plan(out, plan)
     run = {
-        "merged_from": [str(Path(f)) for f in shard_dirs],
+        "merged_from": [str(f) for f in folders],
         "interrupted": any(r.get("interrupted") for r in runs),
         "fatal_error": next((r["fatal_error"] for r in runs if r.get("fatal_error")), None),
-        "not_run": [key for r in runs for key in r.get("not_run", [])],
-        "planned": sum(r.get("planned", 0) for r in runs),
+        "internal_errors": [e for r in runs for e in r.get("internal_errors", [])],
+        "warnings": [*notes.warnings, *warnings],
     }
-    gates = [g for g in gate_configs if g is not None]
-    summary = summarize(merged, run, gate=gates[0] if gates else None)
+    gate = next((g for g in gates if g is not None), None) or (plan or {}).get("gate")
+    summary = summarize_folder(out, run=run, gate=gate).summary
     write_summary(out, summary)
     return summary

@@ -15,6 +15,7 @@ from .persona import Persona
 from .result import ASSISTANT, USER, ConversationRecorder
 from .sync import run_sync
 from .targets import CallbackTarget, ModelTarget, Target
+from .unicode_safety import replace_lone_surrogates, surrogate_note
 from .users import DONE, LLMUser, ScriptedUser, UserSide
 
 T = TypeVar("T")
@@ -171,6 +172,9 @@ class Simulator:
             raise ConfigError(
                 f"simulate: max_conversation_turns must be a whole number >= 1, got {max_conversation_turns!r}"
             )
+        task, replaced = replace_lone_surrogates(task)
+        if replaced:
+            meta_data = {**(meta_data or {}), "notes": [surrogate_note(replaced, "the task")]}
         recorder = ConversationRecorder(
             conversation_id=conversation_id or str(uuid.uuid4()),
             persona=persona.to_dict(),
@@ -249,6 +253,9 @@ class Simulator:
             latency = (time.monotonic() - started) * 1000
             if actor == USER:
                 extra: dict[str, Any] = {}
+                (message.text, message.raw), replaced = replace_lone_surrogates((message.text, message.raw))
+                if replaced:
+                    message.notes = [*message.notes, surrogate_note(replaced, "the user model's message")]
                 if message.signal:
                     extra["stop_signal"] = message.signal
                 if message.notes:
@@ -264,6 +271,9 @@ class Simulator:
                     err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
                 text, raw, extra = bounded_reply(reply.text, reply.raw)
+                (text, raw), replaced = replace_lone_surrogates((text, raw))
+                if replaced:
+                    extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]
                 recorder.add_turn(ASSISTANT, reply.request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
 

@@ -1,4 +1,8 @@
-"""summary.json: a pure function of the conversation results, per simulation and for the run."""
+"""summary.json: a function of the conversation results, per simulation and for the run.
+
+Results stream through a `SummaryBuilder` one at a time; it keeps counts and latencies, never
+the results, so a run of 100,000 conversations summarises in flat memory.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from .checks.gate import decide_gate, simulation_verdict
-from .result import ERROR_REASONS
+from .checks.base import ERROR
+from .checks.gate import decide_gate, verdict_from_counts
+from .result import ASSISTANT, ERROR_REASONS
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -20,33 +25,115 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[rank - 1], 3)
 
 
-def _totals(results: list[dict[str, Any]]) -> dict[str, Any]:
-    reasons = Counter(r["meta_data"]["stop_reason"] for r in results)
-    app_latency = [
-        t["latency_ms"]
-        for r in results
-        for t in r["conversation"]
-        if t["actor"] == "assistant" and t.get("error") is None and "latency_ms" in t
-    ]
-    tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    for r in results:
-        for key in tokens:
-            tokens[key] += r["meta_data"].get("usage", {}).get("total", {}).get(key, 0)
-    errors = sum(n for reason, n in reasons.items() if reason in ERROR_REASONS)
-    return {
-        "conversations": len(results),
-        "turns": sum(len(r["conversation"]) for r in results),
-        "errors": errors,
-        "error_rate": round(errors / len(results), 4) if results else 0.0,
-        "stop_reasons": dict(sorted(reasons.items())),
-        "latency_ms": {
-            "app_p50": percentile(app_latency, 50),
-            "app_p95": percentile(app_latency, 95),
-            "app_max": max(app_latency) if app_latency else None,
-        },
-        "tokens": tokens,
-        "duration_ms": round(sum(r["meta_data"].get("duration_ms", 0) for r in results), 3),
-    }
+class _Tally:
+    """What a summary needs of a group of conversations, added one at a time."""
+
+    def __init__(self) -> None:
+        self.conversations = 0
+        self.turns = 0
+        self.reasons: Counter[str] = Counter()
+        self.app_latency: list[float] = []
+        self.tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.duration_ms = 0.0
+        self.statuses: Counter[str] = Counter()
+        self.failed_checks: dict[str, int] = {}
+        self.first: dict[str, Any] | None = None
+
+    def add(self, result: dict[str, Any]) -> None:
+        meta = result["meta_data"]
+        if self.first is None:
+            self.first = meta
+        self.conversations += 1
+        self.turns += len(result["conversation"])
+        self.reasons[meta["stop_reason"]] += 1
+        self.app_latency.extend(
+            t["latency_ms"]
+            for t in result["conversation"]
+            if t["actor"] == ASSISTANT and t.get("error") is None and "latency_ms" in t
+        )
+        usage = (meta.get("usage") or {}).get("total") or {}
+        for key in self.tokens:
+            value = usage.get(key, 0)
+            self.tokens[key] += value if isinstance(value, int) else 0
+        self.duration_ms += meta.get("duration_ms", 0)
+        evaluation = result.get("evaluation") or {}
+        self.statuses[evaluation.get("status", ERROR)] += 1
+        for name in evaluation.get("failed", []):
+            self.failed_checks[name] = self.failed_checks.get(name, 0) + 1
+
+    def totals(self) -> dict[str, Any]:
+        errors = sum(n for reason, n in self.reasons.items() if reason in ERROR_REASONS)
+        latency = self.app_latency
+        return {
+            "conversations": self.conversations,
+            "turns": self.turns,
+            "errors": errors,
+            "error_rate": round(errors / self.conversations, 4) if self.conversations else 0.0,
+            "stop_reasons": dict(sorted(self.reasons.items())),
+            "latency_ms": {
+                "app_p50": percentile(latency, 50),
+                "app_p95": percentile(latency, 95),
+                "app_max": max(latency) if latency else None,
+            },
+            "tokens": dict(self.tokens),
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+    def verdict(self) -> dict[str, Any]:
+        meta = self.first or {}
+        return verdict_from_counts(
+            self.statuses["pass"],
+            self.statuses["fail"],
+            self.conversations - self.statuses["pass"] - self.statuses["fail"],
+            min_passes=meta.get("min_passes"),
+            required=bool(meta.get("required")),
+            failed_checks=self.failed_checks,
+        )
+
+
+class SummaryBuilder:
+    """Builds summary.json from results added one at a time (in any order)."""
+
+    def __init__(self, order: list[str] | None = None) -> None:
+        self._groups: dict[str, _Tally] = {name: _Tally() for name in order or []}
+        self._all = _Tally()
+
+    def add(self, result: dict[str, Any]) -> None:
+        meta = result["meta_data"]
+        name = meta.get("simulation") or meta["persona"]["name"]
+        self._groups.setdefault(name, _Tally()).add(result)
+        self._all.add(result)
+
+    @property
+    def count(self) -> int:
+        return self._all.conversations
+
+    def build(self, run: dict[str, Any] | None = None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The summary; `run.missing_count` and `run.internal_errors` count against the gate."""
+        run = run or {}
+        simulations = {}
+        for name, tally in self._groups.items():
+            if not tally.conversations or tally.first is None:
+                continue
+            simulations[name] = {
+                "persona": tally.first["persona"]["name"],
+                "task": tally.first["task"],
+                "tags": tally.first.get("tags", []),
+                **tally.totals(),
+                "verdict": tally.verdict(),
+            }
+        verdicts = {name: sim["verdict"] for name, sim in simulations.items()}
+        return {
+            "run": run,
+            "gate": decide_gate(
+                verdicts,
+                gate,
+                missing=int(run.get("missing_count") or 0),
+                internal_errors=list(run.get("internal_errors") or []),
+            ),
+            "totals": self._all.totals(),
+            "simulations": simulations,
+        }
 
 
 def summarize(
@@ -56,27 +143,7 @@ def summarize(
     gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Totals, verdicts and the gate for the run and each simulation (by `meta_data.simulation`)."""
-    results = list(results)
-    grouped: dict[str, list[dict[str, Any]]] = {name: [] for name in order or []}
+    builder = SummaryBuilder(order)
     for result in results:
-        name = result["meta_data"].get("simulation") or result["meta_data"]["persona"]["name"]
-        grouped.setdefault(name, []).append(result)
-    simulations = {}
-    for name, group in grouped.items():
-        if not group:
-            continue
-        first = group[0]["meta_data"]
-        simulations[name] = {
-            "persona": first["persona"]["name"],
-            "task": first["task"],
-            "tags": first.get("tags", []),
-            **_totals(group),
-            "verdict": simulation_verdict(group),
-        }
-    verdicts = {name: sim["verdict"] for name, sim in simulations.items()}
-    return {
-        "run": run or {},
-        "gate": decide_gate(verdicts, gate),
-        "totals": _totals(results),
-        "simulations": simulations,
-    }
+        builder.add(result)
+    return builder.build(run, gate)

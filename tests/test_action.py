@@ -199,7 +199,7 @@ def test_first_run_posts_comment_uploads_artifact_and_sets_outputs(
     assert artifact.finalized and run.outputs["artifact-id"] == str(artifact.id)
     assert artifact.sha256 == hashlib.sha256(artifact.content).hexdigest()
     files = artifact.files()
-    assert set(files) == {"conversations.jsonl", "summary.json", "report.md", "report.html"}
+    assert set(files) == {"plan.json", "conversations.jsonl", "summary.json", "report.md", "report.html"}
     assert json.loads(files["summary.json"])["gate"]["status"] == "pass"
     assert f"artifacts/{artifact.id}" in post.body["body"]
     assert "Conversation simulations: PASS" in run.step_summary

@@ -614,7 +614,8 @@ def test_results_lines_end_only_at_newlines(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (b'{"conversation_id": "c", "meta_data": {}', ":1: not a JSON line"),
+        (b'{"conversation_id": "c", "meta_data": {}\n', ":1: not a JSON line"),
+        (b'{"conversation_id": "c", "meta_data": {}\n' + json.dumps(valid_result()).encode(), ":1: not a JSON line"),
         (b"[1, 2]", ":1: not a conversation_result"),
         (b"\n\n" + b"[" * 100_000, ":3: not a"),
         (b"1" * 5000, ":1: not a usable JSON line (Exceeds the limit (4300"),

@@ -30,16 +30,38 @@ def _round(value: float | None) -> float | None:
 
 
 def simulation_verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pass/fail/error counts of one simulation's conversations, its rates and its own verdict.
+    """Pass/fail/error counts of one simulation's conversations, its rates and its own verdict."""
+    statuses = [(r.get("evaluation") or {}).get("status", ERROR) for r in results]
+    failed_checks: dict[str, int] = {}
+    for result in results:
+        for name in (result.get("evaluation") or {}).get("failed", []):
+            failed_checks[name] = failed_checks.get(name, 0) + 1
+    meta = results[0]["meta_data"] if results else {}
+    return verdict_from_counts(
+        statuses.count(PASS),
+        statuses.count(FAIL),
+        statuses.count(ERROR),
+        min_passes=meta.get("min_passes"),
+        required=bool(meta.get("required")),
+        failed_checks=failed_checks,
+    )
+
+
+def verdict_from_counts(
+    passes: int,
+    failures: int,
+    errors: int,
+    *,
+    min_passes: int | None = None,
+    required: bool = False,
+    failed_checks: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A simulation's verdict from its counts (a summary streams results, it does not keep them).
 
     The simulation passes when at least `min_passes` runs passed (default: every run that got a
     verdict); it is an error when no run got a verdict.
     """
-    statuses = [(r.get("evaluation") or {}).get("status", ERROR) for r in results]
-    passes, failures, errors = statuses.count(PASS), statuses.count(FAIL), statuses.count(ERROR)
     judged = passes + failures
-    meta = results[0]["meta_data"] if results else {}
-    min_passes = meta.get("min_passes")
     needed = judged if min_passes is None else min_passes
     if judged == 0:
         status = ERROR
@@ -47,39 +69,44 @@ def simulation_verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
         status = PASS
     else:
         status = FAIL
-    failed_checks: dict[str, int] = {}
-    for result in results:
-        for name in (result.get("evaluation") or {}).get("failed", []):
-            failed_checks[name] = failed_checks.get(name, 0) + 1
     ks = range(1, min(judged, MAX_K) + 1)
     return {
         "status": status,
-        "runs": len(results),
+        "runs": passes + failures + errors,
         "passes": passes,
         "failures": failures,
         "errors": errors,
         "pass_rate": _round(passes / judged) if judged else None,
         "min_passes": min_passes,
-        "required": bool(meta.get("required")),
+        "required": required,
         "pass_hat_k": {str(k): _round(pass_hat_k(judged, passes, k)) for k in ks},
         "pass_at_k": {str(k): _round(pass_at_k(judged, passes, k)) for k in ks},
-        "failed_checks": failed_checks,
+        "failed_checks": dict(failed_checks or {}),
     }
 
 
-def decide_gate(simulations: dict[str, dict[str, Any]], gate: dict[str, Any] | None) -> dict[str, Any]:
+def decide_gate(
+    simulations: dict[str, dict[str, Any]],
+    gate: dict[str, Any] | None,
+    *,
+    missing: int = 0,
+    internal_errors: list[str] | None = None,
+) -> dict[str, Any]:
     """The run's verdict. `fail`: the app misbehaved beyond the gate; `error`: too many errors to tell.
 
-    pass rate = passed / (passed + failed) conversations; error rate = errored / all conversations.
+    pass rate = passed / (passed + failed) conversations; error rate = (errored + missing) / (all
+    conversations + missing). `missing` counts planned conversations with no result at all (the run
+    was killed, stopped early, or could not write them): a run that did not play its plan never
+    passes. An internal error (the runner itself failed) makes the run an error whatever else it says.
     """
     config = {**DEFAULT_GATE, **(gate or {})}
     required = set(config.get("required") or []) | {n for n, s in simulations.items() if s.get("required")}
     passes = sum(s["passes"] for s in simulations.values())
     failures = sum(s["failures"] for s in simulations.values())
     errors = sum(s["errors"] for s in simulations.values())
-    total = passes + failures + errors
+    total = passes + failures + errors + missing
     pass_rate = passes / (passes + failures) if passes + failures else None
-    error_rate = errors / total if total else 0.0
+    error_rate = (errors + missing) / total if total else 0.0
     reasons: list[str] = []
     failing: list[str] = []
     if pass_rate is not None and pass_rate < config["min_pass_rate"]:
@@ -97,7 +124,11 @@ def decide_gate(simulations: dict[str, dict[str, Any]], gate: dict[str, Any] | N
         reasons.append(f"error rate {error_rate:.1%} is above {config['max_error_rate']:.1%}")
     if total and pass_rate is None and not too_many_errors:
         reasons.append("no conversation got a verdict")
-    status = FAIL if failing else ERROR if reasons else PASS
+    if missing:
+        reasons.append(f"{missing} of {total} planned conversation(s) have no result")
+    for problem in internal_errors or []:
+        reasons.append(f"internal error: {problem}")
+    status = ERROR if internal_errors else FAIL if failing else ERROR if reasons else PASS
     k_values = [s["pass_hat_k"] for s in simulations.values()]
     mean_hat = {}
     for k in sorted({k for d in k_values for k in d}, key=int):
@@ -111,6 +142,7 @@ def decide_gate(simulations: dict[str, dict[str, Any]], gate: dict[str, Any] | N
         "passes": passes,
         "failures": failures,
         "errors": errors,
+        "missing": missing,
         "simulations_passed": sum(1 for s in simulations.values() if s["status"] == PASS),
         "simulations_failed": sum(1 for s in simulations.values() if s["status"] == FAIL),
         "simulations_errored": sum(1 for s in simulations.values() if s["status"] == ERROR),

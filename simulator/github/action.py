@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from ..errors import ConfigError
 from ..manifest import Manifest, load_manifest
 from ..plan import Job, parse_shard, plan_jobs
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
-from ..results_folder import RESULTS_FILE, merge_results, read_results, write_summary
-from ..runner import Connections, run_jobs, run_with_signals
+from ..results_folder import PLAN_FILE, RESULTS_FILE, iter_results, merge_results, write_summary
+from ..runner import Connections, distinct_simulations, run_jobs, run_with_signals
 from ..summary import summarize
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
@@ -56,11 +57,19 @@ class Inputs:
     filters: list[str] = field(default_factory=list)
     merge: list[str] = field(default_factory=list)
     baseline: str = ""
+    resume: bool = False
     keys: dict[str, str] = field(default_factory=dict)
 
 
 def _lines(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\n]", text) if part.strip()]
+
+
+def _boolean(text: str, name: str) -> bool:
+    value = (text or "false").strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"input {name}: must be true or false, got {text!r}")
+    return value == "true"
 
 
 def read_inputs() -> Inputs:
@@ -93,6 +102,7 @@ def read_inputs() -> Inputs:
         filters=_lines(get("filter")),
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
         baseline=get("baseline"),
+        resume=_boolean(get("resume"), "resume"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
     )
 
@@ -166,7 +176,11 @@ def _print_progress(job: Job, result: dict[str, Any]) -> None:
 
 
 def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[dict, Manifest | None, int]:
-    """Play the manifest (or merge shards); returns (summary, manifest, exit code if interrupted)."""
+    """Play the manifest (or merge shards); returns (summary, manifest, the exit code when the run decided it).
+
+    A signal decides the exit code (128 + its number); so does a run that failed internally (full
+    disk, a bug): 3, unless `fail-on: never`.
+    """
     if inputs.merge:
         folders = [ctx.workspace / folder for folder in inputs.merge]
         missing = [str(f) for f in folders if not (f / RESULTS_FILE).is_file()]
@@ -180,8 +194,8 @@ def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) 
     )
     _mask_manifest_secrets(manifest, env)
     shard = parse_shard(inputs.shard) if inputs.shard else None
-    jobs = plan_jobs(manifest, filters=inputs.filters, shard=shard)
-    missing = Connections(manifest).missing_credentials(jobs)
+    plan = plan_jobs(manifest, filters=inputs.filters, shard=shard)
+    missing = Connections(manifest).missing_credentials(distinct_simulations(plan))
     run_info: dict[str, Any] = {"shard": inputs.shard or None}
     if missing:
         names = ", ".join(sorted(missing))
@@ -190,31 +204,60 @@ def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) 
         commands.notice(note, title="LLM key not available")
         run_info["skipped"] = note
         run_info["skipped_simulations"] = sorted(missing)
-        jobs = [job for job in jobs if job.simulation.name not in missing]
-    if not jobs:
+        plan = plan.without(missing)
+    if not plan:
         out.mkdir(parents=True, exist_ok=True)
         (out / RESULTS_FILE).write_text("", encoding="utf-8")
         summary = summarize([], {"manifest": str(manifest.path), **run_info}, gate=manifest.gate)
         summary["gate"]["status"] = "skipped"
         write_summary(out, summary)
         return summary, manifest, 0
+    resume = inputs.resume and (out / PLAN_FILE).is_file()
+    if inputs.resume and not resume:
+        print(f"resume: {inputs.results_dir}/ holds no interrupted run; starting a new one", flush=True)
     outcome, signalled = run_with_signals(
         lambda: run_jobs(
-            manifest, jobs, out, concurrency=inputs.concurrency, on_result=_print_progress, run_info=run_info
+            manifest,
+            plan,
+            out,
+            concurrency=inputs.concurrency,
+            on_result=_print_progress,
+            run_info=run_info,
+            resume=resume,
         )
     )
-    interrupted = 0 if signalled is None else 128 + int(signalled)
-    return outcome.summary, manifest, interrupted
+    if outcome.storage_error:
+        commands.error(f"Results could not be stored: {outcome.storage_error}", title="Results not stored")
+    for problem in outcome.internal_errors[:10]:
+        commands.error(problem, title="Internal error")
+    if outcome.summary_error:
+        commands.error(f"summary.json could not be written: {outcome.summary_error}", title="Results not stored")
+    decided = 0 if signalled is None else 128 + int(signalled)
+    if not decided and outcome.failed_internally and inputs.fail_on != "never":
+        decided = EXIT_ERRORS
+    return outcome.summary, manifest, decided
 
 
-def _log_simulations(summary: dict[str, Any], results: list[dict[str, Any]]) -> None:
+#: transcripts printed in the log per simulation (failed and errored ones first); all are in the artifact
+LOGGED_PER_SIMULATION = 20
+
+
+def _log_simulations(summary: dict[str, Any], results: Callable[[], Iterable[dict[str, Any]]]) -> None:
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        by_name.setdefault(result["meta_data"].get("simulation", "?"), []).append(result)
+    for result in results():  # one pass; a few per simulation, failures first
+        kept = by_name.setdefault(result["meta_data"].get("simulation", "?"), [])
+        passed = (result.get("evaluation") or {}).get("status") == "pass"
+        if len(kept) < LOGGED_PER_SIMULATION:
+            kept.append(result)
+        elif not passed:
+            index = next((i for i, r in enumerate(kept) if (r.get("evaluation") or {}).get("status") == "pass"), None)
+            if index is not None:
+                kept[index] = result
     for name, sim in summary["simulations"].items():
         verdict = sim["verdict"]
         with commands.group(f"{name}: {verdict['status']} ({verdict['passes']}/{verdict['runs']} passed)"):
-            for result in by_name.get(name, []):
+            shown = by_name.get(name, [])
+            for result in shown:
                 evaluation = result.get("evaluation") or {}
                 print(f"--- #{result['meta_data'].get('repeat', 1)}: {evaluation.get('status', 'error')}", flush=True)
                 lines = [
@@ -224,6 +267,8 @@ def _log_simulations(summary: dict[str, Any], results: list[dict[str, Any]]) -> 
                 lines += [f"  {c['status']}: {c['name']}: {c['message']}" for c in evaluation.get("checks", [])]
                 lines += [f"  error: {e}" for e in evaluation.get("errors", [])]
                 commands.print_untrusted("\n".join(lines))
+            if verdict["runs"] > len(shown):
+                print(f"({verdict['runs'] - len(shown)} more conversation(s) are in the results artifact)", flush=True)
 
 
 def _annotate(summary: dict[str, Any], manifest: Manifest | None, ctx: GitHubContext) -> None:
@@ -325,17 +370,37 @@ def _config_error(exc: ConfigError) -> int:
 
 
 def run_action(env: Mapping[str, str] | None = None) -> int:
-    """The whole action; returns the process exit code."""
+    """The whole action; returns the process exit code. It never ends in a traceback that reads as
+    a pass: an unexpected failure is an error annotation, the `verdict` output `error`, and exit 3."""
     env = os.environ if env is None else env
+    try:
+        return _run_action(env)
+    except Exception as exc:
+        commands.error(f"The action failed: {type(exc).__name__}: {exc}", title="Internal error")
+        commands.print_untrusted(traceback.format_exc())
+        with contextlib.suppress(Exception):
+            commands.set_outputs({"verdict": "error"})
+        summary_file = env.get("GITHUB_STEP_SUMMARY")
+        if summary_file:
+            with contextlib.suppress(OSError), open(summary_file, "a", encoding="utf-8", errors="replace") as handle:
+                handle.write(f"## ⚠️ Conversation simulations: ERROR\n\nThe action failed: {type(exc).__name__}\n")
+        return EXIT_ERRORS
+
+
+def _run_action(env: Mapping[str, str]) -> int:
     try:
         inputs = read_inputs()
         os.environ.update(inputs.keys)  # the manifest and the models read keys from the environment
         ctx = GitHubContext.from_env(env)
         out = ctx.workspace / inputs.results_dir
-        summary, manifest, interrupted = _run(inputs, ctx, out, os.environ)
+        summary, manifest, decided = _run(inputs, ctx, out, os.environ)
     except ConfigError as exc:
         return _config_error(exc)
-    results = read_results(out / RESULTS_FILE)
+    path = out / RESULTS_FILE
+
+    def results() -> Iterator[dict[str, Any]]:  # a fresh pass over the file each time: nothing held in memory
+        return iter_results(path) if path.is_file() else iter(())
+
     _make_readable(out)
     _log_simulations(summary, results)
     _annotate(summary, manifest, ctx)
@@ -344,7 +409,12 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
     except ConfigError as exc:
         commands.warning(f"input baseline: {exc}; reporting without a comparison.")
         changes = None
-    write_reports(out, summary, results, changes, Links(run_url=ctx.run_url), baseline_label=inputs.baseline or None)
+    try:
+        write_reports(
+            out, summary, results, changes, Links(run_url=ctx.run_url), baseline_label=inputs.baseline or None
+        )
+    except OSError as exc:
+        commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
     artifact_id, artifact_name = _upload(inputs, ctx, out, env)
     artifact_url = (
         f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}/artifacts/{artifact_id}" if artifact_id else None
@@ -360,8 +430,8 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
         used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
         with open(summary_file, "a", encoding="utf-8") as handle:
             limit = max(SUMMARY_LIMIT - used - 1024, 4096)
-            handle.write(render_markdown(summary, results, links, limit=limit, changes=changes) + "\n")
-    comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results, links, changes=changes))
+            handle.write(render_markdown(summary, results(), links, limit=limit, changes=changes) + "\n")
+    comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results(), links, changes=changes))
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()
     commands.set_outputs(
@@ -378,6 +448,6 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
             "artifact-id": artifact_id or "",
         }
     )
-    if interrupted:
-        return interrupted
+    if decided:
+        return decided
     return _exit_code(inputs.fail_on, summary)

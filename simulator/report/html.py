@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,25 +50,64 @@ def _embed(data: dict[str, Any]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+#: report.html shows at most this many transcripts (failed and errored ones first); the rest are in the JSONL
+MAX_CONVERSATIONS = 5000
+
+
+def _pieces(
+    summary: dict[str, Any],
+    results: Iterable[dict[str, Any]],
+    baseline: dict[str, dict[str, Any]] | None,
+    baseline_label: str | None,
+) -> Iterator[str]:
+    """The page in pieces, one conversation at a time, so a large run never sits in memory whole."""
+    template = resources.files("simulator.report").joinpath("template.html").read_text("utf-8")
+    before, after = template.split(MARKER, 1)
+    total = summary.get("totals", {}).get("conversations", 0)
+    shown = 0
+    yield before
+    yield _embed({"summary": summary, "baseline": baseline or {}, "baseline_label": baseline_label})[:-1]
+    yield ',"conversations":['
+    for result in results:
+        if shown >= MAX_CONVERSATIONS:
+            break
+        yield ("," if shown else "") + _embed(_conversation(result))
+        shown += 1
+    yield f'],"omitted":{max(total - shown, 0)}}}'
+    yield after
+
+
+def _worst_first(results: Callable[[], Iterable[dict[str, Any]]], total: int) -> Iterator[dict[str, Any]]:
+    """Every result in order when they all fit; else failed and errored ones first, then passes."""
+    if total <= MAX_CONVERSATIONS:
+        yield from results()
+        return
+    yield from (r for r in results() if (r.get("evaluation") or {}).get("status") != "pass")
+    yield from (r for r in results() if (r.get("evaluation") or {}).get("status") == "pass")
+
+
 def render_html(
     summary: dict[str, Any],
-    results: list[dict[str, Any]],
+    results: Iterable[dict[str, Any]],
     baseline: dict[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
 ) -> str:
     """The report page for `summary` and its conversations (and changes since a baseline)."""
-    template = resources.files("simulator.report").joinpath("template.html").read_text("utf-8")
-    data = {
-        "summary": summary,
-        "conversations": [_conversation(r) for r in results],
-        "baseline": baseline or {},
-        "baseline_label": baseline_label,
-    }
-    return template.replace(MARKER, _embed(data), 1)
+    return "".join(_pieces(summary, results, baseline, baseline_label))
 
 
-def write_html(path: str | Path, html: str) -> Path:
+def write_html(
+    path: str | Path,
+    summary: dict[str, Any],
+    results: Callable[[], Iterable[dict[str, Any]]],
+    baseline: dict[str, dict[str, Any]] | None = None,
+    baseline_label: str | None = None,
+) -> Path:
+    """Write the report page streaming; `results()` gives a fresh pass over the conversations."""
     path = Path(path)
-    path.write_text(html, encoding="utf-8")
+    total = summary.get("totals", {}).get("conversations", 0)
+    with path.open("w", encoding="utf-8", errors="replace") as handle:
+        for piece in _pieces(summary, _worst_first(results, total), baseline, baseline_label):
+            handle.write(piece)
     os.chmod(path, 0o644)
     return path

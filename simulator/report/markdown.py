@@ -7,8 +7,9 @@ The output is kept under a size budget by dropping the least important parts wit
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
 DETAIL_LIMIT = 6_000  # one failed conversation's details
 TURN_TEXT_LIMIT = 600
+#: failed conversations kept while rendering: more never fit GitHub's limits
+SHOWN_AT_MOST = 500
 
 ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️", "skipped": "⏭️"}
 _MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
@@ -57,6 +60,13 @@ class Links:
     report_note: str | None = None
 
 
+def plan_line(run: dict[str, Any]) -> str:
+    """ "N planned, M finished, K missing", the same words in every command and report."""
+    if "planned" not in run:
+        return f"{run.get('finished', 0)} finished (the run kept no plan)"
+    return f"{run['planned']} planned, {run['finished']} finished, {run.get('missing_count', 0)} missing"
+
+
 def gate_section(summary: dict[str, Any], title: str = "Conversation simulations") -> str:
     gate = summary["gate"]
     status = gate["status"]
@@ -71,10 +81,21 @@ def gate_section(summary: dict[str, Any], title: str = "Conversation simulations
         f"{totals['tokens']['total_tokens']:,} tokens",
     ]
     run = summary.get("run") or {}
+    if run.get("missing_count"):
+        missing = ", ".join(inline(key, 80) for key in run.get("missing", [])[:10])
+        more = "…" if run["missing_count"] > 10 else ""
+        lines += [
+            "",
+            f"> ⚠️ {plan_line(run)}: the missing ones count as errors ({missing}{more}).",
+        ]
     if run.get("interrupted"):
-        lines += ["", f"> ⚠️ The run was interrupted; {len(run.get('not_run', []))} conversation(s) did not run."]
+        lines += ["", "> ⚠️ The run was interrupted (finished conversations were kept)."]
     if run.get("fatal_error"):
         lines += ["", f"> ⚠️ Stopped early: {inline(run['fatal_error'], 500)}"]
+    if run.get("storage_error"):
+        lines += ["", f"> ⚠️ Results could not be stored: {inline(run['storage_error'], 600)}"]
+    for warning in (run.get("warnings") or [])[:5]:
+        lines += ["", f"> ⚠️ {inline(warning, 400)}"]
     if run.get("skipped"):
         lines += ["", f"> ⏭️ {inline(run['skipped'], 500)}"]
     if gate["reasons"]:
@@ -234,8 +255,21 @@ def render_markdown(
     if links.report_note:
         link_items.append(inline(links.report_note, 300))
     footer = " · ".join(link_items)
-    bad = [r for r in results if (r.get("evaluation") or {}).get("status", "error") != "pass"]
-    bad.sort(key=lambda r: ((r.get("evaluation") or {}).get("status") != "fail", r["meta_data"].get("simulation", "")))
+    bad_count = 0
+
+    def not_passed() -> Iterator[dict[str, Any]]:
+        nonlocal bad_count
+        for result in results:
+            if (result.get("evaluation") or {}).get("status", "error") != "pass":
+                bad_count += 1
+                yield result
+
+    # the few that can be shown, failures first; a large run is streamed, never held
+    bad = heapq.nsmallest(
+        SHOWN_AT_MOST,
+        not_passed(),
+        key=lambda r: ((r.get("evaluation") or {}).get("status") != "fail", r["meta_data"].get("simulation", "")),
+    )
     head = "\n\n".join(parts)
     if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
         head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
@@ -243,7 +277,7 @@ def render_markdown(
     used = len(head) + len(footer) + 400
     shown = 0
     if bad:
-        body.append(f"### Failed and errored conversations ({len(bad)})")
+        body.append(f"### Failed and errored conversations ({bad_count})")
         used += 60
         for result in bad:
             block = conversation_details(result)
@@ -252,9 +286,9 @@ def render_markdown(
             body.append(block)
             used += len(block) + 2
             shown += 1
-        if shown < len(bad):
+        if shown < bad_count:
             body.append(
-                f"_{len(bad) - shown} more failed or errored conversation(s) are not shown here to stay "
+                f"_{bad_count - shown} more failed or errored conversation(s) are not shown here to stay "
                 "within GitHub's size limit; they are in the results artifact._"
             )
     if footer:

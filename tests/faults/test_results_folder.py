@@ -88,7 +88,9 @@ def test_an_older_run_is_moved_aside_not_mixed_with_the_new_one(tmp_path: Path, 
     moved = out / PREVIOUS_DIR / started_at.replace(":", "-")
     assert second.previous_run == moved
     assert [r.getMessage() for r in caplog.records] == [f"{out} held an older run: moved its files to {moved}"]
-    assert snapshot(moved) == {name: old[name] for name in ("conversations.jsonl", "summary.json", "report.md")}
+    assert snapshot(moved) == {
+        name: old[name] for name in ("plan.json", "conversations.jsonl", "summary.json", "report.md")
+    }
     new = read_results(out / "conversations.jsonl")
     assert len(new) == 3 and not ({r["conversation_id"] for r in new} & old_ids)
     assert {r["conversation_id"] for r in second.results} == {r["conversation_id"] for r in new}
