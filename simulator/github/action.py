@@ -28,10 +28,13 @@ from ..summary import summarize
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
 from .comment import MARKER, CommentError, PullRequestComments
+from .untrusted import refuse_untrusted_code
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CONFIG, EXIT_ERRORS = 0, 1, 2, 3
 COMMENT_MODES = ("always", "on-failure", "never")
 FAIL_ON = ("gate", "errors", "never")
+#: the YAML 1.2 core schema's spellings, which the runner's own boolean inputs accept
+BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SIG", re.IGNORECASE)
 KEY_INPUTS = {
     "openai-api-key": "OPENAI_API_KEY",
@@ -57,6 +60,7 @@ class Inputs:
     merge: list[str] = field(default_factory=list)
     baseline: str = ""
     keys: dict[str, str] = field(default_factory=dict)
+    allow_untrusted_code: bool = False
 
 
 def _lines(text: str) -> list[str]:
@@ -80,6 +84,9 @@ def read_inputs() -> Inputs:
     shard = get("shard")
     if shard:
         parse_shard(shard)
+    allow_text = get("allow-untrusted-code").strip() or "false"
+    if allow_text not in BOOLEANS:
+        raise ConfigError(f"input allow-untrusted-code: must be true or false, got {allow_text!r}")
     return Inputs(
         manifest=get("manifest") or ".github/simulations.yml",
         app_url=get("app-url"),
@@ -94,6 +101,7 @@ def read_inputs() -> Inputs:
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
         baseline=get("baseline"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
+        allow_untrusted_code=BOOLEANS[allow_text],
     )
 
 
@@ -110,6 +118,9 @@ class GitHubContext:
     job: str
     pr_number: int | None
     is_fork: bool
+    event_name: str = ""
+    sha: str = ""
+    event: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GitHubContext:
@@ -133,6 +144,9 @@ class GitHubContext:
             job=env.get("GITHUB_JOB", ""),
             pr_number=pull.get("number") if isinstance(pull.get("number"), int) else None,
             is_fork=bool(head_repo and base_repo and head_repo != base_repo),
+            event_name=env.get("GITHUB_EVENT_NAME", ""),
+            sha=env.get("GITHUB_SHA", ""),
+            event=payload if isinstance(payload, dict) else {},
         )
 
     @property
@@ -331,6 +345,7 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
         inputs = read_inputs()
         os.environ.update(inputs.keys)  # the manifest and the models read keys from the environment
         ctx = GitHubContext.from_env(env)
+        refuse_untrusted_code(ctx, inputs, os.environ)  # before anything of the manifest's can run
         out = ctx.workspace / inputs.results_dir
         summary, manifest, interrupted = _run(inputs, ctx, out, os.environ)
     except ConfigError as exc:
