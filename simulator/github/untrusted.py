@@ -77,8 +77,8 @@ def _git_head(git_dir: Path) -> str | None:
     git = shutil.which("git")
     if git is None:
         return None
-    env = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
-    env["GIT_NO_LAZY_FETCH"] = "1"
+    # nothing of the job's environment (keys, tokens, GIT_* overrides): git needs only to be found
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/"), "GIT_NO_LAZY_FETCH": "1"}
     command = [git, f"--git-dir={git_dir}", "rev-parse", "--verify", "-q", "HEAD"]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=_GIT_TIMEOUT, check=False)
