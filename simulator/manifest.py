@@ -10,6 +10,8 @@ A manifest may come from an untrusted pull request, so what it can reach is boun
   `SIMULATOR_ALLOWED_VARS` is set it reads only the names and globs listed there (see
   `variable_refusal`); the same rule applies to `api_key_env`.
 - Persona files and `file.py:function` callbacks must lie inside the root (see `resolve_root`).
+- Loaded with `trusted=False`, a manifest is data only: callback targets (module or file) and
+  persona files are refused, since they would run or read what the manifest's own source chose.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from .checks import build_checks
 from .errors import ConfigError
-from .persona import Persona
+from .persona import Persona, predefined_personas
 from .schema_check import schema_errors
 from .yaml_source import YamlDocument, format_path, load_yaml_file
 
@@ -56,6 +58,8 @@ _NEVER_READABLE_PREFIXES = ("ACTIONS_", "INPUT_", "RUNNER_", "GITHUB_")
 _NEVER_READABLE_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
 #: the keys the models read by default anyway; `api_key_env` may always name them
 DEFAULT_KEY_VARS = frozenset({"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"})
+#: why code and files are refused in an untrusted manifest, when the caller gives no reason of its own
+UNTRUSTED_NOTE = "refused: the manifest was loaded with trusted=False"
 
 
 def variable_refusal(name: str, environ: Mapping[str, str]) -> str | None:
@@ -241,16 +245,24 @@ def load_manifest(
     *,
     environ: Mapping[str, str] | None = None,
     app_url: str | None = None,
+    trusted: bool = True,
+    untrusted_note: str = UNTRUSTED_NOTE,
 ) -> Manifest:
     """Read, interpolate and validate a manifest; raise `ManifestError` listing every problem.
 
     Persona files and `file.py:function` callbacks must lie inside `root` (default: the current
     directory if the manifest lies inside it, else the manifest's folder; see `resolve_root`).
     `${VAR}` reads `environ` (default `os.environ`) under the rule of `variable_refusal`.
+
+    `trusted=False` is for a manifest whose folder holds content nobody vouched for: it is read
+    as data only, and every callback target (module or file, top level and per simulation) and
+    every persona file is a problem ending with `untrusted_note` (say why, and how to allow it);
+    predefined and inline personas still work.
     """
     path = Path(path)
     source = str(path)
     allowed_root = resolve_root(path, root)
+    refusal = None if trusted else untrusted_note
     environ = os.environ if environ is None else environ
     doc = load_yaml_file(path, "manifest")
     if not isinstance(doc.data, dict):
@@ -277,8 +289,8 @@ def load_manifest(
             problems.append(f"{doc.where(('target',))}: target: --app-url given but the target is a callback")
         else:
             data["target"] = {**(data.get("target") or {}), "url": app_url}
-    _check_callback(data.get("target"), ("target",), doc, path.parent, allowed_root, problems)
-    simulations = _simulations(data, doc, path.parent, allowed_root, problems)
+    _check_callback(data.get("target"), ("target",), doc, path.parent, allowed_root, problems, refusal)
+    simulations = _simulations(data, doc, path.parent, allowed_root, problems, refusal)
     _check_run_level(data, simulations, doc, problems)
     if problems:
         raise ManifestError(source, list(dict.fromkeys(problems)))
@@ -309,10 +321,27 @@ def _check_key_variables(data: dict[str, Any], doc: YamlDocument, environ: Mappi
                 problems.append(f"{doc.where(where)}: {format_path(where)}: environment variable {name} {why}")
 
 
-def _check_callback(target: Any, at: tuple, doc: YamlDocument, folder: Path, root: Path, problems: list[str]) -> None:
-    """A `file.py:function` callback must lie inside the root; module callbacks are imported as usual."""
+def _check_callback(
+    target: Any,
+    at: tuple,
+    doc: YamlDocument,
+    folder: Path,
+    root: Path,
+    problems: list[str],
+    refusal: str | None = None,
+) -> None:
+    """A `file.py:function` callback must lie inside the root; module callbacks are imported as usual.
+
+    With a `refusal` (an untrusted manifest) every callback is refused: a module callback runs
+    code just as a file does (the manifest's folder goes first on `sys.path`, and any installed
+    module's function would be called with the conversation's text).
+    """
     spec = target.get("callback") if isinstance(target, dict) else None
     if not isinstance(spec, str):
+        return
+    if refusal is not None:
+        where = at + ("callback",)
+        problems.append(f"{doc.where(where)}: {format_path(where)}: {spec!r} would run Python code; {refusal}")
         return
     module, _, _ = spec.rpartition(":")
     if module.endswith(".py") and not is_inside(folder / module, root):
@@ -342,7 +371,12 @@ def _check_run_level(
 
 
 def _simulations(
-    data: dict[str, Any], doc: YamlDocument, folder: Path, root: Path, problems: list[str]
+    data: dict[str, Any],
+    doc: YamlDocument,
+    folder: Path,
+    root: Path,
+    problems: list[str],
+    refusal: str | None = None,
 ) -> list[Simulation]:
     defaults = data.get("defaults") or {}
     seen: dict[str, int] = {}
@@ -358,7 +392,7 @@ def _simulations(
             )
             continue
         seen[name] = line or 0
-        persona = _persona(entry["persona"], doc, at + ("persona",), folder, root, problems)
+        persona = _persona(entry["persona"], doc, at + ("persona",), folder, root, problems, refusal)
         expect = {**(defaults.get("expect") or {}), **(entry.get("expect") or {})}
         checks = _checks(expect, doc, at, entry, problems)
         repeat = entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT))
@@ -367,7 +401,7 @@ def _simulations(
             problems.append(
                 f"{doc.where(where)}: {format_path(where)}: {entry['min_passes']} is more than repeat ({repeat})"
             )
-        _check_callback(entry.get("target"), at + ("target",), doc, folder, root, problems)
+        _check_callback(entry.get("target"), at + ("target",), doc, folder, root, problems, refusal)
         target = deep_merge(data.get("target"), entry.get("target"))
         user = deep_merge(data.get("user"), entry.get("user")) if (data.get("user") or entry.get("user")) else None
         _check_sides(entry, target, user, doc, at, problems)
@@ -439,13 +473,32 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _persona(value: Any, doc: YamlDocument, at: tuple, folder: Path, root: Path, problems: list[str]) -> Persona | None:
+def _persona(
+    value: Any,
+    doc: YamlDocument,
+    at: tuple,
+    folder: Path,
+    root: Path,
+    problems: list[str],
+    refusal: str | None = None,
+) -> Persona | None:
+    """An inline mapping, a predefined name or a file; with a `refusal`, never a file."""
     where = doc.where(at)
     try:
         if isinstance(value, dict):
             return Persona.from_dict(value, source=f"{where}: {format_path(at)}")
         candidate = folder / value
-        if candidate.suffix.lower() in (".yaml", ".yml") or "/" in value or "\\" in value or _is_file(candidate):
+        looks_like_path = candidate.suffix.lower() in (".yaml", ".yml") or "/" in value or "\\" in value
+        if refusal is not None:
+            predefined = value.lower() in {name.lower() for name in predefined_personas()}
+            if looks_like_path or (not predefined and _is_file(candidate)):
+                problems.append(
+                    f"{where}: {format_path(at)}: {value!r} would read a persona file "
+                    f"(a predefined persona or an inline mapping is fine); {refusal}"
+                )
+                return None
+            return Persona.predefined(value)
+        if looks_like_path or _is_file(candidate):
             if not is_inside(candidate, root):
                 problems.append(
                     f"{where}: {format_path(at)}: {value!r} is outside {root}; persona files must lie inside it"

@@ -265,3 +265,46 @@ def test_shards_cover_every_job_exactly_once(good: Path, count: int) -> None:
 def test_bad_shard_specs(text: str) -> None:
     with pytest.raises(ConfigError, match="shard"):
         parse_shard(text)
+
+
+def test_untrusted_manifest_is_data_only(tmp_path: Path) -> None:
+    """trusted=False: callbacks (module or file) and persona files are refused, all at once."""
+    ann = "name: Ann\nprofile: A teacher who wants a refund\n"
+    folder = tmp_path / "m"
+    (folder / "people").mkdir(parents=True)
+    (folder / "people" / "ann.yaml").write_text(ann)
+    (folder / "ann").write_text(ann)  # a bare name that is a file, not a predefined persona
+    (folder / "jane").write_text(ann)  # a file named like a predefined persona: untrusted, the predefined one
+    (folder / "app.py").write_text("raise SystemExit('never imported')\n")
+    path = folder / "simulations.yml"
+    path.write_text(
+        "version: 1\n"
+        "target: {callback: 'app.py:respond'}\n"
+        "simulations:\n"
+        "  - {name: a, persona: people/ann.yaml, task: t, turns: [x]}\n"
+        "  - {name: b, persona: jane, task: t, turns: [x]}\n"
+        "  - {name: c, persona: {name: Bo, profile: A student}, task: t, turns: [x]}\n"
+        "  - {name: d, persona: ann, task: t, turns: [x], target: {callback: 'os:system'}}\n"
+    )
+    trusted = load_manifest(path)
+    assert [s.persona.name for s in trusted.simulations] == ["Ann", "Ann", "Bo", "Ann"]
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, trusted=False, untrusted_note="not here; ask the owner")
+    assert caught.value.problems == [
+        f"{path}:2: target.callback: 'app.py:respond' would run Python code; not here; ask the owner",
+        f"{path}:4: simulations[0].persona: 'people/ann.yaml' would read a persona file "
+        "(a predefined persona or an inline mapping is fine); not here; ask the owner",
+        f"{path}:7: simulations[3].persona: 'ann' would read a persona file "
+        "(a predefined persona or an inline mapping is fine); not here; ask the owner",
+        f"{path}:7: simulations[3].target.callback: 'os:system' would run Python code; not here; ask the owner",
+    ]
+    with pytest.raises(ManifestError, match=r"refused: the manifest was loaded with trusted=False"):
+        load_manifest(path, trusted=False)
+
+    path.write_text(
+        "version: 1\ntarget: {url: 'http://127.0.0.1:9/chat'}\nsimulations:\n"
+        "  - {name: b, persona: jane, task: t, turns: [x]}\n"
+        "  - {name: c, persona: {name: Bo, profile: A student}, task: t, turns: [x]}\n"
+    )
+    data_only = load_manifest(path, trusted=False)
+    assert [s.persona.name for s in data_only.simulations] == ["Jane", "Bo"]

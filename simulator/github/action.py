@@ -29,10 +29,13 @@ from ..summary import summarize
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
 from .comment import MARKER, CommentError, PullRequestComments
+from .untrusted import refuse_untrusted_code
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CONFIG, EXIT_ERRORS = 0, 1, 2, 3
 COMMENT_MODES = ("always", "on-failure", "never")
 FAIL_ON = ("gate", "errors", "never")
+#: the YAML 1.2 core schema's spellings, which the runner's own boolean inputs accept
+BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SIG", re.IGNORECASE)
 KEY_INPUTS = {
     "openai-api-key": "OPENAI_API_KEY",
@@ -59,6 +62,7 @@ class Inputs:
     baseline: str = ""
     resume: bool = False
     keys: dict[str, str] = field(default_factory=dict)
+    allow_untrusted_code: bool = False
 
 
 def _lines(text: str) -> list[str]:
@@ -66,10 +70,10 @@ def _lines(text: str) -> list[str]:
 
 
 def _boolean(text: str, name: str) -> bool:
-    value = (text or "false").strip().lower()
-    if value not in ("true", "false"):
-        raise ConfigError(f"input {name}: must be true or false, got {text!r}")
-    return value == "true"
+    value = text.strip() or "false"
+    if value not in BOOLEANS:
+        raise ConfigError(f"input {name}: must be true or false, got {value!r}")
+    return BOOLEANS[value]
 
 
 def read_inputs() -> Inputs:
@@ -104,6 +108,7 @@ def read_inputs() -> Inputs:
         baseline=get("baseline"),
         resume=_boolean(get("resume"), "resume"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
+        allow_untrusted_code=_boolean(get("allow-untrusted-code"), "allow-untrusted-code"),
     )
 
 
@@ -120,6 +125,9 @@ class GitHubContext:
     job: str
     pr_number: int | None
     is_fork: bool
+    event_name: str = ""
+    sha: str = ""
+    event: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GitHubContext:
@@ -143,6 +151,9 @@ class GitHubContext:
             job=env.get("GITHUB_JOB", ""),
             pr_number=pull.get("number") if isinstance(pull.get("number"), int) else None,
             is_fork=bool(head_repo and base_repo and head_repo != base_repo),
+            event_name=env.get("GITHUB_EVENT_NAME", ""),
+            sha=env.get("GITHUB_SHA", ""),
+            event=payload if isinstance(payload, dict) else {},
         )
 
     @property
@@ -392,6 +403,7 @@ def _run_action(env: Mapping[str, str]) -> int:
         inputs = read_inputs()
         os.environ.update(inputs.keys)  # the manifest and the models read keys from the environment
         ctx = GitHubContext.from_env(env)
+        refuse_untrusted_code(ctx, inputs, os.environ)  # before anything of the manifest's can run
         out = ctx.workspace / inputs.results_dir
         summary, manifest, decided = _run(inputs, ctx, out, os.environ)
     except ConfigError as exc:
