@@ -28,7 +28,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.faults.harness import all_cases, problems, run_case, signal_plan, signal_run  # noqa: E402
+from tests.faults.harness import (  # noqa: E402
+    all_cases,
+    kill9_plan,
+    kill9_run,
+    problems,
+    run_case,
+    signal_plan,
+    signal_run,
+)
 
 #: the tests never use a developer's real keys; neither does this report
 AMBIENT_KEYS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT")
@@ -70,11 +78,25 @@ def run_signal_loop(count: int, seed: int) -> tuple[int, int]:
     return len(runs), sum(1 for run in runs if not run.problems)
 
 
+def run_kill_loop(count: int, seed: int) -> tuple[int, int, int]:
+    """Kill `count` CLI runs with SIGKILL at seeded random times; returns (runs, torn last lines, recovered)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [kill9_run(Path(tmp) / f"kill-{i}", after) for i, after in enumerate(kill9_plan(count, seed))]
+    for run in runs:
+        verdict = "recovered" if not run.problems else "BROKE"
+        torn = ", torn last line" if run.torn else ""
+        print(f"{verdict:>9}  SIGKILL after {run.after_s:.3f} s: {run.lines} complete lines{torn}")
+        for problem in run.problems:
+            print(f"          - {problem[:300]}")
+    return len(runs), sum(run.torn for run in runs), sum(1 for run in runs if not run.problems)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--filter", help="only cases whose id contains this, e.g. user-llm or app-http")
     parser.add_argument("--signals", type=int, default=12, help="CLI runs to interrupt (default 12)")
     parser.add_argument("--seed", type=int, default=20240611, help="seed of the signal times")
+    parser.add_argument("--kills", type=int, default=8, help="CLI runs to kill with SIGKILL (default 8)")
     parser.add_argument("--verbose", action="store_true", help="one line per case, not only the broken ones")
     args = parser.parse_args(argv)
     for name in AMBIENT_KEYS:
@@ -82,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     tried, survived = run_fault_cases(args.filter, args.verbose)
     runs, kept = run_signal_loop(args.signals, args.seed) if args.signals > 0 else (0, 0)
+    kills, torn, recovered = run_kill_loop(args.kills, args.seed) if args.kills > 0 else (0, 0, 0)
     print(f"({time.monotonic() - started:.1f} s)")
     print(
         f"fault suite: {tried} cases tried, {survived} survived; "
-        f"signals: {runs} runs, {kept} kept every finished conversation"
+        f"signals: {runs} runs, {kept} kept every finished conversation; "
+        f"kill -9: {kills} runs ({torn} left a torn last line), {recovered} recovered by the readers and --resume"
     )
-    return 0 if survived == tried and kept == runs else 1
+    return 0 if survived == tried and kept == runs and recovered == kills else 1
 
 
 if __name__ == "__main__":

@@ -722,3 +722,89 @@ def signal_plan(count: int, seed: int = 20240611) -> list[tuple[signal.Signals, 
     """`count` (signal, delay) pairs from a seeded RNG: SIGTERM and SIGINT alternate, delays are random."""
     rng = random.Random(seed)
     return [((signal.SIGTERM, signal.SIGINT)[i % 2], round(rng.uniform(*SIGNAL_WINDOW), 3)) for i in range(count)]
+
+
+# --- kill -9 at random points, then readers and --resume -------------------------------------------
+
+KILL_APP = (
+    "import time\n"
+    "def respond(question, history, meta):\n"
+    "    time.sleep(0.03)\n"
+    "    return {'answer': 'You said: ' + question + ' ' + 'x' * 400_000}\n"  # big lines: tearing one is likely
+)
+KILL_REPEAT = 24
+
+
+@dataclass
+class KillRun:
+    """One `simulator run` killed with SIGKILL, what it left, and whether every reader and --resume coped."""
+
+    after_s: float
+    lines: int = 0
+    torn: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")}
+    return subprocess.run(
+        [sys.executable, "-m", "simulator", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def kill9_run(folder: Path, after_s: float) -> KillRun:
+    """Kill a run `after_s` seconds after its first line; then `report`, `check`, `merge` and `--resume` must
+    work on what it left: the torn line dropped with a warning, the missing ones counted, nothing read
+    as a pass, and --resume completing exactly the planned conversations."""
+    run = KillRun(after_s)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.py").write_text(KILL_APP)
+    manifest, out = folder / "simulations.yml", folder / "out"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\nsimulations:\n"
+        f"  - {{name: big, persona: jane, task: t, turns: [one], repeat: {KILL_REPEAT}}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(out), "--quiet", "--concurrency", "2"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    results = out / "conversations.jsonl"
+    deadline = time.monotonic() + 60
+    while not (results.is_file() and b"\n" in results.read_bytes()) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            run.problems.append(f"the run ended (exit {proc.returncode}) before it could be killed")
+            return run
+        time.sleep(0.005)
+    time.sleep(after_s)
+    proc.kill()
+    proc.wait(timeout=30)
+    data = results.read_bytes()
+    run.lines, run.torn = data.count(b"\n"), not data.endswith(b"\n")
+    if proc.returncode != -signal.SIGKILL:
+        return run  # it finished first: nothing to salvage
+    missing = KILL_REPEAT - run.lines
+    for command in (["report", str(out)], ["check", str(out)], ["merge", str(folder / "merged"), str(out)]):
+        done = _cli(*command)
+        if "Traceback" in done.stderr or done.returncode not in (0, 3):
+            run.problems.append(f"{command[0]}: exit {done.returncode}: {done.stderr[-500:]}")
+        if run.torn and command[0] == "report" and "dropped an incomplete last line" not in done.stderr:
+            run.problems.append(f"{command[0]} did not warn about the torn line: {done.stderr[-300:]}")
+        counted = f"{KILL_REPEAT} planned, {run.lines} finished, {missing} missing"
+        if counted not in done.stderr or (missing and "Gate: PASS" in done.stderr):
+            run.problems.append(f"{command[0]} does not say {counted!r}: {done.stderr[-300:]}")
+    done = _cli("run", str(manifest), "--out", str(out), "--quiet", "--resume")
+    if done.returncode != 0:
+        run.problems.append(f"--resume: exit {done.returncode}: {done.stderr[-500:]}")
+        return run
+    keys = sorted(f"{r['meta_data']['simulation']}#{r['meta_data']['repeat']}" for r in read_back(out)[0])
+    if keys != sorted(f"big#{i}" for i in range(1, KILL_REPEAT + 1)):
+        run.problems.append(f"after --resume the folder holds {len(keys)} conversations, not each planned one once")
+    return run
+
+
+def kill9_plan(count: int, seed: int = 20261127) -> list[float]:
+    """`count` kill delays (seconds after the first line) from a seeded RNG."""
+    rng = random.Random(seed)
+    return [round(rng.uniform(0.0, 0.3), 3) for _ in range(count)]

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import resource
 import shutil
 import signal
@@ -30,7 +29,7 @@ from simulator.manifest import load_manifest
 from simulator.plan import plan_jobs
 from simulator.results_folder import ReadNotes, read_results
 from simulator.runner import run_jobs
-from tests.faults.harness import REPO
+from tests.faults.harness import REPO, kill9_plan, kill9_run
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.servers.github_api import FakeGitHub
 from tests.test_action import make_workspace, run_entrypoint
@@ -295,30 +294,11 @@ def _wait_for_lines(path: Path, count: int, proc: subprocess.Popen) -> None:
     raise AssertionError(f"{path} never reached {count} lines")
 
 
-def test_kill_9_at_random_points_then_every_reader_and_resume_work(tmp_path: Path) -> None:
+@pytest.mark.parametrize("after_s", kill9_plan(3))
+def test_kill_9_at_random_points_then_every_reader_and_resume_work(tmp_path: Path, after_s: float) -> None:
     """Big lines make a torn last line likely; whatever the kill left, readers and --resume cope."""
-    manifest = project(tmp_path, "  - {name: big, persona: jane, task: t, turns: [one], repeat: 24}\n")
-    rng = random.Random(20261127)
-    env = {"APP_REPLY_BYTES": "400000"}
-    for attempt in range(3):
-        out = tmp_path / f"out{attempt}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(out), "--quiet"],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_lines(out / "conversations.jsonl", 1, proc)
-        time.sleep(rng.uniform(0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        report = simulator("report", str(out))
-        assert report.returncode == EXIT_OK, report.stderr
-        assert "24 planned" in report.stderr
-        resumed = simulator("run", str(manifest), "--out", str(out), "--quiet", "--resume", env=env)
-        assert resumed.returncode == EXIT_OK, resumed.stderr
-        assert sorted(keys(out)) == sorted(f"big#{i}" for i in range(1, 25))
+    run = kill9_run(tmp_path, after_s)
+    assert not run.problems, "\n".join(run.problems)
 
 
 def test_merge_counts_the_conversations_of_a_shard_it_was_not_given(tmp_path: Path) -> None:
