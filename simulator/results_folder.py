@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigError
+from .known_secrets import scrub
 from .report import HTML_FILE, MARKDOWN_FILE
 from .schema_check import load_schema, schema_errors
 from .summary import summarize
@@ -43,7 +44,7 @@ def write_results(path: Path, results: list[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for result in results:
-            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(scrub(result), ensure_ascii=False) + "\n")
     os.chmod(tmp, 0o644)
     tmp.replace(path)
 
@@ -67,6 +68,7 @@ class ResultWriter:
         os.chmod(path, 0o644)
 
     def write(self, result: dict[str, Any]) -> None:
+        result = scrub(result)  # known credentials never reach the file (see known_secrets)
         self._file.write(json.dumps(result, ensure_ascii=False) + "\n")
         self._file.flush()
         self.results.append(result)
@@ -124,7 +126,7 @@ def move_previous_run(out: Path) -> Path | None:
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:
     path = out / SUMMARY_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(scrub(summary), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.chmod(tmp, 0o644)
     tmp.replace(path)
     return path

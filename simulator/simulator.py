@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import ConfigError, TurnError
+from .known_secrets import scrub_text
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
 from .result import ASSISTANT, USER, ConversationRecorder
@@ -253,8 +254,11 @@ class Simulator:
                     extra["stop_signal"] = message.signal
                 if message.notes:
                     extra["notes"] = message.notes
-                if message.text:
-                    recorder.add_turn(USER, message.request, message.text, message.raw, latency, message.usage, **extra)
+                # the message goes to the app next: a credential in it (an LLM echoing its request's
+                # headers, a custom user side quoting a key) must not reach the app
+                text = scrub_text(message.text)
+                if text:
+                    recorder.add_turn(USER, message.request, text, message.raw, latency, message.usage, **extra)
                 if message.signal:
                     reason = "user_done" if message.signal == DONE else "user_gave_up"
                     detail = "; ".join(message.notes) or f"the simulated user signalled {message.signal}"

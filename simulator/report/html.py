@@ -2,7 +2,8 @@
 
 The data is embedded as JSON and the page builds itself with `textContent` only, so app and LLM
 text is always shown as text. Turn requests and raw replies are left out: they are in the JSONL,
-and leaving them out keeps a 1,000-conversation report small and quick to open.
+and leaving them out keeps a 1,000-conversation report small and quick to open. Known
+credentials are scrubbed from the data before it is embedded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from ..known_secrets import scrub
 
 MARKER = "/*__DATA__*/"
 
@@ -57,12 +60,14 @@ def render_html(
 ) -> str:
     """The report page for `summary` and its conversations (and changes since a baseline)."""
     template = resources.files("simulator.report").joinpath("template.html").read_text("utf-8")
-    data = {
-        "summary": summary,
-        "conversations": [_conversation(r) for r in results],
-        "baseline": baseline or {},
-        "baseline_label": baseline_label,
-    }
+    data = scrub(
+        {
+            "summary": summary,
+            "conversations": [_conversation(r) for r in results],
+            "baseline": baseline or {},
+            "baseline_label": baseline_label,
+        }
+    )
     return template.replace(MARKER, _embed(data), 1)
 
 
