@@ -3,7 +3,9 @@
 Everything here is a thin layer: loading, running, checking and rendering are the library's;
 this module maps inputs and environment to it, and publishes outputs, the job summary, the
 artifact, the sticky comment and annotations. Publishing never loses results: each step that
-fails (no permission, no artifact service) warns and the others go on.
+fails (no permission, no artifact service) warns and the others go on. Nothing it prints, writes
+or posts shows a credential the run knows (`simulator.known_secrets`): the secret inputs and the
+runner's tokens join those the library registers.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import hashlib
 import json
 import os
 import re
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import known_secrets
 from ..errors import ConfigError
+from ..known_secrets import SECRET_NAME, scrub_text
 from ..manifest import Manifest, load_manifest
 from ..plan import Job, parse_shard, plan_jobs
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
@@ -32,7 +37,6 @@ from .comment import MARKER, CommentError, PullRequestComments
 EXIT_OK, EXIT_GATE_FAILED, EXIT_CONFIG, EXIT_ERRORS = 0, 1, 2, 3
 COMMENT_MODES = ("always", "on-failure", "never")
 FAIL_ON = ("gate", "errors", "never")
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SIG", re.IGNORECASE)
 KEY_INPUTS = {
     "openai-api-key": "OPENAI_API_KEY",
     "azure-openai-endpoint": "AZURE_OPENAI_ENDPOINT",
@@ -40,6 +44,8 @@ KEY_INPUTS = {
     "azure-openai-api-version": "AZURE_OPENAI_API_VERSION",
 }
 SECRET_INPUTS = ("openai-api-key", "azure-openai-api-key", "github-token")
+#: the runner's own credentials in the container's environment
+RUNNER_SECRETS = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 
 
 @dataclass
@@ -325,8 +331,19 @@ def _config_error(exc: ConfigError) -> int:
 
 
 def run_action(env: Mapping[str, str] | None = None) -> int:
-    """The whole action; returns the process exit code."""
+    """The whole action; returns the process exit code. All it prints goes out scrubbed."""
     env = os.environ if env is None else env
+    known_secrets.register_all(env.get(name) for name in RUNNER_SECRETS)
+    known_secrets.scrub_package_logs()
+    with known_secrets.scrubbed_output():
+        try:
+            return _run_action(env)
+        except Exception:  # a bug: its traceback may quote a credential too, so it is printed scrubbed here
+            traceback.print_exc()
+            return 1  # what Python exits with after an uncaught exception
+
+
+def _run_action(env: Mapping[str, str]) -> int:
     try:
         inputs = read_inputs()
         os.environ.update(inputs.keys)  # the manifest and the models read keys from the environment
@@ -360,7 +377,7 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
         used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
         with open(summary_file, "a", encoding="utf-8") as handle:
             limit = max(SUMMARY_LIMIT - used - 1024, 4096)
-            handle.write(render_markdown(summary, results, links, limit=limit, changes=changes) + "\n")
+            handle.write(scrub_text(render_markdown(summary, results, links, limit=limit, changes=changes)) + "\n")
     comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results, links, changes=changes))
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()

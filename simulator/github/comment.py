@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import requests
 
+from ..known_secrets import scrub_text
 from .http import session
 
 MARKER = "<!-- chat-simulator:{key} -->"
@@ -69,8 +70,8 @@ class PullRequestComments:
         return None
 
     def upsert(self, marker: str, body: str) -> PostedComment:
-        """Update the marked comment, or create it when this is the first run on the PR."""
-        text = f"{marker}\n{body}"
+        """Update the marked comment, or create it when this is the first run on the PR (known credentials scrubbed)."""
+        text = scrub_text(f"{marker}\n{body}")
         existing = self.find(marker)
         try:
             if existing is not None:
