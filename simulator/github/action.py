@@ -74,6 +74,7 @@ def read_inputs() -> Inputs:
     get = commands.get_input
     for name in SECRET_INPUTS:
         commands.mask(get(name))
+        known_secrets.register(get(name))
     comment = (get("comment") or "always").lower()
     if comment not in COMMENT_MODES:
         raise ConfigError(f"input comment: must be one of {', '.join(COMMENT_MODES)}, got {comment!r}")

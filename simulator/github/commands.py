@@ -3,8 +3,7 @@
 Built on actions-toolkit's `core`, which writes the file commands (GITHUB_OUTPUT with a random
 delimiter) and escapes command data; this module adds what it lacks: a stop-commands wrapper for
 text the app or an LLM wrote, and annotation messages cut to the runner's limit. Every message,
-output and untrusted text has the run's known credentials scrubbed (`simulator.known_secrets`);
-`mask` also makes its value one of them.
+output and untrusted text has the run's known credentials scrubbed (`simulator.known_secrets`).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ def mask(value: str | None) -> None:
     """Ask the runner to hide `value` (and each of its lines) in every later log line."""
     if not value or not value.strip():
         return
-    known_secrets.register(value)
     with known_secrets.unscrubbed_stdout():  # the mask command itself must carry the value
         for line in {value, *value.splitlines()}:
             if len(line.strip()) >= 4:

@@ -51,7 +51,7 @@ class PullRequestComments:
             try:
                 message = response.json().get("message", "")
             except ValueError:
-                message = response.text[:200]
+                message = scrub_text(response.text)[:200]  # scrubbed before the cut: no piece of a token left
             raise CommentError(f"{what}: HTTP {response.status_code} {message}".strip(), response.status_code)
         return response
 
