@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import ConfigError, TurnError
-from .known_secrets import scrub_text
+from .known_secrets import scrub, scrub_text
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
 from .result import ASSISTANT, USER, ConversationRecorder
@@ -267,7 +267,8 @@ class Simulator:
                 if not reply.text.strip():
                     err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
-                text, raw, extra = bounded_reply(reply.text, reply.raw)
+                # scrubbed before the cut, and before the user model sees the reply in its prompt
+                text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
                 recorder.add_turn(ASSISTANT, reply.request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
 

@@ -256,9 +256,28 @@ def test_streams_and_logs_are_scrubbed_but_a_mask_command_is_not(capsys) -> None
     with known_secrets.scrubbed_output():
         print(f"progress {SECRET}")
         sys.stderr.write(f"error {SECRET}\n")
-        commands.mask("another-secret-value")
-        print("another-secret-value")
+        commands.mask(SECRET)
     out, err = capsys.readouterr()
-    assert "progress ***" in out and "error ***" in err and SECRET not in out + err
-    assert "::add-mask::another-secret-value" in out  # the runner needs the value to mask it
-    assert out.count("another-secret-value") == 1  # mask() made it a known secret as well
+    assert "progress ***" in out and "error ***" in err
+    assert out.count(SECRET) == 1 and f"::add-mask::{SECRET}" in out  # the runner needs the value to mask it
+
+
+def test_neither_side_of_a_conversation_hears_a_known_secret_from_the_other() -> None:
+    """The user's message is scrubbed before the app gets it, the app's reply before the user side does."""
+    from simulator import ScriptedUser, Simulator
+
+    known_secrets.register(SECRET)
+    heard: list[tuple[str, list[dict[str, str]]]] = []
+
+    def app(question: str, history: list[dict[str, str]], meta_data: dict) -> str:
+        heard.append((question, list(history)))
+        return f"your key is {SECRET}"
+
+    user = ScriptedUser([f"my key is {SECRET}", "and now?"])
+    result = Simulator(simulate_callback=app, userConnection=user).simulate("jane", "t", max_conversation_turns=4)
+    assert heard[0][0] == "my key is ***"
+    assert heard[1][1] == [
+        {"role": "user", "content": "my key is ***"},
+        {"role": "assistant", "content": "your key is ***"},
+    ]
+    assert SECRET not in json.dumps(result)
