@@ -4,6 +4,9 @@ Exit codes: 0 the gate passed; 1 the gate failed (the app misbehaved); 2 configu
 error (nothing ran); 3 too many errors to judge (app down, LLM failing), planned conversations
 missing, a fatal error stopped the run, or the run itself failed (full disk, an internal error);
 130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary kept).
+
+Everything the command prints (progress, the summary, errors, log lines, a traceback) has the
+run's known credentials scrubbed (`simulator.known_secrets`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import known_secrets
 from .errors import ConfigError
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
@@ -327,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    known_secrets.scrub_package_logs()
+    with known_secrets.scrubbed_output():
+        try:
+            return _dispatch(args)
+        except Exception:  # a bug: its traceback may quote a credential too, so it is printed scrubbed here
+            traceback.print_exc()
+            return 1  # what Python exits with after an uncaught exception
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except ConfigError as exc:

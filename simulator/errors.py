@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .known_secrets import scrub, scrub_text
+
 
 class SimulatorError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -34,11 +36,15 @@ class MissingExtraError(SimulatorError, ImportError):
 
 
 class TurnError(SimulatorError):
-    """A turn could not be produced; the conversation ends with `reason` recorded."""
+    """A turn could not be produced; the conversation ends with `reason` recorded.
+
+    Its message and detail often quote what a server answered (an error body naming the key the
+    request carried), so known credentials are scrubbed from both when it is made.
+    """
 
     def __init__(self, reason: str, message: str, *, detail: dict | None = None, fatal: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(scrub_text(message))
         self.reason = reason
-        self.detail = detail or {}
+        self.detail = scrub(detail or {})
         #: the same failure will hit every conversation (bad key, wrong URL): a runner may stop early
         self.fatal = fatal

@@ -12,6 +12,9 @@ A manifest may come from an untrusted pull request, so what it can reach is boun
 - Persona files and `file.py:function` callbacks must lie inside the root (see `resolve_root`).
 - Loaded with `trusted=False`, a manifest is data only: callback targets (module or file) and
   persona files are refused, since they would run or read what the manifest's own source chose.
+
+The credentials a manifest reads become known secrets, scrubbed from all the run produces
+(`register_secrets`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import known_secrets
 from .checks import build_checks
 from .errors import ConfigError
 from .persona import Persona, predefined_personas
 from .schema_check import schema_errors
+from .targets.redaction import BENIGN_HEADERS
 from .yaml_source import YamlDocument, format_path, load_yaml_file
 
 DEFAULT_MANIFEST = ".github/simulations.yml"
 DEFAULT_MAX_TURNS = 6
 DEFAULT_REPEAT = 1
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: the fields of a target whose values are sent to the app and may be credentials (see `register_secrets`)
+_SENT_TO_APP = re.compile(r"(?:^|\.)target\.(?:url$|headers\.(?P<header>.+)$|request\.(?:query|body)(?:$|[.\[]))")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]")
 
 #: when set (comma or space separated names or globs such as `APP_*`), only these are readable
 ALLOWED_VARS_ENV = "SIMULATOR_ALLOWED_VARS"
@@ -81,6 +89,32 @@ def variable_refusal(name: str, environ: Mapping[str, str]) -> str | None:
         if not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
             return f"is not allowed by {ALLOWED_VARS_ENV} ({', '.join(patterns)})"
     return None
+
+
+def _sent_to_app(field_path: str) -> bool:
+    match = _SENT_TO_APP.search(field_path)
+    return bool(match) and (match["header"] or "").lower() not in BENIGN_HEADERS
+
+
+def register_secrets(variables: Mapping[str, list[str]], environ: Mapping[str, str]) -> None:
+    """Make the credentials the manifest read known secrets, so nothing the run produces shows them.
+
+    A variable's value is one when its name looks secret (`known_secrets.SECRET_NAME`), wherever
+    it is used, or when it goes into a target's URL, a header (but Content-Type, Accept and the
+    like), the query or the body. A value that is itself a URL, such as APP_URL, gives only the
+    credentials of its userinfo: the app's address is what the reports are about. Defaults written
+    in the manifest are no secrets, and values shorter than `known_secrets.MIN_SECRET_LENGTH` are
+    ignored.
+    """
+    for name, paths in variables.items():
+        value = environ.get(name)
+        if not value:
+            continue
+        known_secrets.register_url(value)
+        secret_name = bool(known_secrets.SECRET_NAME.search(name))
+        sent_to_app = not _URL.match(value.strip()) and any(_sent_to_app(path) for path in paths)
+        if secret_name or sent_to_app:
+            known_secrets.register(value)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -276,6 +310,8 @@ def load_manifest(
     refused: list[tuple[tuple, str, str]] = []
     used: dict[str, list[str]] = {}
     data = interpolate(doc.data, environ, (), unset, used, refused)
+    register_secrets(used, environ)
+    known_secrets.register_url(app_url)
     for where, name, why in refused:
         problems.append(f"{doc.where(where)}: {format_path(where)}: environment variable {name} {why}")
     for where, name in unset:

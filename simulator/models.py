@@ -17,11 +17,13 @@ from urllib.parse import parse_qs, urlparse, urlunparse
 import httpx2
 import openai
 
+from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
+from .known_secrets import scrub, scrub_text
 from .sync import PerLoop
 from .tokens import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
-log = logging.getLogger("simulator.models")
+log = known_secrets.scrub_logs(logging.getLogger("simulator.models"))
 
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
@@ -39,7 +41,8 @@ class ModelReply:
 
 
 def _error_text(exc: openai.APIStatusError) -> str:
-    message = getattr(exc, "message", "") or str(exc)
+    """The server's error message, credentials scrubbed before the cut so no piece of one is left."""
+    message = scrub_text(getattr(exc, "message", "") or str(exc))
     return message if len(message) <= 500 else message[:497] + "..."
 
 
@@ -102,6 +105,10 @@ class OpenAIChatCompletionsModel:
         self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
         self.default_headers = dict(default_headers or {})
+        for header, value in self.default_headers.items():
+            if known_secrets.SECRET_NAME.search(header) and isinstance(value, str):
+                known_secrets.register_all([value, *value.split()[1:]])  # "Bearer <token>": the token alone too
+        known_secrets.register_url(endpoint_url)
         self._resolve_endpoint(endpoint_url, api_version)
         self.token_manager = token_manager or self._token_manager_from_env()
         self._use_completion_tokens = self.reasoning
@@ -333,7 +340,7 @@ class OpenAIChatCompletionsModel:
         try:
             raw = response.json()
         except ValueError:
-            snippet = response.text[:300]
+            snippet = scrub_text(response.text)[:300]
             raise TurnError(
                 "llm_error",
                 f"{self.name} at {self.chat_url} answered with something that is not JSON: {snippet!r}",
@@ -353,10 +360,12 @@ class OpenAIChatCompletionsModel:
             )
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
         content = message.get("content")
+        # the reply becomes the simulated user's message to the app, a verdict or the app's answer: a
+        # credential the server quoted back (its own key, echoed request headers) must go no further
         return ModelReply(
-            content=content if isinstance(content, str) else "",
-            raw=raw,
-            request=request,
+            content=scrub_text(content) if isinstance(content, str) else "",
+            raw=scrub(raw),
+            request=scrub(request),
             usage=usage,
             finish_reason=finish_reason,
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 
+from .known_secrets import scrub
 from .schema_check import load_schema
 
 USER = "user"
@@ -127,7 +128,8 @@ class ConversationRecorder:
             "finished_at": _now(),
             "duration_ms": round((time.monotonic() - self._started) * 1000, 3),
         }
-        return {"conversation_id": self.conversation_id, "conversation": self.turns, "meta_data": meta}
+        # a result is handed to callers who may store or print it: it never holds a known credential
+        return scrub({"conversation_id": self.conversation_id, "conversation": self.turns, "meta_data": meta})
 
 
 def validate_result(result: Any) -> None:

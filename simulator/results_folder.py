@@ -30,6 +30,7 @@ from typing import Any
 import jsonschema
 
 from .errors import ConfigError
+from .known_secrets import scrub
 from .plan import keys_of_record
 from .report import HTML_FILE, MARKDOWN_FILE
 from .schema_check import load_schema, schema_errors
@@ -91,8 +92,9 @@ def json_text(data: Any, *, indent: int | None = None) -> tuple[str, int]:
 
 def result_line(result: dict[str, Any]) -> bytes:
     """One conversations.jsonl line; a result whose text had to be repaired is repaired in place too,
-    with a note in `meta_data.notes`, so the summary and the reports read what the file holds."""
-    text, replaced = json_text(result)
+    with a note in `meta_data.notes`, so the summary and the reports read what the file holds.
+    Known credentials never reach the file (see `known_secrets`)."""
+    text, replaced = json_text(scrub(result))
     if replaced:
         repaired = json.loads(text)
         note = (
@@ -102,13 +104,13 @@ def result_line(result: dict[str, Any]) -> bytes:
         repaired["meta_data"].setdefault("notes", []).append(note)
         result.clear()
         result.update(repaired)
-        text, _ = json_text(result)
+        text, _ = json_text(scrub(result))
     return (text + "\n").encode("utf-8")
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """A small JSON file (summary, plan) replaced atomically; readable by later workflow steps."""
-    text, _ = json_text(data, indent=2)
+    """A small JSON file (summary, plan) replaced atomically, credentials scrubbed; readable by later steps."""
+    text, _ = json_text(scrub(data), indent=2)
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(text + "\n", encoding="utf-8")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import ConfigError, TurnError
+from .known_secrets import scrub, scrub_text
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
 from .result import ASSISTANT, USER, ConversationRecorder
@@ -260,8 +261,11 @@ class Simulator:
                     extra["stop_signal"] = message.signal
                 if message.notes:
                     extra["notes"] = message.notes
-                if message.text:
-                    recorder.add_turn(USER, message.request, message.text, message.raw, latency, message.usage, **extra)
+                # the message goes to the app next: a credential in it (an LLM echoing its request's
+                # headers, a custom user side quoting a key) must not reach the app
+                text = scrub_text(message.text)
+                if text:
+                    recorder.add_turn(USER, message.request, text, message.raw, latency, message.usage, **extra)
                 if message.signal:
                     reason = "user_done" if message.signal == DONE else "user_gave_up"
                     detail = "; ".join(message.notes) or f"the simulated user signalled {message.signal}"
@@ -270,7 +274,8 @@ class Simulator:
                 if not reply.text.strip():
                     err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
-                text, raw, extra = bounded_reply(reply.text, reply.raw)
+                # scrubbed before the cut, and before the user model sees the reply in its prompt
+                text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
                 (text, raw), replaced = replace_lone_surrogates((text, raw))
                 if replaced:
                     extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]

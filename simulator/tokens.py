@@ -1,7 +1,8 @@
 """Token managers: where the LLM's credential comes from, refreshed before it expires.
 
 A token manager hands out a secret (an API key or a bearer token) and says which header carries
-it. Secrets are never part of `repr`, log lines or results.
+it. Secrets are never part of `repr`, log lines or results: each one fetched joins the run's known
+secrets (`simulator.known_secrets`), scrubbed from everything the run writes or sends on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 from urllib.parse import urlparse
 
+from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, MissingExtraError
 
 API_KEY_HEADER = "api-key"
@@ -44,7 +46,7 @@ class APITokenManager(ABC):
 
     def __init__(self, auth_header: str | None = None, logger: logging.Logger | None = None) -> None:
         self.auth_header = _normalise_header(auth_header)
-        self.logger = logger or logging.getLogger("simulator.tokens")
+        self.logger = known_secrets.scrub_logs(logger or logging.getLogger("simulator.tokens"))
         self._lock = threading.Lock()
         self._secret: str | None = None
         self._expires_at: float | None = None
@@ -67,6 +69,7 @@ class APITokenManager(ABC):
                 secret, expires_at = self._fetch()
                 if not secret:
                     raise ConfigError(f"{self!r} produced an empty credential")
+                known_secrets.register(secret)
                 self._secret, self._expires_at = secret, expires_at
                 self.last_refresh_time = time.time()
                 self.refresh_count += 1

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from simulator import known_secrets
 from tests.servers.openai_server import FakeOpenAIServer
 
 
@@ -28,3 +29,11 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up a developer's real keys from the environment."""
     for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_known_secrets() -> Iterator[None]:
+    """Each test starts knowing no credential: one test's secrets must not scrub another's text."""
+    known_secrets.clear()
+    yield
+    known_secrets.clear()

@@ -626,3 +626,13 @@ def test_wait_for_requests(app: FakeChatApp) -> None:
     finally:
         timer.join()
     assert snapshot[0].body == {"t": "late"}
+
+
+def test_an_app_mounted_under_a_prefix_routes_below_it_only(app: FakeChatApp) -> None:
+    app.mount = "/t/abc/"
+    assert _post(app, "/t/abc/chat", {"text": "hi"}).json()["data"]["reply"]["text"] == "You said: hi"
+    assert _post(app, "/chat", {"text": "hi"}).status_code == 404
+    assert _post(app, "/t/abcd/chat", {"text": "hi"}).status_code == 404
+    first = app.requests[0]
+    assert first.path == "/t/abc/chat" and first.route == "chat" and first.user_text == "hi"
+    assert [r.route for r in app.requests[1:]] == [None, None]

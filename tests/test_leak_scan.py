@@ -7,6 +7,11 @@ environment variables a manifest puts in request headers, in a URL query and in 
 The manifest has scripted and LLM-played simulations, passing and failing checks, a judge, and one
 simulation the app answers with 401. Every file the run produced, every pull request comment and
 the log (all but the `::add-mask::` lines themselves) is then searched: no secret may appear.
+
+A second scan hides secrets where only the run's known-secrets rule catches them: in a target URL's
+path and under a query name that looks like nothing, in a user LLM's completion that quotes its
+request's headers (which would become the simulated user's message to the app), and in the error
+bodies of a user LLM and a judge that answer 400, 401 and 500 quoting the key.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pytest
 
 from tests.servers.chat_app import AppReply, FakeChatApp, RecordedRequest
 from tests.servers.github_api import FakeGitHub
-from tests.servers.openai_server import FakeOpenAIServer
+from tests.servers.openai_server import FakeOpenAIServer, Reply
 from tests.test_action import PR, make_workspace, run_entrypoint, user_says
 
 OPENAI_KEY = "sk-leakscan-openai-Q1w2E3r4T5y6U7i8"
@@ -188,8 +193,8 @@ def run_action(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAI
     return run_entrypoint(tmp_path, workspace, gh, inputs, env)
 
 
-def leaks(tmp_path: Path, run, gh: FakeGitHub) -> list[str]:
-    secrets = {**SECRETS, "ACTIONS_RUNTIME_TOKEN": gh.runtime_token}
+def leaks(tmp_path: Path, run, gh: FakeGitHub, known: dict[str, str] = SECRETS) -> list[str]:
+    secrets = {**known, "ACTIONS_RUNTIME_TOKEN": gh.runtime_token}
     texts = produced_texts(tmp_path, run, gh)
     assert any(name.startswith("file workspace/simulation-results/") for name in texts)
     assert any(name.startswith("artifact ") for name in texts) and "comment request 0" in texts
@@ -304,3 +309,138 @@ simulations:
     log = "\n".join(line for line in (run.stdout + run.stderr).splitlines() if not line.startswith("::add-mask::"))
     for secret in (gh.runtime_token, GITHUB_TOKEN, "oidc-request-token-never-read", OPENAI_KEY):
         assert secret not in log and secret not in run.step_summary
+
+
+ROUTE_SECRET = "route-leakscan-path-segment-K7j6H5"
+REF_SECRET = "ref-leakscan-plain-query-V3c2X1"
+LLM_ERRORS = (400, 401, 500)
+
+ECHO_MANIFEST = """\
+version: 1
+target:
+  url: "${APP_URL}/t/${APP_ROUTE}/promptflow?ref=${APP_REF}&k=${OPENAI_API_KEY}"
+  format: promptflow
+  retry: {attempts: 0}
+user: {model: sim-user, endpoint: "${AZURE_OPENAI_ENDPOINT}", api_version: "2024-06-01", max_retries: 0}
+judge: {model: judge-model, endpoint: "${JUDGE_URL}", api_key_env: OPENAI_API_KEY, max_retries: 0}
+simulations:
+  - name: url-secrets
+    persona: jane
+    task: Say hello
+    turns: ["Hello there"]
+    expect: {contains: "you said"}
+  - name: url-secrets-app-error
+    persona: jane
+    task: Say hello
+    turns: ["Hello there"]
+    target: {headers: {X-Fail: "yes"}}
+  - name: echo-api-key-header
+    persona: marcus
+    task: Get a refund
+    max_turns: 4
+  - name: echo-authorization-header
+    persona: marcus
+    task: Get a refund
+    max_turns: 4
+    user: {model: echo-bearer, endpoint: "${JUDGE_URL}", api_version: "", api_key_env: OPENAI_API_KEY}
+  - {name: judge-400, persona: jane, task: t, turns: ["answer judge-400"], expect: {goal_completed: true}}
+  - {name: judge-401, persona: jane, task: t, turns: ["answer judge-401"], expect: {goal_completed: true}}
+  - {name: judge-500, persona: jane, task: t, turns: ["answer judge-500"], expect: {goal_completed: true}}
+  - name: user-400
+    persona: dana
+    task: t
+    user: {model: error-400, endpoint: "${JUDGE_URL}", api_version: "", api_key_env: OPENAI_API_KEY}
+  - name: user-500
+    persona: dana
+    task: t
+    user: {model: error-500, endpoint: "${JUDGE_URL}", api_version: "", api_key_env: OPENAI_API_KEY}
+  - name: user-401
+    persona: dana
+    task: t
+    user: {model: error-401, endpoint: "${JUDGE_URL}", api_version: "", api_key_env: OPENAI_API_KEY}
+"""
+
+
+def sent_key(request) -> str:
+    """The key an LLM request carried, as OpenAI quotes it in its 401 ("Incorrect API key provided: sk-...")."""
+    return request.headers.get("api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+
+
+def hostile_llm(request) -> str | Reply:
+    """Quotes the request's credential: in an error body by model (or judge marker), else in a completion."""
+    system = request.messages[0].get("content", "") if request.messages else ""
+    if isinstance(system, str) and system.startswith(JUDGE_SYSTEM_START):
+        prompt = json.dumps(request.messages)
+        status = next((code for code in LLM_ERRORS if f"judge-{code}" in prompt), None)
+        if status is None:
+            return json.dumps({"verdict": "pass", "reason": "fine"})
+        return Reply.error(status, f"Incorrect API key provided: {sent_key(request)}. Find your key in settings.")
+    model = request.deployment or request.model or ""
+    if model.startswith("error-"):
+        status = int(model.removeprefix("error-"))
+        return Reply.error(status, f"Incorrect API key provided: {sent_key(request)}. Find your key in settings.")
+    if any(m["role"] == "assistant" for m in request.messages):
+        return "thanks ###STOP###"
+    return f"My request carried these headers: {json.dumps(request.headers)}"
+
+
+def test_secrets_in_urls_llm_echoes_and_llm_error_bodies_never_leave_the_action(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAIServer
+) -> None:
+    app.mount = f"/t/{ROUTE_SECRET}"
+    app.default = lambda request: (
+        AppReply.error(500, "the app failed") if request.headers.get("x-fail") else app_reply_echo(request)
+    )
+    llm.default = hostile_llm
+    llm.require_auth = keys_are_checked
+    workspace = make_workspace(tmp_path, ECHO_MANIFEST)
+    env = {"APP_URL": app.url, "APP_ROUTE": ROUTE_SECRET, "APP_REF": REF_SECRET, "JUDGE_URL": llm.openai_base_url}
+    inputs = {
+        "openai-api-key": OPENAI_KEY,
+        "azure-openai-api-key": AZURE_KEY,
+        "azure-openai-endpoint": llm.azure_endpoint,
+        "concurrency": "1",  # the user model's 401 is fatal: it comes last, after everything else ran
+    }
+    run = run_entrypoint(tmp_path, workspace, gh, inputs, env)
+    assert run.code == 3, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+
+    # the secrets were really in play: the app got them in its URL, the LLMs got the keys and quoted them
+    chats = [r for r in app.requests if r.route == "promptflow"]
+    assert chats and all(r.path == f"/t/{ROUTE_SECRET}/promptflow" for r in chats)
+    assert all(r.query == {"ref": REF_SECRET, "k": OPENAI_KEY} for r in chats)
+    assert any(r.headers.get("api-key") == AZURE_KEY for r in llm.chat_requests)
+    assert any(r.headers.get("authorization") == f"Bearer {OPENAI_KEY}" for r in llm.chat_requests)
+
+    # the app never received a key as the user's message (or anywhere else in a body)
+    echoed = [r.user_text or "" for r in chats if (r.user_text or "").startswith("My request carried")]
+    assert len(echoed) == 2 and all('"api-key": "***"' in t or '"authorization": "Bearer ***"' in t for t in echoed)
+    for request in app.requests:
+        body = request.raw_body.decode("utf-8", errors="replace")
+        for what, secret in {**SECRETS, "route": ROUTE_SECRET, "ref": REF_SECRET}.items():
+            assert secret not in body, f"{what} reached the app in a request body"
+
+    # every source produced what it should: URLs in results and errors, echoes, LLM error bodies
+    results = [json.loads(line) for line in (workspace / "simulation-results" / "conversations.jsonl").open()]
+    by_name = {r["meta_data"]["simulation"]: r for r in results}
+    assert len(by_name) == 10
+    assert by_name["url-secrets"]["evaluation"]["status"] == "pass"
+    assert "/t/***/promptflow?ref=***&k=***" in by_name["url-secrets"]["meta_data"]["app"]["url"]
+    assert by_name["url-secrets"]["conversation"][1]["request"]["url"].endswith("/t/***/promptflow?ref=***&k=***")
+    app_error = by_name["url-secrets-app-error"]["meta_data"]["error"]["message"]
+    assert "/t/***/promptflow?ref=***&k=*** failed (HTTP 500)" in app_error
+    for name in ("judge-400", "judge-401", "judge-500"):
+        (check,) = by_name[name]["evaluation"]["checks"]
+        assert check["status"] == "error" and "Incorrect API key provided: ***" in check["message"], check
+    for name in ("user-400", "user-500", "user-401"):
+        meta = by_name[name]["meta_data"]
+        assert meta["stop_reason"] == "llm_error" and "Incorrect API key provided: ***" in meta["error"]["message"]
+    summary = json.loads((workspace / "simulation-results" / "summary.json").read_text())
+    assert "Incorrect API key provided: ***" in summary["run"]["fatal_error"]
+
+    found = leaks(tmp_path, run, gh, {**SECRETS, "path segment": ROUTE_SECRET, "query ref": REF_SECRET})
+    assert not found, "\n".join(found)
+
+
+def app_reply_echo(request: RecordedRequest) -> AppReply:
+    return AppReply(text=f"You said: {request.user_text or ''}")

@@ -191,8 +191,8 @@ def test_shards_then_merge_equal_one_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_run_keeps_finished_conversations(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     manifest = project(
-        tmp_path, "  - {name: a, persona: jane, task: t, turns: [q1, q2, q3], repeat: 30, max_turns: 6}\n", delay=0.05
-    )
+        tmp_path, "  - {name: a, persona: jane, task: t, turns: [q1, q2, q3], repeat: 300, max_turns: 6}\n", delay=0.05
+    )  # 300 conversations take over 20 s: the signal always arrives mid-run, however busy the machine
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(out), "--concurrency", "2"],
@@ -213,12 +213,12 @@ def test_a_signal_mid_run_keeps_finished_conversations(tmp_path: Path, sig: sign
     results = read_results(results_file)
     finished = [r for r in results if r["meta_data"]["stop_reason"] == "max_turns"]
     cancelled = [r for r in results if r["meta_data"]["stop_reason"] == "cancelled"]
-    assert len(finished) >= 3 and len(finished) + len(cancelled) == len(results) < 30
+    assert len(finished) >= 3 and len(finished) + len(cancelled) == len(results) < 300
     assert all(len(r["conversation"]) == 6 for r in finished)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["interrupted"] is True
     assert summary["totals"]["conversations"] == len(results)
-    assert len(summary["run"]["not_run"]) == 30 - len(results)
+    assert summary["run"]["missing_count"] == 300 - len(results)
     assert f"Interrupted by {sig.name}" in stderr
 
 

@@ -3,7 +3,9 @@
 Everything here is a thin layer: loading, running, checking and rendering are the library's;
 this module maps inputs and environment to it, and publishes outputs, the job summary, the
 artifact, the sticky comment and annotations. Publishing never loses results: each step that
-fails (no permission, no artifact service) warns and the others go on.
+fails (no permission, no artifact service) warns and the others go on. Nothing it prints, writes
+or posts shows a credential the run knows (`simulator.known_secrets`): the secret inputs and the
+runner's tokens join those the library registers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import known_secrets
 from ..errors import ConfigError
+from ..known_secrets import SECRET_NAME, scrub_text
 from ..manifest import Manifest, load_manifest
 from ..plan import Job, parse_shard, plan_jobs
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
@@ -36,7 +40,6 @@ COMMENT_MODES = ("always", "on-failure", "never")
 FAIL_ON = ("gate", "errors", "never")
 #: the YAML 1.2 core schema's spellings, which the runner's own boolean inputs accept
 BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SIG", re.IGNORECASE)
 KEY_INPUTS = {
     "openai-api-key": "OPENAI_API_KEY",
     "azure-openai-endpoint": "AZURE_OPENAI_ENDPOINT",
@@ -44,6 +47,8 @@ KEY_INPUTS = {
     "azure-openai-api-version": "AZURE_OPENAI_API_VERSION",
 }
 SECRET_INPUTS = ("openai-api-key", "azure-openai-api-key", "github-token")
+#: the runner's own credentials in the container's environment
+RUNNER_SECRETS = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 
 
 @dataclass
@@ -81,6 +86,7 @@ def read_inputs() -> Inputs:
     get = commands.get_input
     for name in SECRET_INPUTS:
         commands.mask(get(name))
+        known_secrets.register(get(name))
     comment = (get("comment") or "always").lower()
     if comment not in COMMENT_MODES:
         raise ConfigError(f"input comment: must be one of {', '.join(COMMENT_MODES)}, got {comment!r}")
@@ -381,21 +387,25 @@ def _config_error(exc: ConfigError) -> int:
 
 
 def run_action(env: Mapping[str, str] | None = None) -> int:
-    """The whole action; returns the process exit code. It never ends in a traceback that reads as
-    a pass: an unexpected failure is an error annotation, the `verdict` output `error`, and exit 3."""
+    """The whole action; returns the process exit code. All it prints goes out scrubbed, and it never
+    ends in a traceback that reads as a pass: an unexpected failure is an error annotation, the
+    `verdict` output `error`, and exit 3."""
     env = os.environ if env is None else env
-    try:
-        return _run_action(env)
-    except Exception as exc:
-        commands.error(f"The action failed: {type(exc).__name__}: {exc}", title="Internal error")
-        commands.print_untrusted(traceback.format_exc())
-        with contextlib.suppress(Exception):
-            commands.set_outputs({"verdict": "error"})
-        summary_file = env.get("GITHUB_STEP_SUMMARY")
-        if summary_file:
-            with contextlib.suppress(OSError), open(summary_file, "a", encoding="utf-8", errors="replace") as handle:
-                handle.write(f"## ⚠️ Conversation simulations: ERROR\n\nThe action failed: {type(exc).__name__}\n")
-        return EXIT_ERRORS
+    known_secrets.register_all(env.get(name) for name in RUNNER_SECRETS)
+    known_secrets.scrub_package_logs()
+    with known_secrets.scrubbed_output():
+        try:
+            return _run_action(env)
+        except Exception as exc:  # a bug: its traceback may quote a credential too, so it goes out scrubbed
+            commands.error(f"The action failed: {type(exc).__name__}: {exc}", title="Internal error")
+            commands.print_untrusted(traceback.format_exc())
+            with contextlib.suppress(Exception):
+                commands.set_outputs({"verdict": "error"})
+            summary_file = env.get("GITHUB_STEP_SUMMARY")
+            if summary_file:
+                with contextlib.suppress(OSError), open(summary_file, "a", encoding="utf-8", errors="replace") as out:
+                    out.write(f"## ⚠️ Conversation simulations: ERROR\n\nThe action failed: {type(exc).__name__}\n")
+            return EXIT_ERRORS
 
 
 def _run_action(env: Mapping[str, str]) -> int:
@@ -442,7 +452,7 @@ def _run_action(env: Mapping[str, str]) -> int:
         used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
         with open(summary_file, "a", encoding="utf-8") as handle:
             limit = max(SUMMARY_LIMIT - used - 1024, 4096)
-            handle.write(render_markdown(summary, results(), links, limit=limit, changes=changes) + "\n")
+            handle.write(scrub_text(render_markdown(summary, results(), links, limit=limit, changes=changes)) + "\n")
     comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results(), links, changes=changes))
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()

@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from ..known_secrets import scrub_text
 from .http import session
 
 SERVICE = "twirp/github.actions.results.api.v1.ArtifactService"
@@ -82,7 +83,7 @@ class ArtifactUploader:
         response = self._with_retries(lambda: self.http.post(url, json=body, headers=headers, timeout=60), method)
         data = response.json() if response.content else {}
         if not data.get("ok"):
-            raise ArtifactError(f"{method} answered without ok: {str(data)[:200]}")
+            raise ArtifactError(f"{method} answered without ok: {scrub_text(str(data))[:200]}")
         return data
 
     def _with_retries(self, send: Any, what: str) -> requests.Response:
@@ -96,7 +97,8 @@ class ArtifactUploader:
             else:
                 if response.status_code not in TRANSIENT:
                     if response.status_code >= 400:
-                        raise ArtifactError(f"{what}: HTTP {response.status_code} {response.text[:200]}")
+                        body = scrub_text(response.text)[:200]  # scrubbed before the cut: no piece of a token left
+                        raise ArtifactError(f"{what}: HTTP {response.status_code} {body}")
                     return response
                 last = f"HTTP {response.status_code}"
             if attempt + 1 < self.attempts:

@@ -2,7 +2,8 @@
 
 Built on actions-toolkit's `core`, which writes the file commands (GITHUB_OUTPUT with a random
 delimiter) and escapes command data; this module adds what it lacks: a stop-commands wrapper for
-text the app or an LLM wrote, and annotation messages cut to the runner's limit.
+text the app or an LLM wrote, and annotation messages cut to the runner's limit. Every message,
+output and untrusted text has the run's known credentials scrubbed (`simulator.known_secrets`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 
 from actions_toolkit import core
 
+from .. import known_secrets
+from ..known_secrets import scrub_text
+
 ANNOTATION_LIMIT = 4_000  # the runner cuts annotation messages at 4,096 characters
 
 
@@ -22,14 +26,15 @@ def mask(value: str | None) -> None:
     """Ask the runner to hide `value` (and each of its lines) in every later log line."""
     if not value or not value.strip():
         return
-    for line in {value, *value.splitlines()}:
-        if len(line.strip()) >= 4:
-            core.set_secret(line)
+    with known_secrets.unscrubbed_stdout():  # the mask command itself must carry the value
+        for line in {value, *value.splitlines()}:
+            if len(line.strip()) >= 4:
+                core.set_secret(line)
 
 
 def set_outputs(outputs: dict[str, Any]) -> None:
     for name, value in outputs.items():
-        core.set_output(name, "" if value is None else str(value))
+        core.set_output(name, "" if value is None else scrub_text(str(value)))
 
 
 @contextmanager
@@ -45,6 +50,7 @@ def group(title: str) -> Iterator[None]:
 def print_untrusted(text: str) -> None:
     """Print text the app or an LLM wrote: a line like `::add-mask::` or `::error::` in it is not run."""
     token = secrets.token_hex(16)
+    text = scrub_text(text)
     sys.stdout.write(f"::stop-commands::{token}\n")
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.write(f"::{token}::\n")
@@ -57,8 +63,9 @@ def _cut(message: str) -> str:
 
 def _annotate(kind: str, message: str, file: str | None, line: int | None, title: str | None) -> None:
     # only the properties that are set: the toolkit's own helpers also emit empty `col=` and friends
-    properties = {k: v for k, v in (("title", title), ("file", file), ("line", line)) if v}
-    core.issue_command(kind, properties, _cut(message))
+    given = (("title", title), ("file", file), ("line", line))
+    properties = {k: scrub_text(v) if isinstance(v, str) else v for k, v in given if v}
+    core.issue_command(kind, properties, _cut(scrub_text(message)))
     sys.stdout.flush()
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import requests
 
+from ..known_secrets import scrub_text
 from .http import session
 
 MARKER = "<!-- chat-simulator:{key} -->"
@@ -50,7 +51,7 @@ class PullRequestComments:
             try:
                 message = response.json().get("message", "")
             except ValueError:
-                message = response.text[:200]
+                message = scrub_text(response.text)[:200]  # scrubbed before the cut: no piece of a token left
             raise CommentError(f"{what}: HTTP {response.status_code} {message}".strip(), response.status_code)
         return response
 
@@ -69,8 +70,8 @@ class PullRequestComments:
         return None
 
     def upsert(self, marker: str, body: str) -> PostedComment:
-        """Update the marked comment, or create it when this is the first run on the PR."""
-        text = f"{marker}\n{body}"
+        """Update the marked comment, or create it when this is the first run on the PR (known credentials scrubbed)."""
+        text = scrub_text(f"{marker}\n{body}")
         existing = self.find(marker)
         try:
             if existing is not None:

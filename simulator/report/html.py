@@ -2,7 +2,8 @@
 
 The data is embedded as JSON and the page builds itself with `textContent` only, so app and LLM
 text is always shown as text. Turn requests and raw replies are left out: they are in the JSONL,
-and leaving them out keeps a 1,000-conversation report small and quick to open.
+and leaving them out keeps a 1,000-conversation report small and quick to open. Known
+credentials are scrubbed from the data before it is embedded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from ..known_secrets import scrub
 
 MARKER = "/*__DATA__*/"
 
@@ -66,12 +69,13 @@ def _pieces(
     total = summary.get("totals", {}).get("conversations", 0)
     shown = 0
     yield before
-    yield _embed({"summary": summary, "baseline": baseline or {}, "baseline_label": baseline_label})[:-1]
+    head = scrub({"summary": summary, "baseline": baseline or {}, "baseline_label": baseline_label})
+    yield _embed(head)[:-1]
     yield ',"conversations":['
     for result in results:
         if shown >= MAX_CONVERSATIONS:
             break
-        yield ("," if shown else "") + _embed(_conversation(result))
+        yield ("," if shown else "") + _embed(scrub(_conversation(result)))
         shown += 1
     yield f'],"omitted":{max(total - shown, 0)}}}'
     yield after

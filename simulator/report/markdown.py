@@ -3,6 +3,7 @@
 App and LLM text is untrusted: it goes into code blocks with a fence longer than any backtick
 run in it, or is escaped for inline use (no raw HTML, no @mention pings, no broken tables).
 The output is kept under a size budget by dropping the least important parts with a note.
+Known credentials are scrubbed from what is rendered before any text is escaped or cut.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from ..known_secrets import scrub, scrub_text
 
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
@@ -242,6 +245,8 @@ def render_markdown(
     With `changes` (from `baseline.compare`), the table gets a column and a section on what
     changed since the base run.
     """
+    # scrubbed before rendering: escaping (`_` -> `\_`) or a cut would leave a credential unrecognisable
+    summary, changes = scrub(summary), scrub(changes)
     links = links or Links()
     parts = [header] if header else []
     parts += [gate_section(summary), simulations_table(summary, changes=changes)]
@@ -280,7 +285,7 @@ def render_markdown(
         body.append(f"### Failed and errored conversations ({bad_count})")
         used += 60
         for result in bad:
-            block = conversation_details(result)
+            block = conversation_details(scrub(result))
             if used + len(block) + 2 > limit:
                 break
             body.append(block)
@@ -293,5 +298,5 @@ def render_markdown(
             )
     if footer:
         body.append(footer)
-    text = "\n\n".join(body)
+    text = scrub_text("\n\n".join(body))
     return text if len(text) <= limit else text[: limit - 40] + "\n\n_(cut to fit)_"

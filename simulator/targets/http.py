@@ -20,7 +20,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
+from .. import known_secrets
 from ..errors import ConfigError, TurnError
+from ..known_secrets import scrub, scrub_text
 from ..sync import PerLoop
 from ..template import PLACEHOLDER, check_placeholders, render
 from .base import AppReply, Target
@@ -32,7 +34,6 @@ from .redaction import (
     is_sensitive_header,
     redact_body,
     safe_url,
-    scrub,
 )
 from .retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
 
@@ -186,7 +187,8 @@ class _Answer:
 
     @property
     def snippet(self) -> str:
-        return _snippet(self.text)
+        """The beginning of the answer, credentials scrubbed before the cut so no piece of one is left."""
+        return _snippet(scrub_text(self.text))
 
 
 # --- the target ------------------------------------------------------------------------------
@@ -239,7 +241,8 @@ class HttpTarget(Target):
         self.session = SessionSpec.parse(session["read"], f"{source}.session.read") if session is not None else None
         self.retry = RetryPolicy.from_config(retry, f"{source}.retry")
         self._check_placeholders()
-        self._secrets = credential_values(self.url, self.headers, self.query, self.body)
+        known_secrets.register_all(credential_values(self.url, self.headers, self.query, self.body))
+        known_secrets.register_url(self.url)
         self._clients: PerLoop[httpx2.AsyncClient] = PerLoop(self._make_client)
         self._conversations: dict[str, _Conversation] = {}
 
@@ -523,7 +526,7 @@ class HttpTarget(Target):
             shown["Cookie"] = REDACTED
         record: dict[str, Any] = {"method": request.method, "url": safe_url(str(request.url)), "headers": shown}
         if body is not None:
-            record["body"] = scrub(redact_body(body), self._secrets)
+            record["body"] = scrub(redact_body(body))
         return record
 
     # --- reading the answer ----------------------------------------------------------------------
@@ -555,9 +558,7 @@ class HttpTarget(Target):
             where = "the stream" if answer.events is not None else f"path {self._path_text()!r}"
             raise self._error(f"gave an empty reply (the text at {where} is empty)", answer, record)
         self._learn_session(state, answer, documents)
-        return AppReply(
-            text=scrub(text, self._secrets), raw=scrub(raw, self._secrets), request=dict(record), usage=usage
-        )
+        return AppReply(text=scrub_text(text), raw=scrub(raw), request=dict(record), usage=usage)
 
     def _path_text(self, stream: bool = False) -> str:
         if self.response is not None and not (stream and self.format == "openai"):
@@ -673,7 +674,7 @@ class HttpTarget(Target):
     # --- errors ----------------------------------------------------------------------------------
 
     def _detail(self, answer: _Answer, record: dict[str, Any]) -> dict[str, Any]:
-        snippet = scrub(answer.snippet, self._secrets)
+        snippet = answer.snippet
         detail: dict[str, Any] = {
             "status": answer.status,
             "url": record.get("url"),
@@ -689,9 +690,7 @@ class HttpTarget(Target):
         url = record.get("url")
         return TurnError(
             "app_error",
-            scrub(
-                f"the app at {url} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}", self._secrets
-            ),
+            f"the app at {url} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}",
             detail=self._detail(answer, record),
             fatal=fatal,
         )

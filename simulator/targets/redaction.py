@@ -1,7 +1,9 @@
-"""What a recorded request or reply may show: credentials become "***".
+"""What a recorded request may show: credential-shaped parts become "***".
 
 Results, reports and PR comments are shared widely; a recorded request keeps its shape but never
-a key, token, cookie or password, and a credential an app echoes back is scrubbed too.
+a key, token, cookie or password. This module judges by shape (a header, query or body field
+named like a credential); `credential_values` lists the literal credentials a target sends, which
+join the run's known secrets (`simulator.known_secrets`) so they are scrubbed wherever they appear.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-REDACTED = "***"
+from ..known_secrets import MIN_SECRET_LENGTH, REDACTED
+
 _SENSITIVE_HEADER = re.compile(r"key|token|secret|auth|cookie|password|signature", re.IGNORECASE)
 _SENSITIVE_QUERY = re.compile(r"key|token|secret|auth|password|passwd|signature|^sig$|^code$|credential", re.IGNORECASE)
 _SENSITIVE_BODY_KEY = re.compile(
@@ -57,8 +60,8 @@ BENIGN_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-lang
 def credential_values(url: str, headers: Mapping[str, str], query: Mapping[str, str], body: Any) -> list[str]:
     """The literal credentials this target sends (from its configuration, `${VAR}`s filled in).
 
-    An app may echo them back (a 401 body quoting the token); these are scrubbed from whatever
-    is recorded. Values with `{{placeholders}}` change per turn and are not credentials.
+    An app may echo them back (a 401 body quoting the token), so they are registered as known
+    secrets. Values with `{{placeholders}}` change per turn and are not credentials.
     """
     found: list[str] = []
     for name, value in headers.items():
@@ -83,23 +86,7 @@ def credential_values(url: str, headers: Mapping[str, str], query: Mapping[str, 
             found.append(node)
 
     walk(body)
-    return sorted({v.strip() for v in found if len(v.strip()) >= 4}, key=len, reverse=True)
-
-
-def scrub(node: Any, secrets: list[str]) -> Any:
-    """`node` with every occurrence of a credential replaced by "***" (strings, lists, dicts)."""
-    if not secrets:
-        return node
-    if isinstance(node, str):
-        for secret in secrets:
-            if secret in node:
-                node = node.replace(secret, REDACTED)
-        return node
-    if isinstance(node, dict):
-        return {k: scrub(v, secrets) for k, v in node.items()}
-    if isinstance(node, list):
-        return [scrub(v, secrets) for v in node]
-    return node
+    return sorted({v.strip() for v in found if len(v.strip()) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
 
 
 def redact_body(node: Any) -> Any:

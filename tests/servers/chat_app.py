@@ -21,6 +21,9 @@ Routes (``POST`` unless noted; the reply text is ``<reply>``):
 * ``/multi`` -- ``{"messages": [{"text": <part>}, ...]}``, the reply split on ``"\\n\\n"``;
 * ``GET /health`` -- ``{"ok": true}`` (never needs auth, never consumes a scripted reply).
 
+With :attr:`FakeChatApp.mount` set (e.g. ``"/t/abc"``), the routes live under that prefix
+(``/t/abc/chat``), as an app deployed under a sub-path; the recorded ``path`` is the full one.
+
 Streamed answers (``/sse`` and streamed ``/v1/chat/completions``) use
 ``Transfer-Encoding: chunked`` and are written piece by piece, flushing and
 sleeping :attr:`FakeChatApp.sse_piece_delay` between pieces, so a client has to
@@ -94,11 +97,13 @@ class RecordedRequest(ChatRecordedRequest):
     """``time.monotonic()`` when the request was received."""
     issued_session: str | None = None
     """Session id the app issued in its answer to this request (``None`` if none)."""
+    mount: str = ""
+    """The app's :attr:`FakeChatApp.mount` when the request came in."""
 
     @property
     def route(self) -> str | None:
         """Route name (see :data:`ROUTES`), ``None`` for an unknown path."""
-        return ROUTES.get(self.path)
+        return ROUTES.get(_route_path(self.path, self.mount))
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -241,6 +246,8 @@ class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
         """Seconds slept between the pieces of a streamed answer."""
         self.max_in_flight = 0
         """Peak number of requests being handled at the same time."""
+        self.mount = ""
+        """Path prefix the routes live under (``""``: at the root); other paths get 404."""
 
     # -- counters ------------------------------------------------------------
 
@@ -323,10 +330,12 @@ class _Handler(LocalHandler):
         received_at = time.monotonic()
         incoming = self._read_request()
         path, headers, body, json_ok = incoming.path, incoming.headers, incoming.body, incoming.json_ok
-        request = incoming.record(RecordedRequest, raw_body=incoming.raw_body, received_at=received_at)
+        request = incoming.record(
+            RecordedRequest, raw_body=incoming.raw_body, received_at=received_at, mount=fake.mount
+        )
         fake._record(request)
 
-        route = ROUTES.get(path)
+        route = request.route
         if route is None:
             self._send_json(404, _error_body(f"no route for {self.command} {path}", 404))
             return
@@ -463,6 +472,14 @@ class _Handler(LocalHandler):
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+
+def _route_path(path: str, mount: str) -> str | None:
+    """``path`` without the ``mount`` prefix, ``None`` when it lies outside it."""
+    mount = mount.rstrip("/")
+    if not mount:
+        return path
+    return path[len(mount) :] if path.startswith(mount + "/") else None
 
 
 def _validate(route: str, body: Any) -> str | None:
