@@ -264,6 +264,8 @@ class Simulator:
                     err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
                 text, raw, extra = bounded_reply(reply.text, reply.raw)
+                if reply.notes:
+                    extra["notes"] = [*reply.notes, *extra.get("notes", [])]
                 recorder.add_turn(ASSISTANT, reply.request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
 

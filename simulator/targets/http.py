@@ -2,16 +2,20 @@
 
 `HttpTarget.from_config(manifest["target"])` builds one. Each turn is one request (retried on
 429/503/5xx, timeouts and dropped connections); the reply text is read from the JSON answer with a
-path (`json_path`), or assembled from a `text/event-stream`. Per-conversation state (a server-issued
-session id, cookies) is kept apart so concurrent conversations never share a session. What is
-recorded never holds a credential: sensitive headers and query values are replaced by "***".
+path (`json_path`), or assembled from a `text/event-stream`. Answers are read as a stream and never
+past `max_reply_bytes`, so an endless or huge answer costs a bounded amount of memory.
+Per-conversation state (a server-issued session id, cookies) is kept apart so concurrent
+conversations never share a session. What is recorded never holds a credential: sensitive headers
+and query values are replaced by "***".
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import Cookie, CookieJar
@@ -57,9 +61,20 @@ CONFIG_KEYS = frozenset(
         "response",
         "session",
         "retry",
+        "max_reply_bytes",
     }
 )
 DEFAULT_TIMEOUT = 30.0
+#: The most of an answer read, in bytes (`target.max_reply_bytes`). A result keeps at most
+#: `MAX_REPLY_CHARS` (100,000) characters of a reply; as JSON that is up to ~1.2 MB (escaped
+#: non-ASCII), and streamed as OpenAI-style events, one per few-character token with ~200-500 bytes
+#: of envelope each, ~6-12 MB. 10 MiB reads such replies whole, yet 8 conversations at once hold
+#: at most ~80 MB of answers however much an app sends.
+DEFAULT_MAX_REPLY_BYTES = 10 * 1024 * 1024
+#: the range `max_reply_bytes` may take: a smaller limit cuts ordinary replies, a larger one is no bound
+REPLY_BYTES_RANGE = (1024, 1024 * 1024 * 1024)
+#: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
+ERROR_BODY_BYTES = 64 * 1024
 DEFAULT_PATHS = {"promptflow": "answer", "openai": "choices.0.message.content"}
 OPENAI_DELTA_PATH = "choices.0.delta.content"
 SSE_DEFAULT_PATH = "delta"
@@ -177,6 +192,7 @@ class _Answer:
     content: bytes = b""
     events: list[Any] | None = None  # parsed `data:` payloads of a text/event-stream
     retries: int = 0
+    cut: bool = False  # the answer went on past the byte limit; only its beginning was read
 
     @property
     def text(self) -> str:
@@ -186,7 +202,10 @@ class _Answer:
 
     @property
     def snippet(self) -> str:
-        return _snippet(self.text)
+        if self.events is not None:
+            return _snippet(self.text)
+        # only the beginning is shown: decoding megabytes for it would cost as much as the answer
+        return _snippet(self.content.lstrip()[: 8 * SNIPPET_CHARS].decode("utf-8", errors="replace"))
 
 
 # --- the target ------------------------------------------------------------------------------
@@ -210,6 +229,7 @@ class HttpTarget(Target):
         response: str | None = None,
         session: Mapping[str, Any] | None = None,
         retry: Mapping[str, Any] | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         source: str = "target",
     ) -> None:
         self.source = source
@@ -228,6 +248,14 @@ class HttpTarget(Target):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigError(f"{source}.timeout: must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
+        low, high = REPLY_BYTES_RANGE
+        bad = isinstance(max_reply_bytes, bool) or not isinstance(max_reply_bytes, int)
+        if bad or not low <= max_reply_bytes <= high:
+            raise ConfigError(
+                f"{source}.max_reply_bytes: must be a whole number of bytes from {low:,} to {high:,}, "
+                f"got {max_reply_bytes!r}"
+            )
+        self.max_reply_bytes = max_reply_bytes
         self.headers = self._check_headers(headers)
         self._check_openai_fields(model, system_prompt, stream)
         self.model, self.system_prompt, self.stream = model, system_prompt, bool(stream)
@@ -498,15 +526,20 @@ class HttpTarget(Target):
         return self._reply(answer, record, state)
 
     async def _exchange(self, client: httpx2.AsyncClient, request: httpx2.Request, state: _Conversation) -> _Answer:
-        """Send and read the whole answer; a stream is read until `[DONE]` or its end."""
+        """Send and read the answer, to its end or `max_reply_bytes`; a stream until `[DONE]`.
+
+        An answer cut at the limit has its connection closed (`aclose` before the end), never drained.
+        """
         response = await client.send(request, stream=True)
         try:
             state.cookies.extract_cookies(response)
             answer = _Answer(status=response.status_code, headers=response.headers)
-            if response.is_success and "text/event-stream" in response.headers.get("content-type", "").lower():
-                answer.events = await _read_events(response)
+            if not response.is_success:
+                answer.content, answer.cut = await _read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
+            elif "text/event-stream" in response.headers.get("content-type", "").lower():
+                answer.events, answer.cut = await _read_events(response, self.max_reply_bytes)
             else:
-                answer.content = await response.aread()
+                answer.content, answer.cut = await _read_body(response, self.max_reply_bytes)
             return answer
         finally:
             await response.aclose()
@@ -533,10 +566,28 @@ class HttpTarget(Target):
         if answer.retries:
             raw["retries"] = answer.retries
         usage: dict[str, Any] | None = None
+        notes: list[str] = []
         if answer.events is not None:
+            if answer.cut and not answer.events:
+                raise self._error(
+                    f"{self._over_limit()}; no event was complete by then: {self._raise_limit()}", answer, record
+                )
             raw["events"] = answer.events
             text, usage, parts = self._text_from_events(answer, record)
             documents: list[Any] = answer.events
+            if answer.cut:
+                raw["cut_at_bytes"] = self.max_reply_bytes
+                notes.append(
+                    f"{self._over_limit()}: the connection was closed there and the {len(answer.events):,} "
+                    "events completed before are the reply"
+                )
+        elif answer.cut:
+            raise self._error(
+                f"{self._over_limit()}; the connection was closed there and the cut JSON cannot be parsed: "
+                f"{self._raise_limit()}",
+                answer,
+                record,
+            )
         else:
             try:
                 document = json.loads(answer.content) if answer.content.strip() else None
@@ -556,8 +607,18 @@ class HttpTarget(Target):
             raise self._error(f"gave an empty reply (the text at {where} is empty)", answer, record)
         self._learn_session(state, answer, documents)
         return AppReply(
-            text=scrub(text, self._secrets), raw=scrub(raw, self._secrets), request=dict(record), usage=usage
+            text=scrub(text, self._secrets),
+            raw=scrub(raw, self._secrets),
+            request=dict(record),
+            usage=usage,
+            notes=notes,
         )
+
+    def _over_limit(self) -> str:
+        return f"sent more than {self.max_reply_bytes:,} bytes ({self.source}.max_reply_bytes)"
+
+    def _raise_limit(self) -> str:
+        return f"raise {self.source}.max_reply_bytes if the app's answers are that big"
 
     def _path_text(self, stream: bool = False) -> str:
         if self.response is not None and not (stream and self.format == "openai"):
@@ -750,17 +811,81 @@ class HttpTarget(Target):
         )
 
 
-# --- server-sent events --------------------------------------------------------------------------
+# --- reading answers, bounded ------------------------------------------------------------------
+
+#: line ends of an event stream: CRLF, LF or CR
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-async def _read_events(response: httpx2.Response) -> list[Any]:
-    """The `data:` payloads of an event stream (JSON parsed, else kept as text), until `[DONE]`.
+class _BoundedBody:
+    """A response body in pieces, never more than `limit` bytes in all; `cut` once it went on past them."""
 
-    After `[DONE]` the rest is drained briefly so the connection can go back to the pool.
+    def __init__(self, response: httpx2.Response, limit: int) -> None:
+        self.response = response
+        self.limit = limit
+        self.read = 0
+        self.cut = False
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(self.response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                room = self.limit - self.read
+                if len(chunk) > room:
+                    self.cut = True
+                    chunk = chunk[:room]
+                self.read += len(chunk)
+                if chunk:
+                    yield chunk
+                if self.cut:
+                    return
+
+
+async def _read_body(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
+    """The body, or its first `limit` bytes and True when there was more."""
+    body = _BoundedBody(response, limit)
+    parts = [piece async for piece in body.pieces()]
+    return b"".join(parts), body.cut
+
+
+class _Lines:
+    """Decoded text split into lines at CRLF, LF or CR, whatever the pieces it arrives in."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._rest: list[str] = []  # the start of a line whose end has not arrived
+        self._after_cr = False
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._decoder.decode(data)
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split across pieces
+        if text:
+            self._after_cr = text.endswith("\r")
+        parts = _LINE_END.split(text)
+        if len(parts) == 1:
+            if text:
+                self._rest.append(text)
+            return []
+        lines = ["".join(self._rest) + parts[0], *parts[1:-1]]
+        self._rest = [parts[-1]] if parts[-1] else []
+        return lines
+
+    def end(self) -> str:
+        """What is left after the last line end (a stream may end without one)."""
+        return "".join(self._rest) + self._decoder.decode(b"", final=True)
+
+
+async def _read_events(response: httpx2.Response, limit: int) -> tuple[list[Any], bool]:
+    """The `data:` payloads of an event stream (JSON parsed, else kept as text), until `[DONE]`, its
+    end or `limit` bytes; True when cut at the limit, and then only the events completed before count.
+
+    After `[DONE]` the rest is drained briefly (and within the limit) so the connection can go back to
+    the pool.
     """
+    body = _BoundedBody(response, limit)
     events: list[Any] = []
     data: list[str] = []
-    lines: AsyncIterator[str] = response.aiter_lines()
+    lines = _Lines()
 
     def dispatch() -> bool:
         if not data:
@@ -775,26 +900,35 @@ async def _read_events(response: httpx2.Response) -> list[Any]:
             events.append(payload)
         return False
 
-    done = False
-    async for line in lines:
+    def take(line: str) -> bool:
         if not line.strip():
-            done = dispatch()
-        elif line.startswith(":"):
-            continue  # a comment / keep-alive
-        else:
+            return dispatch()
+        if not line.startswith(":"):  # a comment / keep-alive
             name, _, value = line.partition(":")
             if name == "data":
                 data.append(value[1:] if value.startswith(" ") else value)
+        return False
+
+    done = False
+    async with contextlib.aclosing(body.pieces()) as pieces:
+        async for piece in pieces:
+            for line in lines.feed(piece):
+                done = take(line)
+                if done:
+                    break
+            if done:
+                break
+        else:
+            if not body.cut:  # a stream may end without a blank line after its last event
+                take(lines.end())
+                dispatch()
+        cut = body.cut and not done
         if done:
-            break
-    else:
-        dispatch()  # a stream may end without a blank line after its last event
-    if done:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(_drain(lines), DRAIN_SECONDS)
-    return events
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_drain(pieces), DRAIN_SECONDS)
+    return events, cut
 
 
-async def _drain(lines: AsyncIterator[str]) -> None:
-    async for _ in lines:
+async def _drain(pieces: AsyncIterator[bytes]) -> None:
+    async for _ in pieces:
         pass
