@@ -412,6 +412,17 @@ def test_event_stream_cut_at_the_limit_keeps_the_completed_events(app: FakeChatA
     assert f"{complete} events completed before" in reply.notes[0]
 
 
+def test_a_long_event_stream_keeps_its_first_events_in_the_raw_answer(app: FakeChatApp) -> None:
+    """Parsed, many small events take far more memory than their bytes: only the text is gathered whole."""
+    events = [sse(json.dumps({"delta": f"{i:05d}"})) for i in range(20_000)]
+    app.script(AppReply(chunks=lambda: iter([*events, sse("[DONE]")]), content_type="text/event-stream"))
+    reply = ask(target(app, "/sse"))
+    assert reply.text == "".join(f"{i:05d}" for i in range(20_000)) and reply.notes == []
+    kept = reply.raw["events"]
+    assert reply.raw["events_total"] == 20_000 and 1000 < len(kept) < 20_000
+    assert kept == [{"delta": f"{i:05d}"} for i in range(len(kept))]
+
+
 def test_event_stream_with_no_complete_event_within_the_limit(app: FakeChatApp) -> None:
     app.script(AppReply(chunks=endless(b"z" * 1000, b"data: "), content_type="text/event-stream"))
     err = fail(target(app, "/sse", max_reply_bytes=4096, timeout=5))

@@ -16,7 +16,7 @@ import codecs
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
@@ -75,6 +75,9 @@ DEFAULT_MAX_REPLY_BYTES = 10 * 1024 * 1024
 REPLY_BYTES_RANGE = (1024, 1024 * 1024 * 1024)
 #: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
 ERROR_BODY_BYTES = 64 * 1024
+#: of an event stream, the raw answer keeps the first events within this many bytes of data and counts
+#: the others: parsed, a stream of many small events takes some 30 times its size (a result keeps less)
+RAW_EVENT_BYTES = 256 * 1024
 DEFAULT_PATHS = {"promptflow": "answer", "openai": "choices.0.message.content"}
 OPENAI_DELTA_PATH = "choices.0.delta.content"
 SSE_DEFAULT_PATH = "delta"
@@ -190,19 +193,19 @@ class _Answer:
     status: int
     headers: httpx2.Headers
     content: bytes = b""
-    events: list[Any] | None = None  # parsed `data:` payloads of a text/event-stream
+    stream: _StreamReply | None = None  # what a text/event-stream added up to
     retries: int = 0
     cut: bool = False  # the answer went on past the byte limit; only its beginning was read
 
     @property
     def text(self) -> str:
-        if self.events is not None:
-            return "\n".join(e if isinstance(e, str) else json.dumps(e) for e in self.events)
+        if self.stream is not None:
+            return "\n".join(e if isinstance(e, str) else json.dumps(e) for e in self.stream.events)
         return self.content.decode("utf-8", errors="replace")
 
     @property
     def snippet(self) -> str:
-        if self.events is not None:
+        if self.stream is not None:
             return _snippet(self.text)
         # only the beginning is shown: decoding megabytes for it would cost as much as the answer
         return _snippet(self.content.lstrip()[: 8 * SNIPPET_CHARS].decode("utf-8", errors="replace"))
@@ -537,7 +540,8 @@ class HttpTarget(Target):
             if not response.is_success:
                 answer.content, answer.cut = await _read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
             elif "text/event-stream" in response.headers.get("content-type", "").lower():
-                answer.events, answer.cut = await _read_events(response, self.max_reply_bytes)
+                answer.stream = self._new_stream()
+                answer.cut = await _read_events(response, self.max_reply_bytes, answer.stream.add)
             else:
                 answer.content, answer.cut = await _read_body(response, self.max_reply_bytes)
             return answer
@@ -567,18 +571,21 @@ class HttpTarget(Target):
             raw["retries"] = answer.retries
         usage: dict[str, Any] | None = None
         notes: list[str] = []
-        if answer.events is not None:
-            if answer.cut and not answer.events:
+        stream = answer.stream
+        if stream is not None:
+            if answer.cut and not stream.count:
                 raise self._error(
                     f"{self._over_limit()}; no event was complete by then: {self._raise_limit()}", answer, record
                 )
-            raw["events"] = answer.events
-            text, usage, parts = self._text_from_events(answer, record)
-            documents: list[Any] = answer.events
+            raw["events"] = stream.events
+            if stream.count > len(stream.events):
+                raw["events_total"] = stream.count  # only the first ones are kept
+            text, usage, parts = self._text_from_stream(stream, answer, record)
+            session = stream.session
             if answer.cut:
                 raw["cut_at_bytes"] = self.max_reply_bytes
                 notes.append(
-                    f"{self._over_limit()}: the connection was closed there and the {len(answer.events):,} "
+                    f"{self._over_limit()}: the connection was closed there and the {stream.count:,} "
                     "events completed before are the reply"
                 )
         elif answer.cut:
@@ -599,13 +606,16 @@ class HttpTarget(Target):
                 raise self._error(f"answered with {what} ({ctype})", answer, record)
             raw["body"] = document
             text, usage, parts = self._text_from_document(document, answer, record)
-            documents = [document]
+            session = None
+            if self.session is not None and self.session.kind == "json":
+                with contextlib.suppress(PathError):
+                    session = extract(document, self.session.path)
         if parts is not None:
             raw["parts"] = parts
         if not text.strip():
-            where = "the stream" if answer.events is not None else f"path {self._path_text()!r}"
+            where = "the stream" if stream is not None else f"path {self._path_text()!r}"
             raise self._error(f"gave an empty reply (the text at {where} is empty)", answer, record)
-        self._learn_session(state, answer, documents)
+        self._learn_session(state, answer, session)
         return AppReply(
             text=scrub(text, self._secrets),
             raw=scrub(raw, self._secrets),
@@ -662,45 +672,26 @@ class HttpTarget(Target):
             )
         return ("" if value is None else value if isinstance(value, str) else str(value)), usage, None
 
-    def _text_from_events(
-        self, answer: _Answer, record: dict[str, Any]
+    def _new_stream(self) -> _StreamReply:
+        session = self.session.path if self.session is not None and self.session.kind == "json" else None
+        return _StreamReply(parse_path(self._path_text(stream=True)), self.format == "openai", session)
+
+    def _text_from_stream(
+        self, stream: _StreamReply, answer: _Answer, record: dict[str, Any]
     ) -> tuple[str, dict[str, Any] | None, list[str] | None]:
-        events = answer.events or []
-        if not events:
+        if not stream.count:
             raise self._error("sent an event stream with no events", answer, record)
-        path = self._path_text(stream=True)
-        segments = parse_path(path)
-        pieces: list[str] = []
-        usage: dict[str, Any] | None = None
-        found = False
-        for event in events:
-            if isinstance(event, str):  # a plain-text `data:` line is a piece of the text itself
-                pieces.append(event)
-                found = True
-                continue
-            if self.format == "openai" and isinstance(event, dict):
-                if isinstance(event.get("usage"), dict):
-                    usage = event["usage"]
-                self._check_content_filter(event, answer, record)
-            try:
-                value = extract(event, segments)
-            except PathError:
-                continue  # role-only, finish and usage chunks carry no text
-            found = True
-            for piece in value if isinstance(value, list) else [value]:
-                if isinstance(piece, str):
-                    pieces.append(piece)
-                elif piece is not None and not isinstance(piece, (dict, list)):
-                    pieces.append(str(piece))
-        if not found:
-            first = _snippet(json.dumps(events[0]), 120)
+        if stream.filtered is not None:
+            self._check_content_filter(stream.filtered, answer, record)
+        if not stream.found:
+            first = _snippet(json.dumps(stream.events[0]), 120)
             raise self._error(
-                f"sent {len(events)} events but none has the reply text at path {format_path(segments)!r} "
+                f"sent {stream.count} events but none has the reply text at path {format_path(stream.path)!r} "
                 f"(first event: {first}); set {self.source}.response to the path of the text piece in each event",
                 answer,
                 record,
             )
-        return "".join(pieces), usage, None
+        return stream.text, stream.usage, None
 
     def _check_content_filter(self, document: dict[str, Any], answer: _Answer, record: dict[str, Any]) -> None:
         choices = document.get("choices")
@@ -712,22 +703,19 @@ class HttpTarget(Target):
                 detail=self._detail(answer, record),
             )
 
-    def _learn_session(self, state: _Conversation, answer: _Answer, documents: list[Any]) -> None:
-        """Keep the first session id the app hands out; later turns send it back."""
+    def _learn_session(self, state: _Conversation, answer: _Answer, in_json: Any) -> None:
+        """Keep the first session id the app hands out; later turns send it back.
+
+        `in_json` is what the answer held at the `json:` session path, if that is where the id is.
+        """
         spec = self.session
         if spec is None or state.session_id is not None:
             return
-        found: Any = None
+        found: Any = in_json
         if spec.kind == "header":
             found = answer.headers.get(spec.name)
         elif spec.kind == "cookie":
             found = next((c.value for c in state.cookies.jar if c.name == spec.name), None)
-        else:
-            for document in documents:
-                with contextlib.suppress(PathError):
-                    found = extract(document, spec.path)
-                if found not in (None, ""):
-                    break
         if isinstance(found, (str, int)) and not isinstance(found, bool) and str(found).strip():
             state.session_id = str(found).strip()
 
@@ -875,15 +863,76 @@ class _Lines:
         return "".join(self._rest) + self._decoder.decode(b"", final=True)
 
 
-async def _read_events(response: httpx2.Response, limit: int) -> tuple[list[Any], bool]:
-    """The `data:` payloads of an event stream (JSON parsed, else kept as text), until `[DONE]`, its
-    end or `limit` bytes; True when cut at the limit, and then only the events completed before count.
+class _StreamReply:
+    """An event stream's reply, gathered event by event as it arrives: the text, the usage, the first
+    events for the raw answer, and what the checks after the reading need to know."""
+
+    def __init__(self, path: list[Segment], openai: bool, session_path: list[Segment] | None) -> None:
+        self.path = path
+        self.openai = openai
+        self.session_path = session_path
+        self.count = 0
+        self.events: list[Any] = []  # the first events, within RAW_EVENT_BYTES
+        self.found = False  # an event held the reply text
+        self.usage: dict[str, Any] | None = None
+        self.filtered: dict[str, Any] | None = None  # the first event that says content_filter
+        self.session: Any = None
+        self._pieces: list[str] = []
+        self._kept_bytes = 0
+        self._keeping = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)
+
+    def add(self, event: Any, size: int) -> None:
+        """Take one event (`size`: the length of its data)."""
+        self.count += 1
+        if self._keeping and (self._kept_bytes + size <= RAW_EVENT_BYTES or not self.events):
+            self.events.append(event)
+            self._kept_bytes += size
+        else:
+            self._keeping = False  # the kept events stay the first ones, with no gap
+        if isinstance(event, str):  # a plain-text `data:` line is a piece of the text itself
+            self._piece(event)
+            self.found = True
+            return
+        if self.openai and isinstance(event, dict):
+            if isinstance(event.get("usage"), dict):
+                self.usage = event["usage"]
+            choices = event.get("choices")
+            first = choices[0] if isinstance(choices, list) and choices else None
+            if self.filtered is None and isinstance(first, dict) and first.get("finish_reason") == "content_filter":
+                self.filtered = event
+        if self.session_path is not None and self.session in (None, ""):
+            with contextlib.suppress(PathError):
+                self.session = extract(event, self.session_path)
+        try:
+            value = extract(event, self.path)
+        except PathError:
+            return  # role-only, finish and usage chunks carry no text
+        self.found = True
+        for piece in value if isinstance(value, list) else [value]:
+            if isinstance(piece, str):
+                self._piece(piece)
+            elif piece is not None and not isinstance(piece, (dict, list)):
+                self._piece(str(piece))
+
+    def _piece(self, text: str) -> None:
+        self._pieces.append(text)
+        if len(self._pieces) >= 4096:  # many small strings cost far more than their text
+            self._pieces[:] = ["".join(self._pieces)]
+
+
+async def _read_events(response: httpx2.Response, limit: int, on_event: Callable[[Any, int], None]) -> bool:
+    """Hand each `data:` payload of an event stream (JSON parsed, else as text) and its length to
+    `on_event`, until `[DONE]`, the stream's end or `limit` bytes; True when cut at the limit, and
+    then only the events completed before were handed on.
 
     After `[DONE]` the rest is drained briefly (and within the limit) so the connection can go back to
     the pool.
     """
     body = _BoundedBody(response, limit)
-    events: list[Any] = []
     data: list[str] = []
     lines = _Lines()
 
@@ -895,9 +944,10 @@ async def _read_events(response: httpx2.Response, limit: int) -> tuple[list[Any]
         if payload.strip() == "[DONE]":
             return True
         try:
-            events.append(json.loads(payload))
+            event = json.loads(payload)
         except ValueError:
-            events.append(payload)
+            event = payload
+        on_event(event, len(payload))
         return False
 
     def take(line: str) -> bool:
@@ -926,7 +976,7 @@ async def _read_events(response: httpx2.Response, limit: int) -> tuple[list[Any]
         if done:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_drain(pieces), DRAIN_SECONDS)
-    return events, cut
+    return cut
 
 
 async def _drain(pieces: AsyncIterator[bytes]) -> None:
