@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import httpx2
 
 from ..errors import ConfigError, TurnError
+from ..history_refs import promptflow_pairs
 from ..sync import PerLoop
 from ..template import PLACEHOLDER, check_placeholders, render
 from .base import AppReply, Target
@@ -88,6 +89,11 @@ FATAL_STATUSES = (401, 403, 404)
 #: enough pooled connections for 64 concurrent conversations, kept alive between turns
 LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
 USER_AGENT = "chat-simulator"
+
+
+def encode_body(body: Any) -> bytes:
+    """A JSON request body as the connector sends it (and as `expand_request` gives it back)."""
+    return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
 
 
 def _after(retries: int) -> str:
@@ -420,15 +426,7 @@ class HttpTarget(Target):
 
     def _json_body(self, question: str, history: list[dict[str, str]], values: dict[str, Any], known: bool) -> Any:
         if self.format == "promptflow":
-            pairs = []
-            pending: str | None = None
-            for message in history:
-                if message.get("role") == "user":
-                    pending = message.get("content", "")
-                elif message.get("role") == "assistant" and pending is not None:
-                    pairs.append({"inputs": {"question": pending}, "outputs": {"answer": message.get("content", "")}})
-                    pending = None
-            return {"question": question, "chat_history": pairs}
+            return {"question": question, "chat_history": promptflow_pairs(history)}
         if self.format == "openai":
             messages: list[dict[str, Any]] = []
             if self.system_prompt:
@@ -496,7 +494,7 @@ class HttpTarget(Target):
         conversation_id = str(meta_data.get("conversation_id") or "")
         state = self._conversations.setdefault(conversation_id, _Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)
-        content = None if body is None else json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        content = None if body is None else encode_body(body)
         # query values are merged into the URL's own query (params= would replace it)
         full_url = httpx2.URL(url).copy_merge_params(query) if query else httpx2.URL(url)
         client = self._client()
