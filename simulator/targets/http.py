@@ -583,7 +583,7 @@ class HttpTarget(Target):
             if answer.cut:
                 raw["cut_at_bytes"] = self.max_reply_bytes
                 notes.append(
-                    f"{self._over_limit()}: the connection was closed there and the {stream.count:,} "
+                    f"the app {self._over_limit()}: the connection was closed there and the {stream.count:,} "
                     "events completed before are the reply"
                 )
         elif answer.cut:
