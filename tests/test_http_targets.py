@@ -15,7 +15,7 @@ import pytest
 import simulator
 from simulator import ConfigError, TurnError, validate_result
 from simulator.targets.base import AppReply as TargetReply
-from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES, HttpTarget
+from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES, HttpTarget, _Lines
 from simulator.targets.json_path import PathError, extract, parse_path
 from simulator.targets.redaction import redact_headers, safe_url
 from simulator.targets.retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
@@ -410,6 +410,13 @@ def test_event_stream_cut_at_the_limit_keeps_the_completed_events(app: FakeChatA
     assert reply.raw["cut_at_bytes"] == 5000
     assert len(reply.notes) == 1 and "more than 5,000 bytes (target.max_reply_bytes)" in reply.notes[0]
     assert f"{complete} events completed before" in reply.notes[0]
+
+
+def test_event_stream_lines_whatever_the_pieces() -> None:
+    lines = _Lines()
+    fed = [lines.feed(piece) for piece in (b"a\r", b"\n", b"\nb\n", b"c\r\r\n", b"d", b"\xc3", b"\xa9 e")]
+    assert fed == [["a"], [], ["", "b"], ["c", ""], [], [], []]
+    assert lines.end() == "d\u00e9 e"
 
 
 def test_a_long_event_stream_keeps_its_first_events_in_the_raw_answer(app: FakeChatApp) -> None:

@@ -845,6 +845,7 @@ class _Lines:
         text = self._decoder.decode(data)
         if self._after_cr and text.startswith("\n"):
             text = text[1:]  # the LF of a CRLF split across pieces
+            self._after_cr = False
         if text:
             self._after_cr = text.endswith("\r")
         parts = _LINE_END.split(text)
