@@ -12,6 +12,7 @@ from .errors import (
     TemplateError,
     TurnError,
 )
+from .history_refs import expand_request
 from .models import OpenAIChatCompletionsModel
 from .persona import GIVE_UP_MARKER, STOP_MARKER, Persona, predefined_personas
 from .result import STOP_REASONS, validate_result
@@ -48,6 +49,7 @@ __all__ = [
     "TemplateError",
     "TurnError",
     "UserSide",
+    "expand_request",
     "predefined_personas",
     "validate_result",
 ]

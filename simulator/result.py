@@ -71,7 +71,11 @@ class ConversationRecorder:
 
     def history(self) -> list[dict[str, str]]:
         """Turns so far as chat messages (failed turns left out)."""
-        return [{"role": t["actor"], "content": t["response"]} for t in self.turns if t["error"] is None]
+        return [{"role": t["actor"], "content": t["response"]} for t in self.history_turns()]
+
+    def history_turns(self) -> list[dict[str, Any]]:
+        """The turns `history()` is made of, so a recorded request can refer to them."""
+        return [t for t in self.turns if t["error"] is None]
 
     def add_turn(
         self,

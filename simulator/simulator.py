@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import ConfigError, TurnError
+from .history_refs import compact_request
 from .known_secrets import scrub, scrub_text
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
@@ -233,6 +234,8 @@ class Simulator:
         while len(recorder.turns) < max_turns:
             history = recorder.history()
             actor = USER if len(history) % 2 == 0 else ASSISTANT
+            # the turns the request repeats: the user model sees them all, the app all but its question
+            shown = recorder.history_turns()[: len(history) if actor == USER else len(history) - 1]
             started = time.monotonic()
             try:
                 if actor == USER:
@@ -247,10 +250,10 @@ class Simulator:
                     }
                     reply = await self._timed(self.app.respond(history[-1]["content"], history[:-1], meta), ASSISTANT)
             except TurnError as err:
-                return self._fail(recorder, actor, err, started)
+                return self._fail(recorder, actor, err, started, shown)
             except Exception as exc:  # a bug in a connector must not lose the conversation
                 err = TurnError("app_error" if actor == ASSISTANT else "llm_error", f"{type(exc).__name__}: {exc}")
-                return self._fail(recorder, actor, err, started)
+                return self._fail(recorder, actor, err, started, shown)
             latency = (time.monotonic() - started) * 1000
             if actor == USER:
                 extra: dict[str, Any] = {}
@@ -265,7 +268,8 @@ class Simulator:
                 # headers, a custom user side quoting a key) must not reach the app
                 text = scrub_text(message.text)
                 if text:
-                    recorder.add_turn(USER, message.request, text, message.raw, latency, message.usage, **extra)
+                    request = compact_request(message.request, shown)
+                    recorder.add_turn(USER, request, text, message.raw, latency, message.usage, **extra)
                 if message.signal:
                     reason = "user_done" if message.signal == DONE else "user_gave_up"
                     detail = "; ".join(message.notes) or f"the simulated user signalled {message.signal}"
@@ -273,13 +277,16 @@ class Simulator:
             else:
                 if not reply.text.strip():
                     err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
-                    return self._fail(recorder, actor, err, started, request=reply.request, usage=reply.usage)
+                    return self._fail(recorder, actor, err, started, shown, request=reply.request, usage=reply.usage)
                 # scrubbed before the cut, and before the user model sees the reply in its prompt
                 text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
+                if reply.notes:
+                    extra["notes"] = [*reply.notes, *extra.get("notes", [])]
                 (text, raw), replaced = replace_lone_surrogates((text, raw))
                 if replaced:
                     extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]
-                recorder.add_turn(ASSISTANT, reply.request, text, raw, latency, reply.usage, **extra)
+                request = compact_request(reply.request, shown)
+                recorder.add_turn(ASSISTANT, request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
 
     @staticmethod
@@ -288,6 +295,7 @@ class Simulator:
         actor: str,
         err: TurnError,
         started: float,
+        shown: list[dict[str, Any]],
         request: Any = None,
         usage: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
@@ -296,7 +304,7 @@ class Simulator:
             reason = "app_error"  # the model behind the app failed: that is the app failing
         detail = dict(err.detail)
         raw = detail.pop("response", None)
-        request = detail.pop("request", request)
+        request = compact_request(detail.pop("request", request), shown)
         usage = detail.pop("usage", usage)
         error = {
             "reason": reason,

@@ -7,7 +7,7 @@ import email.utils
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ import pytest
 import simulator
 from simulator import ConfigError, TurnError, validate_result
 from simulator.targets.base import AppReply as TargetReply
-from simulator.targets.http import HttpTarget
+from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES, HttpTarget, _Lines
 from simulator.targets.json_path import PathError, extract, parse_path
 from simulator.targets.redaction import redact_headers, safe_url
 from simulator.targets.retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
@@ -350,6 +350,100 @@ def test_timeout_after_retries(app: FakeChatApp) -> None:
     assert app.url + "/chat" in str(err) and "0.2 s" in str(err)
 
 
+# --- answers bounded by max_reply_bytes ------------------------------------------------------------
+
+
+def endless(piece: bytes, head: bytes = b"") -> Callable[[], Iterator[bytes]]:
+    """An answer that never ends: `head`, then `piece` over and over."""
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        while True:
+            yield piece
+
+    return chunks
+
+
+def test_default_limit_is_a_few_mb(app: FakeChatApp) -> None:
+    assert target(app, "/promptflow").max_reply_bytes == DEFAULT_MAX_REPLY_BYTES == 10 * 1024 * 1024
+
+
+def test_json_answer_over_the_limit_is_a_clear_app_error(app: FakeChatApp) -> None:
+    app.script(AppReply(chunks=endless(b"x" * 4096, b'{"answer": "')))
+    err = fail(target(app, "/promptflow", max_reply_bytes=20_000, timeout=5))
+    message = str(err)
+    assert err.reason == "app_error" and not err.fatal and len(app.requests) == 1  # never retried
+    assert app.url + "/promptflow" in message and "more than 20,000 bytes" in message
+    assert "raise target.max_reply_bytes" in message and "cannot be parsed" in message
+    assert err.detail["body_snippet"].startswith('{"answer": "xxx') and len(err.detail["body_snippet"]) <= 300
+
+
+def test_answer_of_exactly_the_limit_is_read_whole(app: FakeChatApp) -> None:
+    body = json.dumps({"answer": "y" * 2000}).encode()
+    app.script(AppReply(chunks=lambda: iter([body[:700], body[700:]]), content_length=len(body)))
+    assert ask(target(app, "/promptflow", max_reply_bytes=len(body))).text == "y" * 2000
+    app.script(AppReply(chunks=lambda: iter([body]), content_length=len(body)))
+    err = fail(target(app, "/promptflow", max_reply_bytes=len(body) - 1))
+    assert f"more than {len(body) - 1:,} bytes" in str(err)
+
+
+def test_error_bodies_are_read_bounded(app: FakeChatApp) -> None:
+    """An endless 500 answer: each try reads at most 64 KiB, then the next try or the error follows."""
+    app.default = lambda request: AppReply(status=500, chunks=endless(b"E" * 8192), content_type="text/plain")
+    started = time.monotonic()
+    err = fail(target(app, "/promptflow", timeout=5, retry={"attempts": 1, "backoff": 0.01}))
+    assert err.reason == "app_error" and "HTTP 500" in str(err) and "after 1 retry" in str(err)
+    assert err.detail["body_snippet"].startswith("EEE") and len(app.requests) == 2
+    assert time.monotonic() - started < 4  # not the timeout: the reading stopped at the limit
+
+
+def sse(*payloads: str) -> bytes:
+    return b"".join(f"data: {p}\n\n".encode() for p in payloads)
+
+
+def test_event_stream_cut_at_the_limit_keeps_the_completed_events(app: FakeChatApp) -> None:
+    event = sse(json.dumps({"delta": "abc"}))
+    app.script(AppReply(chunks=endless(event * 7), content_type="text/event-stream"))
+    reply = ask(target(app, "/sse", max_reply_bytes=5000, timeout=5))
+    complete = 5000 // len(event)
+    assert reply.text == "abc" * complete and len(reply.raw["events"]) == complete
+    assert reply.raw["cut_at_bytes"] == 5000
+    assert len(reply.notes) == 1 and "more than 5,000 bytes (target.max_reply_bytes)" in reply.notes[0]
+    assert f"{complete} events completed before" in reply.notes[0]
+
+
+def test_event_stream_lines_whatever_the_pieces() -> None:
+    lines = _Lines()
+    fed = [lines.feed(piece) for piece in (b"a\r", b"\n", b"\nb\n", b"c\r\r\n", b"d", b"\xc3", b"\xa9 e")]
+    assert fed == [["a"], [], ["", "b"], ["c", ""], [], [], []]
+    assert lines.end() == "d\u00e9 e"
+
+
+def test_a_long_event_stream_keeps_its_first_events_in_the_raw_answer(app: FakeChatApp) -> None:
+    """Parsed, many small events take far more memory than their bytes: only the text is gathered whole."""
+    events = [sse(json.dumps({"delta": f"{i:05d}"})) for i in range(20_000)]
+    app.script(AppReply(chunks=lambda: iter([*events, sse("[DONE]")]), content_type="text/event-stream"))
+    reply = ask(target(app, "/sse"))
+    assert reply.text == "".join(f"{i:05d}" for i in range(20_000)) and reply.notes == []
+    kept = reply.raw["events"]
+    assert reply.raw["events_total"] == 20_000 and 1000 < len(kept) < 20_000
+    assert kept == [{"delta": f"{i:05d}"} for i in range(len(kept))]
+
+
+def test_event_stream_with_no_complete_event_within_the_limit(app: FakeChatApp) -> None:
+    app.script(AppReply(chunks=endless(b"z" * 1000, b"data: "), content_type="text/event-stream"))
+    err = fail(target(app, "/sse", max_reply_bytes=4096, timeout=5))
+    assert err.reason == "app_error" and "more than 4,096 bytes" in str(err) and "no event was complete" in str(err)
+
+
+def test_event_stream_line_ends_split_across_pieces(app: FakeChatApp) -> None:
+    pieces = [b'data: {"delta": "a"}\r', b"\n\r\ndata: b\r\r", "data: \u00e9".encode()[:-1], "\u00e9".encode()[-1:]]
+    pieces += [b"\n\n: keep-alive\n\ndata: [DONE]\n\n"]
+    app.script(AppReply(chunks=lambda: iter(pieces), content_type="text/event-stream"))
+    reply = ask(target(app, "/sse"))
+    assert reply.text == "ab\u00e9" and reply.notes == [] and "cut_at_bytes" not in reply.raw
+
+
 # --- failures ------------------------------------------------------------------------------------
 
 
@@ -475,6 +569,10 @@ def test_redaction_helpers() -> None:
         ({"stream": True}, "format: openai"),
         ({"retry": {"attempts": -1}}, "target.retry.attempts"),
         ({"colour": "blue"}, "unknown field"),
+        ({"max_reply_bytes": 100}, "target.max_reply_bytes"),
+        ({"max_reply_bytes": "10MB"}, "target.max_reply_bytes"),
+        ({"max_reply_bytes": True}, "target.max_reply_bytes"),
+        ({"max_reply_bytes": 2**31}, "target.max_reply_bytes"),
     ],
 )
 def test_bad_config_is_rejected(config: dict[str, Any], fragment: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -15,6 +15,8 @@ class AppReply:
     raw: Any = None
     request: Any = None
     usage: dict[str, Any] | None = None
+    #: what the turn should say about how the reply was read (e.g. an answer cut at a size limit)
+    notes: list[str] = field(default_factory=list)
 
 
 class Target(ABC):

@@ -2,17 +2,21 @@
 
 `HttpTarget.from_config(manifest["target"])` builds one. Each turn is one request (retried on
 429/503/5xx, timeouts and dropped connections); the reply text is read from the JSON answer with a
-path (`json_path`), or assembled from a `text/event-stream`. Per-conversation state (a server-issued
-session id, cookies) is kept apart so concurrent conversations never share a session. What is
-recorded never holds a credential: sensitive headers and query values are replaced by "***".
+path (`json_path`), or assembled from a `text/event-stream`. Answers are read as a stream and never
+past `max_reply_bytes`, so an endless or huge answer costs a bounded amount of memory.
+Per-conversation state (a server-issued session id, cookies) is kept apart so concurrent
+conversations never share a session. What is recorded never holds a credential: sensitive headers
+and query values are replaced by "***".
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
@@ -22,6 +26,7 @@ import httpx2
 
 from .. import known_secrets
 from ..errors import ConfigError, TurnError
+from ..history_refs import promptflow_pairs
 from ..known_secrets import scrub, scrub_text
 from ..sync import PerLoop
 from ..template import PLACEHOLDER, check_placeholders, render
@@ -58,9 +63,23 @@ CONFIG_KEYS = frozenset(
         "response",
         "session",
         "retry",
+        "max_reply_bytes",
     }
 )
 DEFAULT_TIMEOUT = 30.0
+#: The most of an answer read, in bytes (`target.max_reply_bytes`). A result keeps at most
+#: `MAX_REPLY_CHARS` (100,000) characters of a reply; as JSON that is up to ~1.2 MB (escaped
+#: non-ASCII), and streamed as OpenAI-style events, one per few-character token with ~200-500 bytes
+#: of envelope each, ~6-12 MB. 10 MiB reads such replies whole, yet 8 conversations at once hold
+#: at most ~80 MB of answers however much an app sends.
+DEFAULT_MAX_REPLY_BYTES = 10 * 1024 * 1024
+#: the range `max_reply_bytes` may take: a smaller limit cuts ordinary replies, a larger one is no bound
+REPLY_BYTES_RANGE = (1024, 1024 * 1024 * 1024)
+#: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
+ERROR_BODY_BYTES = 64 * 1024
+#: of an event stream, the raw answer keeps the first events within this many bytes of data and counts
+#: the others: parsed, a stream of many small events takes some 30 times its size (a result keeps less)
+RAW_EVENT_BYTES = 256 * 1024
 DEFAULT_PATHS = {"promptflow": "answer", "openai": "choices.0.message.content"}
 OPENAI_DELTA_PATH = "choices.0.delta.content"
 SSE_DEFAULT_PATH = "delta"
@@ -71,6 +90,11 @@ FATAL_STATUSES = (401, 403, 404)
 #: enough pooled connections for 64 concurrent conversations, kept alive between turns
 LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
 USER_AGENT = "chat-simulator"
+
+
+def encode_body(body: Any) -> bytes:
+    """A JSON request body as the connector sends it (and as `expand_request` gives it back)."""
+    return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
 
 
 def _after(retries: int) -> str:
@@ -176,19 +200,23 @@ class _Answer:
     status: int
     headers: httpx2.Headers
     content: bytes = b""
-    events: list[Any] | None = None  # parsed `data:` payloads of a text/event-stream
+    stream: _StreamReply | None = None  # what a text/event-stream added up to
     retries: int = 0
+    cut: bool = False  # the answer went on past the byte limit; only its beginning was read
 
     @property
     def text(self) -> str:
-        if self.events is not None:
-            return "\n".join(e if isinstance(e, str) else json.dumps(e) for e in self.events)
+        if self.stream is not None:
+            return "\n".join(e if isinstance(e, str) else json.dumps(e) for e in self.stream.events)
         return self.content.decode("utf-8", errors="replace")
 
     @property
     def snippet(self) -> str:
         """The beginning of the answer, credentials scrubbed before the cut so no piece of one is left."""
-        return _snippet(scrub_text(self.text))
+        if self.stream is not None:
+            return _snippet(scrub_text(self.text))
+        # only the beginning is shown: decoding megabytes for it would cost as much as the answer
+        return _snippet(scrub_text(self.content.lstrip()[: 8 * SNIPPET_CHARS].decode("utf-8", errors="replace")))
 
 
 # --- the target ------------------------------------------------------------------------------
@@ -212,6 +240,7 @@ class HttpTarget(Target):
         response: str | None = None,
         session: Mapping[str, Any] | None = None,
         retry: Mapping[str, Any] | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         source: str = "target",
     ) -> None:
         self.source = source
@@ -230,6 +259,14 @@ class HttpTarget(Target):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigError(f"{source}.timeout: must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
+        low, high = REPLY_BYTES_RANGE
+        bad = isinstance(max_reply_bytes, bool) or not isinstance(max_reply_bytes, int)
+        if bad or not low <= max_reply_bytes <= high:
+            raise ConfigError(
+                f"{source}.max_reply_bytes: must be a whole number of bytes from {low:,} to {high:,}, "
+                f"got {max_reply_bytes!r}"
+            )
+        self.max_reply_bytes = max_reply_bytes
         self.headers = self._check_headers(headers)
         self._check_openai_fields(model, system_prompt, stream)
         self.model, self.system_prompt, self.stream = model, system_prompt, bool(stream)
@@ -392,15 +429,7 @@ class HttpTarget(Target):
 
     def _json_body(self, question: str, history: list[dict[str, str]], values: dict[str, Any], known: bool) -> Any:
         if self.format == "promptflow":
-            pairs = []
-            pending: str | None = None
-            for message in history:
-                if message.get("role") == "user":
-                    pending = message.get("content", "")
-                elif message.get("role") == "assistant" and pending is not None:
-                    pairs.append({"inputs": {"question": pending}, "outputs": {"answer": message.get("content", "")}})
-                    pending = None
-            return {"question": question, "chat_history": pairs}
+            return {"question": question, "chat_history": promptflow_pairs(history)}
         if self.format == "openai":
             messages: list[dict[str, Any]] = []
             if self.system_prompt:
@@ -468,7 +497,7 @@ class HttpTarget(Target):
         conversation_id = str(meta_data.get("conversation_id") or "")
         state = self._conversations.setdefault(conversation_id, _Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)
-        content = None if body is None else json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        content = None if body is None else encode_body(body)
         # query values are merged into the URL's own query (params= would replace it)
         full_url = httpx2.URL(url).copy_merge_params(query) if query else httpx2.URL(url)
         client = self._client()
@@ -501,15 +530,21 @@ class HttpTarget(Target):
         return self._reply(answer, record, state)
 
     async def _exchange(self, client: httpx2.AsyncClient, request: httpx2.Request, state: _Conversation) -> _Answer:
-        """Send and read the whole answer; a stream is read until `[DONE]` or its end."""
+        """Send and read the answer, to its end or `max_reply_bytes`; a stream until `[DONE]`.
+
+        An answer cut at the limit has its connection closed (`aclose` before the end), never drained.
+        """
         response = await client.send(request, stream=True)
         try:
             state.cookies.extract_cookies(response)
             answer = _Answer(status=response.status_code, headers=response.headers)
-            if response.is_success and "text/event-stream" in response.headers.get("content-type", "").lower():
-                answer.events = await _read_events(response)
+            if not response.is_success:
+                answer.content, answer.cut = await _read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
+            elif "text/event-stream" in response.headers.get("content-type", "").lower():
+                answer.stream = self._new_stream()
+                answer.cut = await _read_events(response, self.max_reply_bytes, answer.stream.add)
             else:
-                answer.content = await response.aread()
+                answer.content, answer.cut = await _read_body(response, self.max_reply_bytes)
             return answer
         finally:
             await response.aclose()
@@ -536,10 +571,31 @@ class HttpTarget(Target):
         if answer.retries:
             raw["retries"] = answer.retries
         usage: dict[str, Any] | None = None
-        if answer.events is not None:
-            raw["events"] = answer.events
-            text, usage, parts = self._text_from_events(answer, record)
-            documents: list[Any] = answer.events
+        notes: list[str] = []
+        stream = answer.stream
+        if stream is not None:
+            if answer.cut and not stream.count:
+                raise self._error(
+                    f"{self._over_limit()}; no event was complete by then: {self._raise_limit()}", answer, record
+                )
+            raw["events"] = stream.events
+            if stream.count > len(stream.events):
+                raw["events_total"] = stream.count  # only the first ones are kept
+            text, usage, parts = self._text_from_stream(stream, answer, record)
+            session = stream.session
+            if answer.cut:
+                raw["cut_at_bytes"] = self.max_reply_bytes
+                notes.append(
+                    f"the app {self._over_limit()}: the connection was closed there and the {stream.count:,} "
+                    "events completed before are the reply"
+                )
+        elif answer.cut:
+            raise self._error(
+                f"{self._over_limit()}; the connection was closed there and the cut JSON cannot be parsed: "
+                f"{self._raise_limit()}",
+                answer,
+                record,
+            )
         else:
             try:
                 document = json.loads(answer.content) if answer.content.strip() else None
@@ -551,14 +607,23 @@ class HttpTarget(Target):
                 raise self._error(f"answered with {what} ({ctype})", answer, record)
             raw["body"] = document
             text, usage, parts = self._text_from_document(document, answer, record)
-            documents = [document]
+            session = None
+            if self.session is not None and self.session.kind == "json":
+                with contextlib.suppress(PathError):
+                    session = extract(document, self.session.path)
         if parts is not None:
             raw["parts"] = parts
         if not text.strip():
-            where = "the stream" if answer.events is not None else f"path {self._path_text()!r}"
+            where = "the stream" if stream is not None else f"path {self._path_text()!r}"
             raise self._error(f"gave an empty reply (the text at {where} is empty)", answer, record)
-        self._learn_session(state, answer, documents)
-        return AppReply(text=scrub_text(text), raw=scrub(raw), request=dict(record), usage=usage)
+        self._learn_session(state, answer, session)
+        return AppReply(text=scrub_text(text), raw=scrub(raw), request=dict(record), usage=usage, notes=notes)
+
+    def _over_limit(self) -> str:
+        return f"sent more than {self.max_reply_bytes:,} bytes ({self.source}.max_reply_bytes)"
+
+    def _raise_limit(self) -> str:
+        return f"raise {self.source}.max_reply_bytes if the app's answers are that big"
 
     def _path_text(self, stream: bool = False) -> str:
         if self.response is not None and not (stream and self.format == "openai"):
@@ -602,45 +667,26 @@ class HttpTarget(Target):
             )
         return ("" if value is None else value if isinstance(value, str) else str(value)), usage, None
 
-    def _text_from_events(
-        self, answer: _Answer, record: dict[str, Any]
+    def _new_stream(self) -> _StreamReply:
+        session = self.session.path if self.session is not None and self.session.kind == "json" else None
+        return _StreamReply(parse_path(self._path_text(stream=True)), self.format == "openai", session)
+
+    def _text_from_stream(
+        self, stream: _StreamReply, answer: _Answer, record: dict[str, Any]
     ) -> tuple[str, dict[str, Any] | None, list[str] | None]:
-        events = answer.events or []
-        if not events:
+        if not stream.count:
             raise self._error("sent an event stream with no events", answer, record)
-        path = self._path_text(stream=True)
-        segments = parse_path(path)
-        pieces: list[str] = []
-        usage: dict[str, Any] | None = None
-        found = False
-        for event in events:
-            if isinstance(event, str):  # a plain-text `data:` line is a piece of the text itself
-                pieces.append(event)
-                found = True
-                continue
-            if self.format == "openai" and isinstance(event, dict):
-                if isinstance(event.get("usage"), dict):
-                    usage = event["usage"]
-                self._check_content_filter(event, answer, record)
-            try:
-                value = extract(event, segments)
-            except PathError:
-                continue  # role-only, finish and usage chunks carry no text
-            found = True
-            for piece in value if isinstance(value, list) else [value]:
-                if isinstance(piece, str):
-                    pieces.append(piece)
-                elif piece is not None and not isinstance(piece, (dict, list)):
-                    pieces.append(str(piece))
-        if not found:
-            first = _snippet(json.dumps(events[0]), 120)
+        if stream.filtered is not None:
+            self._check_content_filter(stream.filtered, answer, record)
+        if not stream.found:
+            first = _snippet(json.dumps(stream.events[0]), 120)
             raise self._error(
-                f"sent {len(events)} events but none has the reply text at path {format_path(segments)!r} "
+                f"sent {stream.count} events but none has the reply text at path {format_path(stream.path)!r} "
                 f"(first event: {first}); set {self.source}.response to the path of the text piece in each event",
                 answer,
                 record,
             )
-        return "".join(pieces), usage, None
+        return stream.text, stream.usage, None
 
     def _check_content_filter(self, document: dict[str, Any], answer: _Answer, record: dict[str, Any]) -> None:
         choices = document.get("choices")
@@ -652,22 +698,19 @@ class HttpTarget(Target):
                 detail=self._detail(answer, record),
             )
 
-    def _learn_session(self, state: _Conversation, answer: _Answer, documents: list[Any]) -> None:
-        """Keep the first session id the app hands out; later turns send it back."""
+    def _learn_session(self, state: _Conversation, answer: _Answer, in_json: Any) -> None:
+        """Keep the first session id the app hands out; later turns send it back.
+
+        `in_json` is what the answer held at the `json:` session path, if that is where the id is.
+        """
         spec = self.session
         if spec is None or state.session_id is not None:
             return
-        found: Any = None
+        found: Any = in_json
         if spec.kind == "header":
             found = answer.headers.get(spec.name)
         elif spec.kind == "cookie":
             found = next((c.value for c in state.cookies.jar if c.name == spec.name), None)
-        else:
-            for document in documents:
-                with contextlib.suppress(PathError):
-                    found = extract(document, spec.path)
-                if found not in (None, ""):
-                    break
         if isinstance(found, (str, int)) and not isinstance(found, bool) and str(found).strip():
             state.session_id = str(found).strip()
 
@@ -749,17 +792,143 @@ class HttpTarget(Target):
         )
 
 
-# --- server-sent events --------------------------------------------------------------------------
+# --- reading answers, bounded ------------------------------------------------------------------
+
+#: line ends of an event stream: CRLF, LF or CR
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-async def _read_events(response: httpx2.Response) -> list[Any]:
-    """The `data:` payloads of an event stream (JSON parsed, else kept as text), until `[DONE]`.
+class _BoundedBody:
+    """A response body in pieces, never more than `limit` bytes in all; `cut` once it went on past them."""
 
-    After `[DONE]` the rest is drained briefly so the connection can go back to the pool.
+    def __init__(self, response: httpx2.Response, limit: int) -> None:
+        self.response = response
+        self.limit = limit
+        self.read = 0
+        self.cut = False
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(self.response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                room = self.limit - self.read
+                if len(chunk) > room:
+                    self.cut = True
+                    chunk = chunk[:room]
+                self.read += len(chunk)
+                if chunk:
+                    yield chunk
+                if self.cut:
+                    return
+
+
+async def _read_body(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
+    """The body, or its first `limit` bytes and True when there was more."""
+    body = _BoundedBody(response, limit)
+    parts = [piece async for piece in body.pieces()]
+    return b"".join(parts), body.cut
+
+
+class _Lines:
+    """Decoded text split into lines at CRLF, LF or CR, whatever the pieces it arrives in."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._rest: list[str] = []  # the start of a line whose end has not arrived
+        self._after_cr = False
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._decoder.decode(data)
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]  # the LF of a CRLF split across pieces
+            self._after_cr = False
+        if text:
+            self._after_cr = text.endswith("\r")
+        parts = _LINE_END.split(text)
+        if len(parts) == 1:
+            if text:
+                self._rest.append(text)
+            return []
+        lines = ["".join(self._rest) + parts[0], *parts[1:-1]]
+        self._rest = [parts[-1]] if parts[-1] else []
+        return lines
+
+    def end(self) -> str:
+        """What is left after the last line end (a stream may end without one)."""
+        return "".join(self._rest) + self._decoder.decode(b"", final=True)
+
+
+class _StreamReply:
+    """An event stream's reply, gathered event by event as it arrives: the text, the usage, the first
+    events for the raw answer, and what the checks after the reading need to know."""
+
+    def __init__(self, path: list[Segment], openai: bool, session_path: list[Segment] | None) -> None:
+        self.path = path
+        self.openai = openai
+        self.session_path = session_path
+        self.count = 0
+        self.events: list[Any] = []  # the first events, within RAW_EVENT_BYTES
+        self.found = False  # an event held the reply text
+        self.usage: dict[str, Any] | None = None
+        self.filtered: dict[str, Any] | None = None  # the first event that says content_filter
+        self.session: Any = None
+        self._pieces: list[str] = []
+        self._kept_bytes = 0
+        self._keeping = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)
+
+    def add(self, event: Any, size: int) -> None:
+        """Take one event (`size`: the length of its data)."""
+        self.count += 1
+        if self._keeping and (self._kept_bytes + size <= RAW_EVENT_BYTES or not self.events):
+            self.events.append(event)
+            self._kept_bytes += size
+        else:
+            self._keeping = False  # the kept events stay the first ones, with no gap
+        if isinstance(event, str):  # a plain-text `data:` line is a piece of the text itself
+            self._piece(event)
+            self.found = True
+            return
+        if self.openai and isinstance(event, dict):
+            if isinstance(event.get("usage"), dict):
+                self.usage = event["usage"]
+            choices = event.get("choices")
+            first = choices[0] if isinstance(choices, list) and choices else None
+            if self.filtered is None and isinstance(first, dict) and first.get("finish_reason") == "content_filter":
+                self.filtered = event
+        if self.session_path is not None and self.session in (None, ""):
+            with contextlib.suppress(PathError):
+                self.session = extract(event, self.session_path)
+        try:
+            value = extract(event, self.path)
+        except PathError:
+            return  # role-only, finish and usage chunks carry no text
+        self.found = True
+        for piece in value if isinstance(value, list) else [value]:
+            if isinstance(piece, str):
+                self._piece(piece)
+            elif piece is not None and not isinstance(piece, (dict, list)):
+                self._piece(str(piece))
+
+    def _piece(self, text: str) -> None:
+        self._pieces.append(text)
+        if len(self._pieces) >= 4096:  # many small strings cost far more than their text
+            self._pieces[:] = ["".join(self._pieces)]
+
+
+async def _read_events(response: httpx2.Response, limit: int, on_event: Callable[[Any, int], None]) -> bool:
+    """Hand each `data:` payload of an event stream (JSON parsed, else as text) and its length to
+    `on_event`, until `[DONE]`, the stream's end or `limit` bytes; True when cut at the limit, and
+    then only the events completed before were handed on.
+
+    After `[DONE]` the rest is drained briefly (and within the limit) so the connection can go back to
+    the pool.
     """
-    events: list[Any] = []
+    body = _BoundedBody(response, limit)
     data: list[str] = []
-    lines: AsyncIterator[str] = response.aiter_lines()
+    lines = _Lines()
 
     def dispatch() -> bool:
         if not data:
@@ -769,31 +938,41 @@ async def _read_events(response: httpx2.Response) -> list[Any]:
         if payload.strip() == "[DONE]":
             return True
         try:
-            events.append(json.loads(payload))
+            event = json.loads(payload)
         except ValueError:
-            events.append(payload)
+            event = payload
+        on_event(event, len(payload))
         return False
 
-    done = False
-    async for line in lines:
+    def take(line: str) -> bool:
         if not line.strip():
-            done = dispatch()
-        elif line.startswith(":"):
-            continue  # a comment / keep-alive
-        else:
+            return dispatch()
+        if not line.startswith(":"):  # a comment / keep-alive
             name, _, value = line.partition(":")
             if name == "data":
                 data.append(value[1:] if value.startswith(" ") else value)
+        return False
+
+    done = False
+    async with contextlib.aclosing(body.pieces()) as pieces:
+        async for piece in pieces:
+            for line in lines.feed(piece):
+                done = take(line)
+                if done:
+                    break
+            if done:
+                break
+        else:
+            if not body.cut:  # a stream may end without a blank line after its last event
+                take(lines.end())
+                dispatch()
+        cut = body.cut and not done
         if done:
-            break
-    else:
-        dispatch()  # a stream may end without a blank line after its last event
-    if done:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(_drain(lines), DRAIN_SECONDS)
-    return events
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_drain(pieces), DRAIN_SECONDS)
+    return cut
 
 
-async def _drain(lines: AsyncIterator[str]) -> None:
-    async for _ in lines:
+async def _drain(pieces: AsyncIterator[bytes]) -> None:
+    async for _ in pieces:
         pass

@@ -17,7 +17,9 @@ nothing wrong:
 
 A reply of several MB is not an error: the simulator keeps the first `MAX_REPLY_CHARS` characters
 with a note on the turn (see `simulator.simulator.MAX_REPLY_CHARS`), the conversation goes on, and
-results and reports stay small.
+results and reports stay small. An answer that never ends is read to `target.max_reply_bytes` and
+cut there: a JSON answer cut mid-way is an app error (tests/faults/test_reply_bounds.py measures
+the memory such answers cost).
 
 The signal loop (`signal_run`) interrupts `python -m simulator run` with SIGTERM or SIGINT at a time
 drawn from a seeded RNG and checks what the folder kept.
@@ -34,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from simulator.manifest import load_manifest
 from simulator.plan import plan_jobs
 from simulator.runner import RunOutcome, run_jobs
 from simulator.simulator import MAX_REPLY_CHARS
+from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES
 from tests.servers.chat_app import AppReply, FakeChatApp, RecordedRequest, echo_reply
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 from tests.servers.openai_server import RecordedRequest as LLMRequest
@@ -66,6 +69,14 @@ RESULTS_BYTES = 8 * MAX_REPLY_CHARS
 EXPECT = {"contains": "You said", "not_contains": ["Traceback"]}
 
 # --- the case table -------------------------------------------------------------------------------
+
+
+def endless_json() -> Iterator[bytes]:
+    """A JSON answer that never ends, made as it is sent: read past the byte limit, it cannot be parsed."""
+    yield b'{"answer": "'
+    piece = b"x" * 65536
+    while True:
+        yield piece
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,13 @@ APP_FAULTS: tuple[AppFault, ...] = (
     AppFault("multi-mb-reply", lambda: AppReply(text="You said: " + "x" * (HUGE_CHARS - 10)), None, False),
     AppFault(
         "multi-mb-error-body", lambda: AppReply(status=500, body="E" * HUGE_CHARS), "app_error", True, "(HTTP 500)"
+    ),
+    AppFault(
+        "endless-body",
+        lambda: AppReply(chunks=endless_json),
+        "app_error",
+        False,
+        f"sent more than {DEFAULT_MAX_REPLY_BYTES:,} bytes",
     ),
 )
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -184,6 +184,12 @@ class AppReply:
     the events, no terminating chunk), then close the connection."""
     set_cookie: str | None = None
     """Raw ``Set-Cookie`` header value to add to the answer."""
+    chunks: Callable[[], Iterable[bytes]] | None = None
+    """Makes the body lazily, piece by piece, instead of ``text``/``body`` (which it overrides):
+    an endless or huge answer costs the server no memory. Sent chunked, or under
+    ``content_length`` when given; the writing stops when the client goes away."""
+    content_length: int | None = None
+    """The ``Content-Length`` claimed for ``chunks`` (None: ``Transfer-Encoding: chunked``)."""
 
     @classmethod
     def error(cls, status: int, message: str = "boom", headers: dict[str, str] | None = None) -> AppReply:
@@ -389,6 +395,9 @@ class _Handler(LocalHandler):
             headers.append(("Set-Cookie", reply.set_cookie))
         headers.extend((str(k), str(v)) for k, v in reply.headers.items())
 
+        if reply.chunks is not None:
+            self._send_lazily(reply, headers)
+            return
         if reply.body is not None:
             payload = reply.body
             if isinstance(payload, (dict, list)):
@@ -442,6 +451,26 @@ class _Handler(LocalHandler):
         data = data[: len(data) // 2]
         super()._send(status, data, content_type, headers, content_length=max(2 * len(data), len(data) + 1))
         self.close_connection = True
+
+    def _send_lazily(self, reply: AppReply, headers: Headers) -> None:
+        """Write the pieces of ``reply.chunks()`` as they are made, until they end or the client leaves."""
+        assert reply.chunks is not None
+        self._start_response(reply.status, reply.content_type or "application/json", headers)
+        chunked = reply.content_length is None
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(reply.content_length))
+        self.end_headers()
+        try:
+            for piece in reply.chunks():
+                if piece:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # the client stopped reading and closed the connection
+            self.close_connection = True
 
     def _send_stream(self, reply: AppReply, events: list[bytes], headers: Headers) -> None:
         """Write ``events`` one at a time (chunked), flushing and pausing between them."""
