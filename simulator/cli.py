@@ -22,9 +22,19 @@ from typing import Any, TextIO
 
 from . import known_secrets
 from .errors import ConfigError
+from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's interface
+    EXIT_CONFIG,
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    EXIT_RUN_ERRORS,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    exit_code,
+)
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
-from .plan import MAX_REPEAT, Job, parse_shard, plan_jobs
+from .pipeline import RunSettings, plan_for, run_manifest
+from .plan import MAX_REPEAT, Job, parse_shard
 from .report import baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line
 from .results_folder import (
@@ -38,14 +48,7 @@ from .results_folder import (
     summarize_folder,
     write_summary,
 )
-from .runner import recheck, run_jobs, run_sync, run_with_signals
-
-EXIT_OK = 0
-EXIT_GATE_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_RUN_ERRORS = 3
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+from .runner import recheck, run_sync
 
 
 class Progress:
@@ -127,28 +130,26 @@ def _plan_line(summary: dict[str, Any], stream: TextIO) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest, app_url=args.app_url)
-    shard = parse_shard(args.shard) if args.shard else None
-    plan = plan_jobs(manifest, filters=args.filter, tags=args.tag, repeat=args.repeat, shard=shard)
     err = sys.stderr
-    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    err.write(f"Running {len(plan)} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
-    progress = Progress(len(plan), err, quiet=args.quiet)
-    run_info = {"shard": f"{shard[0]}/{shard[1]}" if shard else None}
-    outcome, received = run_with_signals(
-        lambda: run_jobs(
-            manifest,
-            plan,
-            args.out,
-            concurrency=args.concurrency,
-            on_result=progress,
-            run_info=run_info,
-            resume=args.resume,
-            on_start=progress.start,
-        )
+    settings = RunSettings(
+        out=Path(args.out),
+        concurrency=args.concurrency,
+        filters=args.filter or [],
+        tags=args.tag or [],
+        repeat=args.repeat,
+        shard=parse_shard(args.shard) if args.shard else None,
+        resume=args.resume,
+        on_warning=lambda text: err.write(f"warning: {text}\n"),
     )
+    planned = len(plan_for(manifest, settings))
+    where = f" (shard {args.shard})" if settings.shard else ""
+    err.write(f"Running {planned} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
+    progress = Progress(planned, err, quiet=args.quiet)
+    settings.on_result, settings.on_start = progress, progress.start
+    outcome = run_manifest(manifest, settings)
     if progress.tty and not args.quiet and progress.done < progress.total:
         err.write("\n")
-    _finish(outcome.summary, Path(args.out), err, args.baseline)
+    _finish(outcome.summary, settings.out, err, args.baseline)
     _plan_line(outcome.summary, err)
     if outcome.summary_error:
         err.write(f"summary.json could not be written: {outcome.summary_error}\n")
@@ -157,31 +158,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     for problem in outcome.internal_errors[:10]:
         err.write(f"Internal error: {problem}\n")
     if outcome.interrupted:
-        sig = received or signal.SIGINT
+        outcome.received = outcome.received or signal.SIGINT
         err.write(
-            f"Interrupted by {signal.Signals(sig).name}: kept {outcome.finished} conversation(s); "
+            f"Interrupted by {signal.Signals(outcome.received).name}: kept {outcome.finished} conversation(s); "
             f"{outcome.summary['run'].get('missing_count', 0)} did not finish "
             f"(`simulator run --resume` plays only those).\n"
         )
-        return EXIT_SIGTERM if sig == signal.SIGTERM else EXIT_SIGINT
-    if outcome.failed_internally:
-        _gate_exit(outcome.summary, err)
-        return EXIT_RUN_ERRORS
-    if outcome.fatal_error:
+    elif outcome.fatal_error:
         missing = outcome.summary["run"].get("missing_count", len(outcome.not_run))
         err.write(f"Stopped early: {outcome.fatal_error}\n{missing} conversation(s) did not run.\n")
-        return EXIT_RUN_ERRORS
-    return _gate_exit(outcome.summary, err)
+    else:
+        _gate_line(outcome.summary, err)
+    return outcome.exit_code()
 
 
-def _gate_exit(summary: dict[str, Any], stream: TextIO) -> int:
+def _gate_line(summary: dict[str, Any], stream: TextIO) -> None:
     gate = summary["gate"]
     rate = "n/a" if gate["pass_rate"] is None else f"{gate['pass_rate']:.1%}"
     stream.write(
         f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
         f"{gate['errors']} errors (pass rate {rate})\n"
     )
-    return {"pass": EXIT_OK, "fail": EXIT_GATE_FAILED}.get(gate["status"], EXIT_RUN_ERRORS)
 
 
 def _warn(warnings: list[str], stream: TextIO) -> None:
@@ -207,7 +204,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     sys.stderr.write(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/\n")
     _finish(summary, folder, sys.stderr, args.baseline)
     _plan_line(summary, sys.stderr)
-    return _gate_exit(summary, sys.stderr)
+    _gate_line(summary, sys.stderr)
+    return exit_code(summary)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -255,10 +253,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     print(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
     _finish(summary, Path(args.out), sys.stderr, args.baseline)
     _plan_line(summary, sys.stderr)
-    if summary["run"]["interrupted"] or summary["run"]["fatal_error"]:
-        _gate_exit(summary, sys.stderr)
-        return EXIT_RUN_ERRORS
-    return _gate_exit(summary, sys.stderr)
+    _gate_line(summary, sys.stderr)
+    return exit_code(summary)
 
 
 def cmd_personas(args: argparse.Namespace) -> int:

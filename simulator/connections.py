@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .checks import EvaluationContext
 from .errors import ConfigError, MissingCredentialError
-from .manifest import DEFAULT_KEY_VARS, default_root, is_inside, variable_refusal
+from .manifest import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
 from .models import OpenAIChatCompletionsModel
 from .targets import CallbackTarget, HttpTarget, Target
 from .tokens import PlainTokenManager
+from .users import ScriptedUser, UserSide
 
 
 def load_callback(spec: str, folder: Path, root: Path | None = None) -> Callable[..., Any]:
@@ -96,3 +99,83 @@ def build_user_model(config: dict[str, Any], source: str = "user") -> OpenAIChat
         )
     except ConfigError as exc:
         raise type(exc)(f"{source}: {exc}") from None
+
+
+class Connections:
+    """Builds each distinct app target and user model once, so conversations share connections."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._targets: dict[str, Target] = {}
+        self._users: dict[str, Any] = {}
+        self._by_simulation: dict[str, tuple[Target, Any]] = {}
+        self.evaluation = EvaluationContext()
+
+    def prepare(self, simulations: list[Simulation]) -> None:
+        """Build everything up front: configuration problems surface before any conversation starts."""
+        problems = []
+        if self.manifest.judge and any(c.needs_judge for sim in simulations for c in sim.checks):
+            try:
+                self.evaluation.judge = build_user_model(self.manifest.judge, source="judge")
+            except ConfigError as exc:
+                problems.append(f"{self.manifest.path}: {exc}")
+        for sim in simulations:
+            try:
+                self.sides(sim)
+            except ConfigError as exc:
+                message = f"{self.manifest.path}:{sim.line or ''}: {sim.name}: {exc}"
+                if message not in problems:
+                    problems.append(message)
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def missing_credentials(self, simulations: list[Simulation]) -> dict[str, str]:
+        """Simulations that need an LLM (user or judge) whose credential is absent, with why."""
+        missing: dict[str, str] = {}
+        judge_problem = None
+        if self.manifest.judge:
+            try:
+                build_user_model(self.manifest.judge, source="judge")
+            except MissingCredentialError as exc:
+                judge_problem = str(exc)
+        for sim in simulations:
+            if sim.name in missing:
+                continue
+            if judge_problem and any(c.needs_judge for c in sim.checks):
+                missing[sim.name] = judge_problem
+            elif sim.needs_llm:
+                try:
+                    self._user(sim)
+                except MissingCredentialError as exc:
+                    missing[sim.name] = str(exc)
+        return missing
+
+    def sides(self, sim: Simulation) -> tuple[Target, Any]:
+        """The app target and the user side of a simulation, built once and shared."""
+        if sim.name not in self._by_simulation:
+            self._by_simulation[sim.name] = (self._target(sim), self._user(sim))
+        return self._by_simulation[sim.name]
+
+    def _target(self, sim: Simulation) -> Target:
+        key = json.dumps(sim.target, sort_keys=True)
+        if key not in self._targets:
+            self._targets[key] = build_target(
+                sim.target, self.manifest.folder, source=f"simulations[{sim.index}].target", root=self.manifest.root
+            )
+        return self._targets[key]
+
+    def _user(self, sim: Simulation) -> UserSide | Any:
+        if not sim.needs_llm:
+            return ScriptedUser(sim.turns or [])
+        key = json.dumps(sim.user, sort_keys=True)
+        if key not in self._users:
+            self._users[key] = build_user_model(sim.user or {}, source=f"simulations[{sim.index}].user")
+        return self._users[key]
+
+    async def aclose(self) -> None:
+        for target in self._targets.values():
+            await target.aclose()
+        for model in self._users.values():
+            await model.aclose()
+        if self.evaluation.judge is not None:
+            await self.evaluation.judge.aclose()

@@ -162,6 +162,8 @@ def plan_jobs(
     return Plan([(s, repeat or s.repeat) for s in chosen], shard, options)
 
 
-def as_plan(jobs: Iterable[Job]) -> Plan | list[Job]:
-    """A `Plan` as it is; any other iterable of jobs as a list (library callers may pass lists)."""
-    return jobs if isinstance(jobs, Plan) else list(jobs)
+def distinct_simulations(jobs: Iterable[Job]) -> list[Simulation]:
+    """The simulations a plan plays, each once (a `Plan` knows them without iterating its jobs)."""
+    if isinstance(jobs, Plan):
+        return [simulation for simulation, _ in jobs.entries]
+    return list({job.simulation.name: job.simulation for job in jobs}.values())

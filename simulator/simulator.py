@@ -30,6 +30,14 @@ DEFAULT_TURN_TIMEOUT = 300.0
 MAX_REPLY_CHARS = 100_000
 
 
+class ConversationCancelled(asyncio.CancelledError):
+    """A conversation was cancelled (Ctrl-C, SIGTERM); it carries what was recorded up to then."""
+
+    def __init__(self, partial_result: dict[str, Any]) -> None:
+        super().__init__("the conversation was cancelled")
+        self.partial_result = partial_result
+
+
 def as_user_side(connection: Any, where: str = "userConnection") -> UserSide:
     """A model plays the persona; a ScriptedUser (or a list of messages) plays fixed turns."""
     if isinstance(connection, UserSide):
@@ -190,8 +198,8 @@ class Simulator:
             return await self._converse(recorder, persona, task, max_conversation_turns)
         except asyncio.CancelledError as exc:
             # the caller decides whether an interrupted conversation is kept; give it the record
-            exc.partial_result = recorder.finish("cancelled", "the run was interrupted before this conversation ended")
-            raise
+            partial = recorder.finish("cancelled", "the run was interrupted before this conversation ended")
+            raise ConversationCancelled(partial) from exc
         finally:
             await self.app.end_conversation(recorder.conversation_id)
 

@@ -45,6 +45,15 @@ def build_checks(expect: dict[str, Any] | None, source: str = "expect") -> list[
     return checks
 
 
+#: the evaluation of a conversation the run was interrupted in before it could be judged
+INTERRUPTED_EVALUATION = {
+    "status": ERROR,
+    "checks": [],
+    "failed": [],
+    "errors": ["the run was interrupted before this conversation was judged"],
+}
+
+
 @dataclass
 class EvaluationContext:
     """What checks may use beyond the transcript: the judge model."""

@@ -23,21 +23,19 @@ from typing import Any
 
 from .. import known_secrets
 from ..errors import ConfigError
+from ..exit_codes import EXIT_CONFIG, EXIT_RUN_ERRORS, FAIL_ON, exit_code
 from ..known_secrets import SECRET_NAME, scrub_text
 from ..manifest import Manifest, load_manifest
-from ..plan import Job, parse_shard, plan_jobs
+from ..pipeline import RunSettings, run_manifest
+from ..plan import Job, parse_shard
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
-from ..results_folder import PLAN_FILE, RESULTS_FILE, iter_results, merge_results, write_summary
-from ..runner import Connections, distinct_simulations, run_jobs, run_with_signals
-from ..summary import summarize
+from ..results_folder import RESULTS_FILE, iter_results, merge_results
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
 from .comment import MARKER, CommentError, PullRequestComments
 from .untrusted import refuse_untrusted_code
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_CONFIG, EXIT_ERRORS = 0, 1, 2, 3
 COMMENT_MODES = ("always", "on-failure", "never")
-FAIL_ON = ("gate", "errors", "never")
 #: the YAML 1.2 core schema's spellings, which the runner's own boolean inputs accept
 BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 KEY_INPUTS = {
@@ -193,11 +191,8 @@ def _print_progress(job: Job, result: dict[str, Any]) -> None:
 
 
 def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[dict, Manifest | None, int]:
-    """Play the manifest (or merge shards); returns (summary, manifest, the exit code when the run decided it).
-
-    A signal decides the exit code (128 + its number); so does a run that failed internally (full
-    disk, a bug): 3, unless `fail-on: never`.
-    """
+    """Play the manifest through the library's pipeline (or merge shards); returns the summary, the
+    manifest and the exit code the outcome decides (`simulator.exit_codes.exit_code`)."""
     if inputs.merge:
         folders = [ctx.workspace / folder for folder in inputs.merge]
         missing = [str(f) for f in folders if not (f / RESULTS_FILE).is_file()]
@@ -205,54 +200,33 @@ def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) 
             raise ConfigError(f"input merge: no {RESULTS_FILE} in {', '.join(missing)}")
         manifest_path = ctx.workspace / inputs.manifest
         manifest = load_manifest(manifest_path, root=ctx.workspace) if manifest_path.is_file() else None
-        return merge_results(out, folders), manifest, 0
+        summary = merge_results(out, folders)
+        return summary, manifest, exit_code(summary, fail_on=inputs.fail_on)
     manifest = load_manifest(
         ctx.workspace / inputs.manifest, root=ctx.workspace, app_url=inputs.app_url or None, environ=env
     )
     _mask_manifest_secrets(manifest, env)
-    shard = parse_shard(inputs.shard) if inputs.shard else None
-    plan = plan_jobs(manifest, filters=inputs.filters, shard=shard)
-    missing = Connections(manifest).missing_credentials(distinct_simulations(plan))
-    run_info: dict[str, Any] = {"shard": inputs.shard or None}
-    if missing:
-        names = ", ".join(sorted(missing))
-        why = "secrets are not passed to workflows run from forks" if ctx.is_fork else next(iter(missing.values()))
-        note = f"Skipped {len(missing)} simulation(s) that need an LLM key that is not available ({why}): {names}"
-        commands.notice(note, title="LLM key not available")
-        run_info["skipped"] = note
-        run_info["skipped_simulations"] = sorted(missing)
-        plan = plan.without(missing)
-    if not plan:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RESULTS_FILE).write_text("", encoding="utf-8")
-        summary = summarize([], {"manifest": str(manifest.path), **run_info}, gate=manifest.gate)
-        summary["gate"]["status"] = "skipped"
-        write_summary(out, summary)
-        return summary, manifest, 0
-    resume = inputs.resume and (out / PLAN_FILE).is_file()
-    if inputs.resume and not resume:
-        print(f"resume: {inputs.results_dir}/ holds no interrupted run; starting a new one", flush=True)
-    outcome, signalled = run_with_signals(
-        lambda: run_jobs(
-            manifest,
-            plan,
-            out,
-            concurrency=inputs.concurrency,
-            on_result=_print_progress,
-            run_info=run_info,
-            resume=resume,
-        )
+    settings = RunSettings(
+        out=out,
+        concurrency=inputs.concurrency,
+        filters=inputs.filters,
+        shard=parse_shard(inputs.shard) if inputs.shard else None,
+        resume=inputs.resume,
+        skip_without_key=True,
+        skip_reason="secrets are not passed to workflows run from forks" if ctx.is_fork else None,
+        on_result=_print_progress,
+        on_warning=lambda text: commands.warning(text),
     )
+    outcome = run_manifest(manifest, settings)
+    if outcome.skipped:
+        commands.notice(outcome.summary["run"]["skipped"], title="LLM key not available")
     if outcome.storage_error:
         commands.error(f"Results could not be stored: {outcome.storage_error}", title="Results not stored")
     for problem in outcome.internal_errors[:10]:
         commands.error(problem, title="Internal error")
     if outcome.summary_error:
         commands.error(f"summary.json could not be written: {outcome.summary_error}", title="Results not stored")
-    decided = 0 if signalled is None else 128 + int(signalled)
-    if not decided and outcome.failed_internally and inputs.fail_on != "never":
-        decided = EXIT_ERRORS
-    return outcome.summary, manifest, decided
+    return outcome.summary, manifest, outcome.exit_code(inputs.fail_on)
 
 
 #: transcripts printed in the log per simulation (failed and errored ones first); all are in the artifact
@@ -365,18 +339,6 @@ def _make_readable(out: Path) -> None:
             path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _exit_code(fail_on: str, summary: dict[str, Any]) -> int:
-    status = summary["gate"]["status"]
-    fatal = bool((summary.get("run") or {}).get("fatal_error"))
-    if fail_on == "never" or status == "skipped":
-        return EXIT_OK
-    if status == "error" or fatal:
-        return EXIT_ERRORS
-    if fail_on == "gate" and status == "fail":
-        return EXIT_GATE_FAILED
-    return EXIT_OK
-
-
 def _config_error(exc: ConfigError) -> int:
     for line in str(exc).splitlines():
         match = re.match(r"\s*-?\s*(?P<file>[^:\s][^:]*):(?P<line>\d+): (?P<message>.*)", line)
@@ -405,7 +367,7 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
             if summary_file:
                 with contextlib.suppress(OSError), open(summary_file, "a", encoding="utf-8", errors="replace") as out:
                     out.write(f"## ⚠️ Conversation simulations: ERROR\n\nThe action failed: {type(exc).__name__}\n")
-            return EXIT_ERRORS
+            return EXIT_RUN_ERRORS
 
 
 def _run_action(env: Mapping[str, str]) -> int:
@@ -415,7 +377,7 @@ def _run_action(env: Mapping[str, str]) -> int:
         ctx = GitHubContext.from_env(env)
         refuse_untrusted_code(ctx, inputs, os.environ)  # before anything of the manifest's can run
         out = ctx.workspace / inputs.results_dir
-        summary, manifest, decided = _run(inputs, ctx, out, os.environ)
+        summary, manifest, code = _run(inputs, ctx, out, os.environ)
     except ConfigError as exc:
         return _config_error(exc)
     path = out / RESULTS_FILE
@@ -470,6 +432,4 @@ def _run_action(env: Mapping[str, str]) -> int:
             "artifact-id": artifact_id or "",
         }
     )
-    if decided:
-        return decided
-    return _exit_code(inputs.fail_on, summary)
+    return code

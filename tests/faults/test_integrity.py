@@ -316,11 +316,11 @@ def test_merge_counts_the_conversations_of_a_shard_it_was_not_given(tmp_path: Pa
 # --- resume refuses what it cannot continue ----------------------------------------------------------
 
 
-def test_resume_refuses_another_manifest_other_options_or_no_run(tmp_path: Path) -> None:
+def test_resume_refuses_another_manifest_or_other_options_and_starts_when_nothing_ran(tmp_path: Path) -> None:
     manifest = project(tmp_path, SMALL_SIMULATIONS)
     out = tmp_path / "out"
-    proc = simulator("run", str(manifest), "--out", str(out), "--quiet", "--resume")
-    assert proc.returncode == EXIT_CONFIG and "no plan.json, so there is no interrupted run" in proc.stderr
+    proc = simulator("run", str(manifest), "--out", str(out), "--quiet", "--resume", "--filter", "beta")
+    assert proc.returncode == EXIT_OK and "holds no interrupted run to resume; starting a new one" in proc.stderr
 
     assert simulator("run", str(manifest), "--out", str(out), "--quiet", "--filter", "alpha").returncode == EXIT_OK
     proc = simulator("run", str(manifest), "--out", str(out), "--quiet", "--resume")
