@@ -35,7 +35,7 @@ from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .pipeline import RunSettings, plan_for, run_manifest
 from .plan import MAX_REPEAT, Job, parse_shard
-from .report import baseline_changes, render_markdown, write_reports
+from .report import HTML_FILE, baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line
 from .results_folder import (
     PLAN_FILE,
@@ -104,14 +104,14 @@ def _finish(
     changes = baseline_changes(summary, baseline)
     path = out_dir / RESULTS_FILE
     try:
-        _markdown, html = write_reports(
+        written = write_reports(
             out_dir,
             summary,
             lambda: iter_results(path) if path.is_file() else iter(()),
             changes,
             baseline_label=baseline,
         )
-        where = f"report: {html}"
+        where = f"report: {written[HTML_FILE]}"
     except OSError as exc:
         where = f"the reports could not be written ({exc.strerror or exc})"
     stream.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")

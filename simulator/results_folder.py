@@ -32,7 +32,7 @@ import jsonschema
 from .errors import ConfigError
 from .known_secrets import scrub
 from .plan import keys_of_record
-from .report import HTML_FILE, MARKDOWN_FILE
+from .report import REPORT_FILES
 from .schema_check import load_schema, schema_errors
 from .summary import SummaryBuilder
 
@@ -43,7 +43,7 @@ PLAN_FILE = "plan.json"
 #: where an older run's files go when a new run starts in the same folder
 PREVIOUS_DIR = "previous"
 #: the files a run leaves in its folder (the CLI and the action write the reports beside the results)
-RUN_FILES = (PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, MARKDOWN_FILE, HTML_FILE)
+RUN_FILES = (PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, *REPORT_FILES)
 #: errors that mean the storage, not the program, failed: the run stops starting conversations
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 #: how many missing keys a summary lists by name (the count is always exact)

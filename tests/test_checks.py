@@ -334,3 +334,13 @@ def test_errors_exceeding_the_gate_exit_with_the_errors_code(tmp_path: Path) -> 
     assert main(["run", str(manifest), "--out", str(tmp_path / "o1"), "--quiet"]) == EXIT_RUN_ERRORS
     manifest.write_text(manifest.read_text().replace("turns: [hi]", "turns: [hi], expect: {no_errors: true}"))
     assert main(["run", str(manifest), "--out", str(tmp_path / "o2"), "--quiet"]) == EXIT_GATE_FAILED
+
+
+def test_the_manifest_schema_knows_exactly_the_registered_check_kinds() -> None:
+    """A check kind is a class plus a REGISTRY line; its `expect` entry in the schema must follow."""
+    from simulator.checks.evaluate import REGISTRY
+    from simulator.schema_check import load_schema
+
+    expect = load_schema("manifest")["$defs"]["expect"]
+    assert set(expect["properties"]) == set(REGISTRY)
+    assert expect.get("additionalProperties") is False  # an unknown kind is a manifest error, not ignored

@@ -26,3 +26,14 @@ def test_every_subpackage_and_data_folder_is_listed_in_pyproject() -> None:
         suffixes = {p.suffix for p in (REPO / "simulator" / folder).iterdir() if p.is_file()}
         patterns = config["package-data"][f"simulator.{folder}"]
         assert all(any(pattern.endswith(s) for pattern in patterns) for s in suffixes - {".py"})
+
+
+def test_the_library_and_cli_do_not_need_requests() -> None:
+    """`requests` belongs to the action extra: the core installs and runs without it."""
+    import subprocess
+
+    code = "import sys, simulator, simulator.cli, simulator.pipeline; assert 'requests' not in sys.modules, 'requests'"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not any(dep.startswith("requests") for dep in config["dependencies"])
+    assert any(dep.startswith("requests") for dep in config["optional-dependencies"]["action"])

@@ -32,7 +32,11 @@ class CheckResult:
 
 
 class Check(ABC):
-    """A rule about a finished conversation. Adding a kind = one class + one registry line."""
+    """A rule about a finished conversation.
+
+    Adding a kind = one class, one `REGISTRY` line (checks/evaluate.py) and its `expect` entry in
+    the manifest schema (a test fails until the schema and the registry agree).
+    """
 
     kind: str = ""
 

@@ -18,7 +18,7 @@ def _text(kind: str) -> Callable[[Any, str], list[Check]]:
     return lambda config, source: [TextCheck(kind, config, source)]
 
 
-#: expect key -> factory of checks; a new kind of check is one class and one line here
+#: expect key -> factory of checks; a new kind is one class, one line here and its schema entry
 REGISTRY: dict[str, Callable[[Any, str], list[Check]]] = {
     "contains": _text("contains"),
     "not_contains": _text("not_contains"),

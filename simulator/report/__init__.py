@@ -1,7 +1,7 @@
 """Renderers of a run: Markdown (PR comment, job summary, CLI, report.md) and report.html."""
 
 from .baseline import compare, load_baseline
-from .files import HTML_FILE, MARKDOWN_FILE, baseline_changes, write_reports
+from .files import HTML_FILE, MARKDOWN_FILE, RENDERERS, REPORT_FILES, baseline_changes, write_reports
 from .html import render_html
 from .markdown import COMMENT_LIMIT, SUMMARY_LIMIT, Links, code_block, inline, render_markdown
 
@@ -9,6 +9,8 @@ __all__ = [
     "COMMENT_LIMIT",
     "HTML_FILE",
     "MARKDOWN_FILE",
+    "RENDERERS",
+    "REPORT_FILES",
     "SUMMARY_LIMIT",
     "Links",
     "baseline_changes",

@@ -1,9 +1,14 @@
-"""The report files of a results folder: report.md and report.html, written side by side."""
+"""The report files of a results folder, written side by side from one registry of renderers.
+
+A new report file is one renderer function and one `RENDERERS` line; the results folder's list
+of run files (what moves aside when a new run starts) is derived from it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,37 @@ from .markdown import SUMMARY_LIMIT, Links, render_markdown
 
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
+#: a fresh pass over the run's conversations each call (streamed from conversations.jsonl)
+Results = Callable[[], Iterable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What every renderer gets."""
+
+    summary: dict[str, Any]
+    results: Results
+    changes: dict[str, dict[str, Any]] | None = None
+    links: Links | None = None
+    baseline_label: str | None = None
+
+
+def _markdown(path: Path, report: ReportContext) -> None:
+    text = render_markdown(report.summary, report.results(), report.links, limit=SUMMARY_LIMIT, changes=report.changes)
+    path.write_text(text, "utf-8", errors="replace")
+    os.chmod(path, 0o644)
+
+
+def _html(path: Path, report: ReportContext) -> None:
+    write_html(path, report.summary, report.results, report.changes, report.baseline_label)
+
+
+#: report file name -> the function that writes it
+RENDERERS: dict[str, Callable[[Path, ReportContext], None]] = {
+    MARKDOWN_FILE: _markdown,
+    HTML_FILE: _html,
+}
+REPORT_FILES = tuple(RENDERERS)
 
 
 def baseline_changes(summary: dict[str, Any], baseline_dir: str | Path | None) -> dict[str, dict[str, Any]] | None:
@@ -23,21 +59,21 @@ def baseline_changes(summary: dict[str, Any], baseline_dir: str | Path | None) -
 def write_reports(
     out: str | Path,
     summary: dict[str, Any],
-    results: Iterable[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]],
+    results: Iterable[dict[str, Any]] | Results,
     changes: dict[str, dict[str, Any]] | None = None,
     links: Links | None = None,
     baseline_label: str | None = None,
-) -> tuple[Path, Path]:
-    """Write report.md and report.html into `out`; returns their paths.
+) -> dict[str, Path]:
+    """Write every report file into `out`; returns their paths by file name.
 
     `results` may be a function giving a fresh pass over the conversations (e.g. streaming them
     from conversations.jsonl), so a large run is rendered without holding it in memory.
     """
     out = Path(out)
-    passes = results if callable(results) else (lambda: results)
-    markdown = out / MARKDOWN_FILE
-    text = render_markdown(summary, passes(), links, limit=SUMMARY_LIMIT, changes=changes)
-    markdown.write_text(text, "utf-8", errors="replace")
-    os.chmod(markdown, 0o644)
-    html = write_html(out / HTML_FILE, summary, passes, changes, baseline_label)
-    return markdown, html
+    passes: Results = results if callable(results) else (lambda: results)
+    report = ReportContext(summary, passes, changes, links, baseline_label)
+    written = {}
+    for name, render in RENDERERS.items():
+        render(out / name, report)
+        written[name] = out / name
+    return written

@@ -580,7 +580,7 @@ def _retried_to_a_pass(run: CaseRun, victim: dict[str, Any]) -> list[str]:
     fault = run.case.fault
     if isinstance(fault, AppFault):
         retries = ((turn or {}).get("full_json_response") or {}).get("retries")
-        if retries != 1:
+        if not isinstance(retries, int) or retries < 1:  # a busy machine may need a second retry
             found.append(f"the app turn after the fault does not record its retry: retries={retries}")
     elif fault.retry == "ask-again":
         notes = (turn or {}).get("notes") or []
