@@ -35,6 +35,7 @@ from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .pipeline import RunSettings, plan_for, run_manifest
 from .plan import MAX_REPEAT, Job, parse_shard
+from .recheck import recheck
 from .report import HTML_FILE, baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line
 from .results_folder import (
@@ -42,13 +43,13 @@ from .results_folder import (
     RESULTS_FILE,
     SUMMARY_FILE,
     iter_results,
-    merge_results,
     read_plan,
     read_summary,
     summarize_folder,
     write_summary,
 )
-from .runner import recheck, run_sync
+from .shards import merge_results
+from .sync import run_sync
 
 
 class Progress:

@@ -21,19 +21,22 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from .errors import ConfigError
 from .known_secrets import scrub
 from .plan import keys_of_record
 from .report import REPORT_FILES
-from .schema_check import load_schema, schema_errors
+from .results_reading import (  # noqa: F401 - the folder's readers, importable from here too
+    ReadNotes,
+    cut_torn_tail,
+    iter_results,
+    read_results,
+    result_key,
+)
 from .summary import SummaryBuilder
 
 log = logging.getLogger("simulator.results")
@@ -61,15 +64,6 @@ class StorageError(Exception):
         #: bytes that could not be written
         self.needed = needed
         super().__init__(f"{path}: {self.reason}")
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    return isinstance(exc, StorageError) or (isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS)
-
-
-@cache
-def _result_validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema("conversation_result"))
 
 
 # --- safe JSON text ---------------------------------------------------------------------------------
@@ -209,110 +203,6 @@ def _why_not_a_folder(folder: Path, exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-# --- reading results --------------------------------------------------------------------------------
-
-
-@dataclass
-class ReadNotes:
-    """What a reader had to skip, for the command to say so."""
-
-    warnings: list[str] = field(default_factory=list)
-    #: bytes of a torn last line that were dropped
-    torn_bytes: int = 0
-
-
-def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: results are not UTF-8 text ({exc.reason})") from None
-    line = line.rstrip("\r\n")
-    try:
-        result = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}: not a JSON line ({exc.msg} at column {exc.colno})") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: not a conversation_result (nested too deeply)") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ConfigError(f"{where}: not a usable JSON line ({str(exc).split(':')[0]})") from None
-    if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
-        raise ConfigError(f"{where}: not a conversation_result")
-    where = f"{where}: not a conversation_result"
-    try:
-        problems = (
-            [] if _result_validator().is_valid(result) else schema_errors(result, "conversation_result", source=where)
-        )
-    except RecursionError:
-        problems = [f"{where}: nested too deeply"]
-    if problems:
-        raise ConfigError(problems[0])
-    return result
-
-
-def _torn(raw: bytes) -> bool:
-    """A line the writer began and never ended: no newline, the start of a result, not parseable."""
-    if raw.endswith(b"\n") or not raw.startswith(b'{"conversation_id"'):
-        return False
-    try:
-        json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return True
-    return False
-
-
-def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[dict[str, Any]]:
-    """Conversation results from a JSONL file, one at a time.
-
-    Every line must be a conversation_result (its JSON Schema) with, when present, an `evaluation`
-    as the runner writes it; a damaged line is a `ConfigError` naming file and line. The one
-    exception is a last line without its newline that begins a result and does not parse: a writer
-    killed mid-line left it, so it is dropped with a warning (in `notes`, and logged). Lines end only at "\\n":
-    U+2028 and U+0085, which JSON keeps unescaped inside strings, are text.
-    """
-    path = Path(path)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read results: {exc.strerror or exc}") from None
-    except ValueError as exc:  # a NUL character in the path
-        raise ConfigError(f"{path!r}: cannot read results: {exc}") from None
-    with handle:
-        for number, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            try:
-                result = _parse_line(raw, f"{path}:{number}")
-            except ConfigError:
-                if not _torn(raw) or handle.read(1):
-                    raise
-                warning = (
-                    f"{path}:{number}: dropped an incomplete last line ({len(raw):,} bytes): the run that "
-                    "wrote it was killed mid-write; the conversations before it are complete"
-                )
-                log.warning("%s", warning)
-                if notes is not None:
-                    notes.warnings.append(warning)
-                    notes.torn_bytes = len(raw)
-                return
-            yield result
-
-
-def read_results(path: str | Path, notes: ReadNotes | None = None) -> list[dict[str, Any]]:
-    """Every conversation result of a JSONL file (see `iter_results`)."""
-    return list(iter_results(path, notes))
-
-
-def cut_torn_tail(path: Path) -> int:
-    """Remove an incomplete last line (a killed writer's) so lines can be appended; returns bytes cut."""
-    notes = ReadNotes()
-    for _ in iter_results(path, notes):
-        pass
-    if notes.torn_bytes:
-        size = path.stat().st_size
-        os.truncate(path, size - notes.torn_bytes)
-    return notes.torn_bytes
-
-
 # --- the plan and what is missing ----------------------------------------------------------------
 
 
@@ -363,11 +253,6 @@ def plan_status(plan: dict[str, Any] | None, finished: set[str]) -> dict[str, An
         status["missing_count"] += unseen
         status["unseen_shards"] = plan.get("unseen_shards", [])
     return {**status, "missing": missing}
-
-
-def result_key(result: dict[str, Any]) -> str:
-    meta = result["meta_data"]
-    return f"{meta.get('simulation') or meta['persona']['name']}#{meta.get('repeat', 1)}"
 
 
 @dataclass
@@ -469,73 +354,3 @@ def move_previous_run(out: Path) -> Path | None:
         raise ConfigError(f"{out}: holds an older run that cannot be moved to {dest}: {exc.strerror or exc}") from None
     log.warning("%s held an older run: moved its files to %s", out, dest)
     return dest
-
-
-def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tuple[dict[str, Any] | None, list[str]]:
-    """One plan for merged shards: their keys together; warns about shards that were not given."""
-    known = [p for p in plans if p is not None]
-    if not known:
-        return None, []
-    warnings = []
-    keys: list[str] = []
-    for plan in known:
-        keys.extend(keys_of_record(plan))
-    merged: dict[str, Any] = {"keys": keys, "gate": known[0].get("gate"), "order": known[0].get("order")}
-    shards = {tuple(p["shard"]) for p in known if p.get("shard")}
-    counts = {count for _, count in shards}
-    if len(counts) == 1:
-        count = counts.pop()
-        have = {index for index, _ in shards}
-        absent = sorted(set(range(1, count + 1)) - have)
-        if absent:
-            total = max(int(p.get("planned_total") or 0) for p in known)
-            unseen = max(total - len(keys), 0)
-            merged["unseen_shards"] = absent
-            merged["unseen_count"] = unseen
-            warnings.append(
-                f"shard(s) {', '.join(f'{i}/{count}' for i in absent)} of this run were not given to merge "
-                f"({unseen} planned conversation(s)): they count as missing"
-            )
-    if len(known) < len(folders):
-        warnings.append(f"{len(folders) - len(known)} shard folder(s) have no {PLAN_FILE}: their plan is unknown")
-    return merged, warnings
-
-
-def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str, Any]:
-    """Join the outputs of several shards into one results folder, plan and summary (streamed).
-
-    Torn last lines and shards that were not given are named in the summary's `run.warnings`.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    move_previous_run(out)
-    folders = [Path(f) for f in shard_dirs]
-    seen: set[str] = set()
-    notes = ReadNotes()
-
-    def shard_results() -> Iterator[dict[str, Any]]:
-        for folder in folders:
-            for result in iter_results(folder / RESULTS_FILE, notes):
-                if result["conversation_id"] in seen:
-                    raise ConfigError(f"{folder}: conversation {result['conversation_id']} appears in two shards")
-                seen.add(result["conversation_id"])
-                yield result
-
-    write_results(out / RESULTS_FILE, shard_results())
-    summaries = [read_summary(f) or {} for f in folders]
-    runs = [s.get("run") or {} for s in summaries]
-    gates = [(s.get("gate") or {}).get("config") for s in summaries]
-    plan, warnings = merge_plans([read_plan(f) for f in folders], folders)
-    if plan is not None:
-        write_plan(out, plan)
-    run = {
-        "merged_from": [str(f) for f in folders],
-        "interrupted": any(r.get("interrupted") for r in runs),
-        "fatal_error": next((r["fatal_error"] for r in runs if r.get("fatal_error")), None),
-        "internal_errors": [e for r in runs for e in r.get("internal_errors", [])],
-        "warnings": [*notes.warnings, *warnings],
-    }
-    gate = next((g for g in gates if g is not None), None) or (plan or {}).get("gate")
-    summary = summarize_folder(out, run=run, gate=gate).summary
-    write_summary(out, summary)
-    return summary

@@ -12,20 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .checks import EvaluationContext, evaluate
+from .checks import evaluate
 from .checks.evaluate import INTERRUPTED_EVALUATION
-from .connections import Connections, build_user_model
+from .connections import Connections
 from .errors import ConfigError
 from .exit_codes import exit_code
 from .manifest import Manifest
@@ -33,7 +31,6 @@ from .plan import Job, Plan, distinct_simulations
 from .results_folder import (
     LISTED_KEYS,
     RESULTS_FILE,
-    ReadNotes,
     ResultWriter,
     StorageError,
     iter_results,
@@ -41,10 +38,7 @@ from .results_folder import (
     plan_status,
     read_plan,
     read_results,
-    read_summary,
     result_key,
-    result_line,
-    summarize_folder,
     write_plan,
     write_summary,
 )
@@ -249,30 +243,15 @@ async def run_jobs(
     plan: Plan | list[Job] = jobs if isinstance(jobs, Plan) else list(jobs)
     connections = Connections(manifest)
     connections.prepare(distinct_simulations(plan))
-    record = plan_record(manifest, plan)
-    builder = SummaryBuilder(record["order"])
-    previous_run, warnings, to_play, kept = None, [], plan, set()
-    if resume:
-        if not isinstance(plan, Plan):
-            raise ConfigError("resume needs the plan of a manifest (plan_jobs), not a list of jobs")
-        to_play, warnings = prepare_resume(out, manifest, plan)
-        for result in iter_results(out / RESULTS_FILE):
-            builder.add(result)
-            kept.add(result_key(result))
-        record = read_plan(out) or record
-    else:
-        previous_run = move_previous_run(out)
-        write_plan(out, record)
-    for warning in warnings:
-        log.warning("%s", warning)
-    run = _Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), builder)
-    run.on_result, run.finished = on_result, kept
+    start = _start(manifest, plan, out, resume)
+    run = _Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), start.builder)
+    run.on_result, run.finished = on_result, set(start.kept)
     if on_start is not None:
-        on_start(len(to_play), len(kept))
+        on_start(len(start.to_play), len(start.kept))
     started, started_at = time.monotonic(), _now()
-    interrupted = await _play_all(run, iter(to_play), concurrency)
+    interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()
-    status = plan_status(record, run.finished)
+    status = plan_status(start.record, run.finished)
     info = {
         "manifest": str(manifest.path),
         "started_at": started_at,
@@ -286,16 +265,11 @@ async def run_jobs(
         "lost": run.lost[:LISTED_KEYS],
         "storage_error": _storage_message(run, status) if run.storage_error else None,
         "internal_errors": run.internal_errors[:LISTED_KEYS],
-        **({"resumed": len(kept), "warnings": warnings} if resume else {}),
+        **({"resumed": len(start.kept), "warnings": start.warnings} if resume else {}),
         **(run_info or {}),
     }
-    summary = builder.build(info, manifest.gate)
-    summary_error = None
-    try:
-        write_summary(out, summary)
-    except OSError as exc:
-        summary_error = f"{out / 'summary.json'}: {exc.strerror or exc}"
-        log.error("cannot write %s", summary_error)
+    summary = start.builder.build(info, manifest.gate)
+    summary_error = _write_summary(out, summary)
     await _close_quietly(connections)
     return RunOutcome(
         out_dir=out,
@@ -303,14 +277,56 @@ async def run_jobs(
         interrupted=interrupted,
         fatal_error=run.fatal,
         not_run=info["not_run"],
-        previous_run=previous_run,
+        previous_run=start.previous_run,
         lost=run.lost,
         storage_error=info["storage_error"],
         internal_errors=run.internal_errors,
         finished=len(run.finished),
-        resumed=len(kept),
+        resumed=len(start.kept),
         summary_error=summary_error,
     )
+
+
+@dataclass
+class _Start:
+    """How a run starts in its folder: the plan written (or a resumed run's plan read), what is kept."""
+
+    record: dict[str, Any]
+    builder: SummaryBuilder
+    to_play: Iterable[Job]
+    kept: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    previous_run: Path | None = None
+
+
+def _start(manifest: Manifest, plan: Plan | list[Job], out: Path, resume: bool) -> _Start:
+    record = plan_record(manifest, plan)
+    start = _Start(record, SummaryBuilder(record["order"]), plan)
+    if resume:
+        if not isinstance(plan, Plan):
+            raise ConfigError("resume needs the plan of a manifest (plan_jobs), not a list of jobs")
+        start.to_play, start.warnings = prepare_resume(out, manifest, plan)
+        for result in iter_results(out / RESULTS_FILE):
+            start.builder.add(result)
+            start.kept.add(result_key(result))
+        start.record = read_plan(out) or record
+    else:
+        start.previous_run = move_previous_run(out)
+        write_plan(out, record)
+    for warning in start.warnings:
+        log.warning("%s", warning)
+    return start
+
+
+def _write_summary(out: Path, summary: dict[str, Any]) -> str | None:
+    """Write summary.json; why it could not be written (a full disk), or None."""
+    try:
+        write_summary(out, summary)
+    except OSError as exc:
+        problem = f"{out / 'summary.json'}: {exc.strerror or exc}"
+        log.error("cannot write %s", problem)
+        return problem
+    return None
 
 
 async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool:
@@ -351,70 +367,6 @@ def _size(n: int) -> str:
 async def _close_quietly(connections: Connections) -> None:
     with contextlib.suppress(Exception, asyncio.CancelledError):  # closing must not hide the outcome
         await asyncio.shield(connections.aclose())
-
-
-async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> dict[str, Any]:
-    """Evaluate finished conversations again with the manifest's current checks; no app calls.
-
-    Rewrites the folder's results and summary in place (atomically), keeping the run's details;
-    results stream through in small batches, so memory stays flat.
-    """
-    folder = Path(folder)
-    context = EvaluationContext()
-    sims = {s.name: s for s in manifest.simulations}
-    if manifest.judge and any(c.needs_judge for s in sims.values() for c in s.checks):
-        context.judge = build_user_model(manifest.judge, source="judge")
-    notes = ReadNotes()
-    problems: list[str] = []
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(result: dict[str, Any]) -> dict[str, Any]:
-        name = result["meta_data"].get("simulation")
-        sim = sims.get(name)
-        if sim is None:
-            result["evaluation"] = {
-                "status": "error",
-                "checks": [],
-                "failed": [],
-                "errors": [f"{manifest.path} has no simulation named {name!r}"],
-            }
-            return result
-        result["meta_data"]["min_passes"] = sim.min_passes
-        result["meta_data"]["required"] = sim.required
-        try:
-            async with semaphore:
-                result["evaluation"] = await evaluate(result, sim.checks, context)
-        except Exception as exc:  # a bug in a check: no verdict, and the run says so
-            problems.append(f"{result_key(result)}: checking the conversation failed: {type(exc).__name__}: {exc}")
-            result["evaluation"] = {"status": "error", "checks": [], "failed": [], "errors": [problems[-1]]}
-        return result
-
-    path = folder / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    source = iter_results(path, notes)
-    try:
-        with tmp.open("wb") as handle:
-            while batch := list(islice(source, concurrency * 4)):
-                for result in await asyncio.gather(*(one(r) for r in batch)):
-                    handle.write(result_line(result))
-        os.chmod(tmp, 0o644)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    finally:
-        if context.judge is not None:
-            await context.judge.aclose()
-    old = read_summary(folder) or {}
-    run = {**(old.get("run") or {}), "rechecked_at": _now(), "manifest": str(manifest.path)}
-    if problems:
-        run["internal_errors"] = [*run.get("internal_errors", []), *problems[:LISTED_KEYS]]
-    if notes.warnings:
-        run["warnings"] = [*run.get("warnings", []), *notes.warnings]
-    rebuilt = summarize_folder(folder, run=run, gate=manifest.gate)
-    write_summary(folder, rebuilt.summary)
-    return rebuilt.summary
 
 
 def run_with_signals(make: Callable[[], Awaitable[T]]) -> tuple[T, signal.Signals | None]:

@@ -18,8 +18,9 @@ from simulator import validate_result
 from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.manifest import load_manifest
 from simulator.plan import plan_jobs
-from simulator.results_folder import merge_results, read_results
+from simulator.results_folder import read_results
 from simulator.runner import run_jobs
+from simulator.shards import merge_results
 from tests.servers.openai_server import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent

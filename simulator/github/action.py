@@ -11,160 +11,27 @@ runner's tokens join those the library registers.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import known_secrets
 from ..errors import ConfigError
-from ..exit_codes import EXIT_CONFIG, EXIT_RUN_ERRORS, FAIL_ON, exit_code
+from ..exit_codes import EXIT_CONFIG, EXIT_RUN_ERRORS, exit_code
 from ..known_secrets import SECRET_NAME, scrub_text
 from ..manifest import Manifest, load_manifest
 from ..pipeline import RunSettings, run_manifest
 from ..plan import Job, parse_shard
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
-from ..results_folder import RESULTS_FILE, iter_results, merge_results
+from ..results_folder import RESULTS_FILE, iter_results
+from ..shards import merge_results
 from . import commands
-from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
-from .comment import MARKER, CommentError, PullRequestComments
+from .inputs import RUNNER_SECRETS, GitHubContext, Inputs, read_inputs
+from .publish import annotate, log_simulations, make_readable, post_comment, upload_results
 from .untrusted import refuse_untrusted_code
-
-COMMENT_MODES = ("always", "on-failure", "never")
-#: the YAML 1.2 core schema's spellings, which the runner's own boolean inputs accept
-BOOLEANS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-KEY_INPUTS = {
-    "openai-api-key": "OPENAI_API_KEY",
-    "azure-openai-endpoint": "AZURE_OPENAI_ENDPOINT",
-    "azure-openai-api-key": "AZURE_OPENAI_API_KEY",
-    "azure-openai-api-version": "AZURE_OPENAI_API_VERSION",
-}
-SECRET_INPUTS = ("openai-api-key", "azure-openai-api-key", "github-token")
-#: the runner's own credentials in the container's environment
-RUNNER_SECRETS = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
-
-
-@dataclass
-class Inputs:
-    manifest: str = ".github/simulations.yml"
-    app_url: str = ""
-    github_token: str = ""
-    comment: str = "always"
-    artifact_name: str = "simulation-results"
-    results_dir: str = "simulation-results"
-    fail_on: str = "gate"
-    concurrency: int = 8
-    shard: str = ""
-    filters: list[str] = field(default_factory=list)
-    merge: list[str] = field(default_factory=list)
-    baseline: str = ""
-    resume: bool = False
-    keys: dict[str, str] = field(default_factory=dict)
-    allow_untrusted_code: bool = False
-
-
-def _lines(text: str) -> list[str]:
-    return [part.strip() for part in re.split(r"[,\n]", text) if part.strip()]
-
-
-def _boolean(text: str, name: str) -> bool:
-    value = text.strip() or "false"
-    if value not in BOOLEANS:
-        raise ConfigError(f"input {name}: must be true or false, got {value!r}")
-    return BOOLEANS[value]
-
-
-def read_inputs() -> Inputs:
-    """The action's inputs; bad values are configuration errors that name the input."""
-    get = commands.get_input
-    for name in SECRET_INPUTS:
-        commands.mask(get(name))
-        known_secrets.register(get(name))
-    comment = (get("comment") or "always").lower()
-    if comment not in COMMENT_MODES:
-        raise ConfigError(f"input comment: must be one of {', '.join(COMMENT_MODES)}, got {comment!r}")
-    fail_on = (get("fail-on") or "gate").lower()
-    if fail_on not in FAIL_ON:
-        raise ConfigError(f"input fail-on: must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
-    concurrency_text = get("concurrency") or "8"
-    if not concurrency_text.isdigit() or int(concurrency_text) < 1:
-        raise ConfigError(f"input concurrency: must be a whole number >= 1, got {concurrency_text!r}")
-    shard = get("shard")
-    if shard:
-        parse_shard(shard)
-    return Inputs(
-        manifest=get("manifest") or ".github/simulations.yml",
-        app_url=get("app-url"),
-        github_token=get("github-token"),
-        comment=comment,
-        artifact_name=get("artifact-name") or "simulation-results",
-        results_dir=get("results-dir") or "simulation-results",
-        fail_on=fail_on,
-        concurrency=int(concurrency_text),
-        shard=shard,
-        filters=_lines(get("filter")),
-        merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
-        baseline=get("baseline"),
-        resume=_boolean(get("resume"), "resume"),
-        keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
-        allow_untrusted_code=_boolean(get("allow-untrusted-code"), "allow-untrusted-code"),
-    )
-
-
-@dataclass
-class GitHubContext:
-    """What the runner tells a container about the run (workspace, repository, event)."""
-
-    workspace: Path
-    repository: str
-    api_url: str
-    server_url: str
-    run_id: str
-    workflow: str
-    job: str
-    pr_number: int | None
-    is_fork: bool
-    event_name: str = ""
-    sha: str = ""
-    event: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> GitHubContext:
-        payload: dict[str, Any] = {}
-        event_path = env.get("GITHUB_EVENT_PATH")
-        if event_path and Path(event_path).is_file():
-            try:
-                payload = json.loads(Path(event_path).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                payload = {}
-        pull = payload.get("pull_request") or {}
-        head_repo = ((pull.get("head") or {}).get("repo") or {}).get("full_name")
-        base_repo = ((pull.get("base") or {}).get("repo") or {}).get("full_name")
-        return cls(
-            workspace=Path(env.get("GITHUB_WORKSPACE") or "."),
-            repository=env.get("GITHUB_REPOSITORY", ""),
-            api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
-            server_url=env.get("GITHUB_SERVER_URL", "https://github.com"),
-            run_id=env.get("GITHUB_RUN_ID", ""),
-            workflow=env.get("GITHUB_WORKFLOW", ""),
-            job=env.get("GITHUB_JOB", ""),
-            pr_number=pull.get("number") if isinstance(pull.get("number"), int) else None,
-            is_fork=bool(head_repo and base_repo and head_repo != base_repo),
-            event_name=env.get("GITHUB_EVENT_NAME", ""),
-            sha=env.get("GITHUB_SHA", ""),
-            event=payload if isinstance(payload, dict) else {},
-        )
-
-    @property
-    def run_url(self) -> str | None:
-        if not (self.repository and self.run_id):
-            return None
-        return f"{self.server_url}/{self.repository}/actions/runs/{self.run_id}"
 
 
 def _mask_manifest_secrets(manifest: Manifest, env: Mapping[str, str]) -> None:
@@ -175,13 +42,6 @@ def _mask_manifest_secrets(manifest: Manifest, env: Mapping[str, str]) -> None:
     for model in (manifest.user, manifest.judge, *(s.user for s in manifest.simulations)):
         if model and model.get("api_key_env"):
             commands.mask(env.get(model["api_key_env"]))
-
-
-def _annotation_file(ctx: GitHubContext, manifest_path: Path) -> str:
-    try:
-        return manifest_path.resolve().relative_to(ctx.workspace.resolve()).as_posix()
-    except ValueError:
-        return manifest_path.as_posix()
 
 
 def _print_progress(job: Job, result: dict[str, Any]) -> None:
@@ -227,116 +87,6 @@ def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) 
     if outcome.summary_error:
         commands.error(f"summary.json could not be written: {outcome.summary_error}", title="Results not stored")
     return outcome.summary, manifest, outcome.exit_code(inputs.fail_on)
-
-
-#: transcripts printed in the log per simulation (failed and errored ones first); all are in the artifact
-LOGGED_PER_SIMULATION = 20
-
-
-def _log_simulations(summary: dict[str, Any], results: Callable[[], Iterable[dict[str, Any]]]) -> None:
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for result in results():  # one pass; a few per simulation, failures first
-        kept = by_name.setdefault(result["meta_data"].get("simulation", "?"), [])
-        passed = (result.get("evaluation") or {}).get("status") == "pass"
-        if len(kept) < LOGGED_PER_SIMULATION:
-            kept.append(result)
-        elif not passed:
-            index = next((i for i, r in enumerate(kept) if (r.get("evaluation") or {}).get("status") == "pass"), None)
-            if index is not None:
-                kept[index] = result
-    for name, sim in summary["simulations"].items():
-        verdict = sim["verdict"]
-        with commands.group(f"{name}: {verdict['status']} ({verdict['passes']}/{verdict['runs']} passed)"):
-            shown = by_name.get(name, [])
-            for result in shown:
-                evaluation = result.get("evaluation") or {}
-                print(f"--- #{result['meta_data'].get('repeat', 1)}: {evaluation.get('status', 'error')}", flush=True)
-                lines = [
-                    f"[{t['turn_number']}] {t['actor']}: {t['response'] or t.get('error')}"
-                    for t in result["conversation"]
-                ]
-                lines += [f"  {c['status']}: {c['name']}: {c['message']}" for c in evaluation.get("checks", [])]
-                lines += [f"  error: {e}" for e in evaluation.get("errors", [])]
-                commands.print_untrusted("\n".join(lines))
-            if verdict["runs"] > len(shown):
-                print(f"({verdict['runs'] - len(shown)} more conversation(s) are in the results artifact)", flush=True)
-
-
-def _annotate(summary: dict[str, Any], manifest: Manifest | None, ctx: GitHubContext) -> None:
-    for name, sim in summary["simulations"].items():
-        verdict = sim["verdict"]
-        if verdict["status"] == "pass":
-            continue
-        simulation = manifest.simulation(name) if manifest else None
-        file = _annotation_file(ctx, manifest.path) if manifest else None
-        line = simulation.line if simulation else None
-        checks = ", ".join(f"{check} ({count}×)" for check, count in verdict["failed_checks"].items())
-        message = (
-            f"Simulation {name} {'failed' if verdict['status'] == 'fail' else 'has no verdict'}: "
-            f"{verdict['passes']}/{verdict['runs']} passed, {verdict['errors']} errors"
-            + (f"; failing checks: {checks}" if checks else "")
-        )
-        if verdict["status"] == "fail":
-            commands.error(message, file=file, line=line, title=f"Simulation {name} failed")
-        else:
-            commands.warning(message, file=file, line=line, title=f"Simulation {name} has no verdict")
-
-
-def _comment(inputs: Inputs, ctx: GitHubContext, summary: dict[str, Any], body: str) -> str | None:
-    if inputs.comment == "never" or ctx.pr_number is None:
-        return None
-    if not inputs.github_token:
-        commands.warning("No github-token: the pull request comment is skipped; the job summary has the report.")
-        return None
-    key = hashlib.sha256(f"{ctx.workflow}|{ctx.job}|{inputs.manifest}".encode()).hexdigest()[:12]
-    marker = MARKER.format(key=key)
-    comments = PullRequestComments(ctx.api_url, ctx.repository, ctx.pr_number, inputs.github_token)
-    try:
-        passing = summary["gate"]["status"] in ("pass", "skipped")
-        if inputs.comment == "on-failure" and passing and comments.find(marker) is None:
-            return None  # nothing failed and no earlier comment to bring up to date
-        posted = comments.upsert(marker, body)
-    except CommentError as exc:
-        if exc.no_permission:
-            commands.warning(
-                f"Cannot write the pull request comment ({exc}). Pull requests from forks get a read-only "
-                "token; elsewhere grant `permissions: pull-requests: write`. The job summary has the report.",
-                title="No pull request comment",
-            )
-        else:
-            commands.warning(f"The pull request comment failed: {exc}. The job summary has the report.")
-        return None
-    print(f"{'Posted' if posted.created else 'Updated'} the pull request comment: {posted.url}", flush=True)
-    return posted.url
-
-
-def _upload(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[str | None, str]:
-    name = inputs.artifact_name
-    if inputs.shard and name == "simulation-results":
-        name = f"{name}-shard-{parse_shard(inputs.shard)[0]}"
-    name = safe_name(name)
-    if not runtime_available(env):
-        commands.notice(
-            f"The Actions results service is not available to this container (no ACTIONS_RUNTIME_TOKEN / "
-            f"ACTIONS_RESULTS_URL), so the results stay in {inputs.results_dir}/. Add a step "
-            f"`uses: actions/upload-artifact@v4` with `path: {inputs.results_dir}` to keep them.",
-            title="Results not uploaded",
-        )
-        return None, name
-    try:
-        artifact_id, size = ArtifactUploader(env).upload(name, out)
-    except (ArtifactError, KeyError) as exc:
-        commands.warning(f"Uploading the results artifact failed: {exc}. They stay in {inputs.results_dir}/.")
-        return None, name
-    print(f"Uploaded artifact {name} ({size:,} bytes), id {artifact_id}", flush=True)
-    return artifact_id, name
-
-
-def _make_readable(out: Path) -> None:
-    """The container runs as root; later steps on the runner must read and remove what it wrote."""
-    for path in [out, *out.rglob("*")]:
-        with contextlib.suppress(OSError):
-            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _config_error(exc: ConfigError) -> int:
@@ -385,9 +135,9 @@ def _run_action(env: Mapping[str, str]) -> int:
     def results() -> Iterator[dict[str, Any]]:  # a fresh pass over the file each time: nothing held in memory
         return iter_results(path) if path.is_file() else iter(())
 
-    _make_readable(out)
-    _log_simulations(summary, results)
-    _annotate(summary, manifest, ctx)
+    make_readable(out)
+    log_simulations(summary, results)
+    annotate(summary, manifest, ctx)
     try:
         changes = baseline_changes(summary, ctx.workspace / inputs.baseline if inputs.baseline else None)
     except ConfigError as exc:
@@ -399,7 +149,7 @@ def _run_action(env: Mapping[str, str]) -> int:
         )
     except OSError as exc:
         commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
-    artifact_id, artifact_name = _upload(inputs, ctx, out, env)
+    artifact_id, artifact_name = upload_results(inputs, ctx, out, env)
     artifact_url = (
         f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}/artifacts/{artifact_id}" if artifact_id else None
     )
@@ -415,7 +165,7 @@ def _run_action(env: Mapping[str, str]) -> int:
         with open(summary_file, "a", encoding="utf-8") as handle:
             limit = max(SUMMARY_LIMIT - used - 1024, 4096)
             handle.write(scrub_text(render_markdown(summary, results(), links, limit=limit, changes=changes)) + "\n")
-    comment_url = _comment(inputs, ctx, summary, render_markdown(summary, results(), links, changes=changes))
+    comment_url = post_comment(inputs, ctx, summary, render_markdown(summary, results(), links, changes=changes))
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()
     commands.set_outputs(

@@ -24,7 +24,7 @@ from ..manifest import load_manifest
 from . import commands
 
 if TYPE_CHECKING:
-    from .action import GitHubContext, Inputs
+    from .inputs import GitHubContext, Inputs
 
 INPUT = "allow-untrusted-code"
 README_SECTION = 'README: "Untrusted pull requests"'

@@ -1,0 +1,98 @@
+"""`simulator check`: judge finished conversations again with the manifest's current checks.
+
+No app or user-model calls: only the checks (and the judge) run. Results stream through in small
+batches and are rewritten atomically, so a large folder re-checks in flat memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from datetime import datetime, timezone
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from .checks import EvaluationContext, evaluate
+from .connections import build_user_model
+from .manifest import Manifest
+from .results_folder import (
+    LISTED_KEYS,
+    RESULTS_FILE,
+    ReadNotes,
+    iter_results,
+    read_summary,
+    result_key,
+    result_line,
+    summarize_folder,
+    write_summary,
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> dict[str, Any]:
+    """Evaluate finished conversations again with the manifest's current checks; no app calls.
+
+    Rewrites the folder's results and summary in place (atomically), keeping the run's details;
+    results stream through in small batches, so memory stays flat.
+    """
+    folder = Path(folder)
+    context = EvaluationContext()
+    sims = {s.name: s for s in manifest.simulations}
+    if manifest.judge and any(c.needs_judge for s in sims.values() for c in s.checks):
+        context.judge = build_user_model(manifest.judge, source="judge")
+    notes = ReadNotes()
+    problems: list[str] = []
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(result: dict[str, Any]) -> dict[str, Any]:
+        name = result["meta_data"].get("simulation")
+        sim = sims.get(name)
+        if sim is None:
+            result["evaluation"] = {
+                "status": "error",
+                "checks": [],
+                "failed": [],
+                "errors": [f"{manifest.path} has no simulation named {name!r}"],
+            }
+            return result
+        result["meta_data"]["min_passes"] = sim.min_passes
+        result["meta_data"]["required"] = sim.required
+        try:
+            async with semaphore:
+                result["evaluation"] = await evaluate(result, sim.checks, context)
+        except Exception as exc:  # a bug in a check: no verdict, and the run says so
+            problems.append(f"{result_key(result)}: checking the conversation failed: {type(exc).__name__}: {exc}")
+            result["evaluation"] = {"status": "error", "checks": [], "failed": [], "errors": [problems[-1]]}
+        return result
+
+    path = folder / RESULTS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    source = iter_results(path, notes)
+    try:
+        with tmp.open("wb") as handle:
+            while batch := list(islice(source, concurrency * 4)):
+                for result in await asyncio.gather(*(one(r) for r in batch)):
+                    handle.write(result_line(result))
+        os.chmod(tmp, 0o644)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    finally:
+        if context.judge is not None:
+            await context.judge.aclose()
+    old = read_summary(folder) or {}
+    run = {**(old.get("run") or {}), "rechecked_at": _now(), "manifest": str(manifest.path)}
+    if problems:
+        run["internal_errors"] = [*run.get("internal_errors", []), *problems[:LISTED_KEYS]]
+    if notes.warnings:
+        run["warnings"] = [*run.get("warnings", []), *notes.warnings]
+    rebuilt = summarize_folder(folder, run=run, gate=manifest.gate)
+    write_summary(folder, rebuilt.summary)
+    return rebuilt.summary

@@ -1,0 +1,130 @@
+"""Reading conversations.jsonl: streamed, every line checked, a killed writer's torn last line dropped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .errors import ConfigError
+from .schema_check import load_schema, schema_errors
+
+log = logging.getLogger("simulator.results")
+
+
+@cache
+def _result_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema("conversation_result"))
+
+
+@dataclass
+class ReadNotes:
+    """What a reader had to skip, for the command to say so."""
+
+    warnings: list[str] = field(default_factory=list)
+    #: bytes of a torn last line that were dropped
+    torn_bytes: int = 0
+
+
+def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: results are not UTF-8 text ({exc.reason})") from None
+    line = line.rstrip("\r\n")
+    try:
+        result = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not a JSON line ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not a conversation_result (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{where}: not a usable JSON line ({str(exc).split(':')[0]})") from None
+    if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
+        raise ConfigError(f"{where}: not a conversation_result")
+    where = f"{where}: not a conversation_result"
+    try:
+        problems = (
+            [] if _result_validator().is_valid(result) else schema_errors(result, "conversation_result", source=where)
+        )
+    except RecursionError:
+        problems = [f"{where}: nested too deeply"]
+    if problems:
+        raise ConfigError(problems[0])
+    return result
+
+
+def _torn(raw: bytes) -> bool:
+    """A line the writer began and never ended: no newline, the start of a result, not parseable."""
+    if raw.endswith(b"\n") or not raw.startswith(b'{"conversation_id"'):
+        return False
+    try:
+        json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False
+
+
+def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[dict[str, Any]]:
+    """Conversation results from a JSONL file, one at a time.
+
+    Every line must be a conversation_result (its JSON Schema) with, when present, an `evaluation`
+    as the runner writes it; a damaged line is a `ConfigError` naming file and line. The one
+    exception is a last line without its newline that begins a result and does not parse: a writer
+    killed mid-line left it, so it is dropped with a warning (in `notes`, and logged). Lines end only at "\\n":
+    U+2028 and U+0085, which JSON keeps unescaped inside strings, are text.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL character in the path
+        raise ConfigError(f"{path!r}: cannot read results: {exc}") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                result = _parse_line(raw, f"{path}:{number}")
+            except ConfigError:
+                if not _torn(raw) or handle.read(1):
+                    raise
+                warning = (
+                    f"{path}:{number}: dropped an incomplete last line ({len(raw):,} bytes): the run that "
+                    "wrote it was killed mid-write; the conversations before it are complete"
+                )
+                log.warning("%s", warning)
+                if notes is not None:
+                    notes.warnings.append(warning)
+                    notes.torn_bytes = len(raw)
+                return
+            yield result
+
+
+def read_results(path: str | Path, notes: ReadNotes | None = None) -> list[dict[str, Any]]:
+    """Every conversation result of a JSONL file (see `iter_results`)."""
+    return list(iter_results(path, notes))
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Remove an incomplete last line (a killed writer's) so lines can be appended; returns bytes cut."""
+    notes = ReadNotes()
+    for _ in iter_results(path, notes):
+        pass
+    if notes.torn_bytes:
+        size = path.stat().st_size
+        os.truncate(path, size - notes.torn_bytes)
+    return notes.torn_bytes
+
+
+def result_key(result: dict[str, Any]) -> str:
+    meta = result["meta_data"]
+    return f"{meta.get('simulation') or meta['persona']['name']}#{meta.get('repeat', 1)}"

@@ -1,0 +1,92 @@
+"""Merging the results folders of several shards into one: results, plan and summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .plan import keys_of_record
+from .results_folder import (
+    PLAN_FILE,
+    RESULTS_FILE,
+    move_previous_run,
+    read_plan,
+    read_summary,
+    summarize_folder,
+    write_plan,
+    write_results,
+    write_summary,
+)
+from .results_reading import ReadNotes, iter_results
+
+
+def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tuple[dict[str, Any] | None, list[str]]:
+    """One plan for merged shards: their keys together; warns about shards that were not given."""
+    known = [p for p in plans if p is not None]
+    if not known:
+        return None, []
+    warnings = []
+    keys: list[str] = []
+    for plan in known:
+        keys.extend(keys_of_record(plan))
+    merged: dict[str, Any] = {"keys": keys, "gate": known[0].get("gate"), "order": known[0].get("order")}
+    shards = {tuple(p["shard"]) for p in known if p.get("shard")}
+    counts = {count for _, count in shards}
+    if len(counts) == 1:
+        count = counts.pop()
+        have = {index for index, _ in shards}
+        absent = sorted(set(range(1, count + 1)) - have)
+        if absent:
+            total = max(int(p.get("planned_total") or 0) for p in known)
+            unseen = max(total - len(keys), 0)
+            merged["unseen_shards"] = absent
+            merged["unseen_count"] = unseen
+            warnings.append(
+                f"shard(s) {', '.join(f'{i}/{count}' for i in absent)} of this run were not given to merge "
+                f"({unseen} planned conversation(s)): they count as missing"
+            )
+    if len(known) < len(folders):
+        warnings.append(f"{len(folders) - len(known)} shard folder(s) have no {PLAN_FILE}: their plan is unknown")
+    return merged, warnings
+
+
+def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str, Any]:
+    """Join the outputs of several shards into one results folder, plan and summary (streamed).
+
+    Torn last lines and shards that were not given are named in the summary's `run.warnings`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    move_previous_run(out)
+    folders = [Path(f) for f in shard_dirs]
+    seen: set[str] = set()
+    notes = ReadNotes()
+
+    def shard_results() -> Iterator[dict[str, Any]]:
+        for folder in folders:
+            for result in iter_results(folder / RESULTS_FILE, notes):
+                if result["conversation_id"] in seen:
+                    raise ConfigError(f"{folder}: conversation {result['conversation_id']} appears in two shards")
+                seen.add(result["conversation_id"])
+                yield result
+
+    write_results(out / RESULTS_FILE, shard_results())
+    summaries = [read_summary(f) or {} for f in folders]
+    runs = [s.get("run") or {} for s in summaries]
+    gates = [(s.get("gate") or {}).get("config") for s in summaries]
+    plan, warnings = merge_plans([read_plan(f) for f in folders], folders)
+    if plan is not None:
+        write_plan(out, plan)
+    run = {
+        "merged_from": [str(f) for f in folders],
+        "interrupted": any(r.get("interrupted") for r in runs),
+        "fatal_error": next((r["fatal_error"] for r in runs if r.get("fatal_error")), None),
+        "internal_errors": [e for r in runs for e in r.get("internal_errors", [])],
+        "warnings": [*notes.warnings, *warnings],
+    }
+    gate = next((g for g in gates if g is not None), None) or (plan or {}).get("gate")
+    summary = summarize_folder(out, run=run, gate=gate).summary
+    write_summary(out, summary)
+    return summary
