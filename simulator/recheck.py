@@ -37,8 +37,7 @@ def _now() -> str:
 async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> dict[str, Any]:
     """Evaluate finished conversations again with the manifest's current checks; no app calls.
 
-    Rewrites the folder's results and summary in place (atomically), keeping the run's details;
-    results stream through in small batches, so memory stays flat.
+    Rewrites the folder's results and summary in place (atomically), keeping the run's details.
     """
     folder = Path(folder)
     context = EvaluationContext()

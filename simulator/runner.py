@@ -259,12 +259,7 @@ async def run_jobs(
         "wall_time_ms": round((time.monotonic() - started) * 1000, 3),
         "concurrency": concurrency,
         "interrupted": interrupted,
-        "fatal_error": run.fatal,
-        **status,
-        "not_run": status.get("missing", []),
-        "lost": run.lost[:LISTED_KEYS],
-        "storage_error": _storage_message(run, status) if run.storage_error else None,
-        "internal_errors": run.internal_errors[:LISTED_KEYS],
+        **_problems(run, status),
         **({"resumed": len(start.kept), "warnings": start.warnings} if resume else {}),
         **(run_info or {}),
     }
@@ -340,6 +335,18 @@ async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool
         await asyncio.gather(*workers, return_exceptions=True)
         return True
     return False
+
+
+def _problems(run: _Run, status: dict[str, Any]) -> dict[str, Any]:
+    """The summary's account of what is missing and why: the plan status, fatal, storage and internal errors."""
+    return {
+        "fatal_error": run.fatal,
+        **status,
+        "not_run": status.get("missing", []),
+        "lost": run.lost[:LISTED_KEYS],
+        "storage_error": _storage_message(run, status) if run.storage_error else None,
+        "internal_errors": run.internal_errors[:LISTED_KEYS],
+    }
 
 
 def _storage_message(run: _Run, status: dict[str, Any]) -> str:

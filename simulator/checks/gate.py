@@ -129,11 +129,7 @@ def decide_gate(
     for problem in internal_errors or []:
         reasons.append(f"internal error: {problem}")
     status = ERROR if internal_errors else FAIL if failing else ERROR if reasons else PASS
-    k_values = [s["pass_hat_k"] for s in simulations.values()]
-    mean_hat = {}
-    for k in sorted({k for d in k_values for k in d}, key=int):
-        values = [d[k] for d in k_values if d.get(k) is not None]
-        mean_hat[k] = _round(sum(values) / len(values)) if values else None
+    mean_hat = _mean_pass_hat_k(simulations)
     return {
         "status": status,
         "reasons": failing + reasons,
@@ -149,3 +145,13 @@ def decide_gate(
         "pass_hat_k": mean_hat,
         "config": config,
     }
+
+
+def _mean_pass_hat_k(simulations: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """pass^k averaged over the simulations that have it, for each k."""
+    k_values = [s["pass_hat_k"] for s in simulations.values()]
+    mean_hat = {}
+    for k in sorted({k for d in k_values for k in d}, key=int):
+        values = [d[k] for d in k_values if d.get(k) is not None]
+        mean_hat[k] = _round(sum(values) / len(values)) if values else None
+    return mean_hat

@@ -159,13 +159,25 @@ def _run_action(env: Mapping[str, str]) -> int:
         artifact_name=artifact_name,
         report_note="report.html in the artifact shows every conversation as a chat transcript",
     )
-    summary_file = env.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
-        with open(summary_file, "a", encoding="utf-8") as handle:
-            limit = max(SUMMARY_LIMIT - used - 1024, 4096)
-            handle.write(scrub_text(render_markdown(summary, results(), links, limit=limit, changes=changes)) + "\n")
+    _write_step_summary(env, render_markdown, summary, results, links, changes)
     comment_url = post_comment(inputs, ctx, summary, render_markdown(summary, results(), links, changes=changes))
+    _set_outputs(inputs, summary, comment_url, artifact_id)
+    return code
+
+
+def _write_step_summary(
+    env: Mapping[str, str], render: Any, summary: dict[str, Any], results: Any, links: Links, changes: Any
+) -> None:
+    summary_file = env.get("GITHUB_STEP_SUMMARY")
+    if not summary_file:
+        return
+    used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
+    with open(summary_file, "a", encoding="utf-8") as handle:
+        limit = max(SUMMARY_LIMIT - used - 1024, 4096)
+        handle.write(scrub_text(render(summary, results(), links, limit=limit, changes=changes)) + "\n")
+
+
+def _set_outputs(inputs: Inputs, summary: dict[str, Any], comment_url: str | None, artifact_id: str | None) -> None:
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()
     commands.set_outputs(
@@ -182,4 +194,3 @@ def _run_action(env: Mapping[str, str]) -> int:
             "artifact-id": artifact_id or "",
         }
     )
-    return code

@@ -232,6 +232,39 @@ def conversation_details(result: dict[str, Any]) -> str:
     return "\n".join([head, "", code_block(transcript), "", "</details>"])
 
 
+def _footer(links: Links) -> str:
+    items = []
+    if links.run_url:
+        items.append(f"[workflow run]({links.run_url})")
+    if links.artifact_url:
+        items.append(f"[results artifact `{inline(links.artifact_name or 'results', 80)}`]({links.artifact_url})")
+    if links.report_note:
+        items.append(inline(links.report_note, 300))
+    return " · ".join(items)
+
+
+def _worst(results: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The few failed or errored conversations that can be shown (failures first), and how many there are.
+
+    A large run is streamed through, never held.
+    """
+    count = 0
+
+    def not_passed() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for result in results:
+            if (result.get("evaluation") or {}).get("status", "error") != "pass":
+                count += 1
+                yield result
+
+    shown = heapq.nsmallest(
+        SHOWN_AT_MOST,
+        not_passed(),
+        key=lambda r: ((r.get("evaluation") or {}).get("status") != "fail", r["meta_data"].get("simulation", "")),
+    )
+    return shown, count
+
+
 def render_markdown(
     summary: dict[str, Any],
     results: Iterable[dict[str, Any]] = (),
@@ -252,29 +285,8 @@ def render_markdown(
     parts += [gate_section(summary), simulations_table(summary, changes=changes)]
     if changes is not None:
         parts.append(changes_section(changes))
-    link_items = []
-    if links.run_url:
-        link_items.append(f"[workflow run]({links.run_url})")
-    if links.artifact_url:
-        link_items.append(f"[results artifact `{inline(links.artifact_name or 'results', 80)}`]({links.artifact_url})")
-    if links.report_note:
-        link_items.append(inline(links.report_note, 300))
-    footer = " · ".join(link_items)
-    bad_count = 0
-
-    def not_passed() -> Iterator[dict[str, Any]]:
-        nonlocal bad_count
-        for result in results:
-            if (result.get("evaluation") or {}).get("status", "error") != "pass":
-                bad_count += 1
-                yield result
-
-    # the few that can be shown, failures first; a large run is streamed, never held
-    bad = heapq.nsmallest(
-        SHOWN_AT_MOST,
-        not_passed(),
-        key=lambda r: ((r.get("evaluation") or {}).get("status") != "fail", r["meta_data"].get("simulation", "")),
-    )
+    footer = _footer(links)
+    bad, bad_count = _worst(results)
     head = "\n\n".join(parts)
     if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
         head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
