@@ -33,6 +33,7 @@ from .checks import build_checks
 from .errors import ConfigError
 from .persona import Persona, predefined_personas
 from .schema_check import schema_errors
+from .target_validation import checked_target
 from .targets.redaction import BENIGN_HEADERS
 from .yaml_source import YamlDocument, format_path, load_yaml_file
 
@@ -441,6 +442,7 @@ def _simulations(
         target = deep_merge(data.get("target"), entry.get("target"))
         user = deep_merge(data.get("user"), entry.get("user")) if (data.get("user") or entry.get("user")) else None
         _check_sides(entry, target, user, doc, at, problems)
+        target = checked_target(doc, data.get("target"), entry.get("target"), target, at, problems)  # as run builds it
         if persona is None:
             continue
         simulations.append(

@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_every_subpackage_and_data_folder_is_listed_in_pyproject() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
+    folders = [p.relative_to(REPO / "simulator").parts for p in (REPO / "simulator").rglob("*") if p.is_dir()]
     on_disk = {"simulator"} | {
-        "simulator." + p.name for p in (REPO / "simulator").iterdir() if p.is_dir() and not p.name.startswith("__")
+        ".".join(("simulator", *parts)) for parts in folders if not any(part.startswith("__") for part in parts)
     }
     on_disk.add("simulator.personas")
     assert on_disk == listed

@@ -1,0 +1,123 @@
+"""What a failed turn says: each way an exchange fails as a `TurnError` that names the fix.
+
+Every message carries the recorded request (never a credential) and a scrubbed snippet of the
+answer, so a failure is understood from the results alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import TurnError
+from ..redaction import safe_url
+from .answer import Answer
+from .format import HttpFormat
+
+FATAL_STATUSES = (401, 403, 404)
+
+
+def after(retries: int) -> str:
+    """A message's " after 2 retries", or nothing for a first try."""
+    return f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+
+
+def describe_transport(exc: BaseException) -> str:
+    """A dropped connection's error for a message. A reset raises ReadError with no text at all, which
+    left the recorded reason reading "ReadError: "; say what it means instead."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} (the connection was closed or reset)"
+
+
+def detail(answer: Answer, record: dict[str, Any]) -> dict[str, Any]:
+    """The evidence a failed turn keeps: status, URL, the answer's beginning and the request."""
+    shown = answer.snippet
+    found: dict[str, Any] = {
+        "status": answer.status,
+        "url": record.get("url"),
+        "body_snippet": shown,
+        "response": shown,
+        "request": dict(record),
+    }
+    if answer.retries:
+        found["retries"] = answer.retries
+    return found
+
+
+def app_error(what: str, answer: Answer, record: dict[str, Any], fatal: bool = False) -> TurnError:
+    """The app answered, but not with a usable reply."""
+    return TurnError(
+        "app_error",
+        f"the app at {record.get('url')} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}",
+        detail=detail(answer, record),
+        fatal=fatal,
+    )
+
+
+def withheld_error(answer: Answer, record: dict[str, Any]) -> TurnError:
+    """The app's content filter withheld its answer."""
+    return TurnError(
+        "content_filter",
+        f"the app at {record.get('url')} withheld its answer (finish_reason content_filter)",
+        detail=detail(answer, record),
+    )
+
+
+def status_error(answer: Answer, record: dict[str, Any], source: str, format: HttpFormat) -> TurnError:
+    """An answer with an error status (or a redirect), saying what to check."""
+    status = answer.status
+    if status in (401, 403):
+        what = f"refused the request; check the target's headers/token ({source}.headers)"
+    elif status == 404:
+        what = f"has no such endpoint; check {source}.url (or --app-url)"
+    elif status == 429:
+        what = "kept rate-limiting" + after(answer.retries)
+    elif status >= 500:
+        what = "failed" + after(answer.retries)
+    elif 300 <= status < 400:
+        location = answer.headers.get("location")
+        target = safe_url(location) if location else "another address"
+        what = f"redirected to {target}; point {source}.url there"
+    else:
+        what = "rejected the request"
+    if format.refused(status, answer.text):
+        return TurnError(
+            "content_filter",
+            f"the app at {record.get('url')} blocked the question by content filtering (HTTP {status})",
+            detail=detail(answer, record),
+        )
+    return app_error(what, answer, record, fatal=status in FATAL_STATUSES)
+
+
+def timeout_error(record: dict[str, Any], retries: int, timeout: float) -> TurnError:
+    """No complete answer within the timeout."""
+    waited = f" ({after(retries).strip()})" if retries else ""
+    return TurnError(
+        "timeout",
+        f"the app at {record.get('url')} gave no complete answer within {timeout:g} s{waited}",
+        detail={"url": record.get("url"), "timeout": timeout, "retries": retries, "request": dict(record)},
+    )
+
+
+def unreachable_error(record: dict[str, Any], exc: Exception, retries: int, source: str) -> TurnError:
+    """No connection at all: the app is not running there."""
+    url = record.get("url")
+    waited = f" ({after(retries).strip()})" if retries else ""
+    return TurnError(
+        "app_error",
+        f"the app is unreachable at {url}: {exc or type(exc).__name__}{waited}; is it running? "
+        f"check {source}.url (or --app-url)",
+        detail={"url": url, "status": None, "retries": retries, "request": dict(record)},
+        fatal=True,
+    )
+
+
+def transport_error(record: dict[str, Any], exc: Exception, retries: int, fatal: bool = False) -> TurnError:
+    """The connection broke before the answer was complete."""
+    url = record.get("url")
+    waited = f" ({after(retries).strip()})" if retries else ""
+    return TurnError(
+        "app_error",
+        f"the connection to the app at {url} failed before a complete answer: {describe_transport(exc)}{waited}",
+        detail={"url": url, "status": None, "retries": retries, "request": dict(record)},
+        fatal=fatal,
+    )

@@ -1,0 +1,95 @@
+"""What sets one HTTP format apart from another, so the target itself speaks none in particular.
+
+A format (`HttpFormat`) owns its own manifest fields and their checks, the body of each request
+(the history included), where the reply text sits in a JSON answer and in streamed events, and
+what counts as the app's content filter. Everything else (the client, the bounded reading,
+retries, sessions, recording, error messages) is the same for every format. Formats are listed in
+`registry.FORMATS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ...template import PLACEHOLDER
+from .problems import Problems
+
+#: placeholders usable in url, header values and a format's templates: values of the turn
+PLACEHOLDERS = ("question", "conversation_id", "session_id", "turn_number", "persona", "task")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A configured value rendered anew each turn (strings anywhere inside), and the names it may use."""
+
+    field: tuple[str, ...]
+    value: Any
+    known: tuple[str, ...] = PLACEHOLDERS
+
+
+def only_placeholder(value: Any, name: str) -> bool:
+    """True when `value` is exactly `{{name}}` (such a value may become a list or be left out)."""
+    if not isinstance(value, str):
+        return False
+    match = PLACEHOLDER.fullmatch(value.strip())
+    return bool(match and match.group(1) == name)
+
+
+class HttpFormat:
+    """One way of talking to a chat app over HTTP. Subclasses set the class attributes and override
+    what differs; an instance holds the format's own settings, already checked."""
+
+    #: the `format:` value in a manifest
+    name: ClassVar[str] = ""
+    #: manifest fields only this format reads (beside url, headers, response, session, ...)
+    keys: ClassVar[tuple[str, ...]] = ()
+    #: the path of the reply text in a JSON answer when `response` is not set; None: `response` is required
+    default_response: ClassVar[str | None] = None
+    #: the path of a piece of the reply text in each streamed event when `response` is not set
+    stream_response: ClassVar[str] = "delta"
+    #: the events have a shape of their own: `response` (for JSON answers) does not apply to them
+    stream_response_fixed: ClassVar[bool] = False
+    #: the request's method; only a format that sends no body may use GET
+    method: str = "POST"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], source: str, problems: Problems) -> HttpFormat | None:
+        """This format's settings from the target mapping. Each problem of its own fields goes to
+        `problems` (then no target is built, but the format may still be returned so its templates are
+        checked too); None when the fields are too broken to look into."""
+        return cls()
+
+    def templates(self) -> list[Template]:
+        """The format's own values rendered per turn, so their placeholders are checked up front."""
+        return []
+
+    def body(self, question: str, history: list[dict[str, str]], values: Mapping[str, Any], session: bool) -> Any:
+        """The JSON body of a turn (None: no body). `history` is what `history:` lets through; `values`
+        are the placeholders' values; `session` is whether the app has issued a session id yet."""
+        raise NotImplementedError
+
+    def query(self, values: Mapping[str, Any], session: bool) -> dict[str, str]:
+        """Query parameters added to the URL's own, rendered."""
+        return {}
+
+    def default_headers(self) -> dict[str, str]:
+        """Headers sent unless the target configures them."""
+        return {}
+
+    def sent_values(self) -> tuple[dict[str, str], Any]:
+        """The configured query and body, for the credentials they may carry."""
+        return {}, None
+
+    def usage(self, document: Any) -> dict[str, Any] | None:
+        """Token usage in a JSON answer or a streamed event, if the format reports any."""
+        return None
+
+    def withheld(self, document: Any) -> bool:
+        """The app's content filter withheld this answer (or streamed event)."""
+        return False
+
+    def refused(self, status: int, text: str) -> bool:
+        """An error answer says the content filter refused the question."""
+        return False

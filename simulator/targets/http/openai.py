@@ -1,0 +1,70 @@
+"""OpenAI chat completions (and any compatible server): messages in, choices out, streamed or not."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .format import HttpFormat
+from .problems import Problems
+
+CONTENT_FILTER = "content_filter"
+
+
+class OpenAIFormat(HttpFormat):
+    """`model`, `system_prompt` and `stream` are this format's own; usage and the content filter are
+    read from the answer."""
+
+    name = "openai"
+    keys = ("model", "system_prompt", "stream")
+    default_response = "choices.0.message.content"
+    stream_response = "choices.0.delta.content"
+    stream_response_fixed = True
+
+    def __init__(self, model: str | None = None, system_prompt: str | None = None, stream: bool = False) -> None:
+        self.model = model
+        self.system_prompt = system_prompt
+        self.stream = stream
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], source: str, problems: Problems) -> HttpFormat | None:
+        found = len(problems)
+        for key in ("model", "system_prompt"):
+            value = config.get(key)
+            if value is not None and not isinstance(value, str):
+                problems.add((key,), f"{source}.{key}: must be a string")
+        stream = config.get("stream", False)
+        if not isinstance(stream, bool):
+            problems.add(("stream",), f"{source}.stream: must be true or false")
+        if len(problems) > found:
+            return None
+        return cls(config.get("model"), config.get("system_prompt"), stream)
+
+    def body(self, question: str, history: list[dict[str, str]], values: Mapping[str, Any], session: bool) -> Any:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.extend({"role": m["role"], "content": m["content"]} for m in history)
+        messages.append({"role": "user", "content": question})
+        body: dict[str, Any] = {}
+        if self.model:
+            body["model"] = self.model
+        body["messages"] = messages
+        if self.stream:
+            body["stream"] = True
+        return body
+
+    def default_headers(self) -> dict[str, str]:
+        return {"Accept": "text/event-stream"} if self.stream else {}
+
+    def usage(self, document: Any) -> dict[str, Any] | None:
+        usage = document.get("usage") if isinstance(document, dict) else None
+        return usage if isinstance(usage, dict) else None
+
+    def withheld(self, document: Any) -> bool:
+        choices = document.get("choices") if isinstance(document, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        return isinstance(first, dict) and first.get("finish_reason") == CONTENT_FILTER
+
+    def refused(self, status: int, text: str) -> bool:
+        return status == 400 and CONTENT_FILTER in text

@@ -1,0 +1,346 @@
+"""`HttpTarget`: an app behind an HTTP endpoint, whatever format it speaks.
+
+Each turn is one request (retried on 429/503/5xx, timeouts and dropped connections); the reply
+text is read from the JSON answer with a path, or assembled from a `text/event-stream`, never past
+`max_reply_bytes`. The format (`HttpFormat`) decides the body and where the text is; everything
+here is the same for all formats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from ... import known_secrets
+from ...errors import TurnError
+from ...known_secrets import scrub, scrub_text
+from ...sync import PerLoop
+from ...template import PLACEHOLDER, render
+from ..base import AppReply, Target
+from ..json_path import PathError, extract, format_path, parse_path
+from ..redaction import BENIGN_HEADERS, REDACTED, credential_values, is_sensitive_header, redact_body, safe_url
+from ..retry import RetryLater, parse_retry_after, retry_async
+from . import errors
+from .answer import Answer, StreamReply, snippet
+from .bounded import read_body
+from .config import load_settings
+from .registry import DEFAULT_FORMAT
+from .session import Conversation, NoCookies
+from .sse import read_events
+
+#: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
+ERROR_BODY_BYTES = 64 * 1024
+#: enough pooled connections for 64 concurrent conversations, kept alive between turns
+LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
+USER_AGENT = "chat-simulator"
+#: what a reading of the reply gives: the text, the usage, and the parts of a multi-part reply
+Reading = tuple[str, dict[str, Any] | None, list[str] | None]
+
+
+def encode_body(body: Any) -> bytes:
+    """A JSON request body as the connector sends it (and as `expand_request` gives it back)."""
+    return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _kind(value: Any) -> str:
+    return "objects" if isinstance(value, dict) else "lists"
+
+
+class HttpTarget(Target):
+    """An app under test behind an HTTP endpoint; one instance serves many concurrent conversations.
+
+    Keyword options are the manifest's target fields (headers, timeout, history, response, ...);
+    every problem with them is raised at once (`TargetConfigError`).
+    """
+
+    def __init__(self, url: str, format: str = DEFAULT_FORMAT, *, source: str = "target", **options: Any) -> None:
+        settings = load_settings({"url": url, "format": format, **options}, source)
+        self.source = source
+        self.settings = settings
+        self.url = settings.url
+        #: what sets this target's format apart (`format` is its name)
+        self.dialect = settings.format
+        self.format = settings.format.name
+        self.headers = settings.headers
+        self.timeout = settings.timeout
+        self.history = settings.history
+        self.response = settings.response
+        self.session = settings.session
+        self.retry = settings.retry
+        self.max_reply_bytes = settings.max_reply_bytes
+        query, body = self.dialect.sent_values()
+        known_secrets.register_all(credential_values(self.url, self.headers, query, body))
+        known_secrets.register_url(self.url)
+        self._clients: PerLoop[httpx2.AsyncClient] = PerLoop(self._make_client)
+        self._conversations: dict[str, Conversation] = {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], source: str = "target") -> HttpTarget:
+        """Build from the manifest's `target` mapping (validated, `${ENV}` already filled in)."""
+        load_settings(config, source)  # every problem at once, before the mapping becomes keywords
+        return cls(**config, source=source)
+
+    # --- description and lifecycle ----------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "http", "format": self.format, "url": safe_url(self.url)}
+
+    def __repr__(self) -> str:
+        return f"HttpTarget(format={self.format!r}, url={safe_url(self.url)!r})"
+
+    def _client(self) -> httpx2.AsyncClient:
+        """The connection pool of the running event loop."""
+        return self._clients.get()
+
+    def _make_client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            timeout=httpx2.Timeout(self.timeout),
+            limits=LIMITS,
+            cookies=NoCookies(),  # a shared store would mix sessions of concurrent conversations
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.aclose()
+
+    async def end_conversation(self, conversation_id: str) -> None:
+        self._conversations.pop(conversation_id, None)
+
+    # --- building the request ------------------------------------------------------------------
+
+    def _values(self, question: str, meta_data: Mapping[str, Any], state: Conversation) -> dict[str, Any]:
+        return {
+            "question": question,
+            "conversation_id": meta_data.get("conversation_id") or "",
+            "session_id": state.session_id or "",
+            "turn_number": meta_data.get("turn_number", ""),
+            "persona": meta_data.get("persona") or "",
+            "task": meta_data.get("task") or "",
+        }
+
+    def _build(
+        self, question: str, history: list[dict[str, str]], meta_data: Mapping[str, Any], state: Conversation
+    ) -> tuple[str, dict[str, str], dict[str, str], Any]:
+        """Method-less parts of the request: URL, query, headers and JSON body, all rendered."""
+        known = state.session_id is not None
+        values = self._values(question, meta_data, state)
+        url_values = {k: quote(str(v), safe="") for k, v in values.items()}
+        url = render(self.url, url_values, f"{self.source}.url")
+        query = self.dialect.query(values, known)
+        headers: dict[str, str] = {}
+        for name, template in self.headers.items():
+            value = render(template, values, f"{self.source}.headers.{name}")
+            value = " ".join(value.splitlines()).strip()  # a header value cannot span lines
+            if value:  # e.g. a session header before the app issued the session
+                headers[name] = value
+        sent_history = history if self.history == "full" else []
+        body = self.dialect.body(question, sent_history, values, known)
+        if body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+        for name, value in self.dialect.default_headers().items():
+            if not any(k.lower() == name.lower() for k in headers):
+                headers[name] = value
+        return url, query, headers, body
+
+    def _record(self, request: httpx2.Request, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
+        """The request as results keep it: no credential in headers, query or body."""
+        shown = {}
+        for name, value in headers.items():
+            template = self.headers.get(name)
+            placeholders_only = template is not None and not PLACEHOLDER.sub("", template).strip()
+            keep = name.lower() in BENIGN_HEADERS or template is None or placeholders_only
+            shown[name] = value if keep and not is_sensitive_header(name) else REDACTED
+        if "cookie" in request.headers:
+            shown["Cookie"] = REDACTED
+        record: dict[str, Any] = {"method": request.method, "url": safe_url(str(request.url)), "headers": shown}
+        if body is not None:
+            record["body"] = scrub(redact_body(body))
+        return record
+
+    # --- one turn ------------------------------------------------------------------------------
+
+    async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
+        conversation_id = str(meta_data.get("conversation_id") or "")
+        state = self._conversations.setdefault(conversation_id, Conversation())
+        url, query, headers, body = self._build(question, history, meta_data, state)
+        content = None if body is None else encode_body(body)
+        # query values are merged into the URL's own query (params= would replace it)
+        full_url = httpx2.URL(url).copy_merge_params(query) if query else httpx2.URL(url)
+        client = self._client()
+        record: dict[str, Any] = {}
+
+        async def attempt(retry: int) -> Answer:
+            request = client.build_request(self.dialect.method, full_url, headers=headers, content=content)
+            state.cookies.set_cookie_header(request)
+            record.clear()
+            record.update(self._record(request, headers, body))
+            try:
+                answer = await asyncio.wait_for(self._exchange(client, request, state), self.timeout)
+            except (httpx2.TimeoutException, asyncio.TimeoutError):
+                raise RetryLater(errors.timeout_error(record, retry, self.timeout)) from None
+            except httpx2.ConnectError as exc:
+                raise RetryLater(errors.unreachable_error(record, exc, retry, self.source)) from None
+            except (httpx2.TransportError, httpx2.DecodingError) as exc:
+                if isinstance(exc, (httpx2.UnsupportedProtocol, httpx2.ProxyError, httpx2.LocalProtocolError)):
+                    raise errors.transport_error(record, exc, retry, fatal=True) from None
+                raise RetryLater(errors.transport_error(record, exc, retry)) from None
+            answer.retries = retry
+            if answer.status in (429, 503) or answer.status >= 500:
+                wait = parse_retry_after(answer.headers.get("retry-after")) if answer.status in (429, 503) else None
+                raise RetryLater(self._status_error(answer, record), retry_after=wait)
+            return answer
+
+        answer = await retry_async(attempt, self.retry)
+        if answer.status >= 300:
+            raise self._status_error(answer, record)
+        return self._reply(answer, record, state)
+
+    async def _exchange(self, client: httpx2.AsyncClient, request: httpx2.Request, state: Conversation) -> Answer:
+        """Send and read the answer, to its end or `max_reply_bytes`; a stream until `[DONE]`.
+
+        An answer cut at the limit has its connection closed (`aclose` before the end), never drained.
+        """
+        response = await client.send(request, stream=True)
+        try:
+            state.cookies.extract_cookies(response)
+            answer = Answer(status=response.status_code, headers=response.headers)
+            if not response.is_success:
+                answer.content, answer.cut = await read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
+            elif "text/event-stream" in response.headers.get("content-type", "").lower():
+                answer.stream = self._new_stream()
+                answer.cut = await read_events(response, self.max_reply_bytes, answer.stream.add)
+            else:
+                answer.content, answer.cut = await read_body(response, self.max_reply_bytes)
+            return answer
+        finally:
+            await response.aclose()
+
+    def _status_error(self, answer: Answer, record: dict[str, Any]) -> TurnError:
+        return errors.status_error(answer, record, self.source, self.dialect)
+
+    # --- reading the answer ----------------------------------------------------------------------
+
+    def _reply(self, answer: Answer, record: dict[str, Any], state: Conversation) -> AppReply:
+        raw: dict[str, Any] = {"status": answer.status}
+        if answer.retries:
+            raw["retries"] = answer.retries
+        notes: list[str] = []
+        if answer.stream is not None:
+            text, usage, parts = self._read_stream(answer.stream, answer, record, raw, notes)
+            session = answer.stream.session
+        else:
+            document = self._document(answer, record)
+            raw["body"] = document
+            text, usage, parts = self._text_from_document(document, answer, record)
+            session = None
+            if self.session is not None and self.session.json_path is not None:
+                with contextlib.suppress(PathError):
+                    session = extract(document, self.session.json_path)
+        if parts is not None:
+            raw["parts"] = parts
+        if not text.strip():
+            place = "the stream" if answer.stream is not None else f"path {self.settings.response_path()!r}"
+            raise errors.app_error(f"gave an empty reply (the text at {place} is empty)", answer, record)
+        state.learn(self.session, answer.headers, session)
+        return AppReply(text=scrub_text(text), raw=scrub(raw), request=dict(record), usage=usage, notes=notes)
+
+    def _over_limit(self) -> str:
+        return f"sent more than {self.max_reply_bytes:,} bytes ({self.source}.max_reply_bytes)"
+
+    def _raise_limit(self) -> str:
+        return f"raise {self.source}.max_reply_bytes if the app's answers are that big"
+
+    def _document(self, answer: Answer, record: dict[str, Any]) -> Any:
+        """The JSON answer, read whole; a cut, empty or non-JSON answer is an app error."""
+        if answer.cut:
+            raise errors.app_error(
+                f"{self._over_limit()}; the connection was closed there and the cut JSON cannot be parsed: "
+                f"{self._raise_limit()}",
+                answer,
+                record,
+            )
+        try:
+            document = json.loads(answer.content) if answer.content.strip() else None
+        except ValueError:
+            document = None
+        if document is None:
+            what = "an empty body" if not answer.content.strip() else "a body that is not JSON"
+            ctype = answer.headers.get("content-type", "no content type")
+            raise errors.app_error(f"answered with {what} ({ctype})", answer, record)
+        return document
+
+    def _text_from_document(self, document: Any, answer: Answer, record: dict[str, Any]) -> Reading:
+        usage = self.dialect.usage(document)
+        if self.dialect.withheld(document):
+            raise errors.withheld_error(answer, record)
+        path = self.settings.response_path()
+        try:
+            value = extract(document, self.settings.path or path)
+        except PathError as exc:
+            raise errors.app_error(f"answered without the reply text: {exc}", answer, record) from None
+        if isinstance(value, list):
+            parts = []
+            for index, part in enumerate(value):
+                if isinstance(part, (dict, list)):
+                    raise errors.app_error(
+                        f"answered with {_kind(part)} at path {path!r} (item {index}), not text; "
+                        f"point {self.source}.response at the text inside, e.g. messages[*].text",
+                        answer,
+                        record,
+                    )
+                if part is not None:
+                    parts.append(part if isinstance(part, str) else str(part))
+            return "\n\n".join(parts), usage, parts
+        if isinstance(value, dict):
+            keys = ", ".join(map(str, list(value)[:12]))
+            raise errors.app_error(
+                f"answered with an object at path {path!r} (keys: {keys}), not text; point {self.source}.response "
+                "at the text inside it",
+                answer,
+                record,
+            )
+        return ("" if value is None else value if isinstance(value, str) else str(value)), usage, None
+
+    def _new_stream(self) -> StreamReply:
+        session = self.session.json_path if self.session is not None else None
+        return StreamReply(parse_path(self.settings.response_path(stream=True)), self.dialect, session)
+
+    def _read_stream(
+        self, stream: StreamReply, answer: Answer, record: dict[str, Any], raw: dict[str, Any], notes: list[str]
+    ) -> Reading:
+        """The reply an event stream added up to; the first events go to `raw`."""
+        if answer.cut and not stream.count:
+            raise errors.app_error(
+                f"{self._over_limit()}; no event was complete by then: {self._raise_limit()}", answer, record
+            )
+        raw["events"] = stream.events
+        if stream.count > len(stream.events):
+            raw["events_total"] = stream.count  # only the first ones are kept
+        if not stream.count:
+            raise errors.app_error("sent an event stream with no events", answer, record)
+        if stream.filtered is not None:
+            raise errors.withheld_error(answer, record)
+        if not stream.found:
+            first = snippet(json.dumps(stream.events[0]), 120)
+            raise errors.app_error(
+                f"sent {stream.count} events but none has the reply text at path {format_path(stream.path)!r} "
+                f"(first event: {first}); set {self.source}.response to the path of the text piece in each event",
+                answer,
+                record,
+            )
+        if answer.cut:
+            raw["cut_at_bytes"] = self.max_reply_bytes
+            notes.append(
+                f"the app {self._over_limit()}: the connection was closed there and the {stream.count:,} "
+                "events completed before are the reply"
+            )
+        return stream.text, stream.usage, None
