@@ -3,6 +3,7 @@
 from simulator import Persona, Simulator, OpenAIChatCompletionsModel, PlainTokenManager
 """
 
+from .conversation import Simulator
 from .errors import (
     ConfigError,
     MissingCredentialError,
@@ -16,9 +17,8 @@ from .history_refs import expand_request
 from .models import OpenAIChatCompletionsModel
 from .persona import GIVE_UP_MARKER, STOP_MARKER, Persona, predefined_personas
 from .result import STOP_REASONS, validate_result
-from .simulator import Simulator
 from .targets import AppReply, CallbackTarget, HttpTarget, ModelTarget, Target
-from .tokens import APITokenManager, KeyVaultAPITokenManager, ManagedIdentityAPITokenManager, PlainTokenManager
+from .token_managers import APITokenManager, KeyVaultAPITokenManager, ManagedIdentityAPITokenManager, PlainTokenManager
 from .users import LLMUser, ScriptedUser, UserSide
 
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from . import known_secrets
 from .errors import ConfigError
+from .event_loops import run_sync
 from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's interface
     EXIT_CONFIG,
     EXIT_GATE_FAILED,
@@ -49,7 +50,6 @@ from .results_folder import (
     write_summary,
 )
 from .shards import merge_results
-from .sync import run_sync
 
 
 class Progress:

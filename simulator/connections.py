@@ -15,7 +15,7 @@ from .errors import ConfigError, MissingCredentialError
 from .manifest import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
 from .models import OpenAIChatCompletionsModel
 from .targets import CallbackTarget, HttpTarget, Target
-from .tokens import PlainTokenManager
+from .token_managers import PlainTokenManager
 from .users import ScriptedUser, UserSide
 
 
@@ -72,7 +72,7 @@ def build_target(config: dict[str, Any], folder: Path, source: str = "target", r
     return HttpTarget.from_config(config, source=source)
 
 
-def build_user_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompletionsModel:
+def build_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompletionsModel:
     """The LLM that plays personas, from a manifest `user` mapping."""
     manager = None
     key_env = config.get("api_key_env")
@@ -116,7 +116,7 @@ class Connections:
         problems = []
         if self.manifest.judge and any(c.needs_judge for sim in simulations for c in sim.checks):
             try:
-                self.evaluation.judge = build_user_model(self.manifest.judge, source="judge")
+                self.evaluation.judge = build_model(self.manifest.judge, source="judge")
             except ConfigError as exc:
                 problems.append(f"{self.manifest.path}: {exc}")
         for sim in simulations:
@@ -135,7 +135,7 @@ class Connections:
         judge_problem = None
         if self.manifest.judge:
             try:
-                build_user_model(self.manifest.judge, source="judge")
+                build_model(self.manifest.judge, source="judge")
             except MissingCredentialError as exc:
                 judge_problem = str(exc)
         for sim in simulations:
@@ -169,7 +169,7 @@ class Connections:
             return ScriptedUser(sim.turns or [])
         key = json.dumps(sim.user, sort_keys=True)
         if key not in self._users:
-            self._users[key] = build_user_model(sim.user or {}, source=f"simulations[{sim.index}].user")
+            self._users[key] = build_model(sim.user or {}, source=f"simulations[{sim.index}].user")
         return self._users[key]
 
     async def aclose(self) -> None:

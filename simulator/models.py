@@ -19,9 +19,9 @@ import openai
 
 from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
+from .event_loops import PerLoop
 from .known_secrets import scrub, scrub_text
-from .sync import PerLoop
-from .tokens import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
+from .token_managers import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
 log = known_secrets.scrub_logs(logging.getLogger("simulator.models"))
 

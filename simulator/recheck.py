@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import EvaluationContext, evaluate
-from .connections import build_user_model
+from .connections import build_model
 from .manifest import Manifest
 from .results_folder import (
     LISTED_KEYS,
@@ -43,7 +43,7 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     context = EvaluationContext()
     sims = {s.name: s for s in manifest.simulations}
     if manifest.judge and any(c.needs_judge for s in sims.values() for c in s.checks):
-        context.judge = build_user_model(manifest.judge, source="judge")
+        context.judge = build_model(manifest.judge, source="judge")
     notes = ReadNotes()
     problems: list[str] = []
     semaphore = asyncio.Semaphore(concurrency)

@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 from .checks import evaluate
 from .checks.evaluate import INTERRUPTED_EVALUATION
 from .connections import Connections
+from .conversation import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator
 from .errors import ConfigError
+from .event_loops import run_sync
 from .exit_codes import exit_code
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations
@@ -43,9 +45,7 @@ from .results_folder import (
     write_summary,
 )
 from .resume import plan_record, prepare_resume
-from .simulator import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator
 from .summary import SummaryBuilder
-from .sync import run_sync
 
 T = TypeVar("T")
 log = logging.getLogger("simulator.runner")

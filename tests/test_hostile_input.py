@@ -26,7 +26,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.connections import build_target, build_user_model, load_callback
+from simulator.connections import build_model, build_target, load_callback
 from simulator.errors import ConfigError
 from simulator.manifest import ManifestError, load_manifest
 from simulator.persona import Persona
@@ -844,4 +844,4 @@ def test_api_key_env_follows_the_same_rule(tmp_path: Path) -> None:
     default_key = path.write_text(text.replace("ACTIONS_RUNTIME_TOKEN", "OPENAI_API_KEY").replace("MY_KEY", "APP_K"))
     assert default_key is not None and load_manifest(path, environ={"SIMULATOR_ALLOWED_VARS": "APP_*"})
     with pytest.raises(ConfigError, match="judge.api_key_env: environment variable GH_TOKEN is never readable"):
-        build_user_model({"model": "m", "api_key_env": "GH_TOKEN"}, source="judge")
+        build_model({"model": "m", "api_key_env": "GH_TOKEN"}, source="judge")

@@ -22,7 +22,7 @@ from simulator.manifest import load_manifest
 from simulator.report import render_html, render_markdown
 from simulator.results_folder import ResultWriter, write_summary
 from simulator.summary import summarize
-from simulator.tokens import PlainTokenManager
+from simulator.token_managers import PlainTokenManager
 
 SECRET = "sk-unit-0123456789abcdef"
 

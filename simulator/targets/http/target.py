@@ -19,8 +19,8 @@ import httpx2
 
 from ... import known_secrets
 from ...errors import TurnError
+from ...event_loops import PerLoop
 from ...known_secrets import scrub, scrub_text
-from ...sync import PerLoop
 from ...template import PLACEHOLDER, render
 from ..base import AppReply, Target
 from ..json_path import PathError, extract, format_path, parse_path

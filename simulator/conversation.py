@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import ConfigError, TurnError
+from .event_loops import run_sync
 from .history_refs import compact_request
 from .known_secrets import scrub, scrub_text
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
 from .result import ASSISTANT, USER, ConversationRecorder
-from .sync import run_sync
 from .targets import CallbackTarget, ModelTarget, Target
 from .unicode_safety import replace_lone_surrogates, surrogate_note
 from .users import DONE, LLMUser, ScriptedUser, UserSide

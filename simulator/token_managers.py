@@ -46,7 +46,7 @@ class APITokenManager(ABC):
 
     def __init__(self, auth_header: str | None = None, logger: logging.Logger | None = None) -> None:
         self.auth_header = _normalise_header(auth_header)
-        self.logger = known_secrets.scrub_logs(logger or logging.getLogger("simulator.tokens"))
+        self.logger = known_secrets.scrub_logs(logger or logging.getLogger("simulator.token_managers"))
         self._lock = threading.Lock()
         self._secret: str | None = None
         self._expires_at: float | None = None
