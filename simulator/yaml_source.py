@@ -3,8 +3,9 @@
 Only plain data comes out: mappings with text keys, lists, text, whole and finite numbers,
 true/false and null (dates become ISO text). The loader is `yaml.safe_load`-equivalent (no Python
 tags, nothing runs) and bounded: a file larger than `MAX_YAML_CHARS`, nesting deeper than
-`MAX_DEPTH`, or aliases that would expand past `MAX_NODES` values ("billion laughs") is refused
-with a `ConfigError` naming the file and line, never an exception from inside the parser.
+`MAX_DEPTH`, or aliases whose copies would add more than `MAX_NODES` values ("billion laughs") is
+refused with a `ConfigError` naming the file and line, never an exception from inside the parser.
+A large document without aliases is bounded by its size alone.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .errors import ConfigError
 MAX_YAML_CHARS = 1_000_000
 #: deepest nesting of mappings and lists
 MAX_DEPTH = 64
-#: most values a document may hold once every alias is expanded
+#: most values the aliases of a document may add once expanded (each alias counts its node's values)
 MAX_NODES = 100_000
 #: problems listed in one error before "... and N more"
 MAX_LISTED = 20
@@ -72,41 +73,48 @@ def _excerpt(node: yaml.Node) -> str:
 
 
 def _check_graph(root: yaml.Node) -> None:
-    """Refuse aliases that make a node contain itself, nest past `MAX_DEPTH` or expand past `MAX_NODES`."""
+    """Refuse aliases that make a node contain itself, nest past `MAX_DEPTH` or add past `MAX_NODES` values.
+
+    A node met again is an alias: it adds a copy of everything the node holds. The document's own
+    values are not counted: its size bounds them already.
+    """
     measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, levels of nesting)
     open_nodes: set[int] = set()
+    added = 0  # values the aliases add
 
     def too_deep(node: yaml.Node) -> ComposerError:
         return ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep (through aliases)", node.start_mark)
 
     def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        nonlocal added
         key = id(node)
         if key in measured:
-            if depth + measured[key][1] - 1 > MAX_DEPTH:
+            size, levels = measured[key]
+            if depth + levels - 1 > MAX_DEPTH:
                 raise too_deep(node)
-            return measured[key]
-        if key in open_nodes:
-            raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
-        if depth > MAX_DEPTH:
-            raise too_deep(node)
-        open_nodes.add(key)
-        if isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            children = []
-        total, height = 1, 1
-        for child in children:
-            size, levels = measure(child, depth + 1)
-            total, height = total + size, max(height, levels + 1)
-            if total > MAX_NODES:
+            added += size
+            if added > MAX_NODES:
                 raise ComposerError(
                     None,
                     None,
                     f"expands to more than {MAX_NODES:,} values through aliases (a 'billion laughs' document?)",
                     node.start_mark,
                 )
+            return size, levels
+        if key in open_nodes:
+            raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
+        if depth > MAX_DEPTH:
+            raise too_deep(node)
+        if isinstance(node, yaml.ScalarNode):
+            measured[key] = (1, 1)
+            return 1, 1
+        open_nodes.add(key)
+        mapping = isinstance(node, yaml.MappingNode)
+        children = [child for pair in node.value for child in pair] if mapping else node.value
+        total, height = 1, 1
+        for child in children:
+            size, levels = measure(child, depth + 1)
+            total, height = total + size, max(height, levels + 1)
         open_nodes.discard(key)
         measured[key] = (total, height)
         return total, height
