@@ -6,22 +6,35 @@ tags, nothing runs) and bounded: a file larger than `MAX_YAML_CHARS`, nesting de
 `MAX_DEPTH`, or aliases whose copies would add more than `MAX_NODES` values ("billion laughs") is
 refused with a `ConfigError` naming the file and line, never an exception from inside the parser.
 A large document without aliases is bounded by its size alone.
+
+libyaml, when PyYAML has it, reads the events (the same documents, many times faster): a plain
+document straight into data (`yaml_plain`), any other into nodes composed here, so the nesting
+bound holds before anything deep is built. What libyaml refuses, the pure Python parser decides.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
 import math
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.resolver import Resolver
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure Python parser reads the same documents
+    CParser = None
 
 from .errors import ConfigError
+from .yaml_plain import read_plain
 
 #: largest YAML text read, in characters (a big manifest is a few dozen KB)
 MAX_YAML_CHARS = 1_000_000
@@ -35,12 +48,10 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that bounds nesting and turns every constructor failure into a marked YAML error."""
+class _Bounded:
+    """Composition that bounds nesting, and constructors whose every failure is a marked YAML error."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -63,6 +74,41 @@ class _LineLoader(yaml.SafeLoader):
             raise ConstructorError(
                 None, None, f"cannot read {_excerpt(node)} as {kind}{detail}", node.start_mark
             ) from None
+
+
+class _LineLoader(_Bounded, yaml.SafeLoader):
+    """The pure Python SafeLoader, bounded."""
+
+
+if CParser is not None:
+
+    class _FastLineLoader(_Bounded, Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc,valid-type]
+        """libyaml's events, composed and constructed as `yaml.SafeLoader` does, bounded."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+        def dispose(self) -> None:
+            pass
+
+    _LOADER: type = _FastLineLoader
+else:
+    _LOADER = _LineLoader
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Without collections while a large document's many objects are built (they hold no cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _excerpt(node: yaml.Node) -> str:
@@ -257,16 +303,40 @@ def parse_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -
     """Parse one YAML document safely; any problem becomes a ConfigError naming file and line."""
     if len(text) > MAX_YAML_CHARS:
         raise error(f"{source}: too large ({len(text):,} characters; at most {MAX_YAML_CHARS:,})")
+    with paused_gc():
+        plain = read_plain(text, MAX_DEPTH)
+        if plain is not None:
+            return YamlDocument(plain[0], plain[1], source)
+        return _parse_nodes(text, source, error)
+
+
+def _compose(text: str, loader_class: type) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
     try:
-        loader = _LineLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_graph(node)
+        return node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _parse_nodes(text: str, source: str, error: type[ConfigError]) -> YamlDocument:
+    """Any YAML, through PyYAML's node graph: aliases bounded, keys and values checked, lines indexed.
+
+    What libyaml refuses, the pure Python parser reads again and decides: it is what
+    `yaml.safe_load` is, and it reads a few texts libyaml does not (a `"\\ud800"` escape).
+    """
+    try:
         try:
-            node = loader.get_single_node()
-            if node is None:
-                return YamlDocument(None, {}, source)
-            _check_graph(node)
-            data = loader.construct_document(node)
-        finally:
-            loader.dispose()
+            node, data = _compose(text, _LOADER)
+        except Exception:
+            if _LOADER is _LineLoader:
+                raise
+            node, data = _compose(text, _LineLoader)
+        if node is None:
+            return YamlDocument(None, {}, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):
