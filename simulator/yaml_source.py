@@ -284,6 +284,15 @@ def plain_data(
     return result, problems
 
 
+def copy_plain(value: Any) -> Any:
+    """A copy of plain data: mappings and lists are new, text and numbers shared (quicker than deepcopy)."""
+    if isinstance(value, dict):
+        return {key: copy_plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_plain(item) for item in value]
+    return value
+
+
 def _key_text(key: Any) -> str:
     try:
         text = repr(key)
