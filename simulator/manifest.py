@@ -11,6 +11,10 @@ A manifest may come from an untrusted pull request, so what it can reach is boun
 - Loaded with `trusted=False`, a manifest is data only: callback targets (module or file) and
   persona files are refused, since they would run or read what the manifest's own source chose.
 
+A command needs only part of a manifest (`need`): `check` never calls the app, so an unset
+`APP_URL` must not stop it, and `validate` runs nothing at all. Unset variables in the sections a
+command does not use are warnings (`Manifest.warnings`), not problems.
+
 The credentials a manifest reads become known secrets, scrubbed from all the run produces
 (`register_secrets`).
 """
@@ -18,7 +22,7 @@ The credentials a manifest reads become known secrets, scrubbed from all the run
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,11 @@ from .manifest_variables import (
     ALLOWED_VARS_ENV,
     DEFAULT_KEY_VARS,
     HARMLESS_GITHUB_VARS,
+    SECTIONS,
     interpolate,
     register_secrets,
     resolve_variables,
+    section_of,
     variable_refusal,
 )
 from .persona import Persona
@@ -58,6 +64,7 @@ __all__ = [
     "DEFAULT_MAX_TURNS",
     "DEFAULT_REPEAT",
     "HARMLESS_GITHUB_VARS",
+    "SECTIONS",
     "UNTRUSTED_NOTE",
     "Manifest",
     "ManifestError",
@@ -69,6 +76,7 @@ __all__ = [
     "load_manifest",
     "register_secrets",
     "resolve_root",
+    "section_of",
     "variable_refusal",
 ]
 
@@ -129,6 +137,8 @@ class Manifest:
     variables: dict[str, list[str]] = field(default_factory=dict)
     #: persona files and callback files lie inside this folder (see `resolve_root`)
     root: Path | None = None
+    #: unset variables in sections the loading command did not need, one `file:line: field: ...` each
+    warnings: list[str] = field(default_factory=list)
 
     def simulation(self, name: str) -> Simulation | None:
         return next((s for s in self.simulations if s.name == name), None)
@@ -146,6 +156,7 @@ def load_manifest(
     app_url: str | None = None,
     trusted: bool = True,
     untrusted_note: str = UNTRUSTED_NOTE,
+    need: Collection[str] | None = None,
 ) -> Manifest:
     """Read, interpolate and validate a manifest; raise `ManifestError` listing every problem.
 
@@ -153,18 +164,25 @@ def load_manifest(
     directory if the manifest lies inside it, else the manifest's folder; see `resolve_root`).
     `${VAR}` reads `environ` (default `os.environ`) under the rule of `variable_refusal`.
 
+    `need` names the sections (`SECTIONS`: target, user, judge, checks, simulations) whose
+    variables must be set; default all of them, as `run` uses. An unset variable elsewhere keeps
+    its `${VAR}` text and is listed in `Manifest.warnings`.
+
     `trusted=False` is for a manifest whose folder holds content nobody vouched for: it is read
     as data only, and every callback target (module or file, top level and per simulation) and
     every persona file is a problem ending with `untrusted_note` (say why, and how to allow it);
     predefined and inline personas still work.
     """
+    need = SECTIONS if need is None else frozenset(need)
+    if not need <= SECTIONS:
+        raise ValueError(f"need: unknown section(s) {sorted(need - SECTIONS)}; known: {sorted(SECTIONS)}")
     path = Path(path)
     allowed_root = resolve_root(path, root)
     refusal = None if trusted else untrusted_note
     environ = os.environ if environ is None else environ
     with paused_gc():  # thousands of simulations build many objects and no cycles
         doc = _read(path)
-        variables = resolve_variables(doc, environ)
+        variables = resolve_variables(doc, environ, need)
         data, problems = variables.data, variables.problems
         register_secrets(variables.used, environ)
         known_secrets.register_url(app_url)
@@ -184,6 +202,7 @@ def load_manifest(
         gate=data.get("gate"),
         variables=variables.used,
         root=allowed_root,
+        warnings=list(dict.fromkeys(variables.warnings)),
     )
 
 

@@ -1,16 +1,21 @@
-"""`${VAR}` in a manifest: which variables it may read, and how they are filled in.
+"""`${VAR}` in a manifest: which variables it may read, how they are filled in, which must be set.
 
 A manifest may come from an untrusted pull request, so `${VAR}` never reads the runner's
 credentials (`ACTIONS_*`, `INPUT_*`, `RUNNER_*`, `GITHUB_TOKEN`, `GH_TOKEN`, `GITHUB_*` but a few
 harmless ones), and when `SIMULATOR_ALLOWED_VARS` is set it reads only the names and globs listed
 there (`variable_refusal`); the same rule applies to `api_key_env`.
+
+Each command needs only part of a manifest: `check` re-judges finished conversations and never
+calls the app, so the app's URL need not be set for it. A variable is unset-and-needed (a
+problem) only in the sections the command names (`SECTIONS`, `section_of`); elsewhere it is a
+warning, and the field keeps its `${VAR}` text.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +52,15 @@ _NEVER_READABLE_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
 #: the keys the models read by default anyway; `api_key_env` may always name them
 DEFAULT_KEY_VARS = frozenset({"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"})
 
+#: what the fields of a manifest serve (see `section_of`); a command names those it uses
+SECTIONS = frozenset({"target", "user", "judge", "checks", "simulations"})
+#: `run` plays and judges conversations: every variable must be set
+NEED_ALL = SECTIONS
+#: `check` judges finished conversations again: only the judge and the checks are used
+NEED_CHECK = frozenset({"judge", "checks"})
+#: `validate` runs nothing: unset variables are warnings
+NEED_NOTHING: frozenset[str] = frozenset()
+
 
 def variable_refusal(name: str, environ: Mapping[str, str]) -> str | None:
     """Why a manifest may not read the environment variable `name`, or None when it may.
@@ -69,6 +83,25 @@ def variable_refusal(name: str, environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def section_of(path: tuple) -> str:
+    """What the field at `path` serves, one of `SECTIONS`.
+
+    `target` and `user` (top level or a simulation's override) are the app and the user model;
+    `judge` the judge model; `checks` the `expect` of defaults and simulations and the `gate`;
+    `simulations` everything else (personas, tasks, scripted turns, names, tags, limits).
+    """
+    head = path[0] if path else None
+    if head in ("target", "user", "judge"):
+        return str(head)
+    if head == "gate":
+        return "checks"
+    if head == "defaults":
+        return "checks" if path[1:2] == ("expect",) else "simulations"
+    if head == "simulations" and len(path) > 2 and path[2] in ("target", "user", "expect"):
+        return "checks" if path[2] == "expect" else str(path[2])
+    return "simulations"
+
+
 def interpolate(
     value: Any,
     environ: Mapping[str, str],
@@ -80,9 +113,10 @@ def interpolate(
     """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`.
 
     Only string values are touched (after YAML parsing), so a variable can never inject YAML.
-    Unset variables without a default are recorded in `problems` as `(path, name)`. A variable
-    the manifest may not read (`variable_refusal`) is never looked up: it is recorded in `refused`
-    as `(path, name, why)` and becomes "" (without `refused`, a `ConfigError` is raised).
+    Unset variables without a default are recorded in `problems` as `(path, name)` and keep their
+    `${VAR}` text. A variable the manifest may not read (`variable_refusal`) is never looked up:
+    it is recorded in `refused` as `(path, name, why)` and becomes "" (without `refused`, a
+    `ConfigError` is raised).
     """
     if isinstance(value, str):
         if "$" not in value:
@@ -106,7 +140,7 @@ def interpolate(
                 return default
             if problems is not None:
                 problems.append((path, name))
-            return ""
+            return match.group(0)
 
         return _VARIABLE.sub(substitute, value)
     if isinstance(value, dict):
@@ -123,12 +157,14 @@ class Variables:
     data: Any
     #: the variables read, with the field paths that used them
     used: dict[str, list[str]] = field(default_factory=dict)
-    #: variables that may not be read, and unset ones
+    #: variables that may not be read, and unset ones a needed section uses
     problems: list[str] = field(default_factory=list)
+    #: unset variables in sections the command does not use
+    warnings: list[str] = field(default_factory=list)
 
 
-def resolve_variables(doc: YamlDocument, environ: Mapping[str, str]) -> Variables:
-    """Fill in `${VAR}`; every variable that may not be read, or is unset, is a problem."""
+def resolve_variables(doc: YamlDocument, environ: Mapping[str, str], need: Collection[str]) -> Variables:
+    """Fill in `${VAR}`: an unset variable is a problem in the sections `need` names, a warning elsewhere."""
     unset: list[tuple[tuple, str]] = []
     refused: list[tuple[tuple, str, str]] = []
     used: dict[str, list[str]] = {}
@@ -136,10 +172,11 @@ def resolve_variables(doc: YamlDocument, environ: Mapping[str, str]) -> Variable
     for where, name, why in refused:
         found.problems.append(f"{doc.where(where)}: {format_path(where)}: environment variable {name} {why}")
     for where, name in unset:
-        found.problems.append(
+        line = (
             f"{doc.where(where)}: {format_path(where)}: environment variable {name} is not set "
             f"(set it, or write ${{{name}:-default}})"
         )
+        (found.problems if section_of(where) in need else found.warnings).append(line)
     found.problems.extend(key_variable_problems(found.data, doc, environ))
     return found
 
