@@ -11,17 +11,19 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 import httpx2
-import openai
 
 from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
 from .known_secrets import scrub, scrub_text
 from .token_managers import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
+
+if TYPE_CHECKING:
+    import openai
 
 log = known_secrets.scrub_logs(logging.getLogger("simulator.models"))
 
@@ -184,6 +186,8 @@ class OpenAIChatCompletionsModel:
     # --- the client, one per event loop (connection pools cannot cross loops) --------------
 
     def _make_client(self) -> Any:
+        import openai  # on first use: the SDK takes longer to import than the rest of the package
+
         common: dict[str, Any] = {
             "timeout": self.timeout,
             "max_retries": self.max_retries,
@@ -266,6 +270,8 @@ class OpenAIChatCompletionsModel:
         `response_format` is asked for only when given, and dropped for good if the server
         rejects it (the caller must cope with free text then).
         """
+        import openai
+
         refreshed = False
         for _ in range(6):  # a few parameter adaptations and one credential refresh at most
             params = self._params()

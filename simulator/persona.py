@@ -13,7 +13,7 @@ import yaml
 from .errors import ConfigError, PersonaError
 from .schema_check import schema_errors
 from .template import check_placeholders, render
-from .yaml_source import YamlDocument, load_yaml_file, parse_yaml, plain_data, problems_message
+from .yaml_source import YamlDocument, copy_plain, load_yaml_file, parse_yaml, plain_data, problems_message
 
 STOP_MARKER = "###STOP###"
 GIVE_UP_MARKER = "###GIVE_UP###"
@@ -153,6 +153,15 @@ class Persona:
         if problems:
             raise PersonaError(problems_message(problems))
         return cls(**data, source=doc.source)
+
+    def copy(self) -> Persona:
+        """An equal persona that changes on its own; what is valid already is not validated again."""
+        clone = object.__new__(Persona)
+        clone.__dict__.update(self.__dict__)
+        clone.meta_data = copy_plain(self.meta_data)
+        clone.template_vars = copy_plain(self.template_vars)
+        clone._rendered = {}
+        return clone
 
     def to_dict(self) -> dict[str, Any]:
         """The persona's fields, as written by `export` (custom template included)."""

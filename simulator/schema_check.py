@@ -1,4 +1,8 @@
-"""JSON Schema validation that reports each problem as `file:line: field: what is wrong`."""
+"""JSON Schema validation that reports each problem as `file:line: field: what is wrong`.
+
+A shipped schema is compiled once into a quick predicate (`schema_fast`); jsonschema runs only on
+what the predicate does not accept, to find and describe the problems.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 import jsonschema
 
+from .schema_fast import Predicate, compile_schema
 from .yaml_source import YamlDocument, format_path
 
 
@@ -18,6 +23,21 @@ def load_schema(name: str) -> dict:
     """A schema shipped in `simulator/schemas` by file stem, e.g. `persona`."""
     text = resources.files("simulator.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
     return json.loads(text)
+
+
+def _definition(name: str, definition: str | None) -> dict:
+    schema = load_schema(name)
+    return schema if definition is None else {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+
+
+@cache
+def _validator(name: str, definition: str | None) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(_definition(name, definition))
+
+
+@cache
+def _predicate(name: str, definition: str | None) -> Predicate | None:
+    return compile_schema(_definition(name, definition))
 
 
 def schema_path(name: str) -> str:
@@ -86,10 +106,15 @@ def schema_errors(
     sits in the document, for field names and line numbers; `schema` is used instead of the
     shipped schema `schema_name` when given.
     """
-    schema = load_schema(schema_name) if schema is None else schema
-    if definition is not None:
-        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
-    validator = jsonschema.Draft202012Validator(schema)
+    if schema is None:
+        quick = _predicate(schema_name, definition)
+        if quick is not None and quick(data):
+            return []
+        validator = _validator(schema_name, definition)
+    else:
+        if definition is not None:
+            schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+        validator = jsonschema.Draft202012Validator(schema)
     found: list[tuple[int, str]] = []
     for error in validator.iter_errors(data):
         path, message = _describe(error)

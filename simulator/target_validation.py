@@ -74,6 +74,20 @@ def _placed(top: Any, own: Any, merged: Any, at: tuple) -> list[tuple[tuple, Pro
     return placed
 
 
+def _unresolved(target: Mapping[str, Any], problem: Problem) -> bool:
+    """A field still holding an unset `${VAR}` (validate without secrets) is checked once it is set;
+    only its `{{placeholders}}` are checked now, since they do not depend on the variable."""
+    node: Any = target
+    for part in problem.field:
+        if not isinstance(node, (Mapping, list)):
+            return False
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, str) and "${" in node and "placeholder" not in problem.message
+
+
 def checked_target(
     doc: YamlDocument, top: Any, own: Any, merged: dict[str, Any], at: tuple, problems: list[str]
 ) -> dict[str, Any]:
@@ -85,6 +99,8 @@ def checked_target(
         return target
     found = []
     for path, problem in _placed(top, own, target, at):
+        if _unresolved(target, problem):
+            continue
         place = doc.where(path)
         named = problem.message.split(": ", 1)[0]
         if not any(line.startswith(f"{place}: {named}:") for line in problems):

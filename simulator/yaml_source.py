@@ -3,30 +3,44 @@
 Only plain data comes out: mappings with text keys, lists, text, whole and finite numbers,
 true/false and null (dates become ISO text). The loader is `yaml.safe_load`-equivalent (no Python
 tags, nothing runs) and bounded: a file larger than `MAX_YAML_CHARS`, nesting deeper than
-`MAX_DEPTH`, or aliases that would expand past `MAX_NODES` values ("billion laughs") is refused
-with a `ConfigError` naming the file and line, never an exception from inside the parser.
+`MAX_DEPTH`, or aliases whose copies would add more than `MAX_NODES` values ("billion laughs") is
+refused with a `ConfigError` naming the file and line, never an exception from inside the parser.
+A large document without aliases is bounded by its size alone.
+
+libyaml, when PyYAML has it, reads the events (the same documents, many times faster): a plain
+document straight into data (`yaml_plain`), any other into nodes composed here, so the nesting
+bound holds before anything deep is built. What libyaml refuses, the pure Python parser decides.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
 import math
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.resolver import Resolver
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure Python parser reads the same documents
+    CParser = None
 
 from .errors import ConfigError
+from .yaml_plain import read_plain
 
 #: largest YAML text read, in characters (a big manifest is a few dozen KB)
 MAX_YAML_CHARS = 1_000_000
 #: deepest nesting of mappings and lists
 MAX_DEPTH = 64
-#: most values a document may hold once every alias is expanded
+#: most values the aliases of a document may add once expanded (each alias counts its node's values)
 MAX_NODES = 100_000
 #: problems listed in one error before "... and N more"
 MAX_LISTED = 20
@@ -34,12 +48,10 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that bounds nesting and turns every constructor failure into a marked YAML error."""
+class _Bounded:
+    """Composition that bounds nesting, and constructors whose every failure is a marked YAML error."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -64,6 +76,41 @@ class _LineLoader(yaml.SafeLoader):
             ) from None
 
 
+class _LineLoader(_Bounded, yaml.SafeLoader):
+    """The pure Python SafeLoader, bounded."""
+
+
+if CParser is not None:
+
+    class _FastLineLoader(_Bounded, Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc,valid-type]
+        """libyaml's events, composed and constructed as `yaml.SafeLoader` does, bounded."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+        def dispose(self) -> None:
+            pass
+
+    _LOADER: type = _FastLineLoader
+else:
+    _LOADER = _LineLoader
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Without collections while a large document's many objects are built (they hold no cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _excerpt(node: yaml.Node) -> str:
     if isinstance(node, yaml.ScalarNode):
         text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
@@ -72,41 +119,48 @@ def _excerpt(node: yaml.Node) -> str:
 
 
 def _check_graph(root: yaml.Node) -> None:
-    """Refuse aliases that make a node contain itself, nest past `MAX_DEPTH` or expand past `MAX_NODES`."""
+    """Refuse aliases that make a node contain itself, nest past `MAX_DEPTH` or add past `MAX_NODES` values.
+
+    A node met again is an alias: it adds a copy of everything the node holds. The document's own
+    values are not counted: its size bounds them already.
+    """
     measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, levels of nesting)
     open_nodes: set[int] = set()
+    added = 0  # values the aliases add
 
     def too_deep(node: yaml.Node) -> ComposerError:
         return ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep (through aliases)", node.start_mark)
 
     def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        nonlocal added
         key = id(node)
         if key in measured:
-            if depth + measured[key][1] - 1 > MAX_DEPTH:
+            size, levels = measured[key]
+            if depth + levels - 1 > MAX_DEPTH:
                 raise too_deep(node)
-            return measured[key]
-        if key in open_nodes:
-            raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
-        if depth > MAX_DEPTH:
-            raise too_deep(node)
-        open_nodes.add(key)
-        if isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            children = []
-        total, height = 1, 1
-        for child in children:
-            size, levels = measure(child, depth + 1)
-            total, height = total + size, max(height, levels + 1)
-            if total > MAX_NODES:
+            added += size
+            if added > MAX_NODES:
                 raise ComposerError(
                     None,
                     None,
                     f"expands to more than {MAX_NODES:,} values through aliases (a 'billion laughs' document?)",
                     node.start_mark,
                 )
+            return size, levels
+        if key in open_nodes:
+            raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
+        if depth > MAX_DEPTH:
+            raise too_deep(node)
+        if isinstance(node, yaml.ScalarNode):
+            measured[key] = (1, 1)
+            return 1, 1
+        open_nodes.add(key)
+        mapping = isinstance(node, yaml.MappingNode)
+        children = [child for pair in node.value for child in pair] if mapping else node.value
+        total, height = 1, 1
+        for child in children:
+            size, levels = measure(child, depth + 1)
+            total, height = total + size, max(height, levels + 1)
         open_nodes.discard(key)
         measured[key] = (total, height)
         return total, height
@@ -230,6 +284,15 @@ def plain_data(
     return result, problems
 
 
+def copy_plain(value: Any) -> Any:
+    """A copy of plain data: mappings and lists are new, text and numbers shared (quicker than deepcopy)."""
+    if isinstance(value, dict):
+        return {key: copy_plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_plain(item) for item in value]
+    return value
+
+
 def _key_text(key: Any) -> str:
     try:
         text = repr(key)
@@ -249,16 +312,40 @@ def parse_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -
     """Parse one YAML document safely; any problem becomes a ConfigError naming file and line."""
     if len(text) > MAX_YAML_CHARS:
         raise error(f"{source}: too large ({len(text):,} characters; at most {MAX_YAML_CHARS:,})")
+    with paused_gc():
+        plain = read_plain(text, MAX_DEPTH)
+        if plain is not None:
+            return YamlDocument(plain[0], plain[1], source)
+        return _parse_nodes(text, source, error)
+
+
+def _compose(text: str, loader_class: type) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
     try:
-        loader = _LineLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_graph(node)
+        return node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _parse_nodes(text: str, source: str, error: type[ConfigError]) -> YamlDocument:
+    """Any YAML, through PyYAML's node graph: aliases bounded, keys and values checked, lines indexed.
+
+    What libyaml refuses, the pure Python parser reads again and decides: it is what
+    `yaml.safe_load` is, and it reads a few texts libyaml does not (a `"\\ud800"` escape).
+    """
+    try:
         try:
-            node = loader.get_single_node()
-            if node is None:
-                return YamlDocument(None, {}, source)
-            _check_graph(node)
-            data = loader.construct_document(node)
-        finally:
-            loader.dispose()
+            node, data = _compose(text, _LOADER)
+        except Exception:
+            if _LOADER is _LineLoader:
+                raise
+            node, data = _compose(text, _LineLoader)
+        if node is None:
+            return YamlDocument(None, {}, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and mark is not None and mark.line >= len(text.splitlines()):

@@ -534,6 +534,29 @@ def test_billion_laughs_is_refused_quickly(tmp_path: Path) -> None:
     assert time.monotonic() - started < 2
 
 
+def aliased(anchor_values: int, aliases: int) -> str:
+    """A manifest whose one anchored list of `anchor_values` texts is repeated by `aliases` aliases."""
+    items = ", ".join(f"w{i}" for i in range(anchor_values))
+    lines = ["version: 1", "target: {url: 'http://127.0.0.1:9/chat'}", "simulations:"]
+    for i in range(aliases + 1):
+        turns = f"&words [{items}]" if i == 0 else "*words"
+        lines.append(f"  - {{name: s{i}, persona: jane, task: t, turns: {turns}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_aliases_are_bounded_by_the_values_they_add_not_the_document(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, aliased(anchor_values=999, aliases=100))  # adds 100 x 1,000: at the bound
+    manifest = load_manifest(path, environ={})
+    assert len(manifest.simulations) == 101 and manifest.simulations[-1].turns == [f"w{i}" for i in range(999)]
+    path = write_manifest(tmp_path, aliased(anchor_values=999, aliases=101))  # one alias more; line 4 is the anchor
+    with pytest.raises(ConfigError, match=r"simulations.yml:4: invalid YAML: expands to more than 100,000 values"):
+        load_manifest(path, environ={})
+    plain = "version: 1\ntarget: {url: 'http://x'}\nsimulations:\n" + "".join(
+        f"  - {{name: s{i}, persona: jane, task: t, turns: [a, b, c, d, e, f, g, h]}}\n" for i in range(10_000)
+    )
+    assert len(parse_yaml(plain, "plain.yml").data["simulations"]) == 10_000  # 130,000 values and no alias
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

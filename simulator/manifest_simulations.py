@@ -1,0 +1,227 @@
+"""The parts of a manifest's simulations: personas, checks, defaults, targets, and where files may lie.
+
+Persona files and `file.py:function` callbacks must lie inside the root (see `resolve_root`).
+With a `refusal` (a manifest loaded with `trusted=False`) they are refused altogether, since they
+would run or read what the manifest's own source chose.
+
+A manifest may hold thousands of simulations naming the same few personas and sharing the
+defaults' checks, so each distinct persona is read and validated once per load, and each check
+the defaults give is built once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .checks import build_checks
+from .errors import ConfigError
+from .persona import Persona, predefined_personas
+from .schema_check import schema_errors
+from .yaml_source import YamlDocument, copy_plain, format_path
+
+DEFAULT_MAX_TURNS = 6
+DEFAULT_REPEAT = 1
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """True when `path`, symlinks resolved, is `root` or lies under it (`root` already resolved)."""
+    try:
+        return _inside(Path(path).resolve(), Path(root))
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
+        return False
+
+
+def default_root(folder: str | Path) -> Path:
+    """The current directory if `folder` lies inside it, else `folder`; symlinks resolved."""
+    try:
+        folder = Path(os.path.abspath(folder))
+        cwd = Path.cwd()
+        resolved_cwd = cwd.resolve()
+        if _inside(folder, cwd) or _inside(folder.resolve(), resolved_cwd):
+            return resolved_cwd
+        return folder.resolve()
+    except (OSError, ValueError, RuntimeError):  # no current directory: fall back to the folder
+        return Path(os.path.abspath(folder))
+
+
+def resolve_root(manifest_path: str | Path, root: str | Path | None = None) -> Path:
+    """The folder a manifest's persona files and callback files must stay inside.
+
+    `root` if given; else the current working directory if the manifest lies inside it; else the
+    manifest's folder. Symlinks are resolved (in the root and in every path checked against it).
+    """
+    if root is not None:
+        try:
+            return Path(root).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"root {str(root)!r}: not a usable folder ({exc})") from None
+    return default_root(Path(os.path.abspath(manifest_path)).parent)
+
+
+def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
+    """`override` on top of a copy of `base`; nested mappings merge, everything else replaces."""
+    merged = copy_plain(base or {})
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy_plain(value)
+    return merged
+
+
+def settings(entry: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A simulation's limits and tags: its own, else the defaults', else the built-in ones."""
+    return {
+        "max_turns": entry.get("max_turns", defaults.get("max_turns", DEFAULT_MAX_TURNS)),
+        "tags": sorted(set(defaults.get("tags", [])) | set(entry.get("tags", []))),
+        "turn_timeout": entry.get("turn_timeout", defaults.get("turn_timeout")),
+    }
+
+
+def check_callback(
+    target: Any,
+    at: tuple,
+    doc: YamlDocument,
+    folder: Path,
+    root: Path,
+    problems: list[str],
+    refusal: str | None = None,
+) -> None:
+    """A `file.py:function` callback must lie inside the root; module callbacks are imported as usual.
+
+    With a `refusal` (an untrusted manifest) every callback is refused: a module callback runs
+    code just as a file does (the manifest's folder goes first on `sys.path`, and any installed
+    module's function would be called with the conversation's text).
+    """
+    spec = target.get("callback") if isinstance(target, dict) else None
+    if not isinstance(spec, str):
+        return
+    if refusal is not None:
+        where = at + ("callback",)
+        problems.append(f"{doc.where(where)}: {format_path(where)}: {spec!r} would run Python code; {refusal}")
+        return
+    module, _, _ = spec.rpartition(":")
+    where = at + ("callback",)
+    if module.endswith(".py") and not is_inside(folder / module, root):
+        problems.append(
+            f"{doc.where(where)}: {format_path(where)}: {module!r} is outside {root}; callback files must lie inside it"
+        )
+    elif module.endswith(".py") and not (folder / module).is_file():
+        problems.append(f"{doc.where(where)}: {format_path(where)}: callback file {folder / module} not found")
+
+
+def check_sides(
+    entry: dict[str, Any],
+    target: dict[str, Any],
+    user: dict[str, Any] | None,
+    doc: YamlDocument,
+    at: tuple,
+    problems: list[str],
+) -> None:
+    """A simulation needs an app to talk to, and a user model unless its turns are scripted."""
+    if not target:
+        problems.append(f"{doc.where(at)}: {format_path(at)}: no target (set 'target' at the top or in the simulation)")
+    elif entry.get("target"):  # the top-level target was checked already; an override may break it
+        problems.extend(schema_errors(target, "manifest", doc, definition="target", prefix=at + ("target",)))
+    if entry.get("turns") is None and not user:
+        problems.append(
+            f"{doc.where(at)}: {format_path(at)}: no 'turns' and no 'user' model; add a top-level 'user' "
+            "(the LLM that plays the persona) or scripted 'turns'"
+        )
+    elif user and entry.get("user") and "model" not in user:
+        problems.append(f"{doc.where(at + ('user',))}: {format_path(at + ('user',))}.model: required field is missing")
+
+
+class CheckBuilder:
+    """Each simulation's checks; each kind is built on its own, so one bad check hides no other."""
+
+    def __init__(self, doc: YamlDocument, problems: list[str]) -> None:
+        self.doc = doc
+        self.problems = problems
+        self._from_defaults: dict[str, list[Any]] = {}
+
+    def build(self, expect: dict[str, Any], at: tuple, entry: dict[str, Any]) -> list[Any]:
+        """The checks of `expect` (the defaults' merged with the simulation's own at `at`)."""
+        checks: list[Any] = []
+        own_expect = entry.get("expect") or {}
+        for key, config in expect.items():
+            own = key in own_expect
+            if not own and key in self._from_defaults:
+                checks.extend(self._from_defaults[key])
+                continue
+            where = at + ("expect", key) if own else ("defaults", "expect", key)
+            try:
+                built = build_checks({key: config}, source=format_path(where[:-1]))
+            except ConfigError as exc:
+                built = []
+                message = f"{self.doc.where(where)}: {exc}"
+                if message not in self.problems:
+                    self.problems.append(message)
+            if not own:
+                self._from_defaults[key] = built
+            checks.extend(built)
+        return checks
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system
+        return False
+
+
+class PersonaResolver:
+    """An inline mapping, a predefined name or a file; with a `refusal`, never a file.
+
+    A name or path is read and validated once; each simulation gets its own copy.
+    """
+
+    def __init__(self, folder: Path, root: Path, refusal: str | None = None) -> None:
+        self.folder = folder
+        self.root = root
+        self.refusal = refusal
+        self._named: dict[str, Persona | str] = {}
+
+    def resolve(self, value: Any, doc: YamlDocument, at: tuple, problems: list[str]) -> Persona | None:
+        """The persona `value` (at `at` in `doc`) describes, or None with the problem added."""
+        where = doc.where(at)
+        if isinstance(value, dict):
+            try:
+                return Persona.from_dict(value, source=f"{where}: {format_path(at)}")
+            except ConfigError as exc:
+                found: Persona | str = str(exc).replace("\n", "; ")
+        else:
+            if value not in self._named:
+                self._named[value] = self._by_name(value)
+            found = self._named[value]
+        if isinstance(found, str):
+            problems.append(f"{where}: {format_path(at)}: {found}")
+            return None
+        return found.copy()
+
+    def _by_name(self, value: str) -> Persona | str:
+        """The persona a name or path gives, or what is wrong with it."""
+        candidate = self.folder / value
+        looks_like_path = candidate.suffix.lower() in (".yaml", ".yml") or "/" in value or "\\" in value
+        try:
+            if self.refusal is not None:
+                predefined = value.lower() in {name.lower() for name in predefined_personas()}
+                if looks_like_path or (not predefined and _is_file(candidate)):
+                    return (
+                        f"{value!r} would read a persona file "
+                        f"(a predefined persona or an inline mapping is fine); {self.refusal}"
+                    )
+                return Persona.predefined(value)
+            if looks_like_path or _is_file(candidate):
+                if not is_inside(candidate, self.root):
+                    return f"{value!r} is outside {self.root}; persona files must lie inside it"
+                return Persona.load(candidate)
+            return Persona.predefined(value)
+        except ConfigError as exc:
+            return str(exc).replace("\n", "; ")
