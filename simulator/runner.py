@@ -327,16 +327,19 @@ def _write_summary(out: Path, summary: dict[str, Any]) -> str | None:
 async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool:
     """Run the workers to the end; True when a cancellation (a signal) interrupted them."""
     workers = [asyncio.create_task(run.work(pending), name=f"worker-{i}") for i in range(concurrency)]
+    # return_exceptions: a worker ends in its cancellation, which is then the gather's result, not an
+    # exception nobody retrieves
+    gathered = asyncio.gather(*workers, return_exceptions=True)
     try:
         # shielded: a signal reaches this frame at once, not only after every worker has ended
-        await asyncio.shield(asyncio.gather(*workers))
+        await asyncio.shield(gathered)
     except asyncio.CancelledError:
         # no worker takes another conversation, even one whose cancellation was lost (asyncio.wait_for
         # can swallow a cancellation that arrives as its inner call completes)
         run.stop = run.stop or "interrupted"
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await gathered
         return True
     return False
 
