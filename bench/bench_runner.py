@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import openai  # noqa: E402, F401 - the SDK is imported on first use; that is start-up, not per-turn cost
+
 from simulator.manifest import load_manifest  # noqa: E402
 from simulator.plan import plan_jobs  # noqa: E402
 from simulator.runner import run_jobs  # noqa: E402
