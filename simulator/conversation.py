@@ -260,8 +260,8 @@ class Simulator:
             except TurnError as err:
                 return self._fail(recorder, actor, err, started, shown)
             except Exception as exc:  # a bug in a connector must not lose the conversation
-                err = TurnError("app_error" if actor == ASSISTANT else "llm_error", f"{type(exc).__name__}: {exc}")
-                return self._fail(recorder, actor, err, started, shown)
+                failure = TurnError("app_error" if actor == ASSISTANT else "llm_error", f"{type(exc).__name__}: {exc}")
+                return self._fail(recorder, actor, failure, started, shown)
             latency = (time.monotonic() - started) * 1000
             if actor == USER:
                 extra: dict[str, Any] = {}
@@ -284,8 +284,8 @@ class Simulator:
                     return recorder.finish(reason, detail)
             else:
                 if not reply.text.strip():
-                    err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
-                    return self._fail(recorder, actor, err, started, shown, request=reply.request, usage=reply.usage)
+                    empty = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
+                    return self._fail(recorder, actor, empty, started, shown, request=reply.request, usage=reply.usage)
                 # scrubbed before the cut, and before the user model sees the reply in its prompt
                 text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
                 if reply.notes:

@@ -236,7 +236,7 @@ def _check_run_level(
     names = {s.name for s in simulations}
     for i, name in enumerate((data.get("gate") or {}).get("required", [])):
         if name not in names and not any(p.endswith(f"duplicate simulation name '{name}'") for p in problems):
-            at = ("gate", "required", i)
+            at: tuple[str | int, ...] = ("gate", "required", i)
             problems.append(f"{doc.where(at)}: {format_path(at)}: no simulation is named '{name}'")
     if not data.get("judge"):
         for sim in simulations:

@@ -52,7 +52,7 @@ class RunSettings:
     skip_reason: str | None = None
     on_result: Callable[[Job, dict[str, Any]], None] | None = None
     on_start: Callable[[int, int], None] | None = None
-    on_warning: Callable[[str], None] | None = None
+    on_warning: Callable[[str], object] | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -105,7 +105,7 @@ class ConversationRecorder:
     def finish(self, stop_reason: str, detail: str | None = None, error: dict[str, Any] | None = None) -> dict:
         if stop_reason not in STOP_REASONS:
             raise ValueError(f"unknown stop reason {stop_reason!r}")
-        latencies = {USER: [], ASSISTANT: []}
+        latencies: dict[str, list[float]] = {USER: [], ASSISTANT: []}
         for turn in self.turns:
             latencies[turn["actor"]].append(turn["latency_ms"])
         app_latencies = latencies[ASSISTANT]

@@ -288,7 +288,7 @@ class _Start:
 
     record: dict[str, Any]
     builder: SummaryBuilder
-    to_play: Iterable[Job]
+    to_play: Plan | list[Job]
     kept: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
     previous_run: Path | None = None
@@ -370,7 +370,7 @@ def _storage_message(run: _Run, status: dict[str, Any]) -> str:
     )
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tupl
     return merged, warnings
 
 
-def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str, Any]:
+def merge_results(out_dir: str | Path, shard_dirs: Sequence[str | Path]) -> dict[str, Any]:
     """Join the outputs of several shards into one results folder, plan and summary (streamed).
 
     Torn last lines and shards that were not given are named in the summary's `run.warnings`.

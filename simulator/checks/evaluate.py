@@ -74,14 +74,14 @@ async def evaluate(result: dict[str, Any], checks: list[Check], context: Evaluat
     no_errors = [c for c in checks if isinstance(c, NoErrorsCheck)]
     if errored:
         results = [await c.evaluate(result, context) for c in no_errors]
-        failed = [r for r in results if r.status == FAIL]
-        status = FAIL if failed else ERROR
+        failures = [r for r in results if r.status == FAIL]
+        status = FAIL if failures else ERROR
         message = (meta.get("error") or {}).get("message") or meta.get("stop_detail") or meta["stop_reason"]
         return {
             "status": status,
             "checks": [r.to_dict() for r in results],
-            "failed": [r.name for r in failed],
-            "errors": [] if failed else [f"conversation ended with {meta['stop_reason']}: {message}"],
+            "failed": [r.name for r in failures],
+            "errors": [] if failures else [f"conversation ended with {meta['stop_reason']}: {message}"],
         }
     results = await asyncio.gather(*(c.evaluate(result, context) for c in checks))
     failed = [r.name for r in results if r.status == FAIL]

@@ -156,7 +156,8 @@ def simulations_table(
             f"| {ICONS.get(verdict['status'], '')} | {inline(name, 80)}{required} | {_rate(verdict['pass_rate'])} "
             f"| {verdict['passes']}/{verdict['runs']} | {verdict['errors']} | {sim['turns']} "
             f"| {_ms(sim['latency_ms']['app_p50'])} | {_ms(sim['latency_ms']['app_p95'])} "
-            f"| {sim['tokens']['total_tokens']:,} |" + (f" {_delta(changes.get(name))} |" if with_base else "")
+            f"| {sim['tokens']['total_tokens']:,} |"
+            + (f" {_delta(changes.get(name))} |" if changes is not None else "")
         )
     if len(items) > max_rows:
         rows.append(f"\n_{len(items) - max_rows} more simulations are in the artifact's summary.json._")
@@ -177,7 +178,7 @@ def _turn_numbers(evaluation: dict[str, Any]) -> set[int]:
 def _transcript(result: dict[str, Any], focus: set[int]) -> str:
     turns = result["conversation"]
     keep = {n + d for n in focus for d in (-1, 0)} if focus else {t["turn_number"] for t in turns[-4:]}
-    lines = []
+    lines: list[str] = []
     skipped = False
     for turn in turns:
         if turn["turn_number"] not in keep:
