@@ -54,6 +54,7 @@ from .manifest_variables import (
     variable_refusal,
 )
 from .persona import Persona
+from .records import GateConfig
 from .schema_check import schema_errors
 from .target_validation import checked_target
 from .yaml_source import YamlDocument, format_path, load_yaml_file, paused_gc
@@ -133,7 +134,7 @@ class Manifest:
     user: dict[str, Any] | None
     data: dict[str, Any] = field(repr=False, default_factory=dict)
     judge: dict[str, Any] | None = None
-    gate: dict[str, Any] | None = None
+    gate: GateConfig | None = None
     #: environment variables the manifest read, with the field paths that used them
     variables: dict[str, list[str]] = field(default_factory=dict)
     #: persona files and callback files lie inside this folder (see `resolve_root`)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..models import OpenAIChatCompletionsModel
+from ..records import ConversationResult, Evaluation
 from ..result import ERROR_REASONS
 from .base import ERROR, FAIL, PASS, Check
 from .deterministic import MaxLatencyCheck, NoErrorsCheck, ReplySchemaCheck, StopReasonCheck, TextCheck, TurnsCheck
@@ -46,7 +47,7 @@ def build_checks(expect: dict[str, Any] | None, source: str = "expect") -> list[
 
 
 #: the evaluation of a conversation the run was interrupted in before it could be judged
-INTERRUPTED_EVALUATION = {
+INTERRUPTED_EVALUATION: Evaluation = {
     "status": ERROR,
     "checks": [],
     "failed": [],
@@ -61,7 +62,7 @@ class EvaluationContext:
     judge: OpenAIChatCompletionsModel | None = None
 
 
-async def evaluate(result: dict[str, Any], checks: list[Check], context: EvaluationContext) -> dict[str, Any]:
+async def evaluate(result: ConversationResult, checks: list[Check], context: EvaluationContext) -> Evaluation:
     """The conversation's verdict: `pass`, `fail` (the app misbehaved) or `error` (no verdict).
 
     Any failed check fails the conversation; otherwise a check without a verdict makes it an error.
@@ -76,7 +77,8 @@ async def evaluate(result: dict[str, Any], checks: list[Check], context: Evaluat
         results = [await c.evaluate(result, context) for c in no_errors]
         failures = [r for r in results if r.status == FAIL]
         status = FAIL if failures else ERROR
-        message = (meta.get("error") or {}).get("message") or meta.get("stop_detail") or meta["stop_reason"]
+        error: Mapping[str, Any] = meta.get("error") or {}
+        message = error.get("message") or meta.get("stop_detail") or meta["stop_reason"]
         return {
             "status": status,
             "checks": [r.to_dict() for r in results],
