@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from . import known_secrets
 from .errors import ConfigError
@@ -37,6 +37,7 @@ from .persona import Persona, predefined_personas
 from .pipeline import RunSettings, plan_for, run_manifest
 from .plan import MAX_REPEAT, Job, parse_shard
 from .recheck import recheck
+from .records import ConversationResult, Summary
 from .report import HTML_FILE, baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line
 from .results_folder import (
@@ -70,7 +71,7 @@ class Progress:
         if kept:
             self.stream.write(f"Resuming: kept {kept} finished conversation(s); {to_play} to play\n")
 
-    def __call__(self, job: Job, result: dict[str, Any]) -> None:
+    def __call__(self, job: Job, result: ConversationResult) -> None:
         self.done += 1
         meta = result["meta_data"]
         self.errors += bool(meta.get("is_error"))
@@ -96,7 +97,7 @@ class Progress:
 
 
 def _finish(
-    summary: dict[str, Any], out_dir: Path, stream: TextIO, baseline: str | None = None
+    summary: Summary, out_dir: Path, stream: TextIO, baseline: str | None = None
 ) -> dict[str, dict[str, Any]] | None:
     """Write report.md and report.html next to the results and print the shared Markdown summary.
 
@@ -120,7 +121,7 @@ def _finish(
     return changes
 
 
-def _plan_line(summary: dict[str, Any], stream: TextIO) -> None:
+def _plan_line(summary: Summary, stream: TextIO) -> None:
     run = summary.get("run") or {}
     line = plan_line(run)
     if run.get("missing_count"):
@@ -173,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code()
 
 
-def _gate_line(summary: dict[str, Any], stream: TextIO) -> None:
+def _gate_line(summary: Summary, stream: TextIO) -> None:
     gate = summary["gate"]
     rate = "n/a" if gate["pass_rate"] is None else f"{gate['pass_rate']:.1%}"
     stream.write(
@@ -193,9 +194,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"{folder}: no {RESULTS_FILE}; give a results folder written by `simulator run`")
     manifest_path = args.manifest
     if manifest_path is None:
-        recorded = (read_summary(folder) or {}).get("run", {}).get("manifest") or (read_plan(folder) or {}).get(
-            "manifest"
-        )
+        recorded_summary, recorded_plan = read_summary(folder), read_plan(folder)
+        recorded_run = recorded_summary.get("run") if recorded_summary else None
+        recorded = (recorded_run or {}).get("manifest") or (recorded_plan.get("manifest") if recorded_plan else None)
         if not recorded:
             raise ConfigError(f"{folder}: neither {SUMMARY_FILE} nor {PLAN_FILE} names the manifest; pass --manifest")
         manifest_path = recorded
@@ -225,13 +226,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         elif old is not None:
             summary = old
     else:
-        summary = old or {}
+        summary = old or cast(Summary, {})
     _finish(summary, folder, sys.stderr, args.baseline)
     _plan_line(summary, sys.stderr)
     return EXIT_OK
 
 
-def _counts(summary: dict[str, Any]) -> tuple[Any, ...]:
+def _counts(summary: Summary) -> tuple[Any, ...]:
     run = summary.get("run") or {}
     return (summary.get("totals", {}).get("conversations"), run.get("missing_count"), summary["gate"].get("status"))
 

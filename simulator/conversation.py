@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .errors import ConfigError, TurnError
 from .event_loops import run_sync
@@ -15,6 +15,7 @@ from .history_refs import compact_request
 from .known_secrets import scrub, scrub_text
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
+from .records import ConversationResult, ErrorRecord, Turn
 from .result import ASSISTANT, USER, ConversationRecorder
 from .targets import CallbackTarget, ModelTarget, Target
 from .unicode_safety import replace_lone_surrogates, surrogate_note
@@ -33,7 +34,7 @@ MAX_REPLY_CHARS = 100_000
 class ConversationCancelled(asyncio.CancelledError):
     """A conversation was cancelled (Ctrl-C, SIGTERM); it carries what was recorded up to then."""
 
-    def __init__(self, partial_result: dict[str, Any]) -> None:
+    def __init__(self, partial_result: ConversationResult) -> None:
         super().__init__("the conversation was cancelled")
         self.partial_result = partial_result
 
@@ -169,7 +170,7 @@ class Simulator:
         *,
         conversation_id: str | None = None,
         meta_data: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> ConversationResult:
         """Run one conversation; always returns a conversation_result, errors recorded in it."""
         persona = persona if isinstance(persona, Persona) else Persona.load(persona)
         if not isinstance(task, str) or not task.strip():
@@ -209,10 +210,10 @@ class Simulator:
         task: str,
         max_conversation_turns: int = 6,
         **kwargs: Any,
-    ) -> dict[str, Any]:
+    ) -> ConversationResult:
         """Blocking form of `simulate_async`; works inside a running event loop too (notebooks)."""
 
-        async def run() -> dict[str, Any]:
+        async def run() -> ConversationResult:
             try:
                 return await self.simulate_async(persona, task, max_conversation_turns, **kwargs)
             finally:
@@ -238,7 +239,7 @@ class Simulator:
 
     async def _converse(
         self, recorder: ConversationRecorder, persona: Persona, task: str, max_turns: int
-    ) -> dict[str, Any]:
+    ) -> ConversationResult:
         while len(recorder.turns) < max_turns:
             history = recorder.history()
             actor = USER if len(history) % 2 == 0 else ASSISTANT
@@ -260,8 +261,8 @@ class Simulator:
             except TurnError as err:
                 return self._fail(recorder, actor, err, started, shown)
             except Exception as exc:  # a bug in a connector must not lose the conversation
-                err = TurnError("app_error" if actor == ASSISTANT else "llm_error", f"{type(exc).__name__}: {exc}")
-                return self._fail(recorder, actor, err, started, shown)
+                failure = TurnError("app_error" if actor == ASSISTANT else "llm_error", f"{type(exc).__name__}: {exc}")
+                return self._fail(recorder, actor, failure, started, shown)
             latency = (time.monotonic() - started) * 1000
             if actor == USER:
                 extra: dict[str, Any] = {}
@@ -284,8 +285,8 @@ class Simulator:
                     return recorder.finish(reason, detail)
             else:
                 if not reply.text.strip():
-                    err = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
-                    return self._fail(recorder, actor, err, started, shown, request=reply.request, usage=reply.usage)
+                    empty = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
+                    return self._fail(recorder, actor, empty, started, shown, request=reply.request, usage=reply.usage)
                 # scrubbed before the cut, and before the user model sees the reply in its prompt
                 text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
                 if reply.notes:
@@ -303,10 +304,10 @@ class Simulator:
         actor: str,
         err: TurnError,
         started: float,
-        shown: list[dict[str, Any]],
+        shown: list[Turn],
         request: Any = None,
         usage: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> ConversationResult:
         reason = err.reason
         if actor == ASSISTANT and reason == "llm_error":
             reason = "app_error"  # the model behind the app failed: that is the app failing
@@ -314,14 +315,17 @@ class Simulator:
         raw = detail.pop("response", None)
         request = compact_request(detail.pop("request", request), shown)
         usage = detail.pop("usage", usage)
-        error = {
-            "reason": reason,
-            "message": str(err),
-            "actor": actor,
-            "turn_number": len(recorder.turns),
-            "fatal": err.fatal,
-            **detail,
-        }
+        error = cast(
+            ErrorRecord,
+            {
+                "reason": reason,
+                "message": str(err),
+                "actor": actor,
+                "turn_number": len(recorder.turns),
+                "fatal": err.fatal,
+                **detail,
+            },
+        )
         latency = (time.monotonic() - started) * 1000
         recorder.add_turn(actor, request, "", raw, latency, usage, error=error)
         return recorder.finish(reason, str(err), error=error)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import signal
-from typing import Any
+
+from .records import Summary
 
 EXIT_OK = 0
 #: the gate failed: the app misbehaved
@@ -19,7 +20,7 @@ FAIL_ON = ("gate", "errors", "never")
 
 
 def exit_code(
-    summary: dict[str, Any],
+    summary: Summary,
     *,
     fail_on: str = "gate",
     received: int | None = None,

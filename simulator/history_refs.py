@@ -169,14 +169,13 @@ class _Expander:
 
     def messages(self, reference: dict[str, Any]) -> list[dict[str, Any]]:
         span, shape = reference.get(TURNS), reference.get(SHAPE, "messages")
-        valid = (
+        if not (
             set(reference) <= {TURNS, SHAPE}
             and isinstance(span, list)
             and len(span) == 2
             and all(isinstance(n, int) and not isinstance(n, bool) for n in span)
             and shape in SHAPES
-        )
-        if not valid:
+        ):
             raise ValueError(f"not a history reference: {json.dumps(reference)[:200]}")
         first, last = span
         chosen = [

@@ -190,8 +190,8 @@ class ScrubbedStream:
 def scrubbed_output() -> Iterator[None]:
     """Scrub everything written to stdout and stderr meanwhile: prints, progress, tracebacks, log lines."""
     saved = sys.stdout, sys.stderr
-    sys.stdout = ScrubbedStream(sys.stdout)  # type: ignore[assignment]
-    sys.stderr = ScrubbedStream(sys.stderr)  # type: ignore[assignment]
+    sys.stdout = ScrubbedStream(sys.stdout)
+    sys.stderr = ScrubbedStream(sys.stderr)
     try:
         yield
     finally:

@@ -54,6 +54,7 @@ from .manifest_variables import (
     variable_refusal,
 )
 from .persona import Persona
+from .records import GateConfig
 from .schema_check import schema_errors
 from .target_validation import checked_target
 from .yaml_source import YamlDocument, format_path, load_yaml_file, paused_gc
@@ -133,7 +134,7 @@ class Manifest:
     user: dict[str, Any] | None
     data: dict[str, Any] = field(repr=False, default_factory=dict)
     judge: dict[str, Any] | None = None
-    gate: dict[str, Any] | None = None
+    gate: GateConfig | None = None
     #: environment variables the manifest read, with the field paths that used them
     variables: dict[str, list[str]] = field(default_factory=dict)
     #: persona files and callback files lie inside this folder (see `resolve_root`)
@@ -236,7 +237,7 @@ def _check_run_level(
     names = {s.name for s in simulations}
     for i, name in enumerate((data.get("gate") or {}).get("required", [])):
         if name not in names and not any(p.endswith(f"duplicate simulation name '{name}'") for p in problems):
-            at = ("gate", "required", i)
+            at: tuple[str | int, ...] = ("gate", "required", i)
             problems.append(f"{doc.where(at)}: {format_path(at)}: no simulation is named '{name}'")
     if not data.get("judge"):
         for sim in simulations:

@@ -199,7 +199,7 @@ def key_variable_problems(data: dict[str, Any], doc: YamlDocument, environ: Mapp
 
 def _sent_to_app(field_path: str) -> bool:
     match = _SENT_TO_APP.search(field_path)
-    return bool(match) and (match["header"] or "").lower() not in BENIGN_HEADERS
+    return match is not None and (match["header"] or "").lower() not in BENIGN_HEADERS
 
 
 def register_secrets(variables: Mapping[str, list[str]], environ: Mapping[str, str]) -> None:

@@ -50,7 +50,8 @@ def _error_text(exc: openai.APIStatusError) -> str:
 
 def _is_content_filter(exc: openai.APIStatusError) -> bool:
     body = exc.body if isinstance(exc.body, dict) else {}
-    inner = body.get("innererror") if isinstance(body.get("innererror"), dict) else {}
+    inner = body.get("innererror")
+    inner = inner if isinstance(inner, dict) else {}
     return (
         exc.code == "content_filter"
         or inner.get("code") == "ResponsibleAIPolicyViolation"
@@ -195,7 +196,7 @@ class OpenAIChatCompletionsModel:
         }
         manager = self.token_manager
         header = (manager.auth_header if manager else None) or (API_KEY_HEADER if self.is_azure else BEARER)
-        if self.is_azure:
+        if self.is_azure and self.endpoint_url is not None:
             auth: dict[str, Any]
             if manager is None:
                 auth = {"api_key": "unused"}
@@ -364,7 +365,8 @@ class OpenAIChatCompletionsModel:
                 f"{self.name}: the answer was withheld by content filtering",
                 detail={"response": raw, "request": request, "usage": usage},
             )
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        message = choice.get("message")
+        message = message if isinstance(message, dict) else {}
         content = message.get("content")
         # the reply becomes the simulated user's message to the app, a verdict or the app's answer: a
         # credential the server quoted back (its own key, echoed request headers) must go no further

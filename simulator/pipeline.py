@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .connections import Connections
 from .exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, FAIL_ON, exit_code
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations, plan_jobs
+from .records import ConversationResult, RunInfo
 from .results_folder import PLAN_FILE, RESULTS_FILE, make_folder, write_summary
 from .runner import RunOutcome, run_jobs, run_with_signals
 from .summary import SummaryBuilder
@@ -50,9 +51,9 @@ class RunSettings:
     skip_without_key: bool = False
     #: why keys are missing, for the note (default: the first simulation's own reason)
     skip_reason: str | None = None
-    on_result: Callable[[Job, dict[str, Any]], None] | None = None
+    on_result: Callable[[Job, ConversationResult], None] | None = None
     on_start: Callable[[int, int], None] | None = None
-    on_warning: Callable[[str], None] | None = None
+    on_warning: Callable[[str], object] | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -103,7 +104,7 @@ def _nothing_to_run(manifest: Manifest, out: Path, run_info: dict[str, Any]) -> 
     """Every selected simulation was skipped: an empty results folder whose gate says `skipped`."""
     make_folder(out)
     (out / RESULTS_FILE).write_text("", encoding="utf-8")
-    summary = SummaryBuilder().build({"manifest": str(manifest.path), **run_info}, manifest.gate)
+    summary = SummaryBuilder().build(cast(RunInfo, {"manifest": str(manifest.path), **run_info}), manifest.gate)
     summary["gate"]["status"] = "skipped"
     write_summary(out, summary)
     return RunOutcome(out_dir=out, summary=summary)

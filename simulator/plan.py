@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .manifest import Manifest, Simulation
+from .records import PlanRecord
 
 #: the most repeats of one simulation a run may ask for (the manifest's `repeat` has the same cap)
 MAX_REPEAT = 1000
@@ -128,7 +129,7 @@ class Plan:
         }
 
 
-def keys_of_record(record: dict[str, Any]) -> Iterator[str]:
+def keys_of_record(record: PlanRecord) -> Iterator[str]:
     """The planned keys a `plan.json` record stands for (the same order as the run's plan)."""
     if "keys" in record:
         yield from record["keys"]

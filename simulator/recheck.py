@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from .checks import EvaluationContext, evaluate
 from .connections import build_model
 from .manifest import Manifest
+from .records import ConversationResult, RunInfo, Summary
 from .results_folder import (
     LISTED_KEYS,
     RESULTS_FILE,
@@ -34,7 +36,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> dict[str, Any]:
+async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> Summary:
     """Evaluate finished conversations again with the manifest's current checks; no app calls.
 
     Rewrites the folder's results and summary in place (atomically), keeping the run's details.
@@ -48,9 +50,9 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     problems: list[str] = []
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(result: dict[str, Any]) -> dict[str, Any]:
+    async def one(result: ConversationResult) -> ConversationResult:
         name = result["meta_data"].get("simulation")
-        sim = sims.get(name)
+        sim = sims.get(name) if name is not None else None
         if sim is None:
             result["evaluation"] = {
                 "status": "error",
@@ -86,8 +88,8 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     finally:
         if context.judge is not None:
             await context.judge.aclose()
-    old = read_summary(folder) or {}
-    run = {**(old.get("run") or {}), "rechecked_at": _now(), "manifest": str(manifest.path)}
+    old: Mapping[str, Any] = read_summary(folder) or {}
+    run: RunInfo = {**(old.get("run") or {}), "rechecked_at": _now(), "manifest": str(manifest.path)}
     if problems:
         run["internal_errors"] = [*run.get("internal_errors", []), *problems[:LISTED_KEYS]]
     if notes.warnings:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import statistics
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
 from .known_secrets import scrub
+from .records import ConversationResult, ErrorRecord, Turn
 from .schema_check import load_schema
 
 USER = "user"
@@ -57,7 +58,7 @@ class ConversationRecorder:
         extra_meta: dict[str, Any] | None = None,
     ) -> None:
         self.conversation_id = conversation_id
-        self.turns: list[dict[str, Any]] = []
+        self.turns: list[Turn] = []
         self._meta = {
             "persona": persona,
             "task": task,
@@ -73,7 +74,7 @@ class ConversationRecorder:
         """Turns so far as chat messages (failed turns left out)."""
         return [{"role": t["actor"], "content": t["response"]} for t in self.history_turns()]
 
-    def history_turns(self) -> list[dict[str, Any]]:
+    def history_turns(self) -> list[Turn]:
         """The turns `history()` is made of, so a recorded request can refer to them."""
         return [t for t in self.turns if t["error"] is None]
 
@@ -85,27 +86,32 @@ class ConversationRecorder:
         full_json_response: Any,
         latency_ms: float,
         usage: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        error: ErrorRecord | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
-        turn = {
-            "turn_number": len(self.turns),
-            "response": response,
-            "actor": actor,
-            "request": request,
-            "full_json_response": full_json_response,
-            "latency_ms": round(latency_ms, 3),
-            "usage": usage,
-            "error": error,
-            **extra,
-        }
+    ) -> Turn:
+        turn = cast(
+            Turn,
+            {
+                "turn_number": len(self.turns),
+                "response": response,
+                "actor": actor,
+                "request": request,
+                "full_json_response": full_json_response,
+                "latency_ms": round(latency_ms, 3),
+                "usage": usage,
+                "error": error,
+                **extra,
+            },
+        )
         self.turns.append(turn)
         return turn
 
-    def finish(self, stop_reason: str, detail: str | None = None, error: dict[str, Any] | None = None) -> dict:
+    def finish(
+        self, stop_reason: str, detail: str | None = None, error: ErrorRecord | None = None
+    ) -> ConversationResult:
         if stop_reason not in STOP_REASONS:
             raise ValueError(f"unknown stop reason {stop_reason!r}")
-        latencies = {USER: [], ASSISTANT: []}
+        latencies: dict[str, list[float]] = {USER: [], ASSISTANT: []}
         for turn in self.turns:
             latencies[turn["actor"]].append(turn["latency_ms"])
         app_latencies = latencies[ASSISTANT]

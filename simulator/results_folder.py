@@ -20,15 +20,16 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import ConfigError
 from .known_secrets import scrub
 from .plan import keys_of_record
+from .records import ConversationResult, GateConfig, PlanRecord, RunInfo, Summary
 from .report import REPORT_FILES
 from .results_reading import (  # noqa: F401 - the folder's readers, importable from here too
     ReadNotes,
@@ -84,7 +85,7 @@ def json_text(data: Any, *, indent: int | None = None) -> tuple[str, int]:
     return text, 0
 
 
-def result_line(result: dict[str, Any]) -> bytes:
+def result_line(result: ConversationResult) -> bytes:
     """One conversations.jsonl line; a result whose text had to be repaired is repaired in place too,
     with a note in `meta_data.notes`, so the summary and the reports read what the file holds.
     Known credentials never reach the file (see `known_secrets`)."""
@@ -96,8 +97,9 @@ def result_line(result: dict[str, Any]) -> bytes:
             "the user model or the manifest were replaced with U+FFFD"
         )
         repaired["meta_data"].setdefault("notes", []).append(note)
-        result.clear()
-        result.update(repaired)
+        record = cast("dict[str, Any]", result)  # repaired in place: the caller's result is what was written
+        record.clear()
+        record.update(repaired)
         text, _ = json_text(scrub(result))
     return (text + "\n").encode("utf-8")
 
@@ -117,14 +119,14 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+def write_summary(out: Path, summary: Summary) -> Path:
     return write_json(out / SUMMARY_FILE, summary)
 
 
 # --- writing results --------------------------------------------------------------------------------
 
 
-def write_results(path: Path, results: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
+def write_results(path: Path, results: Iterable[ConversationResult]) -> int:
     """A whole results file at once, replaced atomically (merges, re-checks, resumes); returns the count."""
     tmp = path.with_name(path.name + ".tmp")
     count = 0
@@ -164,7 +166,7 @@ class ResultWriter:
         with contextlib.suppress(OSError):
             os.chmod(path, 0o644)
 
-    def write(self, result: dict[str, Any]) -> None:
+    def write(self, result: ConversationResult) -> None:
         if self._fd is None:
             raise ValueError(f"{self.path}: the results writer is closed")
         line = result_line(result)
@@ -211,7 +213,7 @@ def manifest_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def write_plan(out: Path, record: dict[str, Any]) -> Path:
+def write_plan(out: Path, record: PlanRecord) -> Path:
     make_folder(out)
     try:
         return write_json(out / PLAN_FILE, record)
@@ -219,7 +221,7 @@ def write_plan(out: Path, record: dict[str, Any]) -> Path:
         raise ConfigError(f"{out}: cannot write the plan: {exc.strerror or exc}") from None
 
 
-def read_plan(folder: str | Path) -> dict[str, Any] | None:
+def read_plan(folder: str | Path) -> PlanRecord | None:
     """The folder's plan.json, or None when the run predates plans; a damaged plan is an error."""
     path = Path(folder) / PLAN_FILE
     if not path.is_file():
@@ -230,10 +232,10 @@ def read_plan(folder: str | Path) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: not a readable plan ({exc})") from None
     if not isinstance(record, dict) or not isinstance(record.get("simulations", record.get("keys")), list):
         raise ConfigError(f"{path}: not a plan written by `simulator run`")
-    return record
+    return cast(PlanRecord, record)
 
 
-def plan_status(plan: dict[str, Any] | None, finished: set[str]) -> dict[str, Any]:
+def plan_status(plan: PlanRecord | None, finished: set[str]) -> RunInfo:
     """`planned`, `finished` and `missing` (keys with no result) for a summary's `run`."""
     if plan is None:
         return {"finished": len(finished)}
@@ -246,7 +248,7 @@ def plan_status(plan: dict[str, Any] | None, finished: set[str]) -> dict[str, An
             missing_count += 1
             if len(missing) < LISTED_KEYS:
                 missing.append(key)
-    status = {"planned": planned, "finished": planned - missing_count, "missing_count": missing_count}
+    status: RunInfo = {"planned": planned, "finished": planned - missing_count, "missing_count": missing_count}
     unseen = int(plan.get("unseen_count") or 0)  # merged shards: the keys of shards never given
     if unseen:
         status["planned"] += unseen
@@ -259,17 +261,17 @@ def plan_status(plan: dict[str, Any] | None, finished: set[str]) -> dict[str, An
 class FolderSummary:
     """A summary rebuilt from what a folder holds, and what the reader had to say about it."""
 
-    summary: dict[str, Any]
+    summary: Summary
     notes: ReadNotes
-    plan: dict[str, Any] | None
+    plan: PlanRecord | None
 
 
 def summarize_folder(
     folder: str | Path,
     *,
-    run: dict[str, Any] | None = None,
-    gate: dict[str, Any] | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    run: RunInfo | None = None,
+    gate: GateConfig | None = None,
+    on_result: Callable[[ConversationResult], None] | None = None,
 ) -> FolderSummary:
     """The summary of a results folder from its complete lines and its plan, streamed.
 
@@ -278,13 +280,13 @@ def summarize_folder(
     """
     folder = Path(folder)
     plan = read_plan(folder)
-    old = read_summary(folder)
+    old: Mapping[str, Any] = read_summary(folder) or {}
     if run is None:
-        run = dict((old or {}).get("run") or {})
+        run = cast(RunInfo, dict(old.get("run") or {}))
     if gate is None:
-        gate = ((old or {}).get("gate") or {}).get("config") or (plan or {}).get("gate")
+        gate = (old.get("gate") or {}).get("config") or (plan["gate"] if plan else None)
     notes = ReadNotes()
-    builder = SummaryBuilder((plan or {}).get("order"))
+    builder = SummaryBuilder(plan["order"] if plan else None)
     finished: set[str] = set()
     if (folder / RESULTS_FILE).is_file():
         for result in iter_results(folder / RESULTS_FILE, notes):
@@ -292,15 +294,15 @@ def summarize_folder(
             finished.add(result_key(result))
             if on_result is not None:
                 on_result(result)
-    for stale in ("planned", "finished", "missing", "missing_count", "not_run"):
-        run.pop(stale, None)
+    stale = ("planned", "finished", "missing", "missing_count", "not_run")
+    run = cast(RunInfo, {key: value for key, value in run.items() if key not in stale})
     run.update(plan_status(plan, finished))
     if notes.warnings:
         run["warnings"] = [*run.get("warnings", []), *notes.warnings]
     return FolderSummary(builder.build(run, gate), notes, plan)
 
 
-def read_summary(folder: str | Path) -> dict[str, Any] | None:
+def read_summary(folder: str | Path) -> Summary | None:
     """The folder's summary.json, or None when it is missing or damaged (it can be rebuilt)."""
     path = Path(folder) / SUMMARY_FILE
     try:
@@ -310,7 +312,7 @@ def read_summary(folder: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         log.warning("%s: not readable (%s); rebuilding it from the results", path, exc)
         return None
-    return summary if isinstance(summary, dict) and isinstance(summary.get("gate"), dict) else None
+    return cast(Summary, summary) if isinstance(summary, dict) and isinstance(summary.get("gate"), dict) else None
 
 
 # --- older runs and merges ----------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import jsonschema
 
 from .errors import ConfigError
+from .records import ConversationResult
 from .schema_check import load_schema, schema_errors
 
 log = logging.getLogger("simulator.results")
@@ -33,7 +34,7 @@ class ReadNotes:
     torn_bytes: int = 0
 
 
-def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
+def _parse_line(raw: bytes, where: str) -> ConversationResult:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -58,7 +59,7 @@ def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
         problems = [f"{where}: nested too deeply"]
     if problems:
         raise ConfigError(problems[0])
-    return result
+    return cast(ConversationResult, result)
 
 
 def _torn(raw: bytes) -> bool:
@@ -72,7 +73,7 @@ def _torn(raw: bytes) -> bool:
     return False
 
 
-def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[dict[str, Any]]:
+def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[ConversationResult]:
     """Conversation results from a JSONL file, one at a time.
 
     Every line must be a conversation_result (its JSON Schema) with, when present, an `evaluation`
@@ -109,7 +110,7 @@ def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[d
             yield result
 
 
-def read_results(path: str | Path, notes: ReadNotes | None = None) -> list[dict[str, Any]]:
+def read_results(path: str | Path, notes: ReadNotes | None = None) -> list[ConversationResult]:
     """Every conversation result of a JSONL file (see `iter_results`)."""
     return list(iter_results(path, notes))
 
@@ -125,6 +126,6 @@ def cut_torn_tail(path: Path) -> int:
     return notes.torn_bytes
 
 
-def result_key(result: dict[str, Any]) -> str:
+def result_key(result: ConversationResult) -> str:
     meta = result["meta_data"]
     return f"{meta.get('simulation') or meta['persona']['name']}#{meta.get('repeat', 1)}"

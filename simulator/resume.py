@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from .checks.evaluate import INTERRUPTED_EVALUATION
 from .errors import ConfigError
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations
+from .records import ConversationResult, PlanRecord
 from .results_folder import (
     RESULTS_FILE,
     cut_torn_tail,
@@ -26,7 +27,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> dict[str, Any]:
+def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> PlanRecord:
     """plan.json: what this run means to play, the manifest it came from and its gate."""
     if isinstance(jobs, Plan):
         shape = jobs.record()
@@ -38,7 +39,7 @@ def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> dict[str, Any]:
         digest = manifest_digest(manifest.path)
     except OSError:
         digest = None
-    return {
+    record = {
         "version": 1,
         "created_at": _now(),
         "manifest": str(manifest.path),
@@ -47,6 +48,7 @@ def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> dict[str, Any]:
         "order": order,
         "gate": manifest.gate,
     }
+    return cast(PlanRecord, record)
 
 
 def prepare_resume(out: Path, manifest: Manifest, plan: Plan) -> tuple[Plan, list[str]]:
@@ -86,7 +88,7 @@ def prepare_resume(out: Path, manifest: Manifest, plan: Plan) -> tuple[Plan, lis
     seen: set[str] = set()
     dropped = 0
 
-    def kept() -> Iterator[dict[str, Any]]:
+    def kept() -> Iterator[ConversationResult]:
         nonlocal dropped
         for result in iter_results(path) if path.is_file() else ():
             key = result_key(result)

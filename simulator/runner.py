@@ -15,11 +15,11 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .checks import evaluate
 from .checks.evaluate import INTERRUPTED_EVALUATION
@@ -30,6 +30,7 @@ from .event_loops import run_sync
 from .exit_codes import exit_code
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations
+from .records import ConversationResult, Evaluation, PlanRecord, RunInfo, Summary
 from .results_folder import (
     LISTED_KEYS,
     RESULTS_FILE,
@@ -60,7 +61,7 @@ class RunOutcome:
     """What a run produced and how it ended."""
 
     out_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     interrupted: bool = False
     fatal_error: str | None = None
     #: planned conversations with no result (at most `LISTED_KEYS` named; `summary.run.missing_count` counts all)
@@ -99,7 +100,7 @@ class RunOutcome:
         return bool(self.storage_error or self.internal_errors or self.summary_error)
 
     @property
-    def results(self) -> list[dict[str, Any]]:
+    def results(self) -> list[ConversationResult]:
         """The conversations in the results file, read from disk (a run keeps none in memory)."""
         path = self.out_dir / RESULTS_FILE
         return read_results(path) if path.is_file() else []
@@ -113,7 +114,7 @@ class _Run:
         self.connections = connections
         self.writer = writer
         self.builder = builder
-        self.on_result: Callable[[Job, dict[str, Any]], None] | None = None
+        self.on_result: Callable[[Job, ConversationResult], None] | None = None
         self.stop: str | None = None
         self.fatal: str | None = None
         self.storage_error: str | None = None
@@ -127,7 +128,7 @@ class _Run:
         self.internal_errors.append(problem)
         log.error("%s", problem, exc_info=(type(exc), exc, exc.__traceback__))
 
-    def store(self, job: Job, result: dict[str, Any]) -> bool:
+    def store(self, job: Job, result: ConversationResult) -> bool:
         """Write one result; a refused write costs this conversation (listed), never the run's honesty."""
         try:
             self.writer.write(result)
@@ -172,13 +173,13 @@ class _Run:
         result["evaluation"] = await self.evaluate(job, result)
         if not self.store(job, result):
             return
-        error = result["meta_data"].get("error") or {}
+        error: Mapping[str, Any] = result["meta_data"].get("error") or {}
         if error.get("fatal") and not self.fatal:
             self.fatal = f"{sim.name}: {error.get('message')}"
             self.stop = self.stop or self.fatal
         self.report(job, result)
 
-    async def evaluate(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+    async def evaluate(self, job: Job, result: ConversationResult) -> Evaluation:
         try:
             return await evaluate(result, job.simulation.checks, self.connections.evaluation)
         except asyncio.CancelledError:
@@ -194,7 +195,7 @@ class _Run:
                 "errors": [f"internal error while checking: {type(exc).__name__}: {exc}"],
             }
 
-    def report(self, job: Job, result: dict[str, Any]) -> None:
+    def report(self, job: Job, result: ConversationResult) -> None:
         if self.on_result is None:
             return
         try:
@@ -224,7 +225,7 @@ async def run_jobs(
     out_dir: str | Path,
     *,
     concurrency: int = 8,
-    on_result: Callable[[Job, dict[str, Any]], None] | None = None,
+    on_result: Callable[[Job, ConversationResult], None] | None = None,
     run_info: dict[str, Any] | None = None,
     resume: bool = False,
     on_start: Callable[[int, int], None] | None = None,
@@ -252,7 +253,7 @@ async def run_jobs(
     interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()
     status = plan_status(start.record, run.finished)
-    info = {
+    info: dict[str, Any] = {
         "manifest": str(manifest.path),
         "started_at": started_at,
         "finished_at": _now(),
@@ -263,7 +264,7 @@ async def run_jobs(
         **({"resumed": len(start.kept), "warnings": start.warnings} if resume else {}),
         **(run_info or {}),
     }
-    summary = start.builder.build(info, manifest.gate)
+    summary = start.builder.build(cast(RunInfo, info), manifest.gate)
     summary_error = _write_summary(out, summary)
     await _close_quietly(connections)
     return RunOutcome(
@@ -286,9 +287,9 @@ async def run_jobs(
 class _Start:
     """How a run starts in its folder: the plan written (or a resumed run's plan read), what is kept."""
 
-    record: dict[str, Any]
+    record: PlanRecord
     builder: SummaryBuilder
-    to_play: Iterable[Job]
+    to_play: Plan | list[Job]
     kept: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
     previous_run: Path | None = None
@@ -313,7 +314,7 @@ def _start(manifest: Manifest, plan: Plan | list[Job], out: Path, resume: bool) 
     return start
 
 
-def _write_summary(out: Path, summary: dict[str, Any]) -> str | None:
+def _write_summary(out: Path, summary: Summary) -> str | None:
     """Write summary.json; why it could not be written (a full disk), or None."""
     try:
         write_summary(out, summary)
@@ -344,7 +345,7 @@ async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool
     return False
 
 
-def _problems(run: _Run, status: dict[str, Any]) -> dict[str, Any]:
+def _problems(run: _Run, status: RunInfo) -> RunInfo:
     """The summary's account of what is missing and why: the plan status, fatal, storage and internal errors."""
     return {
         "fatal_error": run.fatal,
@@ -356,7 +357,7 @@ def _problems(run: _Run, status: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _storage_message(run: _Run, status: dict[str, Any]) -> str:
+def _storage_message(run: _Run, status: RunInfo) -> str:
     """What the disk refused, what it cost, and how much room the run needs to keep everything."""
     writer = run.writer
     average = writer.bytes_written / writer.count if writer.count else run.lost_bytes / max(len(run.lost), 1)
@@ -370,7 +371,7 @@ def _storage_message(run: _Run, status: dict[str, Any]) -> str:
     )
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -51,7 +52,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return path + [missing], "required field is missing"
     if error.validator == "additionalProperties":
-        allowed = sorted((error.schema.get("properties") or {}).keys())
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        allowed = sorted((schema.get("properties") or {}).keys())
         extras = [key for key in error.instance if key not in allowed] if isinstance(error.instance, dict) else []
         if extras:
             hint = difflib.get_close_matches(str(extras[0]), allowed, n=1)

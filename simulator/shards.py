@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .plan import keys_of_record
+from .records import ConversationResult, PlanRecord, RunInfo, Summary
 from .results_folder import (
     PLAN_FILE,
     RESULTS_FILE,
@@ -22,7 +23,7 @@ from .results_folder import (
 from .results_reading import ReadNotes, iter_results
 
 
-def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tuple[dict[str, Any] | None, list[str]]:
+def merge_plans(plans: list[PlanRecord | None], folders: list[Path]) -> tuple[PlanRecord | None, list[str]]:
     """One plan for merged shards: their keys together; warns about shards that were not given."""
     known = [p for p in plans if p is not None]
     if not known:
@@ -31,8 +32,8 @@ def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tupl
     keys: list[str] = []
     for plan in known:
         keys.extend(keys_of_record(plan))
-    merged: dict[str, Any] = {"keys": keys, "gate": known[0].get("gate"), "order": known[0].get("order")}
-    shards = {tuple(p["shard"]) for p in known if p.get("shard")}
+    merged: PlanRecord = {"keys": keys, "gate": known[0].get("gate"), "order": known[0].get("order")}
+    shards = {tuple(shard) for p in known if (shard := p.get("shard"))}
     counts = {count for _, count in shards}
     if len(counts) == 1:
         count = counts.pop()
@@ -52,7 +53,7 @@ def merge_plans(plans: list[dict[str, Any] | None], folders: list[Path]) -> tupl
     return merged, warnings
 
 
-def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str, Any]:
+def merge_results(out_dir: str | Path, shard_dirs: Sequence[str | Path]) -> Summary:
     """Join the outputs of several shards into one results folder, plan and summary (streamed).
 
     Torn last lines and shards that were not given are named in the summary's `run.warnings`.
@@ -64,7 +65,7 @@ def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str
     seen: set[str] = set()
     notes = ReadNotes()
 
-    def shard_results() -> Iterator[dict[str, Any]]:
+    def shard_results() -> Iterator[ConversationResult]:
         for folder in folders:
             for result in iter_results(folder / RESULTS_FILE, notes):
                 if result["conversation_id"] in seen:
@@ -73,20 +74,20 @@ def merge_results(out_dir: str | Path, shard_dirs: list[str | Path]) -> dict[str
                 yield result
 
     write_results(out / RESULTS_FILE, shard_results())
-    summaries = [read_summary(f) or {} for f in folders]
+    summaries: list[Mapping[str, Any]] = [read_summary(f) or {} for f in folders]
     runs = [s.get("run") or {} for s in summaries]
     gates = [(s.get("gate") or {}).get("config") for s in summaries]
     plan, warnings = merge_plans([read_plan(f) for f in folders], folders)
     if plan is not None:
         write_plan(out, plan)
-    run = {
+    run: RunInfo = {
         "merged_from": [str(f) for f in folders],
         "interrupted": any(r.get("interrupted") for r in runs),
         "fatal_error": next((r["fatal_error"] for r in runs if r.get("fatal_error")), None),
         "internal_errors": [e for r in runs for e in r.get("internal_errors", [])],
         "warnings": [*notes.warnings, *warnings],
     }
-    gate = next((g for g in gates if g is not None), None) or (plan or {}).get("gate")
+    gate = next((g for g in gates if g is not None), None) or (plan["gate"] if plan else None)
     summary = summarize_folder(out, run=run, gate=gate).summary
     write_summary(out, summary)
     return summary

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 from .checks.base import ERROR
 from .checks.gate import decide_gate, verdict_from_counts
+from .records import (
+    ConversationResult,
+    GateConfig,
+    MetaData,
+    RunInfo,
+    SimulationSummary,
+    SimulationVerdict,
+    Summary,
+    Totals,
+    Usage,
+)
 from .result import ASSISTANT, ERROR_REASONS
 
 
@@ -37,9 +48,9 @@ class _Tally:
         self.duration_ms = 0.0
         self.statuses: Counter[str] = Counter()
         self.failed_checks: dict[str, int] = {}
-        self.first: dict[str, Any] | None = None
+        self.first: MetaData | None = None
 
-    def add(self, result: dict[str, Any]) -> None:
+    def add(self, result: ConversationResult) -> None:
         meta = result["meta_data"]
         if self.first is None:
             self.first = meta
@@ -56,12 +67,12 @@ class _Tally:
             value = usage.get(key, 0)
             self.tokens[key] += value if isinstance(value, int) else 0
         self.duration_ms += meta.get("duration_ms", 0)
-        evaluation = result.get("evaluation") or {}
+        evaluation: Mapping[str, Any] = result.get("evaluation") or {}
         self.statuses[evaluation.get("status", ERROR)] += 1
         for name in evaluation.get("failed", []):
             self.failed_checks[name] = self.failed_checks.get(name, 0) + 1
 
-    def totals(self) -> dict[str, Any]:
+    def totals(self) -> Totals:
         errors = sum(n for reason, n in self.reasons.items() if reason in ERROR_REASONS)
         latency = self.app_latency
         return {
@@ -75,12 +86,12 @@ class _Tally:
                 "app_p95": percentile(latency, 95),
                 "app_max": max(latency) if latency else None,
             },
-            "tokens": dict(self.tokens),
+            "tokens": cast(Usage, dict(self.tokens)),
             "duration_ms": round(self.duration_ms, 3),
         }
 
-    def verdict(self) -> dict[str, Any]:
-        meta = self.first or {}
+    def verdict(self) -> SimulationVerdict:
+        meta: Mapping[str, Any] = self.first or {}
         return verdict_from_counts(
             self.statuses["pass"],
             self.statuses["fail"],
@@ -98,7 +109,7 @@ class SummaryBuilder:
         self._groups: dict[str, _Tally] = {name: _Tally() for name in order or []}
         self._all = _Tally()
 
-    def add(self, result: dict[str, Any]) -> None:
+    def add(self, result: ConversationResult) -> None:
         meta = result["meta_data"]
         name = meta.get("simulation") or meta["persona"]["name"]
         self._groups.setdefault(name, _Tally()).add(result)
@@ -108,10 +119,10 @@ class SummaryBuilder:
     def count(self) -> int:
         return self._all.conversations
 
-    def build(self, run: dict[str, Any] | None = None, gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    def build(self, run: RunInfo | None = None, gate: GateConfig | None = None) -> Summary:
         """The summary; `run.missing_count` and `run.internal_errors` count against the gate."""
         run = run or {}
-        simulations = {}
+        simulations: dict[str, SimulationSummary] = {}
         for name, tally in self._groups.items():
             if not tally.conversations or tally.first is None:
                 continue
@@ -137,11 +148,11 @@ class SummaryBuilder:
 
 
 def summarize(
-    results: Iterable[dict[str, Any]],
-    run: dict[str, Any] | None = None,
+    results: Iterable[ConversationResult],
+    run: RunInfo | None = None,
     order: list[str] | None = None,
-    gate: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    gate: GateConfig | None = None,
+) -> Summary:
     """Totals, verdicts and the gate for the run and each simulation (by `meta_data.simulation`)."""
     builder = SummaryBuilder(order)
     for result in results:

@@ -79,11 +79,11 @@ def _unresolved(target: Mapping[str, Any], problem: Problem) -> bool:
     only its `{{placeholders}}` are checked now, since they do not depend on the variable."""
     node: Any = target
     for part in problem.field:
-        if not isinstance(node, (Mapping, list)):
-            return False
-        try:
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
             node = node[part]
-        except (KeyError, IndexError, TypeError):
+        else:
             return False
     return isinstance(node, str) and "${" in node and "placeholder" not in problem.message
 

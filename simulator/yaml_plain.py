@@ -27,9 +27,11 @@ from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
 try:
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser
+
+    LIBYAML = True
 except ImportError:  # PyYAML built without libyaml
-    CParser = None
+    LIBYAML = False
 
 _STR = "tag:yaml.org,2002:str"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -97,6 +99,8 @@ class _Reader(Resolver):
             key = self.scalar(event)
             if not isinstance(key, str):
                 raise _NotPlain("a key that is not text")
+            if event.start_mark is None:  # libyaml marks every event; the general loader finds the line
+                raise _NotPlain("a key without a position")
             child = path + (key,)
             lines.setdefault(child, event.start_mark.line + 1)
             mapping[key] = self.value(self.next_event(), child, depth + 1)
@@ -124,7 +128,7 @@ class _Reader(Resolver):
 
 def read_plain(text: str, max_depth: int) -> tuple[Any, dict[tuple, int]] | None:
     """`(data, lines)` of a plain document nested at most `max_depth` deep; None for any other text."""
-    if CParser is None:
+    if not LIBYAML:
         return None
     try:
         parser = CParser(text)

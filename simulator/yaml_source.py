@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -29,9 +29,11 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.resolver import Resolver
 
 try:
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser
+
+    LIBYAML = True
 except ImportError:  # PyYAML built without libyaml: the pure Python parser reads the same documents
-    CParser = None
+    LIBYAML = False
 
 from .errors import ConfigError
 from .yaml_plain import read_plain
@@ -48,7 +50,13 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _Bounded:
+if TYPE_CHECKING:  # what _Bounded is mixed into
+    _Loader = yaml.SafeLoader
+else:
+    _Loader = object
+
+
+class _Bounded(_Loader):
     """Composition that bounds nesting, and constructors whose every failure is a marked YAML error."""
 
     _depth = 0
@@ -80,9 +88,9 @@ class _LineLoader(_Bounded, yaml.SafeLoader):
     """The pure Python SafeLoader, bounded."""
 
 
-if CParser is not None:
+if LIBYAML:
 
-    class _FastLineLoader(_Bounded, Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc,valid-type]
+    class _FastLineLoader(_Bounded, Composer, CParser, SafeConstructor, Resolver):
         """libyaml's events, composed and constructed as `yaml.SafeLoader` does, bounded."""
 
         def __init__(self, stream: str) -> None:
@@ -226,7 +234,8 @@ class YamlDocument:
 
 
 def _type_name(value: Any) -> str:
-    return {bytes: "binary data (!!binary)", set: "a set (!!set)"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {bytes: "binary data (!!binary)", set: "a set (!!set)"}
+    return names.get(type(value), type(value).__name__)
 
 
 def plain_data(

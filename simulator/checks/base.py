@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..records import CheckOutcome, ConversationResult, Turn
+
 PASS = "pass"
 FAIL = "fail"
 ERROR = "error"
@@ -21,7 +23,7 @@ class CheckResult:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CheckOutcome:
         return {
             "check": self.check,
             "name": self.name,
@@ -44,7 +46,7 @@ class Check(ABC):
         self.name = name
 
     @abstractmethod
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         """Judge `result` (a conversation_result); `context` carries the judge model, if any."""
 
     def verdict(self, status: str, message: str, **evidence: Any) -> CheckResult:
@@ -55,7 +57,7 @@ class Check(ABC):
         return False
 
 
-def app_turns(result: dict[str, Any]) -> list[dict[str, Any]]:
+def app_turns(result: ConversationResult) -> list[Turn]:
     """The app's replies that arrived (failed turns left out)."""
     return [t for t in result["conversation"] if t["actor"] == "assistant" and not t.get("error")]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
 
 from ..errors import ConfigError
+from ..records import ConversationResult, Turn
 from .base import ERROR, FAIL, PASS, Check, CheckResult, app_turns, snippet
 
 
@@ -51,7 +53,7 @@ class TextCheck(Check):
         scope_text = {"any": "any reply", "every": "every reply", "last": "the last reply"}[self.scope]
         super().__init__(f"{kind} {label} in {scope_text}")
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         turns = app_turns(result)
         if self.scope == "last":
             turns = turns[-1:]
@@ -101,7 +103,7 @@ class MaxLatencyCheck(Check):
         self.limit = float(config)
         super().__init__(f"every reply within {self.limit:g} ms")
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         turns = app_turns(result)
         slow = [t for t in turns if t.get("latency_ms", 0) > self.limit]
         if slow:
@@ -128,7 +130,7 @@ class TurnsCheck(Check):
         bounds = [f">= {self.min}" if self.min is not None else "", f"<= {self.max}" if self.max is not None else ""]
         super().__init__("turns " + " and ".join(b for b in bounds if b))
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         count = len(result["conversation"])
         if self.min is not None and count < self.min:
             return self.verdict(FAIL, f"{count} turns, fewer than {self.min}", turns=count)
@@ -144,7 +146,7 @@ class StopReasonCheck(Check):
         self.allowed = [config] if isinstance(config, str) else list(config)
         super().__init__("ended by " + " or ".join(self.allowed))
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         reason = result["meta_data"]["stop_reason"]
         if reason in self.allowed:
             return self.verdict(PASS, "ok", stop_reason=reason)
@@ -154,7 +156,7 @@ class StopReasonCheck(Check):
         )
 
 
-def _reply_document(turn: dict[str, Any]) -> Any:
+def _reply_document(turn: Turn) -> Any:
     """The app's JSON reply: an HTTP target keeps it under `body`; a callback's dict is the reply."""
     raw = turn.get("full_json_response")
     if isinstance(raw, dict) and "status" in raw and "body" in raw:
@@ -173,7 +175,7 @@ class ReplySchemaCheck(Check):
         self.validator = jsonschema.Draft202012Validator(config)
         super().__init__("replies match reply_schema")
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         turns = app_turns(result)
         for turn in turns:
             error = jsonschema.exceptions.best_match(self.validator.iter_errors(_reply_document(turn)))
@@ -198,15 +200,16 @@ class NoErrorsCheck(Check):
         self.enabled = bool(config)
         super().__init__("no app errors")
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         failed = [t for t in result["conversation"] if t.get("error")]
         if not failed:
             return self.verdict(PASS, "ok")
         turn = failed[0]
+        error: Mapping[str, Any] = turn.get("error") or {}
         status = FAIL if turn["actor"] == "assistant" else ERROR
         return self.verdict(
             status,
-            f"turn {turn['turn_number']}: {turn['error'].get('message', '')}",
+            f"turn {turn['turn_number']}: {error.get('message', '')}",
             turn=turn["turn_number"],
-            reason=turn["error"].get("reason"),
+            reason=error.get("reason"),
         )

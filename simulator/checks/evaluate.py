@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..models import OpenAIChatCompletionsModel
+from ..records import ConversationResult, Evaluation
 from ..result import ERROR_REASONS
 from .base import ERROR, FAIL, PASS, Check
 from .deterministic import MaxLatencyCheck, NoErrorsCheck, ReplySchemaCheck, StopReasonCheck, TextCheck, TurnsCheck
@@ -46,7 +47,7 @@ def build_checks(expect: dict[str, Any] | None, source: str = "expect") -> list[
 
 
 #: the evaluation of a conversation the run was interrupted in before it could be judged
-INTERRUPTED_EVALUATION = {
+INTERRUPTED_EVALUATION: Evaluation = {
     "status": ERROR,
     "checks": [],
     "failed": [],
@@ -61,7 +62,7 @@ class EvaluationContext:
     judge: OpenAIChatCompletionsModel | None = None
 
 
-async def evaluate(result: dict[str, Any], checks: list[Check], context: EvaluationContext) -> dict[str, Any]:
+async def evaluate(result: ConversationResult, checks: list[Check], context: EvaluationContext) -> Evaluation:
     """The conversation's verdict: `pass`, `fail` (the app misbehaved) or `error` (no verdict).
 
     Any failed check fails the conversation; otherwise a check without a verdict makes it an error.
@@ -74,14 +75,15 @@ async def evaluate(result: dict[str, Any], checks: list[Check], context: Evaluat
     no_errors = [c for c in checks if isinstance(c, NoErrorsCheck)]
     if errored:
         results = [await c.evaluate(result, context) for c in no_errors]
-        failed = [r for r in results if r.status == FAIL]
-        status = FAIL if failed else ERROR
-        message = (meta.get("error") or {}).get("message") or meta.get("stop_detail") or meta["stop_reason"]
+        failures = [r for r in results if r.status == FAIL]
+        status = FAIL if failures else ERROR
+        error: Mapping[str, Any] = meta.get("error") or {}
+        message = error.get("message") or meta.get("stop_detail") or meta["stop_reason"]
         return {
             "status": status,
             "checks": [r.to_dict() for r in results],
-            "failed": [r.name for r in failed],
-            "errors": [] if failed else [f"conversation ended with {meta['stop_reason']}: {message}"],
+            "failed": [r.name for r in failures],
+            "errors": [] if failures else [f"conversation ended with {meta['stop_reason']}: {message}"],
         }
     results = await asyncio.gather(*(c.evaluate(result, context) for c in checks))
     failed = [r.name for r in results if r.status == FAIL]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import comb
 from typing import Any
 
+from ..records import ConversationResult, GateConfig, GateVerdict, SimulationVerdict
 from .base import ERROR, FAIL, PASS
 
-DEFAULT_GATE = {"min_pass_rate": 1.0, "max_error_rate": 0.0, "required": []}
+DEFAULT_GATE: GateConfig = {"min_pass_rate": 1.0, "max_error_rate": 0.0, "required": []}
 MAX_K = 10
 
 
@@ -29,14 +31,15 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def simulation_verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
+def simulation_verdict(results: list[ConversationResult]) -> SimulationVerdict:
     """Pass/fail/error counts of one simulation's conversations, its rates and its own verdict."""
-    statuses = [(r.get("evaluation") or {}).get("status", ERROR) for r in results]
+    evaluations: list[Mapping[str, Any]] = [r.get("evaluation") or {} for r in results]
+    statuses = [evaluation.get("status", ERROR) for evaluation in evaluations]
     failed_checks: dict[str, int] = {}
-    for result in results:
-        for name in (result.get("evaluation") or {}).get("failed", []):
+    for evaluation in evaluations:
+        for name in evaluation.get("failed", []):
             failed_checks[name] = failed_checks.get(name, 0) + 1
-    meta = results[0]["meta_data"] if results else {}
+    meta: Mapping[str, Any] = results[0]["meta_data"] if results else {}
     return verdict_from_counts(
         statuses.count(PASS),
         statuses.count(FAIL),
@@ -55,7 +58,7 @@ def verdict_from_counts(
     min_passes: int | None = None,
     required: bool = False,
     failed_checks: dict[str, int] | None = None,
-) -> dict[str, Any]:
+) -> SimulationVerdict:
     """A simulation's verdict from its counts (a summary streams results, it does not keep them).
 
     The simulation passes when at least `min_passes` runs passed (default: every run that got a
@@ -86,12 +89,12 @@ def verdict_from_counts(
 
 
 def decide_gate(
-    simulations: dict[str, dict[str, Any]],
-    gate: dict[str, Any] | None,
+    simulations: Mapping[str, SimulationVerdict],
+    gate: GateConfig | None,
     *,
     missing: int = 0,
     internal_errors: list[str] | None = None,
-) -> dict[str, Any]:
+) -> GateVerdict:
     """The run's verdict. `fail`: the app misbehaved beyond the gate; `error`: too many errors to tell.
 
     pass rate = passed / (passed + failed) conversations; error rate = (errored + missing) / (all
@@ -99,7 +102,7 @@ def decide_gate(
     was killed, stopped early, or could not write them): a run that did not play its plan never
     passes. An internal error (the runner itself failed) makes the run an error whatever else it says.
     """
-    config = {**DEFAULT_GATE, **(gate or {})}
+    config: GateConfig = {**DEFAULT_GATE, **(gate or {})}
     required = set(config.get("required") or []) | {n for n, s in simulations.items() if s.get("required")}
     passes = sum(s["passes"] for s in simulations.values())
     failures = sum(s["failures"] for s in simulations.values())
@@ -147,11 +150,11 @@ def decide_gate(
     }
 
 
-def _mean_pass_hat_k(simulations: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+def _mean_pass_hat_k(simulations: Mapping[str, SimulationVerdict]) -> dict[str, float | None]:
     """pass^k averaged over the simulations that have it, for each k."""
     k_values = [s["pass_hat_k"] for s in simulations.values()]
     mean_hat = {}
     for k in sorted({k for d in k_values for k in d}, key=int):
-        values = [d[k] for d in k_values if d.get(k) is not None]
+        values = [value for d in k_values if (value := d.get(k)) is not None]
         mean_hat[k] = _round(sum(values) / len(values)) if values else None
     return mean_hat

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 
 from ..errors import TurnError
+from ..records import ConversationResult
 from .base import ERROR, FAIL, PASS, Check, CheckResult
 
 GOAL_SCHEMA = {
@@ -42,17 +43,18 @@ JUDGE_SYSTEM = (
 )
 
 
-def transcript(result: dict[str, Any]) -> str:
+def transcript(result: ConversationResult) -> str:
     """The conversation as plain text for the judge."""
     lines = []
     for turn in result["conversation"]:
         who = "USER" if turn["actor"] == "user" else "ASSISTANT"
-        text = turn["response"] if not turn.get("error") else f"[no reply: {turn['error'].get('message', '')}]"
+        error = turn.get("error")
+        text = f"[no reply: {error.get('message', '')}]" if error else turn["response"]
         lines.append(f"[{turn['turn_number']}] {who}: {text}")
     return "\n".join(lines) or "(empty conversation)"
 
 
-def _context(result: dict[str, Any]) -> str:
+def _context(result: ConversationResult) -> str:
     meta = result["meta_data"]
     persona = meta.get("persona", {})
     return (
@@ -89,14 +91,14 @@ class JudgeCheck(Check):
         return True
 
     @abstractmethod
-    def prompt(self, result: dict[str, Any]) -> str:
+    def prompt(self, result: ConversationResult) -> str:
         """What the judge is asked about `result`."""
 
     @abstractmethod
     def decide(self, judgement: dict[str, Any]) -> CheckResult:
         """The verdict from a validated judgement."""
 
-    async def evaluate(self, result: dict[str, Any], context: Any) -> CheckResult:
+    async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         judge = getattr(context, "judge", None)
         if judge is None:
             return self.verdict(ERROR, "no judge model configured; add a top-level 'judge' to the manifest")
@@ -127,7 +129,7 @@ class GoalCompletedCheck(JudgeCheck):
     def __init__(self, config: Any, source: str) -> None:
         super().__init__("goal completed (judge)")
 
-    def prompt(self, result: dict[str, Any]) -> str:
+    def prompt(self, result: ConversationResult) -> str:
         return (
             f"{_context(result)}\n\nDid the user's task get done in this conversation? It is done only if the "
             "assistant actually completed it or gave the user everything needed; a promise to do it later, a "
@@ -153,7 +155,7 @@ class RubricCheck(JudgeCheck):
         label = config.get("name") or (self.text if len(self.text) <= 60 else self.text[:57] + "...")
         super().__init__(f"rubric: {label} (>= {self.threshold})")
 
-    def prompt(self, result: dict[str, Any]) -> str:
+    def prompt(self, result: ConversationResult) -> str:
         return (
             f"{_context(result)}\n\nScore the ASSISTANT against this rubric, from 1 (not at all) to 5 (fully):\n"
             f"{self.text}\n\nReply as JSON: "

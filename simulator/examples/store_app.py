@@ -13,7 +13,7 @@ import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-ORDERS = {
+ORDERS: dict[str, dict[str, Any]] = {
     "5": {"item": "TrailMaster X4 Tent", "price": 250.00, "date": "2023-05-01"},
     "18": {"item": "Pathfinder Pro-1 Adventure Compass", "price": 39.99, "date": "2023-05-04"},
     "28": {"item": "CozyNights Sleeping Bag", "price": 100.00, "date": "2023-04-15"},

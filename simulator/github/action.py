@@ -25,6 +25,7 @@ from ..known_secrets import SECRET_NAME, scrub_text
 from ..manifest import Manifest, load_manifest
 from ..pipeline import RunSettings, run_manifest
 from ..plan import Job, parse_shard
+from ..records import ConversationResult, Summary
 from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
 from ..results_folder import RESULTS_FILE, iter_results
 from ..shards import merge_results
@@ -44,13 +45,13 @@ def _mask_manifest_secrets(manifest: Manifest, env: Mapping[str, str]) -> None:
             commands.mask(env.get(model["api_key_env"]))
 
 
-def _print_progress(job: Job, result: dict[str, Any]) -> None:
+def _print_progress(job: Job, result: ConversationResult) -> None:
     meta = result["meta_data"]
     status = (result.get("evaluation") or {}).get("status", "error")
     print(f"{job.key}: {status} ({meta['stop_reason']} after {meta['turn_count']} turns)", flush=True)
 
 
-def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[dict, Manifest | None, int]:
+def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[Summary, Manifest | None, int]:
     """Play the manifest through the library's pipeline (or merge shards); returns the summary, the
     manifest and the exit code the outcome decides (`simulator.exit_codes.exit_code`)."""
     if inputs.merge:
@@ -132,7 +133,7 @@ def _run_action(env: Mapping[str, str]) -> int:
         return _config_error(exc)
     path = out / RESULTS_FILE
 
-    def results() -> Iterator[dict[str, Any]]:  # a fresh pass over the file each time: nothing held in memory
+    def results() -> Iterator[ConversationResult]:  # a fresh pass over the file each time: nothing held in memory
         return iter_results(path) if path.is_file() else iter(())
 
     make_readable(out)
@@ -166,7 +167,7 @@ def _run_action(env: Mapping[str, str]) -> int:
 
 
 def _write_step_summary(
-    env: Mapping[str, str], render: Any, summary: dict[str, Any], results: Any, links: Links, changes: Any
+    env: Mapping[str, str], render: Any, summary: Summary, results: Any, links: Links, changes: Any
 ) -> None:
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if not summary_file:
@@ -177,7 +178,7 @@ def _write_step_summary(
         handle.write(scrub_text(render(summary, results(), links, limit=limit, changes=changes)) + "\n")
 
 
-def _set_outputs(inputs: Inputs, summary: dict[str, Any], comment_url: str | None, artifact_id: str | None) -> None:
+def _set_outputs(inputs: Inputs, summary: Summary, comment_url: str | None, artifact_id: str | None) -> None:
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()
     commands.set_outputs(

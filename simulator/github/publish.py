@@ -10,10 +10,10 @@ import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from ..manifest import Manifest
 from ..plan import parse_shard
+from ..records import ConversationResult, Summary
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
 from .comment import MARKER, CommentError, PullRequestComments
@@ -31,8 +31,8 @@ def annotation_file(ctx: GitHubContext, manifest_path: Path) -> str:
 LOGGED_PER_SIMULATION = 20
 
 
-def log_simulations(summary: dict[str, Any], results: Callable[[], Iterable[dict[str, Any]]]) -> None:
-    by_name: dict[str, list[dict[str, Any]]] = {}
+def log_simulations(summary: Summary, results: Callable[[], Iterable[ConversationResult]]) -> None:
+    by_name: dict[str, list[ConversationResult]] = {}
     for result in results():  # one pass; a few per simulation, failures first
         kept = by_name.setdefault(result["meta_data"].get("simulation", "?"), [])
         passed = (result.get("evaluation") or {}).get("status") == "pass"
@@ -60,7 +60,7 @@ def log_simulations(summary: dict[str, Any], results: Callable[[], Iterable[dict
                 print(f"({verdict['runs'] - len(shown)} more conversation(s) are in the results artifact)", flush=True)
 
 
-def annotate(summary: dict[str, Any], manifest: Manifest | None, ctx: GitHubContext) -> None:
+def annotate(summary: Summary, manifest: Manifest | None, ctx: GitHubContext) -> None:
     for name, sim in summary["simulations"].items():
         verdict = sim["verdict"]
         if verdict["status"] == "pass":
@@ -80,7 +80,7 @@ def annotate(summary: dict[str, Any], manifest: Manifest | None, ctx: GitHubCont
             commands.warning(message, file=file, line=line, title=f"Simulation {name} has no verdict")
 
 
-def post_comment(inputs: Inputs, ctx: GitHubContext, summary: dict[str, Any], body: str) -> str | None:
+def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, body: str) -> str | None:
     if inputs.comment == "never" or ctx.pr_number is None:
         return None
     if not inputs.github_token:

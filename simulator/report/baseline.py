@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..records import Summary
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def _change(value: float | None, before: float | None) -> float | None:
     return None if value is None or before is None else round(value - before, 4)
 
 
-def compare(summary: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per simulation of `summary`: how it differs from the same-named simulation in `baseline`."""
     changes: dict[str, dict[str, Any]] = {}
     before_all = baseline.get("simulations", {})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..records import ConversationResult, Summary
 from .baseline import compare, load_baseline
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
@@ -19,14 +20,14 @@ from .markdown import SUMMARY_LIMIT, Links, render_markdown
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
 #: a fresh pass over the run's conversations each call (streamed from conversations.jsonl)
-Results = Callable[[], Iterable[dict[str, Any]]]
+Results = Callable[[], Iterable[ConversationResult]]
 
 
 @dataclass(frozen=True)
 class ReportContext:
     """What every renderer gets."""
 
-    summary: dict[str, Any]
+    summary: Summary
     results: Results
     changes: dict[str, dict[str, Any]] | None = None
     links: Links | None = None
@@ -51,15 +52,15 @@ RENDERERS: dict[str, Callable[[Path, ReportContext], None]] = {
 REPORT_FILES = tuple(RENDERERS)
 
 
-def baseline_changes(summary: dict[str, Any], baseline_dir: str | Path | None) -> dict[str, dict[str, Any]] | None:
+def baseline_changes(summary: Summary, baseline_dir: str | Path | None) -> dict[str, dict[str, Any]] | None:
     """Per-simulation changes since the baseline run, or None without one."""
     return None if baseline_dir is None else compare(summary, load_baseline(baseline_dir))
 
 
 def write_reports(
     out: str | Path,
-    summary: dict[str, Any],
-    results: Iterable[dict[str, Any]] | Results,
+    summary: Summary,
+    results: Iterable[ConversationResult] | Results,
     changes: dict[str, dict[str, Any]] | None = None,
     links: Links | None = None,
     baseline_label: str | None = None,

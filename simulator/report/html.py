@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..known_secrets import scrub
+from ..records import ConversationResult, Summary
 
 MARKER = "/*__DATA__*/"
 
 
-def _conversation(result: dict[str, Any]) -> dict[str, Any]:
+def _conversation(result: ConversationResult) -> dict[str, Any]:
     meta = result["meta_data"]
     evaluation = result.get("evaluation") or {}
     return {
@@ -40,7 +41,7 @@ def _conversation(result: dict[str, Any]) -> dict[str, Any]:
                 "actor": t["actor"],
                 "response": t["response"],
                 "latency_ms": t.get("latency_ms"),
-                "error": t.get("error") and {"reason": t["error"].get("reason"), "message": t["error"].get("message")},
+                "error": (error := t.get("error")) and {"reason": error.get("reason"), "message": error.get("message")},
             }
             for t in result["conversation"]
         ],
@@ -58,8 +59,8 @@ MAX_CONVERSATIONS = 5000
 
 
 def _pieces(
-    summary: dict[str, Any],
-    results: Iterable[dict[str, Any]],
+    summary: Summary,
+    results: Iterable[ConversationResult],
     baseline: dict[str, dict[str, Any]] | None,
     baseline_label: str | None,
 ) -> Iterator[str]:
@@ -81,7 +82,7 @@ def _pieces(
     yield after
 
 
-def _worst_first(results: Callable[[], Iterable[dict[str, Any]]], total: int) -> Iterator[dict[str, Any]]:
+def _worst_first(results: Callable[[], Iterable[ConversationResult]], total: int) -> Iterator[ConversationResult]:
     """Every result in order when they all fit; else failed and errored ones first, then passes."""
     if total <= MAX_CONVERSATIONS:
         yield from results()
@@ -91,8 +92,8 @@ def _worst_first(results: Callable[[], Iterable[dict[str, Any]]], total: int) ->
 
 
 def render_html(
-    summary: dict[str, Any],
-    results: Iterable[dict[str, Any]],
+    summary: Summary,
+    results: Iterable[ConversationResult],
     baseline: dict[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
 ) -> str:
@@ -102,8 +103,8 @@ def render_html(
 
 def write_html(
     path: str | Path,
-    summary: dict[str, Any],
-    results: Callable[[], Iterable[dict[str, Any]]],
+    summary: Summary,
+    results: Callable[[], Iterable[ConversationResult]],
     baseline: dict[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
 ) -> Path:

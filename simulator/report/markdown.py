@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..known_secrets import scrub, scrub_text
+from ..records import ConversationResult, Evaluation, RunInfo, Summary
 
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
@@ -63,14 +64,14 @@ class Links:
     report_note: str | None = None
 
 
-def plan_line(run: dict[str, Any]) -> str:
+def plan_line(run: RunInfo) -> str:
     """ "N planned, M finished, K missing", the same words in every command and report."""
     if "planned" not in run:
         return f"{run.get('finished', 0)} finished (the run kept no plan)"
     return f"{run['planned']} planned, {run['finished']} finished, {run.get('missing_count', 0)} missing"
 
 
-def gate_section(summary: dict[str, Any], title: str = "Conversation simulations") -> str:
+def gate_section(summary: Summary, title: str = "Conversation simulations") -> str:
     gate = summary["gate"]
     status = gate["status"]
     totals = summary["totals"]
@@ -139,9 +140,7 @@ def changes_section(changes: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) if lines else "No change in verdicts since base."
 
 
-def simulations_table(
-    summary: dict[str, Any], max_rows: int = 200, changes: dict[str, dict[str, Any]] | None = None
-) -> str:
+def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, dict[str, Any]] | None = None) -> str:
     with_base = changes is not None
     rows = [
         "| | Simulation | Pass rate | Passed | Errors | Turns | p50 | p95 | Tokens |"
@@ -156,14 +155,15 @@ def simulations_table(
             f"| {ICONS.get(verdict['status'], '')} | {inline(name, 80)}{required} | {_rate(verdict['pass_rate'])} "
             f"| {verdict['passes']}/{verdict['runs']} | {verdict['errors']} | {sim['turns']} "
             f"| {_ms(sim['latency_ms']['app_p50'])} | {_ms(sim['latency_ms']['app_p95'])} "
-            f"| {sim['tokens']['total_tokens']:,} |" + (f" {_delta(changes.get(name))} |" if with_base else "")
+            f"| {sim['tokens']['total_tokens']:,} |"
+            + (f" {_delta(changes.get(name))} |" if changes is not None else "")
         )
     if len(items) > max_rows:
         rows.append(f"\n_{len(items) - max_rows} more simulations are in the artifact's summary.json._")
     return "\n".join(rows)
 
 
-def _turn_numbers(evaluation: dict[str, Any]) -> set[int]:
+def _turn_numbers(evaluation: Evaluation) -> set[int]:
     numbers: set[int] = set()
     for check in evaluation.get("checks", []):
         if check.get("status") == "pass":
@@ -174,10 +174,10 @@ def _turn_numbers(evaluation: dict[str, Any]) -> set[int]:
     return numbers
 
 
-def _transcript(result: dict[str, Any], focus: set[int]) -> str:
+def _transcript(result: ConversationResult, focus: set[int]) -> str:
     turns = result["conversation"]
     keep = {n + d for n in focus for d in (-1, 0)} if focus else {t["turn_number"] for t in turns[-4:]}
-    lines = []
+    lines: list[str] = []
     skipped = False
     for turn in turns:
         if turn["turn_number"] not in keep:
@@ -186,7 +186,8 @@ def _transcript(result: dict[str, Any], focus: set[int]) -> str:
         if skipped and lines:
             lines.append("…")
         skipped = False
-        text = turn["response"] if not turn.get("error") else f"[no reply: {turn['error'].get('message', '')}]"
+        error = turn.get("error")
+        text = f"[no reply: {error.get('message', '')}]" if error else turn["response"]
         if len(text) > TURN_TEXT_LIMIT:
             text = text[: TURN_TEXT_LIMIT - 1] + "…"
         marker = " ◀" if turn["turn_number"] in focus else ""
@@ -195,7 +196,7 @@ def _transcript(result: dict[str, Any], focus: set[int]) -> str:
     return "\n".join(lines)
 
 
-def conversation_details(result: dict[str, Any]) -> str:
+def conversation_details(result: ConversationResult) -> str:
     """A failed or errored conversation, folded: failing checks with evidence, then the turns."""
     meta = result["meta_data"]
     evaluation = result.get("evaluation") or {}
@@ -243,14 +244,14 @@ def _footer(links: Links) -> str:
     return " · ".join(items)
 
 
-def _worst(results: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def _worst(results: Iterable[ConversationResult]) -> tuple[list[ConversationResult], int]:
     """The few failed or errored conversations that can be shown (failures first), and how many there are.
 
     A large run is streamed through, never held.
     """
     count = 0
 
-    def not_passed() -> Iterator[dict[str, Any]]:
+    def not_passed() -> Iterator[ConversationResult]:
         nonlocal count
         for result in results:
             if (result.get("evaluation") or {}).get("status", "error") != "pass":
@@ -266,8 +267,8 @@ def _worst(results: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int
 
 
 def render_markdown(
-    summary: dict[str, Any],
-    results: Iterable[dict[str, Any]] = (),
+    summary: Summary,
+    results: Iterable[ConversationResult] = (),
     links: Links | None = None,
     limit: int = COMMENT_LIMIT,
     header: str = "",

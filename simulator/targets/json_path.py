@@ -129,6 +129,7 @@ def _walk(value: Any, segments: list[Segment], index: int, done: list[Segment], 
         )
 
     if isinstance(segment, Wildcard):
+        items: list[tuple[Any, Any]]
         if isinstance(value, list):
             items = list(enumerate(value))
         elif isinstance(value, dict):

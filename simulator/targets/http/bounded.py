@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx2
 
@@ -17,7 +17,7 @@ class BoundedBody:
         self.read = 0
         self.cut = False
 
-    async def pieces(self) -> AsyncIterator[bytes]:
+    async def pieces(self) -> AsyncGenerator[bytes, None]:
         """The body's bytes as they arrive, up to the limit."""
         async with contextlib.aclosing(self.response.aiter_bytes()) as chunks:
             async for chunk in chunks:

@@ -1,0 +1,298 @@
+"""The records the simulator writes, as types: a conversation result, its evaluation, summary.json, plan.json.
+
+They are plain dicts at run time (JSON in, JSON out); the types say which keys they hold. Required
+keys are the ones every record of that kind has; the others (`total=False`) are written only in
+some cases, or only by the runner, so readers use `.get` for them. For a conversation result the
+required keys are the ones its JSON Schema requires (`simulator/schemas/conversation_result.schema.json`),
+since results are read back from files checked against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# --- conversation_result ------------------------------------------------------------------------------
+
+
+class Usage(TypedDict):
+    """Tokens spent, as the OpenAI API counts them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class _ErrorRequired(TypedDict):
+    reason: str
+    message: str
+
+
+class ErrorRecord(_ErrorRequired, total=False):
+    """Why a turn or a conversation failed; besides these, the details of the failure (`status`, `url`, ...)."""
+
+    actor: str
+    turn_number: int
+    fatal: bool
+    status: int
+    url: str
+    code: str
+    retries: int
+    timeout: float
+    traceback: str
+
+
+class _TurnRequired(TypedDict):
+    turn_number: int
+    response: str
+    actor: str
+    request: Any
+    full_json_response: Any
+
+
+class Turn(_TurnRequired, total=False):
+    """One message of the conversation, the request that produced it and the answer as received."""
+
+    latency_ms: float
+    usage: dict[str, Any] | None
+    error: ErrorRecord | None
+    notes: list[str]
+    reply_chars: int
+    stop_signal: str
+
+
+class _PersonaRequired(TypedDict):
+    name: str
+    profile: str
+
+
+class PersonaRecord(_PersonaRequired, total=False):
+    """The persona the simulated user played."""
+
+    tone: str | None
+    meta_data: dict[str, Any] | str | None
+
+
+class UsageByActor(TypedDict):
+    """Tokens of the user side, the app side and both."""
+
+    user: Usage
+    assistant: Usage
+    total: Usage
+
+
+class _LatencyRequired(TypedDict):
+    per_turn: list[float]
+
+
+class Latency(_LatencyRequired, total=False):
+    """Latencies of a conversation, in milliseconds."""
+
+    app_mean: float | None
+    app_max: float | None
+    user_total: float
+    app_total: float
+
+
+class _MetaDataRequired(TypedDict):
+    persona: PersonaRecord
+    task: str
+    stop_reason: str
+    turn_count: int
+    usage: UsageByActor
+    latency_ms: Latency
+
+
+class MetaData(_MetaDataRequired, total=False):
+    """How the conversation went and ended; the runner adds the simulation it belongs to."""
+
+    stop_detail: str | None
+    is_error: bool
+    error: ErrorRecord | None
+    max_conversation_turns: int
+    user: dict[str, Any]
+    app: dict[str, Any]
+    started_at: str
+    finished_at: str
+    duration_ms: float
+    notes: list[str]
+    # written by the runner
+    simulation: str
+    repeat: int
+    tags: list[str]
+    min_passes: int | None
+    required: bool
+
+
+class _CheckOutcomeRequired(TypedDict):
+    name: str
+    status: str
+    message: str
+
+
+class CheckOutcome(_CheckOutcomeRequired, total=False):
+    """One check's verdict on a conversation, with its evidence."""
+
+    check: str
+    evidence: dict[str, Any]
+
+
+class Evaluation(TypedDict, total=False):
+    """A conversation's verdict: `pass`, `fail` or `error`, and what each check said (the runner writes
+    every key; the schema requires none)."""
+
+    status: str
+    checks: list[CheckOutcome]
+    failed: list[str]
+    errors: list[str]
+
+
+class _ConversationResultRequired(TypedDict):
+    conversation_id: str
+    conversation: list[Turn]
+    meta_data: MetaData
+
+
+class ConversationResult(_ConversationResultRequired, total=False):
+    """One simulated conversation: a line of conversations.jsonl, what `Simulator.simulate()` returns."""
+
+    evaluation: Evaluation | None
+
+
+# --- summary.json ----------------------------------------------------------------------------------------
+
+
+class GateConfig(TypedDict, total=False):
+    """The manifest's `gate:`: what the run must reach to pass."""
+
+    min_pass_rate: float
+    max_error_rate: float
+    required: list[str]
+
+
+class SimulationVerdict(TypedDict):
+    """A simulation's verdict from its conversations' verdicts, with pass@k and pass^k."""
+
+    status: str
+    runs: int
+    passes: int
+    failures: int
+    errors: int
+    pass_rate: float | None
+    min_passes: int | None
+    required: bool
+    pass_hat_k: dict[str, float | None]
+    pass_at_k: dict[str, float | None]
+    failed_checks: dict[str, int]
+
+
+class GateVerdict(TypedDict):
+    """The run's verdict: `pass`, `fail` (the app misbehaved beyond the gate) or `error`, and why."""
+
+    status: str
+    reasons: list[str]
+    pass_rate: float | None
+    error_rate: float | None
+    passes: int
+    failures: int
+    errors: int
+    missing: int
+    simulations_passed: int
+    simulations_failed: int
+    simulations_errored: int
+    pass_hat_k: dict[str, float | None]
+    config: GateConfig
+
+
+class LatencyTotals(TypedDict):
+    """App latency over a group of conversations, in milliseconds."""
+
+    app_p50: float | None
+    app_p95: float | None
+    app_max: float | None
+
+
+class Totals(TypedDict):
+    """Counts, latency and tokens of a group of conversations (the run, or one simulation)."""
+
+    conversations: int
+    turns: int
+    errors: int
+    error_rate: float
+    stop_reasons: dict[str, int]
+    latency_ms: LatencyTotals
+    tokens: Usage
+    duration_ms: float
+
+
+class SimulationSummary(Totals):
+    """One simulation in summary.json: its totals and verdict."""
+
+    persona: str
+    task: str
+    tags: list[str]
+    verdict: SimulationVerdict
+
+
+class RunInfo(TypedDict, total=False):
+    """summary.json's `run`: when and how the run went, what is missing and what went wrong."""
+
+    manifest: str
+    started_at: str
+    finished_at: str
+    wall_time_ms: float
+    concurrency: int
+    interrupted: bool
+    shard: str | None
+    resumed: int
+    rechecked_at: str
+    merged_from: list[str]
+    # what was planned and what is missing
+    planned: int
+    finished: int
+    missing_count: int
+    missing: list[str]
+    not_run: list[str]
+    unseen_shards: list[int]
+    skipped: str
+    skipped_simulations: list[str]
+    # what went wrong
+    fatal_error: str | None
+    lost: list[str]
+    storage_error: str | None
+    internal_errors: list[str]
+    warnings: list[str]
+
+
+class Summary(TypedDict):
+    """summary.json: the run, its gate verdict, the totals and each simulation."""
+
+    run: RunInfo
+    gate: GateVerdict
+    totals: Totals
+    simulations: dict[str, SimulationSummary]
+
+
+# --- plan.json ----------------------------------------------------------------------------------------
+
+
+class _PlanRecordRequired(TypedDict):
+    order: list[str] | None
+    gate: GateConfig | None
+
+
+class PlanRecord(_PlanRecordRequired, total=False):
+    """plan.json: the conversations a run means to play, as keys or as simulations and repeats."""
+
+    version: int
+    created_at: str
+    manifest: str
+    manifest_sha256: str | None
+    keys: list[str]
+    simulations: list[list[Any]]
+    shard: list[int] | None
+    options: dict[str, Any]
+    planned: int
+    planned_total: int
+    # merged shards: the shards that were not given
+    unseen_count: int
+    unseen_shards: list[int]
