@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,9 @@ _OTHER_ROLE_OPENING = re.compile(
 _ROLE_LINE = re.compile(
     r"\n\s*[\*\[]*\s*(assistant|agent|ai|bot|chatbot|system|support|user|customer)\s*[\*\]]*\s*:", re.IGNORECASE
 )
+
+#: the marker a scripted message carries for each signal (what `split_signal` reads back)
+MARKERS = {DONE: "###STOP###", GAVE_UP: "###GIVE_UP###"}
 
 KICKOFF = "[The chat window is open. Write your first message to the assistant.]"
 
@@ -171,15 +174,27 @@ class ScriptedUser(UserSide):
         self.turns = list(turns)
 
     @classmethod
-    def from_result(cls, result: dict[str, Any]) -> ScriptedUser:
-        """The user turns of a previous conversation_result (turns that failed are left out)."""
-        if not isinstance(result, dict) or not isinstance(result.get("conversation"), list):
+    def from_result(cls, result: Mapping[str, Any]) -> ScriptedUser:
+        """The user side of a previous conversation_result, ending the way it ended.
+
+        Turns that failed are left out. A message that carried a stop marker gets it back (it was
+        recorded without it), and a user who stopped with a marker alone stops again, so the
+        replayed app gets no extra turn: a `user_done` conversation replays as `user_done`.
+        """
+        if not isinstance(result, Mapping) or not isinstance(result.get("conversation"), list):
             raise ConfigError("ScriptedUser.from_result needs a conversation_result with a 'conversation' list")
-        turns = [
-            t["response"]
-            for t in result["conversation"]
-            if isinstance(t, dict) and t.get("actor") == "user" and not t.get("error") and t.get("response")
-        ]
+        turns = []
+        signalled = False
+        for turn in result["conversation"]:
+            if not isinstance(turn, Mapping) or turn.get("actor") != "user" or turn.get("error"):
+                continue
+            marker = MARKERS.get(turn.get("stop_signal") or "")
+            if turn.get("response"):
+                turns.append(f"{turn['response']} {marker}" if marker else turn["response"])
+                signalled = signalled or bool(marker)
+        ended = (result.get("meta_data") or {}).get("stop_reason")
+        if not signalled and ended in ("user_done", "user_gave_up"):
+            turns.append(MARKERS[DONE if ended == "user_done" else GAVE_UP])
         if not turns:
             raise ConfigError("ScriptedUser.from_result: the conversation has no user turns to replay")
         return cls(turns)

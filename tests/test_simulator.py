@@ -365,3 +365,35 @@ def test_a_short_reply_inside_a_huge_answer_keeps_the_reply_and_cuts_the_rest() 
     assert len(json.dumps(turn["full_json_response"])) < 250_000
     assert turn["notes"] == ["the app's raw answer was cut to keep the result small"]
     validate_result(result)
+
+
+@pytest.mark.parametrize(
+    ("last", "reason"),
+    [
+        ("thanks, that is all ###STOP###", "user_done"),
+        ("###STOP###", "user_done"),  # a marker alone: no turn is recorded for it
+        ("this is hopeless ###GIVE_UP###", "user_gave_up"),
+    ],
+)
+def test_a_replay_ends_the_way_the_original_did(last: str, reason: str) -> None:
+    """The replayed app gets exactly the original's user messages and no extra turn."""
+    from simulator.targets import HttpTarget
+    from tests.servers.chat_app import FakeChatApp
+
+    script = ["hello", "order 5 please", last]
+    with FakeChatApp() as app:
+        target = HttpTarget(app.url + "/promptflow", format="promptflow")
+        first = Simulator(systemConnection=target, userConnection=ScriptedUser(script)).simulate("jane", TASK, 20)
+        sent_first = [r.user_text for r in app.requests]
+        app.reset()
+        again = Simulator(
+            systemConnection=HttpTarget(app.url + "/promptflow", format="promptflow"),
+            userConnection=ScriptedUser.from_result(first),
+        ).simulate("jane", TASK, 20)
+        sent_again = [r.user_text for r in app.requests]
+    assert first["meta_data"]["stop_reason"] == again["meta_data"]["stop_reason"] == reason
+    assert len(again["conversation"]) == len(first["conversation"])
+    assert [t["response"] for t in again["conversation"] if t["actor"] == "user"] == [
+        t["response"] for t in first["conversation"] if t["actor"] == "user"
+    ]
+    assert sent_again == sent_first  # the marked message is not sent, in the original or the replay
