@@ -275,8 +275,8 @@ def _simulations(
             continue
         seen[name] = line or 0
         persona = personas.resolve(entry["persona"], doc, at + ("persona",), problems)
-        expect = {**(defaults.get("expect") or {}), **(entry.get("expect") or {})}
-        checks = checks_of.build(expect, at, entry)
+        expect = {**(defaults.get("expect") or {}), **(entry.get("expect") or {})}  # as written; checks add up
+        checks = checks_of.build(defaults.get("expect") or {}, entry.get("expect") or {}, at)
         repeat = entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT))
         if entry.get("min_passes", 0) > repeat:
             where = at + ("min_passes",)

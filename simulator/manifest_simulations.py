@@ -138,6 +138,10 @@ def check_sides(
         problems.append(f"{doc.where(at + ('user',))}: {format_path(at + ('user',))}.model: required field is missing")
 
 
+#: `expect` keys whose simulation values add to the defaults' instead of replacing them
+ADDED_TO_DEFAULTS = frozenset({"contains", "not_contains", "regex", "not_regex"})
+
+
 class CheckBuilder:
     """Each simulation's checks; each kind is built on its own, so one bad check hides no other."""
 
@@ -146,27 +150,39 @@ class CheckBuilder:
         self.problems = problems
         self._from_defaults: dict[str, list[Any]] = {}
 
-    def build(self, expect: dict[str, Any], at: tuple, entry: dict[str, Any]) -> list[Any]:
-        """The checks of `expect` (the defaults' merged with the simulation's own at `at`)."""
+    def build(self, defaults: dict[str, Any], own: dict[str, Any], at: tuple) -> list[Any]:
+        """The checks of the defaults' `expect` and the simulation's own at `at`.
+
+        A simulation's value of a key replaces the defaults' one, except for the text checks in
+        `ADDED_TO_DEFAULTS`: their values add to the defaults' (a safety `not_contains` set as a
+        default never vanishes), unless the simulation's long form says `replace: true`.
+        """
         checks: list[Any] = []
-        own_expect = entry.get("expect") or {}
-        for key, config in expect.items():
-            own = key in own_expect
-            if not own and key in self._from_defaults:
-                checks.extend(self._from_defaults[key])
-                continue
-            where = at + ("expect", key) if own else ("defaults", "expect", key)
-            try:
-                built = build_checks({key: config}, source=format_path(where[:-1]))
-            except ConfigError as exc:
-                built = []
-                message = f"{self.doc.where(where)}: {exc}"
-                if message not in self.problems:
-                    self.problems.append(message)
-            if not own:
-                self._from_defaults[key] = built
-            checks.extend(built)
+        for key in dict.fromkeys([*defaults, *own]):
+            config = own.get(key)
+            keeps_default = key in defaults and (
+                key not in own
+                or (key in ADDED_TO_DEFAULTS and not (isinstance(config, dict) and config.get("replace")))
+            )
+            if keeps_default:
+                checks.extend(self._default(key, defaults[key]))
+            if key in own:
+                checks.extend(self._built(key, config, at + ("expect", key)))
         return checks
+
+    def _default(self, key: str, config: Any) -> list[Any]:
+        if key not in self._from_defaults:
+            self._from_defaults[key] = self._built(key, config, ("defaults", "expect", key))
+        return self._from_defaults[key]
+
+    def _built(self, key: str, config: Any, where: tuple) -> list[Any]:
+        try:
+            return build_checks({key: config}, source=format_path(where[:-1]))
+        except ConfigError as exc:
+            message = f"{self.doc.where(where)}: {exc}"
+            if message not in self.problems:
+                self.problems.append(message)
+            return []
 
 
 def _is_file(path: Path) -> bool:

@@ -344,3 +344,44 @@ def test_the_manifest_schema_knows_exactly_the_registered_check_kinds() -> None:
     expect = load_schema("manifest")["$defs"]["expect"]
     assert set(expect["properties"]) == set(REGISTRY)
     assert expect.get("additionalProperties") is False  # an unknown kind is a manifest error, not ignored
+
+
+MERGE_MANIFEST = """\
+version: 1
+target: {callback: 'app.py:respond'}
+defaults:
+  expect: {not_contains: [Traceback], contains: "You said", max_latency_ms: 60000}
+simulations:
+  - {name: adds, persona: jane, task: t, turns: ["Traceback please"], expect: {not_contains: [sorry]}}
+  - name: replaces
+    persona: jane
+    task: t
+    turns: ["Traceback please"]
+    expect: {not_contains: {value: [sorry], replace: true}, max_latency_ms: 1}
+  - {name: inherits, persona: jane, task: t, turns: ["Traceback please"]}
+"""
+
+
+def test_default_text_checks_add_up_with_a_simulations_own(tmp_path: Path) -> None:
+    """A safety `not_contains` set in defaults never vanishes; `replace: true` says so explicitly."""
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'You said: ' + q\n")
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(MERGE_MANIFEST)
+    loaded = load_manifest(manifest, environ={})
+    names = {sim.name: sorted(c.name for c in sim.checks) for sim in loaded.simulations}
+    assert "not_contains 'Traceback' in every reply" in names["adds"]
+    assert "not_contains 'sorry' in every reply" in names["adds"]
+    assert "not_contains 'Traceback' in every reply" not in names["replaces"]
+    assert "not_contains 'sorry' in every reply" in names["replaces"]
+    assert names["inherits"] == sorted(
+        ["not_contains 'Traceback' in every reply", "contains 'You said' in any reply", "every reply within 60000 ms"]
+    )
+    # every other key: the simulation's value wins (one latency check, the simulation's)
+    assert [n for n in names["replaces"] if "within" in n] == ["every reply within 1 ms"]
+    assert main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_GATE_FAILED
+    results = {
+        r["meta_data"]["simulation"]: r["evaluation"] for r in read_results(tmp_path / "out" / "conversations.jsonl")
+    }
+    assert "not_contains 'Traceback' in every reply" in results["adds"]["failed"]
+    assert "not_contains 'Traceback' in every reply" in results["inherits"]["failed"]
+    assert "not_contains 'Traceback' in every reply" not in results["replaces"]["failed"]
