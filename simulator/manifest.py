@@ -192,6 +192,7 @@ def load_manifest(
         _check_callback(data.get("target"), ("target",), doc, path.parent, allowed_root, problems, refusal)
         simulations = _simulations(data, doc, path.parent, allowed_root, problems, refusal)
         _check_run_level(data, simulations, doc, problems)
+        _resolve_required(data, simulations)
     if problems:
         raise ManifestError(str(path), list(dict.fromkeys(problems)))
     return Manifest(
@@ -248,6 +249,21 @@ def _check_run_level(
                     "add a top-level 'judge' (model, endpoint, ...)"
                 )
                 break
+
+
+def _resolve_required(data: dict[str, Any], simulations: list[Simulation]) -> None:
+    """One set of required simulations: `gate.required` and each simulation's `required: true`.
+
+    Both spellings mean the same, so both end up in the gate's config and on each simulation, and
+    summary.json, the Markdown and the HTML report show the same set.
+    """
+    names = {s.name for s in simulations}
+    listed = [n for n in (data.get("gate") or {}).get("required", []) if n in names]
+    required = list(dict.fromkeys([*listed, *(s.name for s in simulations if s.required)]))
+    for sim in simulations:
+        sim.required = sim.name in required
+    if required or data.get("gate"):
+        data["gate"] = {**(data.get("gate") or {}), "required": required}
 
 
 def _simulations(

@@ -261,6 +261,7 @@ class RunInfo(TypedDict, total=False):
     storage_error: str | None
     internal_errors: list[str]
     warnings: list[str]
+    gate_narrowed: list[str]
 
 
 class Summary(TypedDict):

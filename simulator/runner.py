@@ -29,8 +29,8 @@ from .errors import ConfigError
 from .event_loops import run_sync
 from .exit_codes import exit_code
 from .manifest import Manifest
-from .plan import Job, Plan, distinct_simulations
-from .records import ConversationResult, Evaluation, PlanRecord, RunInfo, Summary
+from .plan import Job, Plan, distinct_simulations, keys_of_record
+from .records import ConversationResult, Evaluation, GateConfig, PlanRecord, RunInfo, Summary
 from .results_folder import (
     LISTED_KEYS,
     RESULTS_FILE,
@@ -264,7 +264,10 @@ async def run_jobs(
         **({"resumed": len(start.kept), "warnings": start.warnings} if resume else {}),
         **(run_info or {}),
     }
-    summary = start.builder.build(cast(RunInfo, info), manifest.gate)
+    gate, narrowed = narrowed_gate(manifest.gate, start.record)
+    if narrowed:
+        info["gate_narrowed"] = narrowed
+    summary = start.builder.build(cast(RunInfo, info), gate)
     summary_error = _write_summary(out, summary)
     await _close_quietly(connections)
     return RunOutcome(
@@ -312,6 +315,21 @@ def _start(manifest: Manifest, plan: Plan | list[Job], out: Path, resume: bool) 
     for warning in start.warnings:
         log.warning("%s", warning)
     return start
+
+
+def narrowed_gate(gate: GateConfig | None, record: PlanRecord) -> tuple[GateConfig | None, list[str]]:
+    """The gate for what this run planned: required simulations that `--filter`, `--tag` or the
+    shard left out are not required of it (a merge of every shard checks them again)."""
+    required = list((gate or {}).get("required") or [])
+    if not required:
+        return gate, []
+    planned = {key.rsplit("#", 1)[0] for key in keys_of_record(record)}
+    kept = [name for name in required if name in planned]
+    dropped = [name for name in required if name not in planned]
+    if not dropped:
+        return gate, []
+    narrowed: GateConfig = {**(gate or {}), "required": kept}
+    return narrowed, dropped
 
 
 def _write_summary(out: Path, summary: Summary) -> str | None:

@@ -87,7 +87,8 @@ def merge_results(out_dir: str | Path, shard_dirs: Sequence[str | Path]) -> Summ
         "internal_errors": [e for r in runs for e in r.get("internal_errors", [])],
         "warnings": [*notes.warnings, *warnings],
     }
-    gate = next((g for g in gates if g is not None), None) or (plan["gate"] if plan else None)
+    # the plan's gate is the manifest's own: a shard's gate left out what other shards played
+    gate = (plan.get("gate") if plan else None) or next((g for g in gates if g is not None), None)
     summary = summarize_folder(out, run=run, gate=gate).summary
     write_summary(out, summary)
     return summary

@@ -385,3 +385,49 @@ def test_default_text_checks_add_up_with_a_simulations_own(tmp_path: Path) -> No
     assert "not_contains 'Traceback' in every reply" in results["adds"]["failed"]
     assert "not_contains 'Traceback' in every reply" in results["inherits"]["failed"]
     assert "not_contains 'Traceback' in every reply" not in results["replaces"]["failed"]
+
+
+REQUIRED_MANIFEST = """\
+version: 1
+target: {callback: 'app.py:respond'}
+gate: {required: [bob-refund]}
+simulations:
+  - {name: jane-tent, persona: jane, task: t, turns: [hi], required: true, expect: {contains: "You said"}}
+  - {name: bob-refund, persona: walter, task: t, turns: [hi], expect: {contains: "You said"}}
+  - {name: ann-other, persona: priya, task: t, turns: [hi], expect: {contains: "You said"}}
+"""
+
+
+def test_one_resolved_set_of_required_simulations_everywhere(tmp_path: Path) -> None:
+    """`gate.required` and `required: true` mean the same: one set in summary.json and the reports."""
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'You said: ' + q\n")
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(REQUIRED_MANIFEST)
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_OK
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["gate"]["config"]["required"]) == ["bob-refund", "jane-tent"]
+    marked = {name: sim["verdict"]["required"] for name, sim in summary["simulations"].items()}
+    assert marked == {"jane-tent": True, "bob-refund": True, "ann-other": False}
+    report = (out / "report.md").read_text()
+    assert "jane-tent (required)" in report and "bob-refund (required)" in report
+    assert "ann-other (required)" not in report
+
+
+def test_a_filter_narrows_the_gate_to_what_was_selected(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'You said: ' + q\n")
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(REQUIRED_MANIFEST)
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--filter", "jane"]) == EXIT_OK
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gate"]["status"] == "pass" and summary["gate"]["config"]["required"] == ["jane-tent"]
+    assert summary["run"]["gate_narrowed"] == ["bob-refund"]
+    assert "Not required of this run" in (out / "report.md").read_text()
+    for shard in (1, 2, 3):  # each shard is judged on what it played; the merge on everything again
+        assert (
+            main(["run", str(manifest), "--out", str(tmp_path / f"s{shard}"), "--shard", f"{shard}/3", "--quiet"]) == 0
+        )
+    assert main(["merge", str(tmp_path / "merged"), *(str(tmp_path / f"s{i}") for i in (1, 2, 3))]) == EXIT_OK
+    merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert sorted(merged["gate"]["config"]["required"]) == ["bob-refund", "jane-tent"]

@@ -100,6 +100,9 @@ def gate_section(summary: Summary, title: str = "Conversation simulations") -> s
         lines += ["", f"> ⚠️ Results could not be stored: {inline(run['storage_error'], 600)}"]
     for warning in (run.get("warnings") or [])[:5]:
         lines += ["", f"> ⚠️ {inline(warning, 400)}"]
+    if run.get("gate_narrowed"):
+        names = ", ".join(inline(name, 80) for name in run["gate_narrowed"][:10])
+        lines += ["", f"> ℹ️ Not required of this run (not selected, or in another shard): {names}"]
     if run.get("skipped"):
         lines += ["", f"> ⏭️ {inline(run['skipped'], 500)}"]
     if gate["reasons"]:
