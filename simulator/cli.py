@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -130,8 +131,25 @@ def _plan_line(summary: Summary, stream: TextIO) -> None:
     stream.write(line + "\n")
 
 
+def _positive(name: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1, refused before anything runs or prints."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be 1 or more, got {value}")
+        return value
+
+    return parse
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest, app_url=args.app_url)
+    for warning in manifest.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     err = sys.stderr
     settings = RunSettings(
         out=Path(args.out),
@@ -289,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help=f"default {DEFAULT_MANIFEST}")
     run.add_argument("--app-url", help="override target.url (e.g. the preview deployment of this PR)")
     run.add_argument("--out", default="results", help="results folder (default: results)")
-    run.add_argument("--concurrency", type=int, default=8, help="conversations at a time (default 8)")
+    run.add_argument(
+        "--concurrency", type=_positive("--concurrency"), default=8, help="conversations at a time (default 8)"
+    )
     run.add_argument("--shard", help="run shard i of n, e.g. 2/4, for a job matrix")
     run.add_argument("--filter", action="append", help="only simulations whose name contains this (or glob)")
     run.add_argument("--tag", action="append", help="only simulations with this tag")

@@ -22,6 +22,7 @@ The credentials a manifest reads become known secrets, scrubbed from all the run
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,7 @@ def load_manifest(
         gate=data.get("gate"),
         variables=variables.used,
         root=allowed_root,
-        warnings=list(dict.fromkeys(variables.warnings)),
+        warnings=list(dict.fromkeys([*variables.warnings, *marker_comments(path)])),
     )
 
 
@@ -249,6 +250,45 @@ def _check_run_level(
                     "add a top-level 'judge' (model, endpoint, ...)"
                 )
                 break
+
+
+_MARKER_COMMENT = re.compile(r"#{2,}\s*(STOP|GIVE[\s_-]*UP)\b", re.IGNORECASE)
+
+
+def marker_comments(path: Path) -> list[str]:
+    """Stop markers YAML read as comments: in `- Thanks ###STOP###` (unquoted) ` #` starts a comment,
+    so the message is "Thanks" and does not end the conversation. Each becomes a warning at its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        start = _comment_start(line)
+        if (
+            start is not None
+            and line[:start].strip()
+            and _MARKER_COMMENT.match(line[start:].lstrip("# \t")[:0] + line[start:])
+        ):
+            found.append(
+                f"{path}:{number}: {line[start:].strip()!r} is a YAML comment here, so it does not end the "
+                'conversation; quote the whole message, e.g. "Thanks ###STOP###"'
+            )
+    return found
+
+
+def _comment_start(line: str) -> int | None:
+    """Where a YAML comment starts on `line` (a `#` after whitespace, outside quotes), or None."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1] in " \t"):
+            return i
+    return None
 
 
 def _resolve_required(data: dict[str, Any], simulations: list[Simulation]) -> None:

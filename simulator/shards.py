@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,22 @@ def merge_results(out_dir: str | Path, shard_dirs: Sequence[str | Path]) -> Summ
     Torn last lines and shards that were not given are named in the summary's `run.warnings`.
     """
     out = Path(out_dir)
+    folders = [Path(f) for f in shard_dirs]
+    unreadable = [str(f) for f in folders if not (f / RESULTS_FILE).is_file()]
+    if unreadable:  # before anything is created: a failed merge leaves no empty folder behind
+        raise ConfigError(f"merge: no {RESULTS_FILE} in {', '.join(unreadable)}")
+    created = not out.exists()
+    try:
+        return _merge_into(out, folders)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _merge_into(out: Path, folders: list[Path]) -> Summary:
     out.mkdir(parents=True, exist_ok=True)
     move_previous_run(out)
-    folders = [Path(f) for f in shard_dirs]
     seen: set[str] = set()
     notes = ReadNotes()
 
