@@ -8,6 +8,7 @@ secrets (`simulator.known_secrets`), scrubbed from everything the run writes or 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import threading
@@ -154,6 +155,16 @@ def _parse_secret_identifier(secret_identifier: str) -> tuple[str, str, str | No
     return f"https://{parsed.netloc}", parts[1], version
 
 
+def _require(module: str, what: str, package: str) -> None:
+    """Fail when the object is built, not at its first conversation: a missing extra is a setup error."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError, AttributeError):  # a parent package missing, or blocked in sys.modules
+        found = False
+    if not found:
+        raise MissingExtraError(what, "azure", package)
+
+
 def _default_azure_credential() -> Any:
     try:
         from azure.identity import DefaultAzureCredential
@@ -182,6 +193,10 @@ class KeyVaultAPITokenManager(APITokenManager):
         super().__init__(auth_header, logger)
         self.secret_identifier = secret_identifier
         self.vault_url, self.secret_name, self.secret_version = _parse_secret_identifier(secret_identifier)
+        if secret_client is None:
+            _require("azure.keyvault.secrets", "KeyVaultAPITokenManager", "azure-keyvault-secrets")
+            if credential is None:
+                _require("azure.identity", "KeyVaultAPITokenManager's default credential", "azure-identity")
         self._credential = credential
         self._client = secret_client
         self.refresh_interval = refresh_interval
@@ -225,6 +240,8 @@ class ManagedIdentityAPITokenManager(APITokenManager):
         super().__init__(auth_header, logger)
         self.token_scope = token_scope
         self.client_id = client_id
+        if credential is None:
+            _require("azure.identity", "ManagedIdentityAPITokenManager", "azure-identity")
         self._credential = credential
         self.refresh_margin = refresh_margin
 

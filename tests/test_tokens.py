@@ -132,13 +132,15 @@ def test_managed_identity_token_is_refreshed_before_it_expires(llm: FakeOpenAISe
     assert all(r.headers["authorization"].startswith("Bearer entra-") for r in llm.chat_requests)
 
 
-def test_azure_managers_say_which_extra_to_install() -> None:
+def test_azure_managers_say_which_extra_to_install_when_they_are_built() -> None:
+    """A missing extra fails where the manager is built, not later as an llm_error in every result."""
     code = (
         "import sys; sys.modules['azure.identity'] = None; sys.modules['azure.keyvault.secrets'] = None\n"
         "from simulator import KeyVaultAPITokenManager, ManagedIdentityAPITokenManager\n"
-        "for m in (KeyVaultAPITokenManager('https://v.vault.azure.net/secrets/s'), ManagedIdentityAPITokenManager()):\n"
+        "for build in (lambda: KeyVaultAPITokenManager('https://v.vault.azure.net/secrets/s'),\n"
+        "              lambda: ManagedIdentityAPITokenManager()):\n"
         "    try:\n"
-        "        m.get_token_sync()\n"
+        "        build()\n"
         "    except ImportError as e:\n"
         "        print(e)\n"
     )
