@@ -98,7 +98,7 @@ class Progress:
 
 
 def _finish(
-    summary: Summary, out_dir: Path, stream: TextIO, baseline: str | None = None
+    summary: Summary, out_dir: Path, stream: TextIO, baseline: str | None = None, quiet: bool = False
 ) -> dict[str, dict[str, Any]] | None:
     """Write report.md and report.html next to the results and print the shared Markdown summary.
 
@@ -117,7 +117,8 @@ def _finish(
         where = f"report: {written[HTML_FILE]}"
     except OSError as exc:
         where = f"the reports could not be written ({exc.strerror or exc})"
-    stream.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
+    if not quiet:  # --quiet: only the lines that say how it ended (results, plan, gate)
+        stream.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
     stream.write(f"Results: {path} · {where}\n")
     return changes
 
@@ -169,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_manifest(manifest, settings)
     if progress.tty and not args.quiet and progress.done < progress.total:
         err.write("\n")
-    _finish(outcome.summary, settings.out, err, args.baseline)
+    _finish(outcome.summary, settings.out, err, args.baseline, quiet=args.quiet)
     _plan_line(outcome.summary, err)
     if outcome.summary_error:
         err.write(f"summary.json could not be written: {outcome.summary_error}\n")
@@ -199,6 +200,8 @@ def _gate_line(summary: Summary, stream: TextIO) -> None:
         f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
         f"{gate['errors']} errors (pass rate {rate})\n"
     )
+    for reason in gate.get("reasons") or []:
+        stream.write(f"  - {reason}\n")
 
 
 def _warn(warnings: list[str], stream: TextIO) -> None:
@@ -319,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the interrupted run in --out: keep its finished conversations, play only the missing ones",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--quiet", action="store_true", help="no progress and no summary table: only how it ended")
     run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")
     run.set_defaults(handler=cmd_run)
 

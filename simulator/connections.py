@@ -159,9 +159,9 @@ class Connections:
     def _target(self, sim: Simulation) -> Target:
         key = json.dumps(sim.target, sort_keys=True)
         if key not in self._targets:
-            self._targets[key] = build_target(
-                sim.target, self.manifest.folder, source=f"simulations[{sim.index}].target", root=self.manifest.root
-            )
+            # messages name the field where the value was written: the top-level target when it is shared
+            source = "target" if sim.target == self.manifest.target else f"simulations[{sim.index}].target"
+            self._targets[key] = build_target(sim.target, self.manifest.folder, source=source, root=self.manifest.root)
         return self._targets[key]
 
     def _user(self, sim: Simulation) -> UserSide | Any:
@@ -169,7 +169,8 @@ class Connections:
             return ScriptedUser(sim.turns or [])
         key = json.dumps(sim.user, sort_keys=True)
         if key not in self._users:
-            self._users[key] = build_model(sim.user or {}, source=f"simulations[{sim.index}].user")
+            source = "user" if sim.user == self.manifest.user else f"simulations[{sim.index}].user"
+            self._users[key] = build_model(sim.user or {}, source=source)
         return self._users[key]
 
     async def aclose(self) -> None:

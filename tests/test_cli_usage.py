@@ -74,3 +74,29 @@ def test_an_unquoted_stop_marker_is_a_warning_at_its_line(tmp_path: Path, capsys
     said = capsys.readouterr().err
     assert f"{manifest}:9: '###STOP###' is a YAML comment here" in said
     assert said.count("is a YAML comment here") == 1
+
+
+def test_quiet_prints_only_how_the_run_ended(tmp_path: Path, capsys) -> None:
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi]}\n")
+    assert main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_OK
+    said = capsys.readouterr().err
+    assert "| Simulation |" not in said and "Gate: PASS" in said and "1 planned, 1 finished, 0 missing" in said
+    assert main(["run", str(manifest), "--out", str(tmp_path / "out")]) == EXIT_OK
+    assert "| Simulation |" in capsys.readouterr().err
+
+
+def test_an_error_names_the_field_where_the_url_was_written(tmp_path: Path, capsys) -> None:
+    """A 404 from the top-level target's URL points at `target.url`, not at the first simulation."""
+    from tests.servers.chat_app import AppReply, FakeChatApp
+
+    with FakeChatApp() as app:
+        app.default = lambda request: AppReply.error(404, "no such route")
+        manifest = tmp_path / "simulations.yml"
+        manifest.write_text(
+            f"version: 1\ntarget: {{url: '{app.url}/nowhere', retry: {{attempts: 0}}}}\nsimulations:\n"
+            "  - {name: a, persona: jane, task: t, turns: [hi]}\n"
+            "  - {name: b, persona: jane, task: t, turns: [hi]}\n"
+        )
+        main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet", "--concurrency", "1"])
+    said = capsys.readouterr().err
+    assert "check target.url" in said and "simulations[0].target.url" not in said, said

@@ -198,7 +198,10 @@ def test_a_thousand_conversations_render_into_one_small_file(browser, tmp_path: 
 
 
 def test_markdown_is_one_renderer_for_comment_summary_and_cli(tmp_path: Path, capsys) -> None:
-    out = make_run(tmp_path)
+    make_run(tmp_path)  # --quiet prints no table; the same manifest again, as a user reading the log runs it
+    capsys.readouterr()
+    out = tmp_path / "loud"
+    main(["run", str(tmp_path / "simulations.yml"), "--out", str(out)])
     printed = capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     table = render_markdown(summary).split("\n\n")[2]
