@@ -236,7 +236,8 @@ def _override_url(data: dict[str, Any], app_url: str | None, doc: YamlDocument, 
 def _check_run_level(
     data: dict[str, Any], simulations: list[Simulation], doc: YamlDocument, problems: list[str]
 ) -> None:
-    names = {s.name for s in simulations}
+    # every simulation written, even one with its own problem (a missing persona): no second, bogus error
+    names = {s.name for s in simulations} | {e.get("name") for e in data.get("simulations", []) if isinstance(e, dict)}
     for i, name in enumerate((data.get("gate") or {}).get("required", [])):
         if name not in names and not any(p.endswith(f"duplicate simulation name '{name}'") for p in problems):
             at: tuple[str | int, ...] = ("gate", "required", i)

@@ -100,3 +100,11 @@ def test_an_error_names_the_field_where_the_url_was_written(tmp_path: Path, caps
         main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet", "--concurrency", "1"])
     said = capsys.readouterr().err
     assert "check target.url" in said and "simulations[0].target.url" not in said, said
+
+
+def test_a_missing_persona_file_is_one_problem_not_two(tmp_path: Path, capsys) -> None:
+    manifest = project(tmp_path, "  - {name: a, persona: personas/gone.yaml, task: t, turns: [hi]}\n")
+    manifest.write_text(manifest.read_text().replace("simulations:\n", "gate: {required: [a]}\nsimulations:\n"))
+    assert main(["validate", str(manifest)]) == EXIT_CONFIG
+    said = capsys.readouterr().err
+    assert "gone.yaml" in said and "no simulation is named" not in said, said
