@@ -60,14 +60,14 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
             tip = f" (did you mean '{hint[0]}'?)" if hint else f" (allowed: {', '.join(allowed)})"
             return path + [extras[0]], f"unknown field{tip}"
     if error.validator in ("oneOf", "anyOf") and error.context:
-        # pick the alternative the user evidently meant: the one whose required fields are present
+        # pick the alternative the user evidently meant: of the instance's type, its required fields present
         branches: dict[Any, list[jsonschema.ValidationError]] = {}
         for sub_error in error.context:
             branches.setdefault(sub_error.schema_path[0], []).append(sub_error)
-        meant = [
+        meant = [  # not a branch for another type, nor one missing a field it requires
             errors
             for errors in branches.values()
-            if not any(e.validator == "required" and not e.relative_path for e in errors)
+            if not any(e.validator in ("required", "type") and not e.relative_path for e in errors)
         ]
         pool = meant[0] if len(meant) == 1 else error.context
         try:

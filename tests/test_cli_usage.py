@@ -108,3 +108,14 @@ def test_a_missing_persona_file_is_one_problem_not_two(tmp_path: Path, capsys) -
     assert main(["validate", str(manifest)]) == EXIT_CONFIG
     said = capsys.readouterr().err
     assert "gone.yaml" in said and "no simulation is named" not in said, said
+
+
+def test_a_wrong_option_in_a_long_form_check_is_named(tmp_path: Path, capsys) -> None:
+    """Not "expected string, got dict": the part of the mapping that is wrong."""
+    manifest = project(
+        tmp_path,
+        "  - {name: a, persona: jane, task: t, turns: [hi], expect: {not_contains: {value: [x], in: sometimes}}}\n",
+    )
+    assert main(["validate", str(manifest)]) == EXIT_CONFIG
+    said = capsys.readouterr().err
+    assert "simulations[0].expect.not_contains.in: 'sometimes' is not one of ['any', 'every', 'last']" in said, said
