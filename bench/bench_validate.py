@@ -24,29 +24,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.test_large_manifests import plain_manifest  # noqa: E402 - the manifests the test validates
+
 TARGET_SECONDS = 2.0
-PERSONAS = ("jane", "marcus", "priya", "walter", "sofia", "alex", "ming", "dana")
-
-
-def generated_manifest(simulations: int) -> str:
-    """A manifest of `simulations` plain entries, under the loader's size limit for 10,000 of them."""
-    lines = [
-        "version: 1",
-        "target: {url: '${APP_URL:-http://127.0.0.1:9/chat}', format: promptflow, timeout: 30}",
-        "user: {model: gpt-4o-mini, endpoint: '${AZURE_OPENAI_ENDPOINT:-http://127.0.0.1:9/v1}'}",
-        "defaults: {max_turns: 6, tags: [bench], expect: {not_contains: [Traceback]}}",
-        "simulations:",
-    ]
-    for i in range(simulations):
-        extra = ""
-        if i % 2:
-            extra += ", turns: [hi, 'bye ###STOP###']"
-        if i % 5 == 0:
-            extra += ", expect: {contains: order}"
-        if i % 7 == 0:
-            extra += ", target: {timeout: 5}"
-        lines.append(f"  - {{name: s{i}, persona: {PERSONAS[i % len(PERSONAS)]}, task: Order {i}{extra}}}")
-    return "\n".join(lines) + "\n"
 
 
 def time_validate(manifest: Path, runs: int) -> tuple[float, int, str]:
@@ -77,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.simulations:
             path = Path(tmp) / f"simulations-{count}.yml"
-            path.write_text(generated_manifest(count), encoding="utf-8")
+            path.write_text(plain_manifest(count), encoding="utf-8")
             cases.append((f"{count} simulations", path))
         for label, path in cases:
             seconds, code, output = time_validate(path, args.runs)

@@ -7,10 +7,7 @@ batches and are rewritten atomically, so a large folder re-checks in flat memory
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -25,15 +22,13 @@ from .results_folder import (
     ReadNotes,
     iter_results,
     read_summary,
+    replaced_atomically,
     result_key,
     result_line,
     summarize_folder,
+    utc_now,
     write_summary,
 )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> Summary:
@@ -72,24 +67,17 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
         return result
 
     path = folder / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
     source = iter_results(path, notes)
     try:
-        with tmp.open("wb") as handle:
+        with replaced_atomically(path) as handle:
             while batch := list(islice(source, concurrency * 4)):
                 for result in await asyncio.gather(*(one(r) for r in batch)):
                     handle.write(result_line(result))
-        os.chmod(tmp, 0o644)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     finally:
         if context.judge is not None:
             await context.judge.aclose()
     old: Mapping[str, Any] = read_summary(folder) or {}
-    run: RunInfo = {**(old.get("run") or {}), "rechecked_at": _now(), "manifest": str(manifest.path)}
+    run: RunInfo = {**(old.get("run") or {}), "rechecked_at": utc_now(), "manifest": str(manifest.path)}
     if problems:
         run["internal_errors"] = [*run.get("internal_errors", []), *problems[:LISTED_KEYS]]
     if notes.warnings:

@@ -20,11 +20,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from .errors import ConfigError
 from .known_secrets import scrub
@@ -53,6 +53,11 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, 
 #: how many missing keys a summary lists by name (the count is always exact)
 LISTED_KEYS = 200
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utc_now() -> str:
+    """When a run starts, ends or is re-checked, as written in plan.json and summary.json."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class StorageError(Exception):
@@ -104,18 +109,29 @@ def result_line(result: ConversationResult) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def write_json(path: Path, data: Any) -> Path:
-    """A small JSON file (summary, plan) replaced atomically, credentials scrubbed; readable by later steps."""
-    text, _ = json_text(scrub(data), indent=2)
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[BinaryIO]:
+    """A file written beside `path` and moved over it only when complete; readable by later steps.
+
+    Whatever goes wrong before the end (a full disk, Ctrl-C) leaves `path` as it was.
+    """
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text + "\n", encoding="utf-8")
+        with tmp.open("wb") as handle:
+            yield handle
         os.chmod(tmp, 0o644)
         tmp.replace(path)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """A small JSON file (summary, plan) replaced atomically, credentials scrubbed."""
+    text, _ = json_text(scrub(data), indent=2)
+    with replaced_atomically(path) as handle:
+        handle.write((text + "\n").encode("utf-8"))
     return path
 
 
@@ -128,19 +144,11 @@ def write_summary(out: Path, summary: Summary) -> Path:
 
 def write_results(path: Path, results: Iterable[ConversationResult]) -> int:
     """A whole results file at once, replaced atomically (merges, re-checks, resumes); returns the count."""
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    try:
-        with tmp.open("wb") as handle:
-            for result in results:
-                handle.write(result_line(result))
-                count += 1
-        os.chmod(tmp, 0o644)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with replaced_atomically(path) as handle:
+        for result in results:
+            handle.write(result_line(result))
+            count += 1
     return count
 
 

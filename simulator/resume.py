@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -19,12 +18,9 @@ from .results_folder import (
     manifest_digest,
     read_plan,
     result_key,
+    utc_now,
     write_results,
 )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> PlanRecord:
@@ -41,7 +37,7 @@ def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> PlanRecord:
         digest = None
     record = {
         "version": 1,
-        "created_at": _now(),
+        "created_at": utc_now(),
         "manifest": str(manifest.path),
         "manifest_sha256": digest,
         **shape,
@@ -51,7 +47,9 @@ def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> PlanRecord:
     return cast(PlanRecord, record)
 
 
-def prepare_resume(out: Path, manifest: Manifest, plan: Plan) -> tuple[Plan, list[str]]:
+def prepare_resume(
+    out: Path, manifest: Manifest, plan: Plan, on_kept: Callable[[ConversationResult], None] | None = None
+) -> tuple[Plan, list[str]]:
     """What a resumed run still has to play, after checking it continues the same run.
 
     Keeps the finished conversations of the run in `out` (a torn last line is cut, interrupted
@@ -97,6 +95,8 @@ def prepare_resume(out: Path, manifest: Manifest, plan: Plan) -> tuple[Plan, lis
                 dropped += 1
                 continue
             seen.add(key)
+            if on_kept is not None:  # the runner counts what is kept as it is rewritten: one pass
+                on_kept(result)
             yield result
 
     write_results(path, kept())

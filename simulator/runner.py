@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -36,12 +35,12 @@ from .results_folder import (
     RESULTS_FILE,
     ResultWriter,
     StorageError,
-    iter_results,
     move_previous_run,
     plan_status,
     read_plan,
     read_results,
     result_key,
+    utc_now,
     write_plan,
     write_summary,
 )
@@ -50,10 +49,6 @@ from .summary import SummaryBuilder
 
 T = TypeVar("T")
 log = logging.getLogger("simulator.runner")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -249,14 +244,14 @@ async def run_jobs(
     run.on_result, run.finished = on_result, set(start.kept)
     if on_start is not None:
         on_start(len(start.to_play), len(start.kept))
-    started, started_at = time.monotonic(), _now()
+    started, started_at = time.monotonic(), utc_now()
     interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()
     status = plan_status(start.record, run.finished)
     info: dict[str, Any] = {
         "manifest": str(manifest.path),
         "started_at": started_at,
-        "finished_at": _now(),
+        "finished_at": utc_now(),
         "wall_time_ms": round((time.monotonic() - started) * 1000, 3),
         "concurrency": concurrency,
         "interrupted": interrupted,
@@ -304,10 +299,12 @@ def _start(manifest: Manifest, plan: Plan | list[Job], out: Path, resume: bool) 
     if resume:
         if not isinstance(plan, Plan):
             raise ConfigError("resume needs the plan of a manifest (plan_jobs), not a list of jobs")
-        start.to_play, start.warnings = prepare_resume(out, manifest, plan)
-        for result in iter_results(out / RESULTS_FILE):
+
+        def keep(result: ConversationResult) -> None:
             start.builder.add(result)
             start.kept.add(result_key(result))
+
+        start.to_play, start.warnings = prepare_resume(out, manifest, plan, on_kept=keep)
         start.record = read_plan(out) or record
     else:
         start.previous_run = move_previous_run(out)

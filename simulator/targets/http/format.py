@@ -9,6 +9,7 @@ retries, sessions, recording, error messages) is the same for every format. Form
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,7 +38,7 @@ def only_placeholder(value: Any, name: str) -> bool:
     return bool(match and match.group(1) == name)
 
 
-class HttpFormat:
+class HttpFormat(ABC):
     """One way of talking to a chat app over HTTP. Subclasses set the class attributes and override
     what differs; an instance holds the format's own settings, already checked."""
 
@@ -65,10 +66,10 @@ class HttpFormat:
         """The format's own values rendered per turn, so their placeholders are checked up front."""
         return []
 
+    @abstractmethod
     def body(self, question: str, history: list[dict[str, str]], values: Mapping[str, Any], session: bool) -> Any:
         """The JSON body of a turn (None: no body). `history` is what `history:` lets through; `values`
         are the placeholders' values; `session` is whether the app has issued a session id yet."""
-        raise NotImplementedError
 
     def query(self, values: Mapping[str, Any], session: bool) -> dict[str, str]:
         """Query parameters added to the URL's own, rendered."""
