@@ -294,6 +294,10 @@ class Simulator:
                 (text, raw), replaced = replace_lone_surrogates((text, raw))
                 if replaced:
                     extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]
+                if reply.latency_ms is not None:  # the app's own time, told apart by the target
+                    latency = reply.latency_ms
+                if reply.connect_ms is not None:
+                    extra["connect_ms"] = round(reply.connect_ms, 3)
                 request = compact_request(reply.request, shown)
                 recorder.add_turn(ASSISTANT, request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")

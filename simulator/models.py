@@ -220,6 +220,10 @@ class OpenAIChatCompletionsModel:
     def _client(self) -> Any:
         return self._clients.get()
 
+    async def warm(self) -> None:
+        """Import the SDK and build the client now, not inside the first request's clock."""
+        self._client()
+
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
         client = self._clients.pop()

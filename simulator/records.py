@@ -53,6 +53,7 @@ class Turn(_TurnRequired, total=False):
     """One message of the conversation, the request that produced it and the answer as received."""
 
     latency_ms: float
+    connect_ms: float
     usage: dict[str, Any] | None
     error: ErrorRecord | None
     notes: list[str]

@@ -244,6 +244,7 @@ async def run_jobs(
     run.on_result, run.finished = on_result, set(start.kept)
     if on_start is not None:
         on_start(len(start.to_play), len(start.kept))
+    await connections.warm()
     started, started_at = time.monotonic(), utc_now()
     interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()

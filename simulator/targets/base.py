@@ -17,6 +17,11 @@ class AppReply:
     usage: dict[str, Any] | None = None
     #: what the turn should say about how the reply was read (e.g. an answer cut at a size limit)
     notes: list[str] = field(default_factory=list)
+    #: the app's own time, from sending the request to the end of the answer, when the target can tell
+    #: it apart from the client's (a connection opened, a request queued for a free connection)
+    latency_ms: float | None = None
+    #: the set-up of a new connection (TCP, TLS) this turn waited for, reported apart from the latency
+    connect_ms: float | None = None
 
 
 class Target(ABC):
@@ -32,6 +37,9 @@ class Target(ABC):
     def describe(self) -> dict[str, Any]:
         """What the results record about the app (never a credential)."""
         return {"kind": type(self).__name__}
+
+    async def warm(self) -> None:  # noqa: B027 - optional hook, most targets build nothing lazily
+        """Build what the first request would otherwise build inside its turn's clock."""
 
     async def end_conversation(self, conversation_id: str) -> None:  # noqa: B027 - optional hook
         """Forget per-conversation state (session ids, cookies) once a conversation is over."""

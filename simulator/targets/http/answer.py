@@ -94,6 +94,8 @@ class Answer:
     stream: StreamReply | None = None  # what a text/event-stream added up to
     retries: int = 0
     cut: bool = False  # the answer went on past the byte limit; only its beginning was read
+    latency_ms: float | None = None  # from the first byte sent to the end of the answer
+    connect_ms: float | None = None  # the set-up of a connection opened for this request
 
     @property
     def text(self) -> str:

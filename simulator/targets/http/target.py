@@ -33,6 +33,7 @@ from .config import load_settings
 from .registry import DEFAULT_FORMAT
 from .session import Conversation, NoCookies
 from .sse import read_events
+from .timing import ExchangeClock
 
 #: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
 ERROR_BODY_BYTES = 64 * 1024
@@ -106,6 +107,9 @@ class HttpTarget(Target):
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
+
+    async def warm(self) -> None:
+        self._client()  # the pool and its TLS context: tens of milliseconds, once per event loop
 
     async def aclose(self) -> None:
         client = self._clients.pop()
@@ -209,6 +213,8 @@ class HttpTarget(Target):
 
         An answer cut at the limit has its connection closed (`aclose` before the end), never drained.
         """
+        clock = ExchangeClock()
+        request.extensions["trace"] = clock
         response = await client.send(request, stream=True)
         try:
             state.cookies.extract_cookies(response)
@@ -220,6 +226,7 @@ class HttpTarget(Target):
                 answer.cut = await read_events(response, self.max_reply_bytes, answer.stream.add)
             else:
                 answer.content, answer.cut = await read_body(response, self.max_reply_bytes)
+            answer.latency_ms, answer.connect_ms = clock.latency_ms(), clock.connect_ms
             return answer
         finally:
             await response.aclose()
@@ -251,7 +258,15 @@ class HttpTarget(Target):
             place = "the stream" if answer.stream is not None else f"path {self.settings.response_path()!r}"
             raise errors.app_error(f"gave an empty reply (the text at {place} is empty)", answer, record)
         state.learn(self.session, answer.headers, session)
-        return AppReply(text=scrub_text(text), raw=scrub(raw), request=dict(record), usage=usage, notes=notes)
+        return AppReply(
+            text=scrub_text(text),
+            raw=scrub(raw),
+            request=dict(record),
+            usage=usage,
+            notes=notes,
+            latency_ms=answer.latency_ms,
+            connect_ms=answer.connect_ms,
+        )
 
     def _over_limit(self) -> str:
         return f"sent more than {self.max_reply_bytes:,} bytes ({self.source}.max_reply_bytes)"

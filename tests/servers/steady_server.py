@@ -1,0 +1,137 @@
+"""A chat app and an OpenAI-compatible server that answer after exactly a fixed delay, in a child process.
+
+The scriptable fakes (``FakeChatApp``, ``FakeOpenAIServer``) run a thread per connection in the
+test's own process: when many connections open at once, their threads queue for the interpreter
+lock and a 20 ms app answers in 30–40 ms. Latency figures (the recorded latency tests, the
+benchmarks) need an app whose own time is known, so this one is a single asyncio loop in its own
+process: every answer leaves ``delay`` seconds after its request arrived.
+
+Routes: ``POST .../chat/completions`` answers as an OpenAI chat completion whose content is
+``--user-text`` (the user model); any other ``POST`` answers ``{"answer": ..., "reply": ...}``
+with ``--app-text`` (a promptflow- or http-format app). Keep-alive, ``Content-Length`` bodies.
+
+Run as ``python -m tests.servers.steady_server --delay 0.02``; it prints its base URL on the first
+line of stdout and serves until stdin closes. :class:`SteadyServer` does that for a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _completion(text: str) -> dict[str, object]:
+    return {
+        "id": "chatcmpl-steady",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "steady",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
+
+
+async def _serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, app: bytes, user: str
+) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            arrived = time.monotonic()
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            length = 0
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if length:
+                await reader.readexactly(length)
+            path = request_line.split(" ")[1] if " " in request_line else "/"
+            body = json.dumps(_completion(user)).encode() if path.endswith("/chat/completions") else app
+            await asyncio.sleep(max(0.0, delay - (time.monotonic() - arrived)))
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _main(delay: float, app_text: str, user_text: str) -> None:
+    app = json.dumps({"answer": app_text, "reply": app_text}).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _serve_connection(reader, writer, delay, app, user_text)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
+    port = server.sockets[0].getsockname()[1]
+    print(f"http://127.0.0.1:{port}", flush=True)
+    loop = asyncio.get_running_loop()
+    # serve until the parent closes our stdin (or dies)
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+
+
+class SteadyServer:
+    """Starts the server in a child process for the length of a ``with`` block."""
+
+    def __init__(self, delay: float, app_text: str = "fine", user_text: str = "Tell me more, please.") -> None:
+        self.args = ["--delay", str(delay), "--app-text", app_text, "--user-text", user_text]
+        self.url = ""
+        self._child: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SteadyServer:
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "tests.servers.steady_server", *self.args],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._child.stdout is not None
+        self.url = self._child.stdout.readline().strip()
+        if not self.url:
+            self.close()
+            raise RuntimeError("the steady server did not start")
+        return self
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    def close(self) -> None:
+        if self._child is not None:
+            if self._child.stdin is not None:
+                self._child.stdin.close()
+            try:
+                self._child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+            if self._child.stdout is not None:
+                self._child.stdout.close()
+            self._child = None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--app-text", default="fine")
+    parser.add_argument("--user-text", default="Tell me more, please.")
+    options = parser.parse_args()
+    asyncio.run(_main(options.delay, options.app_text, options.user_text))

@@ -1,0 +1,73 @@
+"""The latency a turn records is the app's own: first turn included, whatever the concurrency.
+
+Each run is a fresh `simulator run` process, as users run it: what the first request would build
+lazily (the client, the SDK import of an LLM user) must not land inside an app turn's clock. The
+app answers after exactly 20 ms (a single-loop server in its own process, see steady_server).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator.results_folder import read_results
+from tests.servers.steady_server import SteadyServer
+
+DELAY = 0.020
+
+
+def _run(tmp_path: Path, app_url: str, concurrency: int, user: str = "") -> list[dict]:
+    turns = "" if user else ", turns: [one, two, three]"
+    manifest = tmp_path / f"latency-{concurrency}.yml"
+    manifest.write_text(
+        "version: 1\n"
+        f"target: {{url: '{app_url}/score', format: promptflow}}\n"
+        f"{user}"
+        "simulations:\n"
+        f"  - {{name: timed, persona: jane, task: ask{turns}, repeat: 16, max_turns: 6}}\n"
+    )
+    out = tmp_path / f"out-{concurrency}"
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(out), "--concurrency", str(concurrency)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return read_results(out / "conversations.jsonl")
+
+
+def _app_turns(results: list[dict]) -> list[dict]:
+    return [t for r in results for t in r["conversation"] if t["actor"] == "assistant"]
+
+
+def _slowest(turns: list[dict]) -> list[float]:
+    return sorted(t["latency_ms"] for t in turns)[-5:]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_every_app_latency_is_the_apps_own_time(tmp_path: Path, concurrency: int) -> None:
+    with SteadyServer(DELAY) as app:
+        results = _run(tmp_path, app.url, concurrency)
+    turns = _app_turns(results)
+    assert len(turns) == 48
+    first = [r["conversation"][1] for r in results]
+    assert all(20 <= t["latency_ms"] < 30 for t in first), _slowest(first)
+    assert all(20 <= t["latency_ms"] < 30 for t in turns), _slowest(turns)
+    # a new connection's set-up is reported apart, on the turns that opened one
+    opened = [t for t in turns if "connect_ms" in t]
+    assert 1 <= len(opened) <= concurrency
+    assert all(t["connect_ms"] >= 0 for t in opened)
+
+
+def test_an_llm_users_start_up_is_not_in_the_apps_latency(tmp_path: Path) -> None:
+    """The SDK import and client of the user model are ready before the first conversation starts."""
+    with SteadyServer(DELAY) as server:
+        user = f"user: {{model: sim-user, endpoint: '{server.openai_base_url}'}}\n"
+        results = _run(tmp_path, server.url, 8, user=user)
+    turns = _app_turns(results)
+    assert len(turns) == 48
+    assert all(20 <= t["latency_ms"] < 30 for t in turns), _slowest(turns)
