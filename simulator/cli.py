@@ -12,16 +12,17 @@ run's known credentials scrubbed (`simulator.known_secrets`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
 from . import known_secrets
+from .cli_output import FORMATS, Console, Progress
 from .errors import ConfigError
 from .event_loops import run_sync
 from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's interface
@@ -36,100 +37,20 @@ from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's i
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .pipeline import RunSettings, plan_for, run_manifest
-from .plan import MAX_REPEAT, Job, parse_shard
+from .plan import MAX_REPEAT, parse_shard
 from .recheck import recheck
-from .records import ConversationResult, Summary
-from .report import HTML_FILE, baseline_changes, render_markdown, write_reports
-from .report.markdown import plan_line
+from .records import Summary
 from .results_folder import (
     PLAN_FILE,
     RESULTS_FILE,
     SUMMARY_FILE,
-    iter_results,
     read_plan,
     read_summary,
     summarize_folder,
     write_summary,
 )
+from .runner import RunOutcome
 from .shards import merge_results
-
-
-class Progress:
-    """A bar on a terminal, one plain line per conversation elsewhere (CI logs)."""
-
-    def __init__(self, total: int, stream: TextIO, quiet: bool = False) -> None:
-        self.total = total
-        self.stream = stream
-        self.quiet = quiet
-        self.done = 0
-        self.errors = 0
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-
-    def start(self, to_play: int, kept: int) -> None:
-        """The runner knows what a resumed run still plays only once it has read the folder."""
-        self.total = to_play
-        if kept:
-            self.stream.write(f"Resuming: kept {kept} finished conversation(s); {to_play} to play\n")
-
-    def __call__(self, job: Job, result: ConversationResult) -> None:
-        self.done += 1
-        meta = result["meta_data"]
-        self.errors += bool(meta.get("is_error"))
-        if self.quiet:
-            return
-        if self.tty:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            elapsed = time.monotonic() - self.started
-            self.stream.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{self.errors} error(s) {elapsed:5.1f}s"
-            )
-            if self.done == self.total:
-                self.stream.write("\n")
-        else:
-            seconds = meta.get("duration_ms", 0) / 1000
-            self.stream.write(
-                f"[{self.done}/{self.total}] {job.key}: {meta['stop_reason']} after "
-                f"{meta['turn_count']} turns in {seconds:.1f}s\n"
-            )
-        self.stream.flush()
-
-
-def _finish(
-    summary: Summary, out_dir: Path, stream: TextIO, baseline: str | None = None, quiet: bool = False
-) -> dict[str, dict[str, Any]] | None:
-    """Write report.md and report.html next to the results and print the shared Markdown summary.
-
-    The reports stream the results file; a disk that refuses them is a warning, not a lost run.
-    """
-    changes = baseline_changes(summary, baseline)
-    path = out_dir / RESULTS_FILE
-    try:
-        written = write_reports(
-            out_dir,
-            summary,
-            lambda: iter_results(path) if path.is_file() else iter(()),
-            changes,
-            baseline_label=baseline,
-        )
-        where = f"report: {written[HTML_FILE]}"
-    except OSError as exc:
-        where = f"the reports could not be written ({exc.strerror or exc})"
-    if not quiet:  # --quiet: only the lines that say how it ended (results, plan, gate)
-        stream.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
-    stream.write(f"Results: {path} · {where}\n")
-    return changes
-
-
-def _plan_line(summary: Summary, stream: TextIO) -> None:
-    run = summary.get("run") or {}
-    line = plan_line(run)
-    if run.get("missing_count"):
-        shown = ", ".join(run.get("missing", [])[:10])
-        line += f" ({shown}{', …' if run['missing_count'] > 10 else ''})"
-    stream.write(line + "\n")
 
 
 def _positive(name: str) -> Callable[[str], int]:
@@ -148,10 +69,9 @@ def _positive(name: str) -> Callable[[str], int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    console = Console(args.format, args.quiet)
     manifest = load_manifest(args.manifest, app_url=args.app_url)
-    for warning in manifest.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
-    err = sys.stderr
+    console.warn(manifest.warnings)
     settings = RunSettings(
         out=Path(args.out),
         concurrency=args.concurrency,
@@ -160,53 +80,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         shard=parse_shard(args.shard) if args.shard else None,
         resume=args.resume,
-        on_warning=lambda text: err.write(f"warning: {text}\n"),
+        on_warning=lambda text: console.warn([text]),
     )
     planned = len(plan_for(manifest, settings))
     where = f" (shard {args.shard})" if settings.shard else ""
-    err.write(f"Running {planned} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time\n")
-    progress = Progress(planned, err, quiet=args.quiet)
+    console.note(f"Running {planned} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time")
+    progress = Progress(planned, console.err, quiet=args.quiet)
     settings.on_result, settings.on_start = progress, progress.start
     outcome = run_manifest(manifest, settings)
     if progress.tty and not args.quiet and progress.done < progress.total:
-        err.write("\n")
-    _finish(outcome.summary, settings.out, err, args.baseline, quiet=args.quiet)
-    _plan_line(outcome.summary, err)
+        console.err.write("\n")
+    code = outcome.exit_code()
+    settled = not (outcome.interrupted or outcome.fatal_error)
+    console.conclude(
+        outcome.summary, settings.out, code, baseline=args.baseline, problems=_run_problems(outcome), gate=settled
+    )
+    return code
+
+
+def _run_problems(outcome: RunOutcome) -> tuple[str, ...]:
+    """What went wrong with the run itself, said on stderr after the result."""
+    problems = []
     if outcome.summary_error:
-        err.write(f"summary.json could not be written: {outcome.summary_error}\n")
+        problems.append(f"summary.json could not be written: {outcome.summary_error}")
     if outcome.storage_error:
-        err.write(f"Results could not be stored: {outcome.storage_error}\n")
-    for problem in outcome.internal_errors[:10]:
-        err.write(f"Internal error: {problem}\n")
+        problems.append(f"Results could not be stored: {outcome.storage_error}")
+    problems += [f"Internal error: {problem}" for problem in outcome.internal_errors[:10]]
     if outcome.interrupted:
         outcome.received = outcome.received or signal.SIGINT
-        err.write(
+        problems.append(
             f"Interrupted by {signal.Signals(outcome.received).name}: kept {outcome.finished} conversation(s); "
             f"{outcome.summary['run'].get('missing_count', 0)} did not finish "
-            f"(`simulator run --resume` plays only those).\n"
+            f"(`simulator run --resume` plays only those)."
         )
     elif outcome.fatal_error:
         missing = outcome.summary["run"].get("missing_count", len(outcome.not_run))
-        err.write(f"Stopped early: {outcome.fatal_error}\n{missing} conversation(s) did not run.\n")
-    else:
-        _gate_line(outcome.summary, err)
-    return outcome.exit_code()
-
-
-def _gate_line(summary: Summary, stream: TextIO) -> None:
-    gate = summary["gate"]
-    rate = "n/a" if gate["pass_rate"] is None else f"{gate['pass_rate']:.1%}"
-    stream.write(
-        f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
-        f"{gate['errors']} errors (pass rate {rate})\n"
-    )
-    for reason in gate.get("reasons") or []:
-        stream.write(f"  - {reason}\n")
-
-
-def _warn(warnings: list[str], stream: TextIO) -> None:
-    for warning in warnings:
-        stream.write(f"warning: {warning}\n")
+        problems.append(f"Stopped early: {outcome.fatal_error}\n{missing} conversation(s) did not run.")
+    return tuple(problems)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -221,35 +131,35 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not recorded:
             raise ConfigError(f"{folder}: neither {SUMMARY_FILE} nor {PLAN_FILE} names the manifest; pass --manifest")
         manifest_path = recorded
+    console = Console(args.format)
     manifest = load_manifest(manifest_path, need=("judge", "checks"))
     summary = run_sync(lambda: recheck(folder, manifest))
-    _warn(summary["run"].get("warnings", []), sys.stderr)
-    sys.stderr.write(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/\n")
-    _finish(summary, folder, sys.stderr, args.baseline)
-    _plan_line(summary, sys.stderr)
-    _gate_line(summary, sys.stderr)
-    return exit_code(summary)
+    console.warn(summary["run"].get("warnings", []))
+    console.note(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/")
+    code = exit_code(summary)
+    console.conclude(summary, folder, code, baseline=args.baseline)
+    return code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     folder = Path(args.results)
     if not (folder / RESULTS_FILE).is_file() and not (folder / SUMMARY_FILE).is_file():
         raise ConfigError(f"{folder}: no {RESULTS_FILE}; give a results folder written by `simulator run`")
+    console = Console(args.format)
     old = read_summary(folder)
     if (folder / RESULTS_FILE).is_file():
         rebuilt = summarize_folder(folder)
-        _warn(rebuilt.notes.warnings, sys.stderr)
+        console.warn(rebuilt.notes.warnings)
         summary = rebuilt.summary
         if old is None or _counts(old) != _counts(summary):
             why = "was missing" if old is None else "did not match the results"
-            sys.stderr.write(f"warning: {folder / SUMMARY_FILE} {why}: rebuilt it from the complete lines\n")
+            console.warn([f"{folder / SUMMARY_FILE} {why}: rebuilt it from the complete lines"])
             write_summary(folder, summary)
         elif old is not None:
             summary = old
     else:
         summary = old or cast(Summary, {})
-    _finish(summary, folder, sys.stderr, args.baseline)
-    _plan_line(summary, sys.stderr)
+    console.conclude(summary, folder, EXIT_OK, baseline=args.baseline, gate=False)
     return EXIT_OK
 
 
@@ -260,12 +170,24 @@ def _counts(summary: Summary) -> tuple[Any, ...]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """CI often validates without the run's secrets: unset variables are warnings unless --strict."""
+    console = Console(args.format)
     manifest = load_manifest(args.manifest, need=None if args.strict else ())
-    _warn(manifest.warnings, sys.stderr)
+    console.warn(manifest.warnings)
     jobs = sum(s.repeat for s in manifest.simulations)
     llm = sum(1 for s in manifest.simulations if s.needs_llm)
+    if console.json:
+        document = {
+            "manifest": str(manifest.path),
+            "valid": True,
+            "simulations": [s.name for s in manifest.simulations],
+            "conversations": jobs,
+            "played_by_llm": llm,
+            "warnings": manifest.warnings,
+        }
+        console.out.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        return EXIT_OK
     unset = f"; {len(manifest.warnings)} warning(s)" if manifest.warnings else ""
-    print(
+    console.result(
         f"{manifest.path}: valid; {len(manifest.simulations)} simulation(s), {jobs} conversation(s) per run, "
         f"{llm} played by an LLM{unset}"
     )
@@ -273,14 +195,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    console = Console(args.format)
     summary = merge_results(args.out, args.shards)
-    _warn(summary["run"].get("warnings", []), sys.stderr)
+    console.warn(summary["run"].get("warnings", []))
     totals = summary["totals"]
-    print(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
-    _finish(summary, Path(args.out), sys.stderr, args.baseline)
-    _plan_line(summary, sys.stderr)
-    _gate_line(summary, sys.stderr)
-    return exit_code(summary)
+    console.note(f"merged {len(args.shards)} shard(s): {totals['conversations']} conversations into {args.out}/")
+    code = exit_code(summary)
+    console.conclude(summary, Path(args.out), code, baseline=args.baseline)
+    return code
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
@@ -295,6 +217,15 @@ def cmd_personas(args: argparse.Namespace) -> int:
         persona = Persona.load(name)
         print(f"{name:<10} {persona.tone or ''}"[:110])
     return EXIT_OK
+
+
+def _add_format(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default): the summary on stdout; json: one JSON document on stdout, for machines",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,11 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress and no summary table: only how it ended")
     run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")
+    _add_format(run)
     run.set_defaults(handler=cmd_run)
 
     validate = commands.add_parser("validate", help="check a manifest without running it")
     validate.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST)
     validate.add_argument("--strict", action="store_true", help="unset environment variables are errors, not warnings")
+    _add_format(validate)
     validate.set_defaults(handler=cmd_validate)
 
     check = commands.add_parser("check", help="re-evaluate finished results with the manifest's checks")
@@ -339,13 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write report.html and report.md for a results folder")
     report.add_argument("results", help="a results folder (summary.json, conversations.jsonl)")
     report.add_argument("--baseline", help="a base-branch results folder to compare with")
+    _add_format(report)
     report.set_defaults(handler=cmd_report)
+    _add_format(check)
     check.set_defaults(handler=cmd_check)
 
     merge = commands.add_parser("merge", help="join the results folders of several shards")
     merge.add_argument("out", help="folder to write the merged results to")
     merge.add_argument("shards", nargs="+", help="the shards' results folders")
     merge.add_argument("--baseline", help="a base-branch results folder to compare with")
+    _add_format(merge)
     merge.set_defaults(handler=cmd_merge)
 
     personas = commands.add_parser("personas", help="list predefined personas, or show one")

@@ -288,7 +288,7 @@ def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(t
     (tmp_path / "app.py").write_text("def respond(q, h, m):\n    raise SystemExit('the app must not be called')\n")
     manifest.write_text(manifest.read_text().replace("expect: {contains: refund}", "expect: {contains: voucher}"))
     assert main(["check", str(out)]) == EXIT_GATE_FAILED
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
     assert "Gate: FAIL: 0 passed, 3 failed" in err
     results = read_results(out / "conversations.jsonl")
     assert [r["conversation_id"] for r in results] == [

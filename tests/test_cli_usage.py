@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from simulator.cli import EXIT_CONFIG, EXIT_OK, main
+import pytest
+
+from simulator.cli import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, main
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "def respond(question, history, meta):\n    return 'You said: ' + question\n"
@@ -79,10 +82,70 @@ def test_an_unquoted_stop_marker_is_a_warning_at_its_line(tmp_path: Path, capsys
 def test_quiet_prints_only_how_the_run_ended(tmp_path: Path, capsys) -> None:
     manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi]}\n")
     assert main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_OK
-    said = capsys.readouterr().err
+    said = capsys.readouterr().out
     assert "| Simulation |" not in said and "Gate: PASS" in said and "1 planned, 1 finished, 0 missing" in said
     assert main(["run", str(manifest), "--out", str(tmp_path / "out")]) == EXIT_OK
-    assert "| Simulation |" in capsys.readouterr().err
+    assert "| Simulation |" in capsys.readouterr().out
+
+
+def test_the_result_goes_to_stdout_and_progress_to_stderr(tmp_path: Path) -> None:
+    """`simulator run m.yml > out.txt` keeps the result; progress and warnings stay on the terminal."""
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi], repeat: 2}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "| Simulation |" in done.stdout and "Gate: PASS" in done.stdout
+    assert "2 planned, 2 finished, 0 missing" in done.stdout and "Results: " in done.stdout
+    assert "Running 2 conversation(s)" in done.stderr and "[1/2]" in done.stderr
+    assert "Running" not in done.stdout and "[1/2]" not in done.stdout and "Gate:" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "check", "report", "merge"])
+def test_format_json_prints_one_document_and_nothing_else(tmp_path: Path, command: str) -> None:
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi], expect: {contains: zzz}}\n")
+    out = tmp_path / "out"
+
+    def simulator(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "simulator", *args, "--format", "json"], capture_output=True, text=True, cwd=tmp_path
+        )
+
+    done = simulator("run", str(manifest), "--out", str(out))
+    if command == "check":
+        done = simulator("check", str(out))
+    elif command == "report":
+        done = simulator("report", str(out))
+    elif command == "merge":
+        done = simulator("merge", str(tmp_path / "merged"), str(out))
+    document = json.loads(done.stdout)  # the whole of stdout is the document
+    expected = EXIT_OK if command == "report" else EXIT_GATE_FAILED
+    assert done.returncode == expected == document["exit_code"], done.stderr
+    assert document["verdict"] == "fail" and document["plan"] == "1 planned, 1 finished, 0 missing"
+    assert document["summary"]["gate"]["failures"] == 1
+    assert Path(document["files"]["report_html"]).is_file() and Path(document["files"]["results"]).is_file()
+    assert "Gate:" not in done.stderr
+
+
+def test_validate_format_json(tmp_path: Path) -> None:
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi], repeat: 3}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "validate", str(manifest), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == EXIT_OK
+    assert json.loads(done.stdout) == {
+        "manifest": str(manifest),
+        "valid": True,
+        "simulations": ["a"],
+        "conversations": 3,
+        "played_by_llm": 0,
+        "warnings": [],
+    }
 
 
 def test_an_error_names_the_field_where_the_url_was_written(tmp_path: Path, capsys) -> None:

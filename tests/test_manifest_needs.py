@@ -64,7 +64,7 @@ def test_check_works_with_the_app_and_user_variables_unset(
     env.setenv("JUDGE_KEY", "judge-key-value")
     capsys.readouterr()
     assert main(["check", str(out)]) == EXIT_OK  # APP_URL, APP_TOKEN and USER_ENDPOINT are unset
-    assert "Gate: PASS: 1 passed" in capsys.readouterr().err
+    assert "Gate: PASS: 1 passed" in capsys.readouterr().out
     assert len(llm.chat_requests) == judged + 1  # judged again, the app never called
     summary = json.loads((out / "summary.json").read_text())
     assert "rechecked_at" in summary["run"]

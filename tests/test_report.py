@@ -142,7 +142,7 @@ def test_cli_report_with_a_baseline_shows_changes(browser, tmp_path: Path, capsy
     better = APP.replace('"Sorry, I cannot help with that."', '"It shipped yesterday."')
     head = make_run(tmp_path / "head", app=better.replace("approved", "denied").replace("refund is", "request is"))
     assert main(["report", str(head), "--baseline", str(base)]) == EXIT_OK
-    printed = capsys.readouterr().err
+    printed = capsys.readouterr().out
     assert "| vs base |" in printed
     assert "**New failures since base:** refund-ok" in printed and "**Fixed since base:** cannot-help" in printed
     page = open_report(browser, head / "report.html")
@@ -202,7 +202,7 @@ def test_markdown_is_one_renderer_for_comment_summary_and_cli(tmp_path: Path, ca
     capsys.readouterr()
     out = tmp_path / "loud"
     main(["run", str(tmp_path / "simulations.yml"), "--out", str(out)])
-    printed = capsys.readouterr().err
+    printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     table = render_markdown(summary).split("\n\n")[2]
     assert table in printed  # the CLI prints the very table the comment and job summary use

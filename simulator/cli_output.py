@@ -1,0 +1,183 @@
+"""Where the command line's words go: the result on stdout, everything else on stderr.
+
+`simulator run m.yml > out.txt` keeps the result (the summary table, where the files are, the
+plan and gate lines), while progress, warnings and diagnostics stay on the terminal. With
+`--format json` stdout holds one JSON document for machines and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .plan import Job
+from .records import ConversationResult, Summary
+from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
+from .report.markdown import plan_line
+from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_results
+
+FORMATS = ("text", "json")
+
+
+class Progress:
+    """A bar on a terminal, one plain line per conversation elsewhere (CI logs)."""
+
+    def __init__(self, total: int, stream: TextIO, quiet: bool = False) -> None:
+        self.total = total
+        self.stream = stream
+        self.quiet = quiet
+        self.done = 0
+        self.errors = 0
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+
+    def start(self, to_play: int, kept: int) -> None:
+        """The runner knows what a resumed run still plays only once it has read the folder."""
+        self.total = to_play
+        if kept:
+            self.stream.write(f"Resuming: kept {kept} finished conversation(s); {to_play} to play\n")
+
+    def __call__(self, job: Job, result: ConversationResult) -> None:
+        self.done += 1
+        meta = result["meta_data"]
+        self.errors += bool(meta.get("is_error"))
+        if self.quiet:
+            return
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            elapsed = time.monotonic() - self.started
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{self.errors} error(s) {elapsed:5.1f}s"
+            )
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            seconds = meta.get("duration_ms", 0) / 1000
+            self.stream.write(
+                f"[{self.done}/{self.total}] {job.key}: {meta['stop_reason']} after "
+                f"{meta['turn_count']} turns in {seconds:.1f}s\n"
+            )
+        self.stream.flush()
+
+
+@dataclass
+class Console:
+    """A command's two streams and how the result is shown (`text` or `json`, `quiet`)."""
+
+    format: str = "text"
+    quiet: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def json(self) -> bool:
+        return self.format == "json"
+
+    def note(self, text: str) -> None:
+        """Progress and diagnostics: stderr, whatever the format."""
+        self.err.write(text + "\n")
+
+    def warn(self, warnings: list[str]) -> None:
+        for warning in warnings:
+            self.err.write(f"warning: {warning}\n")
+
+    def result(self, text: str) -> None:
+        """A line of the result: stdout in text format; the JSON document replaces it."""
+        if not self.json:
+            self.out.write(text + "\n")
+
+    def conclude(
+        self,
+        summary: Summary,
+        folder: Path,
+        exit_code: int,
+        *,
+        baseline: str | None = None,
+        problems: tuple[str, ...] = (),
+        gate: bool = True,
+    ) -> None:
+        """Write report.md and report.html next to the results, then say how it ended.
+
+        `problems` (a stopped or interrupted run, lost results) go to stderr; with `gate=False`
+        the gate line is left out because the problems say why the run has no verdict to trust.
+        The reports stream the results file; a disk that refuses them is a warning, not a lost run.
+        """
+        changes = baseline_changes(summary, baseline)
+        path = folder / RESULTS_FILE
+        files: dict[str, str] = {"results": str(path), "summary": str(folder / SUMMARY_FILE)}
+        try:
+            written = write_reports(
+                folder,
+                summary,
+                lambda: iter_results(path) if path.is_file() else iter(()),
+                changes,
+                baseline_label=baseline,
+            )
+            files.update(report_html=str(written[HTML_FILE]), report_md=str(written[MARKDOWN_FILE]))
+            where = f"report: {written[HTML_FILE]}"
+        except OSError as exc:
+            where = f"the reports could not be written ({exc.strerror or exc})"
+            self.note(f"warning: {where}")
+        if (folder / PLAN_FILE).is_file():
+            files["plan"] = str(folder / PLAN_FILE)
+        for problem in problems:
+            self.note(problem)
+        if self.json:
+            self._document(summary, files, exit_code, changes, problems)
+            return
+        if not self.quiet:  # --quiet: only the lines that say how it ended (results, plan, gate)
+            self.out.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
+        self.result(f"Results: {path} · {where}")
+        self.result(_plan_line(summary))
+        if gate:
+            self.result(gate_lines(summary))
+        self.out.flush()
+
+    def _document(
+        self,
+        summary: Summary,
+        files: dict[str, str],
+        exit_code: int,
+        changes: dict[str, dict[str, Any]] | None,
+        problems: tuple[str, ...],
+    ) -> None:
+        document: dict[str, Any] = {
+            "verdict": summary["gate"]["status"],
+            "exit_code": exit_code,
+            "plan": _plan_line(summary),
+            "problems": list(problems),
+            "files": files,
+            "summary": summary,
+        }
+        if changes is not None:
+            document["changes"] = changes
+        json.dump(document, self.out, ensure_ascii=False, indent=2)
+        self.out.write("\n")
+        self.out.flush()
+
+
+def _plan_line(summary: Summary) -> str:
+    run = summary.get("run") or {}
+    line = plan_line(run)
+    if run.get("missing_count"):
+        shown = ", ".join(run.get("missing", [])[:10])
+        line += f" ({shown}{', …' if run['missing_count'] > 10 else ''})"
+    return line
+
+
+def gate_lines(summary: Summary) -> str:
+    """The gate's verdict and its reasons, the last words of every command that judges a run."""
+    gate = summary["gate"]
+    rate = "n/a" if gate["pass_rate"] is None else f"{gate['pass_rate']:.1%}"
+    lines = [
+        f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
+        f"{gate['errors']} errors (pass rate {rate})"
+    ]
+    lines += [f"  - {reason}" for reason in gate.get("reasons") or []]
+    return "\n".join(lines)
