@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,29 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_jane_yaml_from_the_reference_loads_as_is(tmp_path: Path) -> None:
     path = tmp_path / "jane.yaml"
-    path.write_bytes((REPO / "personas" / "jane.yaml").read_bytes())
+    path.write_bytes((REPO / "tests" / "fixtures" / "reference_jane.yaml").read_bytes())
     jane = Persona.load(path=str(path))
     assert jane.name == "Jane"
     assert jane.tone == "happy"
     assert jane.profile.startswith("Jane Doe is a 28-year-old outdoor enthusiast")
     assert "TrailMaster X4 Tent" in jane.meta_data["customer_info"]
     assert "order_number: 5" in jane.meta_data["customer_info"]
+
+
+def test_predefined_jane_keeps_the_references_content_as_structured_facts() -> None:
+    """The reference's facts are one collapsed pseudo-Markdown string; ours are fields a prompt shows
+    line by line, with the same values."""
+    reference = Persona.load(REPO / "tests" / "fixtures" / "reference_jane.yaml")
+    jane = Persona.load("jane")
+    assert re.sub(r"\.(?=[A-Z])", ". ", reference.profile) == jane.profile
+    assert not re.search(r"\.[A-Z]", jane.profile)  # "status.Jane" read as one word
+    info = jane.meta_data["customer_info"]
+    assert info["name"] == "Jane Doe" and info["age"] == 28 and info["loyalty_program_level"] == "Bronze"
+    orders = {o["order_number"]: o["items"][0]["description"] for o in jane.meta_data["recent_purchases"]}
+    assert orders == {5: "TrailMaster X4 Tent", 18: "Pathfinder Pro-1 Adventure Compass", 28: "CozyNights Sleeping Bag"}
+    for value in ("555-987-6543", "jane.doe@example.com", "789 Broadway St, Seattle, WA 98101", "$39.99"):
+        assert value in reference.meta_data["customer_info"] and value in jane.render("t")
+    assert "\n  email: jane.doe@example.com\n" in jane.render("Return the tent")
 
 
 def test_at_least_six_predefined_personas_all_load_and_differ() -> None:
