@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +184,7 @@ def load_manifest(
     refusal = None if trusted else untrusted_note
     environ = os.environ if environ is None else environ
     with paused_gc():  # thousands of simulations build many objects and no cycles
-        doc = _read(path)
+        doc = _read(path, lambda doc: _persona_problems(doc, path.parent, allowed_root, refusal))
         variables = resolve_variables(doc, environ, need)
         data, problems = variables.data, variables.problems
         register_secrets(variables.used, environ)
@@ -210,8 +210,12 @@ def load_manifest(
     )
 
 
-def _read(path: Path) -> YamlDocument:
-    """The manifest's YAML, checked against the schema before any `${VAR}` is filled in."""
+def _read(path: Path, files_of: Callable[[YamlDocument], list[str]]) -> YamlDocument:
+    """The manifest's YAML, checked against the schema before any `${VAR}` is filled in.
+
+    With schema problems nothing further is checked, except the files the manifest names
+    (`files_of`): a missing persona file is a problem of its own that a typo elsewhere must not hide.
+    """
     source = str(path)
     doc = load_yaml_file(path, "manifest")
     if not isinstance(doc.data, dict):
@@ -219,8 +223,26 @@ def _read(path: Path) -> YamlDocument:
         raise ManifestError(source, [f"{source}: expected a mapping with 'version' and 'simulations', got {kind}"])
     problems = schema_errors(doc.data, "manifest", doc=doc)
     if problems:
-        raise ManifestError(source, problems)
+        every = dict.fromkeys([*problems, *files_of(doc)])  # in file order, as schema problems are
+        raise ManifestError(source, sorted(every, key=lambda problem: _line_of(problem, source)))
     return doc
+
+
+def _persona_problems(doc: YamlDocument, folder: Path, root: Path, refusal: str | None) -> list[str]:
+    """What is wrong with the persona names and files of a manifest that failed its schema check."""
+    problems: list[str] = []
+    personas = PersonaResolver(folder, root, refusal)
+    entries = doc.data.get("simulations")
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        value = entry.get("persona") if isinstance(entry, dict) else None
+        if isinstance(value, str) and value.strip():  # an inline mapping's problems are the schema's
+            personas.resolve(value, doc, ("simulations", index, "persona"), problems)
+    return problems
+
+
+def _line_of(problem: str, source: str) -> int:
+    line = problem[len(source) + 1 :].split(":", 1)[0] if problem.startswith(source + ":") else ""
+    return int(line) if line.isdigit() else 0
 
 
 def _override_url(data: dict[str, Any], app_url: str | None, doc: YamlDocument, problems: list[str]) -> None:

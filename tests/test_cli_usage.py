@@ -173,6 +173,26 @@ def test_a_missing_persona_file_is_one_problem_not_two(tmp_path: Path, capsys) -
     assert "gone.yaml" in said and "no simulation is named" not in said, said
 
 
+def test_a_missing_persona_file_is_reported_alongside_other_problems(tmp_path: Path, capsys) -> None:
+    """A typo elsewhere in the manifest must not hide that a persona file is missing: every problem, once,
+    in file order."""
+    manifest = project(
+        tmp_path,
+        """\
+  - {name: a, persona: personas/gone.yaml, task: t, turns: [hi]}
+  - {name: b, persona: jane, task: t, turns: [hi], expect: {contanis: x}}
+  - {name: c, persona: nobody-known, task: t, turns: [hi]}
+""",
+    )
+    assert main(["validate", str(manifest)]) == EXIT_CONFIG
+    said = capsys.readouterr().err
+    lines = [line for line in said.splitlines() if line.startswith("  - ")]
+    assert len(lines) == 3, said
+    assert "gone.yaml: persona file not found" in lines[0]
+    assert "expect.contanis: unknown field" in lines[1]
+    assert "nobody-known" in lines[2]
+
+
 def test_a_wrong_option_in_a_long_form_check_is_named(tmp_path: Path, capsys) -> None:
     """Not "expected string, got dict": the part of the mapping that is wrong."""
     manifest = project(
