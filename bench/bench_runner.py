@@ -1,13 +1,22 @@
-"""Runner throughput: measured wall time / ideal wall time, and framework CPU per turn.
+"""Runner throughput as ratios: measured time / ideal time, start-up, and framework CPU per turn.
 
-Starts the fake OpenAI-compatible server (plays the user) and the fake chat app in a child
-process, so the CPU measured here is the simulator's own, then runs the real runner against them:
+The app and the user model are one single-loop server in a child process that answers every
+request exactly `--latency` seconds after it arrives (tests/servers/steady_server.py), so the CPU
+measured here is the simulator's own and the latency it records can be compared with the truth.
 
-    python bench/bench_runner.py                       # 100 conversations x 6 turns, concurrency 32
+    python bench/bench_runner.py                       # 100 conversations x 6 turns, concurrency 32, 100 ms
     python bench/bench_runner.py --conversations 200 --concurrency 64 --latency 0.05
 
-Ideal wall time = ceil(conversations / concurrency) x turns x latency: what the schedule would
-take if every request cost exactly the injected latency and the framework cost nothing.
+Figures:
+- whole process: `simulator run` in a subprocess, as users run it (start-up, manifest, reports
+  included), wall / ideal. Ideal = ceil(conversations / concurrency) x turns x latency: the
+  schedule if every request cost exactly the injected latency and the framework nothing.
+- in process: the runner alone (`run_jobs`), wall / ideal.
+- start to first request: process start until the server sees the first request, for an LLM
+  user and for a scripted-only run; and whether `validate` and a scripted run import `openai`.
+- recorded latency: the p50 of the app turns' `latency_ms` against the injected latency (must be
+  within 10%; the bench fails otherwise).
+- framework CPU per turn at zero latency (in process).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import argparse
 import asyncio
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,69 +35,101 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import openai  # noqa: E402, F401 - the SDK is imported on first use; that is start-up, not per-turn cost
-
 from simulator.manifest import load_manifest  # noqa: E402
 from simulator.plan import plan_jobs  # noqa: E402
+from simulator.results_folder import read_results  # noqa: E402
 from simulator.runner import run_jobs  # noqa: E402
-
-SERVERS = """
-import sys, time
-sys.path.insert(0, {repo!r})
-from tests.servers.openai_server import FakeOpenAIServer, Reply
-from tests.servers.chat_app import FakeChatApp, AppReply
-latency = float(sys.argv[1])
-llm = FakeOpenAIServer().start()
-llm.default = lambda request: Reply(content="Tell me more about that, please.", delay=latency)
-app = FakeChatApp().start()
-app.default = lambda request: AppReply(text="Here is some more detail.", delay=latency)
-print(llm.openai_base_url, app.url, flush=True)
-sys.stdin.read()
-"""
+from tests.servers.steady_server import SteadyServer  # noqa: E402
 
 
-def measure(conversations: int, turns: int, concurrency: int, latency: float) -> dict:
-    child = subprocess.Popen(
-        [sys.executable, "-c", SERVERS.format(repo=str(REPO)), str(latency)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+def _manifest(folder: Path, url: str, conversations: int, turns: int, scripted: bool = False) -> Path:
+    manifest = folder / "bench.yml"
+    script = ", turns: [" + ", ".join(["more please"] * turns) + "]" if scripted else ""
+    manifest.write_text(
+        "version: 1\n"
+        f"target: {{url: '{url}/score', format: promptflow}}\n"
+        f"user: {{model: bench-user, endpoint: '{url}/v1', max_retries: 0}}\n"
+        "simulations:\n"
+        f"  - {{name: bench, persona: jane, task: t{script}, repeat: {conversations}, max_turns: {turns}}}\n"
     )
-    try:
-        llm_url, app_url = child.stdout.readline().split()
-        with tempfile.TemporaryDirectory() as tmp:
-            manifest = Path(tmp) / "bench.yml"
-            manifest.write_text(
-                "version: 1\n"
-                f"target: {{url: '{app_url}/promptflow', format: promptflow}}\n"
-                f"user: {{model: bench-user, endpoint: '{llm_url}', max_retries: 0}}\n"
-                "simulations:\n"
-                f"  - {{name: bench, persona: jane, task: t, repeat: {conversations}, max_turns: {turns}}}\n"
-            )
-            loaded = load_manifest(manifest, environ={})
-            jobs = plan_jobs(loaded)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            outcome = asyncio.run(run_jobs(loaded, jobs, Path(tmp) / "out", concurrency=concurrency))
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    finally:
-        child.stdin.close()
-        child.wait(timeout=10)
+    return manifest
+
+
+def _ideal(conversations: int, turns: int, concurrency: int, latency: float, scripted: bool = False) -> float:
+    requests = turns // 2 if scripted else turns  # a scripted user costs no request
+    return math.ceil(conversations / concurrency) * requests * latency
+
+
+def in_process(conversations: int, turns: int, concurrency: int, latency: float) -> dict:
+    """The runner alone: wall / ideal and CPU per turn."""
+    import openai  # noqa: F401 - the SDK import is start-up, measured by whole_process, not per turn
+
+    with SteadyServer(latency) as server, tempfile.TemporaryDirectory() as tmp:
+        loaded = load_manifest(_manifest(Path(tmp), server.url, conversations, turns), environ={})
+        jobs = plan_jobs(loaded)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        outcome = asyncio.run(run_jobs(loaded, jobs, Path(tmp) / "out", concurrency=concurrency))
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        app_latencies = _app_latencies(Path(tmp) / "out")
     totals = outcome.summary["totals"]
     if totals["errors"]:
         raise SystemExit(f"benchmark run had errors: {totals['stop_reasons']}")
-    ideal = math.ceil(conversations / concurrency) * turns * latency
+    ideal = _ideal(conversations, turns, concurrency, latency)
     return {
-        "conversations": conversations,
-        "turns_per_conversation": turns,
-        "concurrency": concurrency,
-        "latency_s": latency,
         "turns": totals["turns"],
         "wall_s": round(wall, 3),
         "ideal_wall_s": round(ideal, 3),
         "wall_over_ideal": round(wall / ideal, 3) if ideal else None,
         "cpu_s": round(cpu, 3),
         "cpu_ms_per_turn": round(cpu * 1000 / totals["turns"], 3),
+        "app_latency_p50_ms": round(statistics.median(app_latencies), 2),
     }
+
+
+def _app_latencies(out: Path) -> list[float]:
+    return [
+        t["latency_ms"]
+        for r in read_results(out / "conversations.jsonl")
+        for t in r["conversation"]
+        if t["actor"] == "assistant" and "latency_ms" in t
+    ]
+
+
+def whole_process(
+    conversations: int, turns: int, concurrency: int, latency: float, scripted: bool = False, repeats: int = 3
+) -> dict:
+    """`simulator run` as users run it; the best of `repeats` runs (the machine's noise is not ours)."""
+    walls, firsts, p50s = [], [], []
+    for _ in range(repeats):
+        with SteadyServer(latency) as server, tempfile.TemporaryDirectory() as tmp:
+            manifest = _manifest(Path(tmp), server.url, conversations, turns, scripted)
+            command = [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(Path(tmp) / "out")]
+            started = time.time()
+            done = subprocess.run(
+                [*command, "--concurrency", str(concurrency), "--quiet"], capture_output=True, text=True, cwd=REPO
+            )
+            walls.append(time.time() - started)
+            if done.returncode != 0:
+                raise SystemExit(f"simulator run failed ({done.returncode}): {done.stderr[-2000:]}")
+            firsts.append(float(server.stats()["first_request_at"] or 0) - started)
+            p50s.append(statistics.median(_app_latencies(Path(tmp) / "out")))
+    ideal = _ideal(conversations, turns, concurrency, latency, scripted)
+    wall = min(walls)
+    return {
+        "wall_s": round(wall, 3),
+        "ideal_wall_s": round(ideal, 3),
+        "wall_over_ideal": round(wall / ideal, 3) if ideal else None,
+        "start_to_first_request_s": round(min(firsts), 3),
+        "app_latency_p50_ms": round(statistics.median(p50s), 2),
+    }
+
+
+def imports_openai(*args: str) -> bool:
+    """Whether `simulator ARGS` imports the openai package (it should not for validate or scripted runs)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "simulator", *args], capture_output=True, text=True, cwd=REPO
+    )
+    return any(line.rstrip().endswith("| openai") for line in done.stderr.splitlines())
 
 
 def main() -> None:
@@ -95,22 +137,51 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=100)
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
-    with_latency = measure(args.conversations, args.turns, args.concurrency, args.latency)
-    zero_latency = measure(args.conversations, args.turns, args.concurrency, 0.0)
+    shape = (args.conversations, args.turns, args.concurrency)
+    process = whole_process(*shape, args.latency)
+    scripted = whole_process(*shape, args.latency, scripted=True)
+    inside = in_process(*shape, args.latency)
+    zero = in_process(*shape, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = _manifest(Path(tmp), "http://127.0.0.1:9", 2, 2, scripted=True)
+        openai_loaded = {
+            "validate": imports_openai("validate", str(manifest)),
+            "scripted run": imports_openai("run", str(manifest), "--out", str(Path(tmp) / "o"), "--quiet"),
+        }
+    target = args.latency * 1000
     report = {
-        "with_latency": with_latency,
-        "zero_latency": {k: zero_latency[k] for k in ("turns", "wall_s", "cpu_s", "cpu_ms_per_turn")},
+        "shape": {"conversations": args.conversations, "turns": args.turns, "concurrency": args.concurrency},
+        "latency_s": args.latency,
+        "whole_process_llm_user": process,
+        "whole_process_scripted": scripted,
+        "in_process": inside,
+        "zero_latency": {k: zero[k] for k in ("turns", "wall_s", "cpu_s", "cpu_ms_per_turn")},
+        "imports_openai": openai_loaded,
     }
     print(json.dumps(report, indent=2))
     print(
         f"\n{args.conversations} conversations x {args.turns} turns at concurrency {args.concurrency}, "
-        f"{args.latency * 1000:.0f} ms per request: wall {with_latency['wall_s']} s / ideal "
-        f"{with_latency['ideal_wall_s']} s = {with_latency['wall_over_ideal']}\n"
-        f"framework CPU at zero latency: {zero_latency['cpu_ms_per_turn']} ms per turn",
+        f"{target:.0f} ms per request:\n"
+        f"  whole process (simulator run, LLM user): {process['wall_s']} s / ideal {process['ideal_wall_s']} s "
+        f"= {process['wall_over_ideal']}; first request after {process['start_to_first_request_s']} s\n"
+        f"  whole process (scripted user): {scripted['wall_s']} s / ideal {scripted['ideal_wall_s']} s "
+        f"= {scripted['wall_over_ideal']}; first request after {scripted['start_to_first_request_s']} s\n"
+        f"  in process: {inside['wall_s']} s / ideal {inside['ideal_wall_s']} s = {inside['wall_over_ideal']}\n"
+        f"  recorded app latency p50: {process['app_latency_p50_ms']} ms (injected {target:.0f} ms)\n"
+        f"  framework CPU at zero latency: {zero['cpu_ms_per_turn']} ms per turn\n"
+        f"  imports openai: {openai_loaded}",
         file=sys.stderr,
     )
+    problems = [
+        f"recorded p50 {p['app_latency_p50_ms']} ms is not within 10% of {target:.0f} ms"
+        for p in (process, scripted, inside)
+        if args.latency and abs(p["app_latency_p50_ms"] - target) > 0.1 * target
+    ]
+    problems += [f"{what} imports openai" for what, loaded in openai_loaded.items() if loaded]
+    if problems:
+        raise SystemExit("; ".join(problems))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ from __future__ import annotations
 import statistics
 import time
 from datetime import datetime, timezone
-from typing import Any, cast
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, cast
 
 from .known_secrets import scrub
 from .records import ConversationResult, ErrorRecord, Turn
 from .schema_check import load_schema
+
+if TYPE_CHECKING:  # imported where used: jsonschema costs start-up time most commands never need
+    pass
 
 USER = "user"
 ASSISTANT = "assistant"
@@ -144,4 +145,6 @@ class ConversationRecorder:
 
 def validate_result(result: Any) -> None:
     """Raise `jsonschema.ValidationError` when `result` is not a conversation_result."""
+    import jsonschema
+
     jsonschema.validate(result, load_schema("conversation_result"), cls=jsonschema.Draft202012Validator)

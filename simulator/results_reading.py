@@ -9,19 +9,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import cast
-
-import jsonschema
+from typing import TYPE_CHECKING, cast
 
 from .errors import ConfigError
 from .records import ConversationResult
 from .schema_check import load_schema, schema_errors
+
+if TYPE_CHECKING:  # imported where used: jsonschema costs start-up time most commands never need
+    import jsonschema
 
 log = logging.getLogger("simulator.results")
 
 
 @cache
 def _result_validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(load_schema("conversation_result"))
 
 

@@ -11,12 +11,13 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from .schema_fast import Predicate, compile_schema
 from .yaml_source import YamlDocument, format_path
+
+if TYPE_CHECKING:  # imported where used: jsonschema costs start-up time most commands never need
+    import jsonschema
 
 
 @cache
@@ -33,6 +34,8 @@ def _definition(name: str, definition: str | None) -> dict:
 
 @cache
 def _validator(name: str, definition: str | None) -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(_definition(name, definition))
 
 
@@ -70,6 +73,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
             if not any(e.validator in ("required", "type") and not e.relative_path for e in errors)
         ]
         pool = meant[0] if len(meant) == 1 else error.context
+        import jsonschema.exceptions
+
         try:
             best = jsonschema.exceptions.best_match(pool)
         except TypeError:  # paths that mix text and number keys cannot be ranked
@@ -116,6 +121,8 @@ def schema_errors(
     else:
         if definition is not None:
             schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+        import jsonschema
+
         validator = jsonschema.Draft202012Validator(schema)
     found: list[tuple[int, str]] = []
     for error in validator.iter_errors(data):

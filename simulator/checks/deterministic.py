@@ -6,8 +6,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-
 from ..errors import ConfigError
 from ..records import ConversationResult, Turn
 from .base import ERROR, FAIL, PASS, Check, CheckResult, app_turns, snippet
@@ -168,6 +166,8 @@ class ReplySchemaCheck(Check):
     kind = "reply_schema"
 
     def __init__(self, config: dict[str, Any], source: str) -> None:
+        import jsonschema  # here, not at start-up: most runs have no reply_schema check
+
         try:
             jsonschema.Draft202012Validator.check_schema(config)
         except jsonschema.SchemaError as exc:
@@ -176,6 +176,8 @@ class ReplySchemaCheck(Check):
         super().__init__("replies match reply_schema")
 
     async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
+        import jsonschema.exceptions
+
         turns = app_turns(result)
         for turn in turns:
             error = jsonschema.exceptions.best_match(self.validator.iter_errors(_reply_document(turn)))

@@ -8,7 +8,9 @@ process: every answer leaves ``delay`` seconds after its request arrived.
 
 Routes: ``POST .../chat/completions`` answers as an OpenAI chat completion whose content is
 ``--user-text`` (the user model); any other ``POST`` answers ``{"answer": ..., "reply": ...}``
-with ``--app-text`` (a promptflow- or http-format app). Keep-alive, ``Content-Length`` bodies.
+with ``--app-text`` (a promptflow- or http-format app); ``GET /stats`` answers, at once, when
+the first request arrived (``time.time()``, comparable across processes) and how many requests
+and connections there were. Keep-alive, ``Content-Length`` bodies.
 
 Run as ``python -m tests.servers.steady_server --delay 0.02``; it prints its base URL on the first
 line of stdout and serves until stdin closes. :class:`SteadyServer` does that for a test.
@@ -22,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 
@@ -39,14 +42,25 @@ def _completion(text: str) -> dict[str, object]:
     }
 
 
+STATS: dict[str, float | int | None] = {"first_request_at": None, "requests": 0, "connections": 0}
+
+
 async def _serve_connection(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, app: bytes, user: str
 ) -> None:
+    STATS["connections"] = int(STATS["connections"] or 0) + 1
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             arrived = time.monotonic()
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            if request_line.startswith("GET /stats"):
+                _write(writer, json.dumps(STATS).encode())
+                await writer.drain()
+                continue
+            if STATS["first_request_at"] is None:
+                STATS["first_request_at"] = time.time()
+            STATS["requests"] = int(STATS["requests"] or 0) + 1
             length = 0
             for line in header_lines:
                 name, _, value = line.partition(":")
@@ -57,14 +71,16 @@ async def _serve_connection(
             path = request_line.split(" ")[1] if " " in request_line else "/"
             body = json.dumps(_completion(user)).encode() if path.endswith("/chat/completions") else app
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - arrived)))
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-            )
+            _write(writer, body)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         pass
     finally:
         writer.close()
+
+
+def _write(writer: asyncio.StreamWriter, body: bytes) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 
 
 async def _main(delay: float, app_text: str, user_text: str) -> None:
@@ -108,6 +124,11 @@ class SteadyServer:
     @property
     def openai_base_url(self) -> str:
         return self.url + "/v1"
+
+    def stats(self) -> dict[str, float | int | None]:
+        """When the first request arrived (epoch seconds) and how many requests and connections came."""
+        with urllib.request.urlopen(self.url + "/stats", timeout=5) as answer:
+            return dict(json.load(answer))
 
     def close(self) -> None:
         if self._child is not None:
