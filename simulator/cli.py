@@ -40,6 +40,7 @@ from .pipeline import RunSettings, plan_for, run_manifest
 from .plan import MAX_REPEAT, parse_shard
 from .recheck import recheck
 from .records import Summary
+from .replay import MATCHES, ReplayBook, ReplyMatcher
 from .results_folder import (
     PLAN_FILE,
     RESULTS_FILE,
@@ -82,6 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_warning=lambda text: console.warn([text]),
     )
+    if args.replay:
+        matcher = ReplyMatcher(args.replay_match, tuple(args.replay_ignore or ()))
+        settings.replays = ReplayBook.load(args.replay, matcher)
+        console.note(
+            f"Replaying the user messages of {len(settings.replays.scripts)} conversation(s) from {args.replay}"
+        )
     planned = len(plan_for(manifest, settings))
     where = f" (shard {args.shard})" if settings.shard else ""
     console.note(f"Running {planned} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time")
@@ -252,6 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the interrupted run in --out: keep its finished conversations, play only the missing ones",
+    )
+    run.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="replay the user messages of an earlier run's results folder while the app answers as it did; "
+        "the live user model takes over at the first different reply",
+    )
+    run.add_argument(
+        "--replay-match",
+        choices=MATCHES,
+        default="exact",
+        help="when app replies count as the same: exact (default) or up to whitespace and case",
+    )
+    run.add_argument(
+        "--replay-ignore",
+        action="append",
+        metavar="REGEX",
+        help="parts of app replies to ignore when comparing (ids, dates); repeatable",
     )
     run.add_argument("--quiet", action="store_true", help="no progress and no summary table: only how it ended")
     run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")

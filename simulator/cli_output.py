@@ -135,6 +135,13 @@ class Console:
             self.out.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
         self.result(f"Results: {path} · {where}")
         self.result(_plan_line(summary))
+        replay = (summary.get("run") or {}).get("replay")
+        if replay:
+            self.result(
+                f"Replay of {replay['from']}: {replay['identical']} of {replay['conversations']} conversation(s) "
+                f"identical, {replay['diverged']} diverged; user model calls saved {replay['llm_calls_saved']}, "
+                f"made {replay['llm_calls_made']}"
+            )
         if gate:
             self.result(gate_lines(summary))
         self.out.flush()

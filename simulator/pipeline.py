@@ -17,6 +17,7 @@ from .exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS,
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations, plan_jobs
 from .records import ConversationResult, RunInfo
+from .replay import ReplayBook
 from .results_folder import PLAN_FILE, RESULTS_FILE, make_folder, write_summary
 from .runner import RunOutcome, run_jobs, run_with_signals
 from .summary import SummaryBuilder
@@ -55,6 +56,8 @@ class RunSettings:
     on_start: Callable[[int, int], None] | None = None
     on_warning: Callable[[str], object] | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
+    #: replay a baseline run's user messages while the app answers as it did (`simulator.replay`)
+    replays: ReplayBook | None = None
 
 
 def plan_for(manifest: Manifest, settings: RunSettings) -> Plan:
@@ -95,6 +98,7 @@ async def run_manifest_async(manifest: Manifest, settings: RunSettings) -> RunOu
         run_info=run_info,
         resume=resume,
         on_start=settings.on_start,
+        replays=settings.replays,
     )
     outcome.skipped = skipped
     return outcome

@@ -122,6 +122,7 @@ class MetaData(_MetaDataRequired, total=False):
     tags: list[str]
     min_passes: int | None
     required: bool
+    replay: dict[str, Any]
 
 
 class _CheckOutcomeRequired(TypedDict):
@@ -263,6 +264,7 @@ class RunInfo(TypedDict, total=False):
     internal_errors: list[str]
     warnings: list[str]
     gate_narrowed: list[str]
+    replay: dict[str, Any]
 
 
 class Summary(TypedDict):

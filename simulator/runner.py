@@ -23,13 +23,14 @@ from typing import Any, TypeVar, cast
 from .checks import evaluate
 from .checks.evaluate import INTERRUPTED_EVALUATION
 from .connections import Connections
-from .conversation import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator
+from .conversation import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
 from .errors import ConfigError
 from .event_loops import run_sync
 from .exit_codes import exit_code
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations, keys_of_record
 from .records import ConversationResult, Evaluation, GateConfig, PlanRecord, RunInfo, Summary
+from .replay import PairedUser, ReplayBook, ReplayTally
 from .results_folder import (
     LISTED_KEYS,
     RESULTS_FILE,
@@ -118,6 +119,8 @@ class _Run:
         self.internal_errors: list[str] = []
         self.finished: set[str] = set()
         self.callback_failed = False
+        self.replays: ReplayBook | None = None
+        self.replay_tally = ReplayTally("")
 
     def internal(self, problem: str, exc: BaseException) -> None:
         self.internal_errors.append(problem)
@@ -147,6 +150,8 @@ class _Run:
     async def play(self, job: Job) -> None:
         sim = job.simulation
         target, user = self.connections.sides(sim)
+        if self.replays is not None and sim.needs_llm:  # a script replays itself; only LLM users vary
+            user = self.replays.user_for(sim.name, job.repeat_index + 1, as_user_side(user))
         simulator = Simulator(
             system_connection=target, user_connection=user, turn_timeout=sim.turn_timeout or DEFAULT_TURN_TIMEOUT
         )
@@ -165,6 +170,9 @@ class _Run:
             exc.partial_result["evaluation"] = INTERRUPTED_EVALUATION
             self.store(job, exc.partial_result)
             raise
+        if isinstance(user, PairedUser):
+            user.record(result)
+            self.replay_tally.add(result)
         result["evaluation"] = await self.evaluate(job, result)
         if not self.store(job, result):
             return
@@ -224,6 +232,7 @@ async def run_jobs(
     run_info: dict[str, Any] | None = None,
     resume: bool = False,
     on_start: Callable[[int, int], None] | None = None,
+    replays: ReplayBook | None = None,
 ) -> RunOutcome:
     """Play `jobs` with at most `concurrency` conversations at a time.
 
@@ -231,7 +240,8 @@ async def run_jobs(
     error (full disk) stops new conversations from starting. Cancellation (SIGTERM, Ctrl-C) keeps
     what finished, records the interrupted conversations as `cancelled`, and still writes the
     summary. With `resume`, the run in `out_dir` is continued (see `prepare_resume`);
-    `on_start(to_play, kept)` is told what remains before the first conversation starts.
+    `on_start(to_play, kept)` is told what remains before the first conversation starts. With
+    `replays`, LLM-played conversations replay the baseline's user messages (see `simulator.replay`).
     """
     if concurrency < 1:
         raise ConfigError("--concurrency must be 1 or more")
@@ -242,6 +252,8 @@ async def run_jobs(
     start = _start(manifest, plan, out, resume)
     run = _Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), start.builder)
     run.on_result, run.finished = on_result, set(start.kept)
+    if replays is not None:
+        run.replays, run.replay_tally = replays, ReplayTally(replays.source)
     if on_start is not None:
         on_start(len(start.to_play), len(start.kept))
     await connections.warm()
@@ -258,6 +270,7 @@ async def run_jobs(
         "interrupted": interrupted,
         **_problems(run, status),
         **({"resumed": len(start.kept), "warnings": start.warnings} if resume else {}),
+        **({"replay": run.replay_tally.totals} if replays is not None else {}),
         **(run_info or {}),
     }
     gate, narrowed = narrowed_gate(manifest.gate, start.record)

@@ -1,0 +1,222 @@
+"""Paired replays: the same users on both sides of a comparison.
+
+An LLM-played user samples differently every run, so two runs differ even when the app did not
+change. Replaying a baseline run's user messages removes that noise: each conversation plays the
+baseline's user messages (same simulation, same repeat index) for as long as the app's replies
+are the same as in the baseline; at the first different reply the live user side (the LLM) takes
+over from that history. A replay of an unchanged app costs no LLM call and ends the way the
+baseline did.
+
+Each result records `meta_data.replay`: whether the conversation was `identical` to the
+baseline's, where it diverged (`diverged_at_turn`, the first app turn whose reply differed, and
+why), and the user messages replayed (`llm_calls_saved`) and played live (`llm_calls_made`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .persona import Persona
+from .records import ConversationResult
+from .results_reading import iter_results
+from .users import ScriptedUser, UserMessage, UserSide, split_signal
+
+MATCHES = ("exact", "whitespace")
+
+
+@dataclass(frozen=True)
+class ReplyMatcher:
+    """When two app replies count as the same: exactly, or up to whitespace and case, with parts
+    matching `ignore` (ids, dates, timestamps the app makes afresh) masked on both sides."""
+
+    match: str = "exact"
+    ignore: tuple[str, ...] = ()
+    _patterns: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.match not in MATCHES:
+            raise ConfigError(f"replay match: {self.match!r} is not one of {', '.join(MATCHES)}")
+        patterns = []
+        for pattern in self.ignore:
+            try:
+                patterns.append(re.compile(pattern))
+            except re.error as exc:
+                raise ConfigError(f"replay ignore: {pattern!r} is not a valid regular expression: {exc}") from None
+        object.__setattr__(self, "_patterns", tuple(patterns))
+
+    def key(self, text: str) -> str:
+        for pattern in self._patterns:
+            text = pattern.sub("\x00", text)
+        return " ".join(text.split()).casefold() if self.match == "whitespace" else text
+
+    def same(self, new: str, old: str) -> bool:
+        return new == old or self.key(new) == self.key(old)
+
+
+@dataclass(frozen=True)
+class ReplayScript:
+    """One baseline conversation as a replay needs it: its user messages (stop markers restored)
+    and the app's reply to each."""
+
+    user_messages: tuple[str, ...]
+    app_replies: tuple[str, ...]
+    stop_reason: str
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> ReplayScript | None:
+        """None for a baseline conversation with no user message to replay."""
+        try:
+            messages = ScriptedUser.from_result(result).turns
+        except ConfigError:
+            return None
+        replies = tuple(
+            str(turn.get("response", ""))
+            for turn in result["conversation"]
+            if isinstance(turn, Mapping) and turn.get("actor") == "assistant" and not turn.get("error")
+        )
+        return cls(tuple(messages), replies, str((result.get("meta_data") or {}).get("stop_reason", "")))
+
+
+class ReplayBook:
+    """The baseline run's conversations by (simulation, repeat index), read once from its folder."""
+
+    def __init__(self, scripts: Mapping[tuple[str, int], ReplayScript], source: str, matcher: ReplyMatcher) -> None:
+        self.scripts = dict(scripts)
+        self.source = source
+        self.matcher = matcher
+
+    @classmethod
+    def load(cls, folder: str | Path, matcher: ReplyMatcher | None = None) -> ReplayBook:
+        """Read `folder`'s conversations.jsonl (a results folder, e.g. a downloaded artifact)."""
+        path = Path(folder)
+        results = path / "conversations.jsonl" if path.is_dir() else path
+        if not results.is_file():
+            raise ConfigError(f"--replay {folder}: no conversations.jsonl there; give a results folder of a run")
+        return cls.from_results(iter_results(results), str(folder), matcher or ReplyMatcher())
+
+    @classmethod
+    def from_results(
+        cls, results: Iterable[ConversationResult], source: str, matcher: ReplyMatcher | None = None
+    ) -> ReplayBook:
+        scripts: dict[tuple[str, int], ReplayScript] = {}
+        for result in results:
+            meta = result.get("meta_data") or {}
+            simulation, repeat = meta.get("simulation"), meta.get("repeat")
+            script = ReplayScript.from_result(result)
+            if isinstance(simulation, str) and isinstance(repeat, int) and script is not None:
+                scripts[(simulation, repeat)] = script
+        return cls(scripts, source, matcher or ReplyMatcher())
+
+    def user_for(self, simulation: str, repeat: int, live: UserSide) -> UserSide:
+        """The user side of one conversation: a replay when the baseline has it, else `live` as is."""
+        script = self.scripts.get((simulation, repeat))
+        return live if script is None else PairedUser(script, live, self.matcher, self.source)
+
+
+class PairedUser(UserSide):
+    """Replays one baseline conversation's user messages while the app answers as it did, then hands
+    over to the live user side. One per conversation: it keeps where that conversation stands."""
+
+    def __init__(self, script: ReplayScript, live: UserSide, matcher: ReplyMatcher, source: str) -> None:
+        self.script = script
+        self.live = live
+        self.matcher = matcher
+        self.source = source
+        self.replayed = 0
+        self.played_live = 0
+        self.took_over: tuple[int, str] | None = None  # (turn number, why) where the live side took over
+
+    async def next_message(self, persona: Persona, task: str, history: list[dict[str, str]]) -> UserMessage:
+        if self.took_over is None:
+            self.took_over = self._why_not_replay(history)
+        if self.took_over is not None:
+            self.played_live += 1
+            return await self.live.next_message(persona, task, history)
+        index = sum(1 for message in history if message["role"] == "user")
+        text, signal = split_signal(self.script.user_messages[index])
+        self.replayed += 1
+        return UserMessage(
+            text=text,
+            signal=signal,
+            raw={"replayed": True, "index": index, "from": self.source},
+            request={"replayed_turn": index},
+        )
+
+    def _why_not_replay(self, history: Sequence[Mapping[str, str]]) -> tuple[int, str] | None:
+        index = sum(1 for message in history if message["role"] == "user")
+        if index and history[-1]["role"] == "assistant":
+            replies = self.script.app_replies
+            if index > len(replies) or not self.matcher.same(history[-1]["content"], replies[index - 1]):
+                return len(history) - 1, "the app's reply differs from the baseline's"
+        if index >= len(self.script.user_messages):
+            return len(history), "the baseline conversation had ended here"
+        return None
+
+    def record(self, result: ConversationResult) -> None:
+        """Write `meta_data.replay` into the finished conversation."""
+        result["meta_data"]["replay"] = self.summary(result)
+
+    def summary(self, result: ConversationResult) -> dict[str, Any]:
+        """What `meta_data.replay` records for the finished conversation."""
+        replies = [
+            (turn["turn_number"], turn["response"])
+            for turn in result["conversation"]
+            if turn["actor"] == "assistant" and not turn.get("error")
+        ]
+        diverged: tuple[int, str] | None = None
+        for (turn_number, new), old in zip(replies, self.script.app_replies, strict=False):
+            if not self.matcher.same(new, old):
+                diverged = (turn_number, "the app's reply differs from the baseline's")
+                break
+        stop_reason = result["meta_data"]["stop_reason"]
+        if diverged is None and (
+            len(replies) != len(self.script.app_replies) or stop_reason != self.script.stop_reason
+        ):
+            diverged = self.took_over or (len(result["conversation"]), "the conversation ended differently")
+        record: dict[str, Any] = {
+            "from": self.source,
+            "identical": diverged is None,
+            "llm_calls_saved": self.replayed,
+            "llm_calls_made": 0 if isinstance(self.live, ScriptedUser) else self.played_live,
+        }
+        if diverged is not None:
+            record["diverged_at_turn"], record["diverged_because"] = diverged
+        return record
+
+    def describe(self) -> dict[str, Any]:
+        return self.live.describe()
+
+    async def aclose(self) -> None:
+        return None  # the live side is shared by every conversation of its simulation: the run closes it
+
+
+class ReplayTally:
+    """The run's replay totals, for `run.replay` in summary.json."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.counts = {
+            "conversations": 0,
+            "identical": 0,
+            "diverged": 0,
+            "llm_calls_saved": 0,
+            "llm_calls_made": 0,
+        }
+
+    def add(self, result: ConversationResult) -> None:
+        replay = result["meta_data"].get("replay")
+        if not isinstance(replay, Mapping):
+            return
+        self.counts["conversations"] += 1
+        self.counts["identical" if replay.get("identical") else "diverged"] += 1
+        self.counts["llm_calls_saved"] += int(replay.get("llm_calls_saved", 0))
+        self.counts["llm_calls_made"] += int(replay.get("llm_calls_made", 0))
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        return {"from": self.source, **self.counts}
