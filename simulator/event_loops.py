@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -46,3 +47,31 @@ class PerLoop(Generic[T]):
     def pop(self) -> T | None:
         """Forget the running loop's object and hand it back for closing (None if never made)."""
         return self._objects.pop(asyncio.get_running_loop(), None)
+
+
+def run_with_signals(make: Callable[[], Awaitable[T]]) -> tuple[T, signal.Signals | None]:
+    """Run `make()` on a new event loop; SIGINT/SIGTERM cancel it (the run keeps what finished).
+
+    Returns the result and the signal that interrupted it, if any.
+    """
+    received: dict[str, signal.Signals] = {}
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+
+            def on_signal(sig: signal.Signals = sig) -> None:
+                received.setdefault("signal", sig)
+                if task is not None:
+                    task.cancel()
+
+            loop.add_signal_handler(sig, on_signal)
+        return await make()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        result = asyncio.run(main())
+        return result, received.get("signal")
+    return run_sync(make), None

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from .connections import Connections
+from .event_loops import run_with_signals
 from .exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, FAIL_ON, exit_code
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations, plan_jobs
 from .records import ConversationResult, RunInfo
 from .replay import ReplayBook
 from .results_folder import PLAN_FILE, RESULTS_FILE, make_folder, write_summary
-from .runner import RunOutcome, run_jobs, run_with_signals
+from .runner import RunOutcome, run_jobs
 from .summary import SummaryBuilder
 
 __all__ = [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -16,11 +18,16 @@ from .results_folder import (
     cut_torn_tail,
     iter_results,
     manifest_digest,
+    move_previous_run,
     read_plan,
     result_key,
     utc_now,
+    write_plan,
     write_results,
 )
+from .summary import SummaryBuilder
+
+log = logging.getLogger("simulator.runner")
 
 
 def plan_record(manifest: Manifest, jobs: Plan | list[Job]) -> PlanRecord:
@@ -103,3 +110,38 @@ def prepare_resume(
     if dropped:
         warnings.append(f"{dropped} interrupted conversation(s) of the earlier run will be played again")
     return plan.restricted_to(set(plan.keys()) - seen), warnings
+
+
+@dataclass
+class RunStart:
+    """How a run starts in its folder: the plan written (or a resumed run's plan read), what is kept."""
+
+    record: PlanRecord
+    builder: SummaryBuilder
+    to_play: Plan | list[Job]
+    kept: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    previous_run: Path | None = None
+
+
+def start_run(manifest: Manifest, plan: Plan | list[Job], out: Path, resume: bool) -> RunStart:
+    """Write the plan of a new run (moving an earlier run aside), or read a resumed run's and keep
+    its finished conversations."""
+    record = plan_record(manifest, plan)
+    start = RunStart(record, SummaryBuilder(record["order"]), plan)
+    if resume:
+        if not isinstance(plan, Plan):
+            raise ConfigError("resume needs the plan of a manifest (plan_jobs), not a list of jobs")
+
+        def keep(result: ConversationResult) -> None:
+            start.builder.add(result)
+            start.kept.add(result_key(result))
+
+        start.to_play, start.warnings = prepare_resume(out, manifest, plan, on_kept=keep)
+        start.record = read_plan(out) or record
+    else:
+        start.previous_run = move_previous_run(out)
+        write_plan(out, record)
+    for warning in start.warnings:
+        log.warning("%s", warning)
+    return start

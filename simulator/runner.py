@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -25,7 +24,6 @@ from .checks.evaluate import INTERRUPTED_EVALUATION
 from .connections import Connections
 from .conversation import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
 from .errors import ConfigError
-from .event_loops import run_sync
 from .exit_codes import exit_code
 from .manifest import Manifest
 from .plan import Job, Plan, distinct_simulations, keys_of_record
@@ -36,16 +34,12 @@ from .results_folder import (
     RESULTS_FILE,
     ResultWriter,
     StorageError,
-    move_previous_run,
     plan_status,
-    read_plan,
     read_results,
-    result_key,
     utc_now,
-    write_plan,
     write_summary,
 )
-from .resume import plan_record, prepare_resume
+from .resume import start_run
 from .summary import SummaryBuilder
 
 T = TypeVar("T")
@@ -249,7 +243,7 @@ async def run_jobs(
     plan: Plan | list[Job] = jobs if isinstance(jobs, Plan) else list(jobs)
     connections = Connections(manifest)
     connections.prepare(distinct_simulations(plan))
-    start = _start(manifest, plan, out, resume)
+    start = start_run(manifest, plan, out, resume)
     run = _Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), start.builder)
     run.on_result, run.finished = on_result, set(start.kept)
     if replays is not None:
@@ -293,39 +287,6 @@ async def run_jobs(
         resumed=len(start.kept),
         summary_error=summary_error,
     )
-
-
-@dataclass
-class _Start:
-    """How a run starts in its folder: the plan written (or a resumed run's plan read), what is kept."""
-
-    record: PlanRecord
-    builder: SummaryBuilder
-    to_play: Plan | list[Job]
-    kept: set[str] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
-    previous_run: Path | None = None
-
-
-def _start(manifest: Manifest, plan: Plan | list[Job], out: Path, resume: bool) -> _Start:
-    record = plan_record(manifest, plan)
-    start = _Start(record, SummaryBuilder(record["order"]), plan)
-    if resume:
-        if not isinstance(plan, Plan):
-            raise ConfigError("resume needs the plan of a manifest (plan_jobs), not a list of jobs")
-
-        def keep(result: ConversationResult) -> None:
-            start.builder.add(result)
-            start.kept.add(result_key(result))
-
-        start.to_play, start.warnings = prepare_resume(out, manifest, plan, on_kept=keep)
-        start.record = read_plan(out) or record
-    else:
-        start.previous_run = move_previous_run(out)
-        write_plan(out, record)
-    for warning in start.warnings:
-        log.warning("%s", warning)
-    return start
 
 
 def narrowed_gate(gate: GateConfig | None, record: PlanRecord) -> tuple[GateConfig | None, list[str]]:
@@ -411,31 +372,3 @@ def _size(n: float) -> str:
 async def _close_quietly(connections: Connections) -> None:
     with contextlib.suppress(Exception, asyncio.CancelledError):  # closing must not hide the outcome
         await asyncio.shield(connections.aclose())
-
-
-def run_with_signals(make: Callable[[], Awaitable[T]]) -> tuple[T, signal.Signals | None]:
-    """Run `make()` on a new event loop; SIGINT/SIGTERM cancel it (the run keeps what finished).
-
-    Returns the result and the signal that interrupted it, if any.
-    """
-    received: dict[str, signal.Signals] = {}
-
-    async def main() -> T:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-
-            def on_signal(sig: signal.Signals = sig) -> None:
-                received.setdefault("signal", sig)
-                if task is not None:
-                    task.cancel()
-
-            loop.add_signal_handler(sig, on_signal)
-        return await make()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        result = asyncio.run(main())
-        return result, received.get("signal")
-    return run_sync(make), None

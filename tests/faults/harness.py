@@ -810,8 +810,8 @@ def kill9_run(folder: Path, after_s: float) -> KillRun:
         if run.torn and command[0] == "report" and "dropped an incomplete last line" not in done.stderr:
             run.problems.append(f"{command[0]} did not warn about the torn line: {done.stderr[-300:]}")
         counted = f"{KILL_REPEAT} planned, {run.lines} finished, {missing} missing"
-        if counted not in done.stderr or (missing and "Gate: PASS" in done.stderr):
-            run.problems.append(f"{command[0]} does not say {counted!r}: {done.stderr[-300:]}")
+        if counted not in done.stdout or (missing and "Gate: PASS" in done.stdout):
+            run.problems.append(f"{command[0]} does not say {counted!r}: {done.stdout[-300:]}")
     done = _cli("run", str(manifest), "--out", str(out), "--quiet", "--resume")
     if done.returncode != 0:
         run.problems.append(f"--resume: exit {done.returncode}: {done.stderr[-500:]}")

@@ -242,7 +242,7 @@ def test_a_torn_last_line_is_dropped_and_what_is_missing_is_rebuilt(tmp_path: Pa
     proc = simulator("report", str(out))
     assert proc.returncode == EXIT_OK, proc.stderr
     assert "dropped an incomplete last line" in proc.stderr and "rebuilt it" in proc.stderr
-    assert "6 planned, 6 finished, 0 missing" in proc.stderr
+    assert "6 planned, 6 finished, 0 missing" in proc.stdout
     assert summary_of(out)["totals"]["conversations"] == 6 and (out / "report.html").is_file()
 
     shards = tmp_path / "merged"
@@ -276,8 +276,8 @@ def test_every_command_says_what_a_killed_run_never_played(tmp_path: Path) -> No
 
     for command in (["report", str(out)], ["check", str(out)], ["merge", str(tmp_path / "merged"), str(out)]):
         result = simulator(*command)
-        assert f"40 planned, {finished} finished, {40 - finished} missing" in result.stderr, (command, result.stderr)
-        assert "Gate: PASS" not in result.stderr
+        assert f"40 planned, {finished} finished, {40 - finished} missing" in result.stdout, (command, result.stdout)
+        assert "Gate: PASS" not in result.stdout
         if command[0] != "report":
             assert result.returncode == EXIT_RUN_ERRORS, (command, result.stderr)
         assert summary_of(out if command[0] != "merge" else tmp_path / "merged")["gate"]["status"] == "error"
@@ -312,7 +312,7 @@ def test_merge_counts_the_conversations_of_a_shard_it_was_not_given(tmp_path: Pa
     proc = simulator("merge", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2"))
     assert proc.returncode == EXIT_RUN_ERRORS
     assert "shard(s) 3/3 of this run were not given to merge (2 planned conversation(s))" in proc.stderr
-    assert "6 planned, 4 finished, 2 missing" in proc.stderr
+    assert "6 planned, 4 finished, 2 missing" in proc.stdout
     assert summary_of(tmp_path / "merged")["gate"]["missing"] == 2
 
 
