@@ -117,13 +117,14 @@ class Reply:
         code: str | None = None,
         type: str | None = "invalid_request_error",  # noqa: A002 - mirrors the OpenAI field
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> Reply:
         """An error reply with an OpenAI-shaped ``{"error": {...}}`` body."""
         return cls(
             content=None,
             status=status,
             headers=dict(headers or {}),
-            body=_error_body(message, type=type, code=code),
+            body=_error_body(message, type=type, code=code, param=param),
         )
 
     @classmethod
