@@ -21,6 +21,7 @@ from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
 from .known_secrets import scrub, scrub_text
+from .thinking import count_reasoning, split_thinking
 from .token_managers import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
 if TYPE_CHECKING:
@@ -40,13 +41,25 @@ MAX_RETRY_AFTER = 60.0
 
 @dataclass
 class ModelReply:
-    """One completion: the text, the whole JSON answer, and the request that produced it."""
+    """One completion: the text, the whole JSON answer, and the request that produced it.
+
+    `content` is the visible answer, without a reasoning model's thinking, which is in
+    `reasoning` (see `simulator.thinking`); `usage` then counts it as `reasoning_tokens`.
+    """
 
     content: str
     raw: dict[str, Any]
     request: dict[str, Any]
     usage: dict[str, Any] | None
     finish_reason: str | None
+    reasoning: str | None = None
+    #: the thinking never ended: `max_tokens` ran out before any answer
+    thinking_cut_off: bool = False
+
+    @property
+    def only_thinking(self) -> bool:
+        """The model thought and said nothing: the caller has no answer to use."""
+        return not self.content.strip() and (self.reasoning is not None or self.thinking_cut_off)
 
 
 def _validation_problems(body: object) -> list[tuple[str, str]]:
@@ -502,14 +515,15 @@ class OpenAIChatCompletionsModel:
                 detail={"response": raw, "request": request, "usage": usage},
             )
         message = choice.get("message")
-        message = message if isinstance(message, dict) else {}
-        content = message.get("content")
+        thinking = split_thinking(message if isinstance(message, dict) else {})
         # the reply becomes the simulated user's message to the app, a verdict or the app's answer: a
         # credential the server quoted back (its own key, echoed request headers) must go no further
         return ModelReply(
-            content=scrub_text(content) if isinstance(content, str) else "",
+            content=scrub_text(thinking.content),
             raw=scrub(raw),
             request=scrub(request),
-            usage=usage,
+            usage=count_reasoning(usage, thinking.reasoning),
             finish_reason=finish_reason,
+            reasoning=scrub_text(thinking.reasoning) if thinking.reasoning else None,
+            thinking_cut_off=thinking.cut_off,
         )
