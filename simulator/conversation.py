@@ -266,11 +266,15 @@ class Simulator:
             latency = (time.monotonic() - started) * 1000
             if actor == USER:
                 extra: dict[str, Any] = {}
-                (message.text, message.raw), replaced = replace_lone_surrogates((message.text, message.raw))
+                (message.text, message.raw, message.reasoning), replaced = replace_lone_surrogates(
+                    (message.text, message.raw, message.reasoning)
+                )
                 if replaced:
                     message.notes = [*message.notes, surrogate_note(replaced, "the user model's message")]
                 if message.signal:
                     extra["stop_signal"] = message.signal
+                if message.reasoning:
+                    extra["reasoning"] = scrub_text(message.reasoning)
                 if message.notes:
                     extra["notes"] = message.notes
                 # the message goes to the app next: a credential in it (an LLM echoing its request's
@@ -291,13 +295,16 @@ class Simulator:
                 text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
                 if reply.notes:
                     extra["notes"] = [*reply.notes, *extra.get("notes", [])]
-                (text, raw), replaced = replace_lone_surrogates((text, raw))
+                reasoning = _cut_strings(scrub_text(reply.reasoning)) if reply.reasoning else None
+                (text, raw, reasoning), replaced = replace_lone_surrogates((text, raw, reasoning))
                 if replaced:
                     extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]
                 if reply.latency_ms is not None:  # the app's own time, told apart by the target
                     latency = reply.latency_ms
                 if reply.connect_ms is not None:
                     extra["connect_ms"] = round(reply.connect_ms, 3)
+                if reasoning:
+                    extra["reasoning"] = reasoning
                 request = compact_request(reply.request, shown)
                 recorder.add_turn(ASSISTANT, request, text, raw, latency, reply.usage, **extra)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
@@ -319,6 +326,7 @@ class Simulator:
         raw = detail.pop("response", None)
         request = compact_request(detail.pop("request", request), shown)
         usage = detail.pop("usage", usage)
+        reasoning = detail.pop("reasoning", None)
         error = cast(
             ErrorRecord,
             {
@@ -331,5 +339,6 @@ class Simulator:
             },
         )
         latency = (time.monotonic() - started) * 1000
-        recorder.add_turn(actor, request, "", raw, latency, usage, error=error)
+        thoughts = {"reasoning": reasoning} if isinstance(reasoning, str) and reasoning else {}
+        recorder.add_turn(actor, request, "", raw, latency, usage, error=error, **thoughts)
         return recorder.finish(reason, str(err), error=error)

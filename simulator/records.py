@@ -59,6 +59,7 @@ class Turn(_TurnRequired, total=False):
     notes: list[str]
     reply_chars: int
     stop_signal: str
+    reasoning: str
 
 
 class _PersonaRequired(TypedDict):

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import ConfigError, TurnError
 from .models import OpenAIChatCompletionsModel
 from .persona import Persona
+from .thinking import only_thinking
 
 DONE = "done"
 GAVE_UP = "gave_up"
@@ -30,6 +31,9 @@ MARKERS = {DONE: "###STOP###", GAVE_UP: "###GIVE_UP###"}
 
 KICKOFF = "[The chat window is open. Write your first message to the assistant.]"
 
+ONLY_THINKING = "the reply was only thinking, with no message after it"
+THINKING_CUT_OFF = " (max_tokens ran out while the model was still thinking)"
+
 
 @dataclass
 class UserMessage:
@@ -41,6 +45,8 @@ class UserMessage:
     request: Any = None
     usage: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: what a reasoning model thought before writing the message (never sent to the app)
+    reasoning: str | None = None
 
 
 def split_signal(text: str) -> tuple[str, str | None]:
@@ -97,8 +103,9 @@ class UserSide(ABC):
 class LLMUser(UserSide):
     """An LLM playing the persona, seeing the conversation from the user's side (roles swapped).
 
-    Replies that are empty or speak as the assistant are asked for again (`invalid_reply_retries`
-    times) with a note saying what was wrong, then fail the turn with reason `llm_error`.
+    Replies that are empty, only thinking, or speak as the assistant are asked for again
+    (`invalid_reply_retries` times) with a note saying what was wrong, then fail the turn with
+    reason `llm_error`. A reasoning model's thinking is never part of the message.
     """
 
     def __init__(self, model: OpenAIChatCompletionsModel, invalid_reply_retries: int = 2) -> None:
@@ -117,14 +124,23 @@ class LLMUser(UserSide):
         messages = self.messages(persona, task, history)
         last_app = next((m["content"] for m in reversed(history) if m["role"] == "assistant"), None)
         problems: list[str] = []
-        usage: dict[str, int] = {}
+        usage: dict[str, Any] = {}
         for _ in range(self.invalid_reply_retries + 1):
             reply = await self.model.complete(messages)
             _add_usage(usage, reply.usage)
             text, signal, problem = check_user_reply(reply.content, persona.name, last_app)
+            if reply.only_thinking:
+                # the thoughts are no message, and markers in them ("not ###STOP### yet") no signal
+                problem = ONLY_THINKING + (THINKING_CUT_OFF if reply.thinking_cut_off else "")
             if problem is None:
                 return UserMessage(
-                    text=text, signal=signal, raw=reply.raw, request=reply.request, usage=usage or None, notes=problems
+                    text=text,
+                    signal=signal,
+                    raw=reply.raw,
+                    request=reply.request,
+                    usage=usage or None,
+                    notes=problems,
+                    reasoning=reply.reasoning,
                 )
             problems.append(problem)
             messages = [
@@ -135,11 +151,21 @@ class LLMUser(UserSide):
                     "message to the assistant, in character, as plain text.",
                 },
             ]
+        advice = ""
+        if any(p.startswith(ONLY_THINKING) for p in problems):
+            limit = self.model.max_completion_tokens or self.model.max_tokens
+            advice = ". " + only_thinking("The model", "message", limit, reply.thinking_cut_off)
         raise TurnError(
             "llm_error",
             f"the user model {self.model.name} gave no usable message after {len(problems)} tries: "
-            + "; ".join(problems),
-            detail={"response": reply.raw, "request": reply.request, "usage": usage or None},
+            + "; ".join(problems)
+            + advice,
+            detail={
+                "response": reply.raw,
+                "request": reply.request,
+                "usage": usage or None,
+                "reasoning": reply.reasoning,
+            },
         )
 
     def describe(self) -> dict[str, Any]:
@@ -149,11 +175,14 @@ class LLMUser(UserSide):
         await self.model.aclose()
 
 
-def _add_usage(total: dict[str, int], usage: dict[str, Any] | None) -> None:
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+def _add_usage(total: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    """Every try's tokens count, those of the replies asked for again too."""
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens"):
         value = (usage or {}).get(key)
         if isinstance(value, int):
             total[key] = total.get(key, 0) + value
+    if (usage or {}).get("reasoning_tokens_estimated"):
+        total["reasoning_tokens_estimated"] = True
 
 
 class ScriptedUser(UserSide):

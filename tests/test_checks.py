@@ -189,7 +189,8 @@ def test_judge_without_structured_output_support(llm: FakeOpenAIServer) -> None:
     )
     evaluation = check({"goal_completed": True}, conversation(REPLIES), judge_model(llm))
     assert evaluation["status"] == "pass"
-    assert "response_format" in llm.chat_requests[0].body and "response_format" not in llm.chat_requests[1].body
+    first, second = (r.body["response_format"]["type"] for r in llm.chat_requests)
+    assert (first, second) == ("json_schema", "json_object")  # one step down, not straight to free text
 
 
 def test_judge_failing_is_a_check_error(llm: FakeOpenAIServer) -> None:

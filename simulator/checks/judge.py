@@ -15,6 +15,7 @@ import jsonschema
 
 from ..errors import TurnError
 from ..records import ConversationResult
+from ..thinking import only_thinking
 from .base import ERROR, FAIL, PASS, Check, CheckResult
 
 GOAL_SCHEMA = {
@@ -111,6 +112,11 @@ class JudgeCheck(Check):
             reply = await judge.complete(messages, response_format=response_format)
         except TurnError as exc:
             return self.verdict(ERROR, f"the judge failed: {exc}", reason=exc.reason)
+        if reply.only_thinking:
+            limit = judge.max_completion_tokens or judge.max_tokens
+            message = only_thinking(f"the judge {judge.name}", "verdict", limit, reply.thinking_cut_off)
+            return self.verdict(ERROR, message, reason="llm_error", reasoning=(reply.reasoning or "")[:500])
+        # the model's thinking is already apart (reply.reasoning): only the answer is parsed
         judgement, problem = parse_judgement(reply.content, self.schema)
         if judgement is None:
             return self.verdict(ERROR, problem or "no verdict", answer=reply.content[:500])

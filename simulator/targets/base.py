@@ -22,6 +22,8 @@ class AppReply:
     latency_ms: float | None = None
     #: the set-up of a new connection (TCP, TLS) this turn waited for, reported apart from the latency
     connect_ms: float | None = None
+    #: a reasoning model's thinking before `text`, recorded with the turn but never shown to the user
+    reasoning: str | None = None
 
 
 class Target(ABC):

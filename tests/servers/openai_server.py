@@ -90,6 +90,12 @@ class Reply:
     OpenAI-shaped error whose message is ``content`` is sent. ``body`` is a raw
     override sent as-is (a dict is JSON-encoded; the content type defaults to
     ``application/json`` unless ``headers`` set one).
+
+    ``reasoning_content`` and ``reasoning`` put a reasoning model's thoughts beside
+    ``content`` in the answer's message, the two fields servers use for them
+    (llama.cpp and vLLM the first, Ollama the second); they count as completion
+    tokens in the computed usage, as the servers count them. Thinking inline in
+    ``content`` (``<think>...</think>``) is just content.
     """
 
     content: str | None = "ok"
@@ -100,6 +106,8 @@ class Reply:
     finish_reason: str = "stop"
     usage: dict[str, Any] | None = None
     close_connection: bool = False
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
     @classmethod
     def error(
@@ -109,14 +117,36 @@ class Reply:
         code: str | None = None,
         type: str | None = "invalid_request_error",  # noqa: A002 - mirrors the OpenAI field
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> Reply:
         """An error reply with an OpenAI-shaped ``{"error": {...}}`` body."""
         return cls(
             content=None,
             status=status,
             headers=dict(headers or {}),
-            body=_error_body(message, type=type, code=code),
+            body=_error_body(message, type=type, code=code, param=param),
         )
+
+    @classmethod
+    def validation_error(
+        cls,
+        status: int,
+        loc: list[str | int],
+        msg: str,
+        *,
+        type: str = "literal_error",  # noqa: A002 - mirrors the pydantic field
+        input: Any = None,  # noqa: A002
+        ctx: dict[str, Any] | None = None,
+    ) -> Reply:
+        """A FastAPI request-validation answer, ``{"detail": [{type, loc, msg, input, ctx}]}``.
+
+        FastAPI sends it with 422; llama-cpp-python's server sends the same body with 500
+        (e.g. ``loc=["body", "response_format", "type"]`` for a ``json_schema`` it cannot do).
+        """
+        item: dict[str, Any] = {"type": type, "loc": list(loc), "msg": msg, "input": input}
+        if ctx is not None:
+            item["ctx"] = dict(ctx)
+        return cls(content=None, status=status, body={"detail": [item]})
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 1) -> Reply:
@@ -280,7 +310,8 @@ class _Handler(LocalHandler):
             self._send_json(reply.status, _error_body(message, type=err_type), reply.headers)
             return
         model = request.deployment or request.model or "gpt-fake"
-        usage = reply.usage if reply.usage is not None else _compute_usage(request, reply.content)
+        thoughts = " ".join(t for t in (reply.reasoning_content, reply.reasoning) if t)
+        usage = reply.usage if reply.usage is not None else _compute_usage(request, reply.content, thoughts)
         completion_id = self.server.fake._next_completion_id()
         if request.stream:
             include_usage = bool(
@@ -299,6 +330,10 @@ class _Handler(LocalHandler):
             self._send(reply.status, b"".join(events), "text/event-stream; charset=utf-8", reply.headers)
             return
         completion = chat_completion(completion_id, model, reply.content, reply.finish_reason, usage)
+        message = completion["choices"][0]["message"]
+        for key in ("reasoning_content", "reasoning"):
+            if getattr(reply, key) is not None:
+                message[key] = getattr(reply, key)
         self._send_json(reply.status, completion, reply.headers)
 
 
@@ -332,7 +367,7 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
-def _compute_usage(request: RecordedRequest, content: str | None) -> dict[str, int]:
+def _compute_usage(request: RecordedRequest, content: str | None, thoughts: str = "") -> dict[str, int]:
     prompt_tokens = 0
     for message in request.messages:
         if not isinstance(message, dict):
@@ -344,7 +379,7 @@ def _compute_usage(request: RecordedRequest, content: str | None) -> dict[str, i
             for part in msg_content:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     prompt_tokens += count_words(part["text"])
-    completion_tokens = count_words(content)
+    completion_tokens = count_words(content) + count_words(thoughts)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
