@@ -21,6 +21,8 @@ from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
 from .known_secrets import scrub, scrub_text
+from .model_errors import error_text, is_content_filter, names_response_format, retry_after, transient
+from .response_formats import FormatNegotiation
 from .thinking import count_reasoning, split_thinking
 from .token_managers import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
@@ -31,12 +33,8 @@ log = known_secrets.scrub_logs(logging.getLogger("simulator.models"))
 
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-#: Structured output from most to least strict. A server that rejects one gets the next; the last
-#: sends no `response_format` (the judge's prompt asks for JSON anyway).
-RESPONSE_FORMATS: tuple[str | None, ...] = ("json_schema", "json_object", None)
 #: The SDK's first back-off, used when a probe's transient failure hands over to its retries
 FIRST_RETRY_DELAY = 0.5
-MAX_RETRY_AFTER = 60.0
 
 
 @dataclass
@@ -60,78 +58,6 @@ class ModelReply:
     def only_thinking(self) -> bool:
         """The model thought and said nothing: the caller has no answer to use."""
         return not self.content.strip() and (self.reasoning is not None or self.thinking_cut_off)
-
-
-def _validation_problems(body: object) -> list[tuple[str, str]]:
-    """(where, what) of each problem in a FastAPI request-validation body, `{"detail": [...]}`
-    (or `{"detail": "text"}`): the SDK's message is only "Error code: 500" for those."""
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, str):
-        return [("", detail)]
-    problems = []
-    for item in detail if isinstance(detail, list) else []:
-        if isinstance(item, dict):
-            loc = item.get("loc")
-            where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
-            problems.append((where, str(item.get("msg", ""))))
-    return problems
-
-
-def _error_text(exc: openai.APIStatusError) -> str:
-    """The server's error message, credentials scrubbed before the cut so no piece of one is left."""
-    message = getattr(exc, "message", "") or str(exc)
-    problems = _validation_problems(exc.body)
-    if problems:
-        message += " - " + "; ".join(f"{where}: {what}" if where else what for where, what in problems[:3])
-    message = scrub_text(message)
-    return message if len(message) <= 500 else message[:497] + "..."
-
-
-def _names_response_format(exc: openai.APIStatusError) -> bool:
-    """The error is about `response_format`: it says so in its message, its `param` or a validation
-    `loc`, whatever the status (OpenAI 400, FastAPI 422, llama-cpp-python 500)."""
-    if "response_format" in (exc.param or "") or "response_format" in (getattr(exc, "message", "") or ""):
-        return True
-    # the `loc`, not the echoed `input` (which may be the whole request, response_format included)
-    problems = _validation_problems(exc.body)
-    return any("response_format" in where or "response_format" in what for where, what in problems)
-
-
-def _transient(exc: openai.APIStatusError | openai.APIConnectionError) -> bool:
-    """A failure the SDK would retry: no answer, or the status and headers its retry rule accepts."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return True  # a connection error or a timeout
-    should_retry = response.headers.get("x-should-retry")
-    if should_retry in ("true", "false"):
-        return should_retry == "true"
-    delay = _retry_after(exc)
-    if delay is not None and delay > MAX_RETRY_AFTER:
-        return False
-    return response.status_code in (408, 409, 429) or response.status_code >= 500
-
-
-def _retry_after(exc: openai.APIStatusError | openai.APIConnectionError) -> float | None:
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return float(response.headers[header]) * scale
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
-def _is_content_filter(exc: openai.APIStatusError) -> bool:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    inner = body.get("innererror")
-    inner = inner if isinstance(inner, dict) else {}
-    return (
-        exc.code == "content_filter"
-        or inner.get("code") == "ResponsibleAIPolicyViolation"
-        or "content management policy" in _error_text(exc).lower()
-    )
 
 
 class OpenAIChatCompletionsModel:
@@ -191,11 +117,8 @@ class OpenAIChatCompletionsModel:
         self.token_manager = token_manager or self._token_manager_from_env()
         self._use_completion_tokens = self.reasoning
         self._dropped: set[str] = set(SAMPLING_PARAMS) if self.reasoning else set()
-        # what this endpoint does with structured output: the first step of RESPONSE_FORMATS still
-        # worth sending, and the kinds it answered; shared by every conversation using the model
-        self._format_step = 0
-        self._formats_accepted: set[str] = set()
-        self._format_probes: PerLoop[asyncio.Lock] = PerLoop(asyncio.Lock)
+        # what this endpoint does with structured output, shared by every conversation using the model
+        self._formats = FormatNegotiation()
         self._clients: PerLoop[Any] = PerLoop(self._make_client)
 
     # --- configuration ------------------------------------------------------------------
@@ -331,7 +254,7 @@ class OpenAIChatCompletionsModel:
 
     def _adapt_to(self, exc: openai.BadRequestError) -> bool:
         """Learn from a 400 that names an unsupported parameter; True when a retry may succeed."""
-        text = _error_text(exc).lower()
+        text = error_text(exc).lower()
         param = (exc.param or "").lower()
         unsupported = any(w in text for w in ("unsupported", "not supported", "does not support", "unrecognized"))
         if not unsupported:
@@ -347,38 +270,6 @@ class OpenAIChatCompletionsModel:
                 return True
         return False
 
-    def _response_format(self, wanted: dict[str, Any] | None) -> dict[str, Any] | None:
-        """What to send for `wanted`, after the steps down this endpoint needed."""
-        kind = wanted.get("type") if wanted is not None else None
-        if wanted is None or kind not in RESPONSE_FORMATS:
-            return wanted
-        step = RESPONSE_FORMATS[max(RESPONSE_FORMATS.index(kind), self._format_step)]
-        if step == kind:
-            return wanted
-        return None if step is None else {"type": step}
-
-    def _unsettled(self, sent: dict[str, Any] | None) -> bool:
-        """True while nobody knows whether this endpoint takes `sent`: the request is a probe."""
-        return sent is not None and sent.get("type") in RESPONSE_FORMATS and sent["type"] not in self._formats_accepted
-
-    def _step_down(self, sent: dict[str, Any], exc: openai.APIStatusError) -> None:
-        """The endpoint rejected `sent`: from now on send the next kind of RESPONSE_FORMATS. Several
-        conversations may learn it at once; the step is taken once and said once."""
-        step = RESPONSE_FORMATS.index(sent["type"]) + 1
-        if step <= self._format_step:
-            return
-        self._format_step = step
-        instead = RESPONSE_FORMATS[step]
-        log.warning(
-            "%s at %s rejects response_format %s (HTTP %s: %s); sending %s from now on",
-            self.name,
-            self.chat_url,
-            sent["type"],
-            exc.status_code,
-            _error_text(exc),
-            f"response_format {instead}" if instead else "no response_format",
-        )
-
     async def complete(
         self, messages: list[dict[str, Any]], response_format: dict[str, Any] | None = None
     ) -> ModelReply:
@@ -388,9 +279,8 @@ class OpenAIChatCompletionsModel:
         names `response_format`, whatever its status) gets `json_object` instead of `json_schema`,
         then none, and the model remembers the step: the caller must cope with free text.
         """
-        if self._unsettled(self._response_format(response_format)):
-            # one probe at a time: conversations judged concurrently wait for what the first learns
-            async with self._format_probes.get():
+        if self._formats.unsettled(self._formats.to_send(response_format)):
+            async with self._formats.probe_lock():
                 return await self._complete(messages, response_format)
         return await self._complete(messages, response_format)
 
@@ -401,76 +291,72 @@ class OpenAIChatCompletionsModel:
         retries: int | None = None  # the SDK's retries, once a probe failed for a passing reason
         for _ in range(10):  # format steps, parameter adaptations and one credential refresh at most
             params = self._params()
-            sent = self._response_format(response_format)
+            sent = self._formats.to_send(response_format)
             if sent is not None:
                 params["response_format"] = sent
             request = {"model": self.name, "messages": messages, **params}
             # a probe is not retried: a server that cannot do the format fails the same way every
             # time (llama-cpp-python answers 500, which the SDK would send again max_retries times)
-            probe = retries is None and self._unsettled(sent)
+            probe = retries is None and self._formats.unsettled(sent)
             options: dict[str, Any] = {"max_retries": 0} if probe else {}
             if retries is not None:
                 options["max_retries"] = retries
             try:
-                try:
-                    # the SDK's generic `post` keeps its retries, auth and error types but skips its
-                    # per-field transform and model parsing, which cost more CPU than the rest of a turn
-                    response = await self._client().post(
-                        "/chat/completions",
-                        body={**request, **self.extra_body},
-                        cast_to=httpx2.Response,
-                        options=options,
-                    )
-                except (openai.APIStatusError, openai.APIConnectionError) as exc:
-                    if sent is not None and isinstance(exc, openai.APIStatusError) and _names_response_format(exc):
-                        self._step_down(sent, exc)
-                        retries = None
-                        continue
-                    if probe and self.max_retries > 0 and _transient(exc):
-                        delay = _retry_after(exc)
-                        await asyncio.sleep(delay if delay is not None and delay > 0 else FIRST_RETRY_DELAY)
-                        retries = self.max_retries - 1
-                        continue
-                    raise
-            except openai.BadRequestError as exc:
-                if _is_content_filter(exc):
-                    raise TurnError(
-                        "content_filter",
-                        f"{self.name}: the prompt was blocked by content filtering: {_error_text(exc)}",
-                        detail={"status": 400, "request": request},
-                    ) from None
-                if self._adapt_to(exc):
+                # the SDK's generic `post` keeps its retries, auth and error types but skips its
+                # per-field transform and model parsing, which cost more CPU than the rest of a turn
+                response = await self._client().post(
+                    "/chat/completions", body={**request, **self.extra_body}, cast_to=httpx2.Response, options=options
+                )
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                if sent is not None and isinstance(exc, openai.APIStatusError) and names_response_format(exc):
+                    self._formats.step_down(sent, exc, f"{self.name} at {self.chat_url}")
+                    retries = None
                     continue
-                raise self._failure(exc, "rejected the request") from None
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                if probe and self.max_retries > 0 and transient(exc):
+                    delay = retry_after(exc)
+                    await asyncio.sleep(delay if delay is not None and delay > 0 else FIRST_RETRY_DELAY)
+                    retries = self.max_retries - 1
+                    continue
+                if isinstance(exc, openai.BadRequestError) and not is_content_filter(exc) and self._adapt_to(exc):
+                    continue
                 manager = self.token_manager
-                if manager is not None and manager.refreshable and not refreshed:
+                credential = isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError))
+                if credential and manager is not None and manager.refreshable and not refreshed:
                     refreshed = True
                     manager.invalidate()
                     continue
-                raise self._failure(
-                    exc, "rejected the credential; check the API key or token manager", fatal=True
-                ) from None
-            except openai.NotFoundError as exc:
-                raise self._failure(
-                    exc, "has no such model or deployment; check endpoint_url and name", fatal=True
-                ) from None
-            except openai.RateLimitError as exc:
-                raise self._failure(exc, f"kept rate-limiting after {self.max_retries} retries") from None
-            except openai.APIStatusError as exc:
-                raise self._failure(exc, f"failed after {self.max_retries} retries") from None
-            except openai.APITimeoutError:
-                raise TurnError(
-                    "timeout",
-                    f"{self.name} at {self.chat_url}: no answer within {self.timeout:g} s "
-                    f"(after {self.max_retries} retries)",
-                ) from None
-            except openai.APIConnectionError as exc:
-                raise self._connection_failure(exc) from None
-            if sent is not None and sent.get("type") in RESPONSE_FORMATS:
-                self._formats_accepted.add(sent["type"])
+                raise self._turn_error(exc, request) from None
+            self._formats.accepted(sent)
             return self._reply(response, request)
         raise TurnError("llm_error", f"{self.name} at {self.chat_url}: kept rejecting the request parameters")
+
+    def _turn_error(self, exc: openai.APIStatusError | openai.APIConnectionError, request: dict[str, Any]) -> TurnError:
+        """What a failure the model cannot adapt to means for the turn."""
+        import openai
+
+        if isinstance(exc, openai.BadRequestError) and is_content_filter(exc):
+            return TurnError(
+                "content_filter",
+                f"{self.name}: the prompt was blocked by content filtering: {error_text(exc)}",
+                detail={"status": 400, "request": request},
+            )
+        if isinstance(exc, openai.BadRequestError):
+            return self._failure(exc, "rejected the request")
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            return self._failure(exc, "rejected the credential; check the API key or token manager", fatal=True)
+        if isinstance(exc, openai.NotFoundError):
+            return self._failure(exc, "has no such model or deployment; check endpoint_url and name", fatal=True)
+        if isinstance(exc, openai.RateLimitError):
+            return self._failure(exc, f"kept rate-limiting after {self.max_retries} retries")
+        if isinstance(exc, openai.APIStatusError):
+            return self._failure(exc, f"failed after {self.max_retries} retries")
+        if isinstance(exc, openai.APITimeoutError):
+            return TurnError(
+                "timeout",
+                f"{self.name} at {self.chat_url}: no answer within {self.timeout:g} s "
+                f"(after {self.max_retries} retries)",
+            )
+        return self._connection_failure(exc)
 
     def _connection_failure(self, exc: openai.APIConnectionError) -> TurnError:
         """Unreachable (nothing listens there) is told apart from a connection dropped mid-request: a
@@ -487,7 +373,7 @@ class OpenAIChatCompletionsModel:
     def _failure(self, exc: openai.APIStatusError, what: str, fatal: bool = False) -> TurnError:
         return TurnError(
             "llm_error",
-            f"{self.name} at {self.chat_url} {what} (HTTP {exc.status_code}): {_error_text(exc)}",
+            f"{self.name} at {self.chat_url} {what} (HTTP {exc.status_code}): {error_text(exc)}",
             detail={"status": exc.status_code, "code": exc.code, "url": self.chat_url},
             fatal=fatal,
         )

@@ -20,6 +20,7 @@ class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    reasoning_tokens: int  # part of completion_tokens: what thinking cost
 
 
 class _ErrorRequired(TypedDict):

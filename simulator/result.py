@@ -36,7 +36,8 @@ def _now() -> str:
 
 
 def _sum_usage(items: list[dict[str, Any] | None]) -> dict[str, int]:
-    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    # reasoning_tokens are part of completion_tokens, summed apart to show what thinking cost
+    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0}
     for usage in items:
         for key in total:
             value = (usage or {}).get(key)

@@ -44,7 +44,7 @@ class _Tally:
         self.turns = 0
         self.reasons: Counter[str] = Counter()
         self.app_latency: list[float] = []
-        self.tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.tokens = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0}
         self.duration_ms = 0.0
         self.statuses: Counter[str] = Counter()
         self.failed_checks: dict[str, int] = {}

@@ -94,7 +94,7 @@ def test_a_bare_simulator_result_has_the_shape_of_a_conversation_result() -> Non
 
 
 def test_the_checker_finds_a_missing_and_an_undeclared_key() -> None:
-    usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "reasoning_tokens": 0}
     _check(usage, records.Usage, "usage")
     for wrong in ({"prompt_tokens": 1, "completion_tokens": 2}, {**usage, "cost": 1}, {**usage, "total_tokens": "3"}):
         try:

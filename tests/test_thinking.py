@@ -167,7 +167,12 @@ def test_a_reply_that_is_only_thinking_is_asked_for_again(llm: FakeOpenAIServer)
     thought_tokens = estimate_tokens(f"{THOUGHT} And then") + 2 * estimate_tokens(THOUGHT)
     assert turn["usage"]["reasoning_tokens"] == thought_tokens and turn["usage"]["reasoning_tokens_estimated"]
     totals = result["meta_data"]["usage"]
-    assert totals["user"] == {"prompt_tokens": 300, "completion_tokens": 75, "total_tokens": 375}
+    assert totals["user"] == {
+        "prompt_tokens": 300,
+        "completion_tokens": 75,
+        "total_tokens": 375,
+        "reasoning_tokens": thought_tokens,  # summed apart: what thinking cost, inside completion_tokens
+    }
     app_tokens = totals["assistant"]["total_tokens"]
     assert totals["total"]["total_tokens"] == 375 + app_tokens
     validate_result(result)

@@ -11,8 +11,6 @@ import re
 from abc import abstractmethod
 from typing import Any
 
-import jsonschema
-
 from ..errors import TurnError
 from ..records import ConversationResult
 from ..thinking import only_thinking
@@ -74,6 +72,8 @@ def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] |
         data = json.loads(cleaned)
     except ValueError:
         return None, f"the judge's answer is not JSON: {text[:200]!r}"
+    import jsonschema  # here, not at start-up: most commands never judge
+
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:

@@ -1,0 +1,90 @@
+"""What a chat-completions server's failure says: its message, what it names, whether to retry.
+
+The SDK's own message for a FastAPI validation body is only "Error code: 500"; these read the
+body so a failure names the field the server rejected, and tell a passing failure (the SDK would
+retry it) from a deterministic one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .known_secrets import scrub_text
+
+if TYPE_CHECKING:
+    import openai
+
+#: a Retry-After longer than this is not waited for (the SDK's own rule)
+MAX_RETRY_AFTER = 60.0
+
+
+def validation_problems(body: object) -> list[tuple[str, str]]:
+    """(where, what) of each problem in a FastAPI request-validation body, `{"detail": [...]}`
+    (or `{"detail": "text"}`): the SDK's message is only "Error code: 500" for those."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return [("", detail)]
+    problems = []
+    for item in detail if isinstance(detail, list) else []:
+        if isinstance(item, dict):
+            loc = item.get("loc")
+            where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
+            problems.append((where, str(item.get("msg", ""))))
+    return problems
+
+
+def error_text(exc: openai.APIStatusError) -> str:
+    """The server's error message, credentials scrubbed before the cut so no piece of one is left."""
+    message = getattr(exc, "message", "") or str(exc)
+    problems = validation_problems(exc.body)
+    if problems:
+        message += " - " + "; ".join(f"{where}: {what}" if where else what for where, what in problems[:3])
+    message = scrub_text(message)
+    return message if len(message) <= 500 else message[:497] + "..."
+
+
+def names_response_format(exc: openai.APIStatusError) -> bool:
+    """The error is about `response_format`: it says so in its message, its `param` or a validation
+    `loc`, whatever the status (OpenAI 400, FastAPI 422, llama-cpp-python 500)."""
+    if "response_format" in (exc.param or "") or "response_format" in (getattr(exc, "message", "") or ""):
+        return True
+    # the `loc`, not the echoed `input` (which may be the whole request, response_format included)
+    problems = validation_problems(exc.body)
+    return any("response_format" in where or "response_format" in what for where, what in problems)
+
+
+def transient(exc: openai.APIStatusError | openai.APIConnectionError) -> bool:
+    """A failure the SDK would retry: no answer, or the status and headers its retry rule accepts."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return True  # a connection error or a timeout
+    should_retry = response.headers.get("x-should-retry")
+    if should_retry in ("true", "false"):
+        return should_retry == "true"
+    delay = retry_after(exc)
+    if delay is not None and delay > MAX_RETRY_AFTER:
+        return False
+    return response.status_code in (408, 409, 429) or response.status_code >= 500
+
+
+def retry_after(exc: openai.APIStatusError | openai.APIConnectionError) -> float | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return float(response.headers[header]) * scale
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def is_content_filter(exc: openai.APIStatusError) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    inner = body.get("innererror")
+    inner = inner if isinstance(inner, dict) else {}
+    return (
+        exc.code == "content_filter"
+        or inner.get("code") == "ResponsibleAIPolicyViolation"
+        or "content management policy" in error_text(exc).lower()
+    )
