@@ -78,10 +78,12 @@ def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None)
     for name, change in changes.items():
         by_move.setdefault(change["verdict"], []).append(name)
     lines = ["### What changed since base"] + ([inline(note, 500)] if note else [])
+    if by_move.get("regressed") or by_move.get("improved"):
+        lines.append("_Regressed or improved: pass/fail counts differ beyond chance (Fisher's exact test, p < 0.05)._")
     for move, title in (("regressed", "📉 Regressed"), ("improved", "📈 Improved")):
         names = sorted(by_move.get(move, []), key=lambda n: changes[n].get("p_value") or 0)
         if names:
-            lines += ["", f"**{title}** ({len(names)}; Fisher's exact test on pass/fail counts, p < 0.05):"]
+            lines += ["", f"**{title}** ({len(names)}):"]
             lines += [_lead_line(name, changes[name]) for name in names]
     others = [
         f"**{title}:** " + ", ".join(inline(n, 80) for n in by_move[move][:20]) + _more(by_move[move], 20)

@@ -52,6 +52,8 @@ class Links:
     artifact_url: str | None = None
     artifact_name: str | None = None
     report_note: str | None = None
+    #: the base run compared with
+    baseline_url: str | None = None
 
 
 def plan_line(run: RunInfo) -> str:
@@ -199,6 +201,8 @@ def _footer(links: Links) -> str:
         items.append(f"[workflow run]({links.run_url})")
     if links.artifact_url:
         items.append(f"[results artifact `{inline(links.artifact_name or 'results', 80)}`]({links.artifact_url})")
+    if links.baseline_url:
+        items.append(f"[base run]({links.baseline_url})")
     if links.report_note:
         items.append(inline(links.report_note, 300))
     return " · ".join(items)
