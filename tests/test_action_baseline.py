@@ -88,7 +88,12 @@ def run_action(
     tmp_path.mkdir(parents=True, exist_ok=True)
     workspace = make_workspace(tmp_path, MANIFEST)
     (workspace / ".github" / "app.py").write_text(APP.format(**app))
-    env = {"GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(write_event(tmp_path / "events", event))}
+    (tmp_path / "tmp").mkdir(exist_ok=True)  # the container's temporary folder: the download goes there
+    env = {
+        "GITHUB_EVENT_NAME": event,
+        "GITHUB_EVENT_PATH": str(write_event(tmp_path / "events", event)),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
     if event == "pull_request":
         env["GITHUB_BASE_REF"] = "main"
     return run_entrypoint(tmp_path, workspace, gh, {"concurrency": "1", **(inputs or {})}, env)
@@ -150,6 +155,7 @@ def test_a_pull_request_compares_with_the_newest_live_artifact_of_its_base_branc
     html = (run.workspace / "simulation-results" / "report.html").read_text()
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', html, re.DOTALL).group(1))  # type: ignore[union-attr]
     assert len(data["base_conversations"]) == 18 and data["baseline"]["broken"]["verdict"] == "regressed"
+    assert not list((tmp_path / "pr" / "tmp").iterdir())  # the downloaded baseline is removed
     uploaded = gh.artifacts["simulation-results"].files()  # this run's artifact holds this run only
     assert set(uploaded) == {"plan.json", "conversations.jsonl", "summary.json", "report.md", "report.html"}
     assert len(uploaded["conversations.jsonl"].splitlines()) == 18
@@ -224,7 +230,7 @@ def test_an_unsafe_archive_is_refused_with_a_line_in_the_comment(
     assert f"artifact simulation-results of run {bad.run_id} on main" in line and "was refused" in line
     assert reason in line
     assert "::warning title=No baseline::" in run.stdout and "Traceback" not in run.stdout + run.stderr
-    assert not list(tmp_path.rglob("escape.txt"))
+    assert not list(tmp_path.rglob("escape.txt")) and not list((tmp_path / "tmp").iterdir())
     assert run.outputs["verdict"] == "pass"
 
 

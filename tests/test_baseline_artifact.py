@@ -56,20 +56,21 @@ def test_candidates_skip_other_branches_forks_expired_and_this_run(gh: FakeGitHu
     assert found[0].run_id == newer.run_id and found[0].head_sha == newer.head_sha
 
 
-def test_download_follows_the_redirect_without_the_token_and_caps_the_size(gh: FakeGitHub) -> None:
+def test_download_follows_the_redirect_without_the_token_and_caps_the_size(gh: FakeGitHub, tmp_path: Path) -> None:
     artifact = gh.add_run_artifact("results", {"summary.json": SUMMARY})
     (candidate,) = reader(gh).candidates("results", "main")
-    assert reader(gh).download(candidate) == artifact.content
+    assert reader(gh).download(candidate, tmp_path / "a.zip") is True
+    assert (tmp_path / "a.zip").read_bytes() == artifact.content
     assert "authorization" not in gh.storage_requests[-1].headers
     with pytest.raises(
         BaselineUnavailable, match=f"its zip has {len(artifact.content)} bytes, more than the 10 allowed"
     ):
-        reader(gh).download(candidate, limit=10)
+        reader(gh).download(candidate, tmp_path / "b.zip", limit=10)
     understated = dataclasses.replace(candidate, size=0)  # the listing's size is not trusted either
     with pytest.raises(BaselineUnavailable, match="its zip is larger than the 10 bytes allowed"):
-        reader(gh).download(understated, limit=10)
+        reader(gh).download(understated, tmp_path / "c.zip", limit=10)
     artifact.expired = True  # expired between the listing and the download
-    assert reader(gh).download(candidate) is None
+    assert reader(gh).download(candidate, tmp_path / "d.zip") is False
 
 
 def test_refusals_say_what_to_do(gh: FakeGitHub) -> None:
@@ -93,9 +94,10 @@ def test_an_artifact_expiring_after_listing_gives_way_to_the_next(gh: FakeGitHub
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     base = resolve_baseline(Inputs(github_token=DEFAULT_TOKEN), context(gh, tmp_path), scratch)
-    assert base.summary is not None and base.folder == scratch
+    assert base.summary is not None and base.folder == scratch / "results"
     assert base.note is not None and f"run {older.run_id} on main" in base.note
-    assert sorted(p.name for p in scratch.iterdir()) == ["summary.json"]  # only what a comparison reads
+    assert [p.name for p in scratch.iterdir()] == ["results"]  # the downloaded zip is gone
+    assert sorted(p.name for p in base.folder.iterdir()) == ["summary.json"]  # only what a comparison reads
 
 
 @pytest.mark.parametrize(

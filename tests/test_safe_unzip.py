@@ -50,11 +50,15 @@ RESULTS = {"summary.json": b'{"simulations": {}}', "conversations.jsonl": b"", "
 
 
 def test_only_the_wanted_files_are_written(tmp_path: Path) -> None:
-    written = extract(make_zip(RESULTS), tmp_path, wanted={"summary.json", "conversations.jsonl"})
+    archive = tmp_path / "artifact.zip"
+    archive.write_bytes(make_zip(RESULTS))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    written = extract(archive, dest, wanted={"summary.json", "conversations.jsonl"})
     assert sorted(written) == ["conversations.jsonl", "summary.json"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conversations.jsonl", "summary.json"]
-    assert (tmp_path / "summary.json").read_bytes() == RESULTS["summary.json"]
-    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) & 0o022 == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["conversations.jsonl", "summary.json"]
+    assert (dest / "summary.json").read_bytes() == RESULTS["summary.json"]
+    assert stat.S_IMODE((dest / "summary.json").stat().st_mode) & 0o022 == 0
 
 
 @pytest.mark.parametrize(
@@ -88,7 +92,7 @@ def test_an_existing_link_in_the_destination_is_never_written_through(tmp_path: 
 
 def test_file_count_and_unpacked_size_limits(tmp_path: Path) -> None:
     many = make_zip({f"f{i}.txt": b"" for i in range(20)})
-    assert declared_entries(many) == 20
+    assert declared_entries(io.BytesIO(many)) == 20
     with pytest.raises(UnsafeArchive, match="it holds 20 entries, more than the 10 allowed"):
         extract(many, tmp_path, limits=ZipLimits(max_files=10))
     big = make_zip({"conversations.jsonl": b"x" * 5000})

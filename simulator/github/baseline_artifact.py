@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -125,32 +126,36 @@ class ArtifactReader:
                     yield artifact
             url = response.links.get("next", {}).get("url")
 
-    def download(self, artifact: BaseArtifact, limit: int = MAX_DOWNLOAD_BYTES) -> bytes | None:
-        """The artifact's zip, or None when it expired in the meantime (HTTP 410)."""
+    def download(self, artifact: BaseArtifact, into: Path, limit: int = MAX_DOWNLOAD_BYTES) -> bool:
+        """Write the artifact's zip to the new file `into`; False when it expired meanwhile (HTTP 410)."""
         if artifact.size > limit:
             raise BaselineUnavailable(f"its zip has {artifact.size:,} bytes, more than the {limit:,} allowed", True)
         what = f"downloading artifact {artifact.id}"
         url = f"{self.base}/{artifact.id}/zip"
         with self._get(url, what, headers=self.api_headers, allow_redirects=False, stream=True) as answer:
             if answer.status_code == 410:
-                return None
+                return False
             self._check(answer, what)
             location = answer.headers.get("Location")
             if answer.status_code not in (301, 302, 303, 307, 308) or not location:
-                return self._capped(answer, limit, what)
+                self._save(answer, into, limit, what)
+                return True
         # the signed storage URL is the credential: the token is not sent there
         with self._get(urljoin(url, location), what, stream=True, allow_redirects=False) as storage:
             if storage.status_code >= 400:
                 raise BaselineUnavailable(f"{what}: the storage answered HTTP {storage.status_code}")
-            return self._capped(storage, limit, what)
+            self._save(storage, into, limit, what)
+        return True
 
-    def _capped(self, response: requests.Response, limit: int, what: str) -> bytes:
-        data = bytearray()
+    def _save(self, response: requests.Response, into: Path, limit: int, what: str) -> None:
+        """The body streamed to a file, never past `limit` bytes."""
+        size = 0
         try:
-            for chunk in response.iter_content(CHUNK):
-                data += chunk
-                if len(data) > limit:
-                    raise BaselineUnavailable(f"its zip is larger than the {limit:,} bytes allowed", warn=True)
+            with open(into, "xb") as out:
+                for chunk in response.iter_content(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise BaselineUnavailable(f"its zip is larger than the {limit:,} bytes allowed", warn=True)
+                    out.write(chunk)
         except requests.RequestException as exc:
             raise BaselineUnavailable(f"{what} failed ({type(exc).__name__})") from None
-        return bytes(data)

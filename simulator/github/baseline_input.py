@@ -68,22 +68,26 @@ def _fetch(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
         raise BaselineUnavailable("no github-token to read the base branch's artifacts with", warn=True)
     name = safe_name(inputs.artifact_name)
     reader = ArtifactReader(ctx.api_url, ctx.repository, inputs.github_token)
+    archive, folder = scratch / "artifact.zip", scratch / "results"
     for tries, artifact in enumerate(reader.candidates(name, ctx.base_ref, exclude_run=ctx.run_id), 1):
-        data = reader.download(artifact)
-        if data is None:  # expired since it was listed: the next newest
+        archive.unlink(missing_ok=True)
+        if not reader.download(artifact, archive):  # expired since it was listed: the next newest
             if tries >= DOWNLOAD_TRIES:
                 break
             continue
+        folder.mkdir()
         try:
-            extract(data, scratch, wanted=WANTED)
+            extract(archive, folder, wanted=WANTED)
         except UnsafeArchive as exc:
             raise BaselineUnavailable(f"{_describe(artifact)} was refused: {exc}", warn=True) from None
+        finally:
+            archive.unlink()
         try:
-            summary = load_baseline(scratch)
+            summary = load_baseline(folder)
         except ConfigError:
             raise BaselineUnavailable(f"{_describe(artifact)} holds no readable summary.json", warn=True) from None
         run_url = f"{ctx.server_url}/{ctx.repository}/actions/runs/{artifact.run_id}"
-        return Baseline(summary, scratch, _describe(artifact), f"Compared with {_describe(artifact)}.", run_url)
+        return Baseline(summary, folder, _describe(artifact), f"Compared with {_describe(artifact)}.", run_url)
     raise BaselineUnavailable(
         f"no artifact {name} from a run on {ctx.base_ref} of this repository yet (or they expired); "
         f"the workflow must also run on push to {ctx.base_ref} to leave one"

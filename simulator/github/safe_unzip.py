@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -68,18 +69,24 @@ _END64_LOCATOR = b"PK\x06\x07"
 _END64 = b"PK\x06\x06"
 
 
-def declared_entries(data: bytes) -> int | None:
+def declared_entries(archive: BinaryIO) -> int | None:
     """The entry count the end-of-archive record declares, read before zipfile parses (and holds)
     every entry of the central directory; None when there is no such record."""
-    at = data.rfind(_END, max(0, len(data) - 65_557))
-    if at < 0 or len(data) < at + 22:
+    size = archive.seek(0, os.SEEK_END)
+    start = max(0, size - 65_557)
+    archive.seek(start)
+    tail = archive.read()
+    at = tail.rfind(_END)
+    if at < 0 or len(tail) < at + 22:
         return None
-    (total,) = struct.unpack_from("<H", data, at + 10)
+    (total,) = struct.unpack_from("<H", tail, at + 10)
     locator = at - 20
-    if total == 0xFFFF and locator >= 0 and data[locator : locator + 4] == _END64_LOCATOR:
-        (offset,) = struct.unpack_from("<Q", data, locator + 8)
-        if data[offset : offset + 4] == _END64 and len(data) >= offset + 40:
-            (total,) = struct.unpack_from("<Q", data, offset + 32)
+    if total == 0xFFFF and locator >= 0 and tail[locator : locator + 4] == _END64_LOCATOR:
+        (offset,) = struct.unpack_from("<Q", tail, locator + 8)
+        archive.seek(offset)
+        record = archive.read(40)
+        if record[:4] == _END64 and len(record) == 40:
+            (total,) = struct.unpack_from("<Q", record, 32)
     return int(total)
 
 
@@ -120,28 +127,31 @@ def _write(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget
 
 
 def extract(
-    data: bytes, dest: Path, wanted: Collection[str] | None = None, limits: ZipLimits | None = None
+    source: bytes | Path, dest: Path, wanted: Collection[str] | None = None, limits: ZipLimits | None = None
 ) -> list[str]:
-    """Unpack the checked archive `data` into the empty folder `dest`: only the `wanted` paths
-    (all files when None). Returns the paths written; raises `UnsafeArchive` on any doubt."""
+    """Unpack the checked archive (its bytes, or its file) into the empty folder `dest`: only the
+    `wanted` paths (all files when None). Returns the paths written; raises `UnsafeArchive` on any
+    doubt."""
     limits = limits or ZipLimits()
-    entries = declared_entries(data)
-    if entries is not None and entries > limits.max_files:
-        raise UnsafeArchive(f"it holds {entries:,} entries, more than the {limits.max_files:,} allowed")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            files = check_archive(archive, limits)
-            budget = limits.max_unpacked_bytes
-            written = []
-            for name, info in files.items():
-                if wanted is not None and name not in wanted:
-                    continue
-                budget -= _write(archive, info, dest.joinpath(*name.split("/")), budget)
-                written.append(name)
-            return written
-    except zipfile.BadZipFile as exc:
-        raise UnsafeArchive(f"it is not a readable zip file ({exc})") from None
-    except (NotImplementedError, RuntimeError) as exc:  # an unsupported compression method, say
-        raise UnsafeArchive(f"it cannot be unpacked ({exc})") from None
-    except (FileExistsError, NotADirectoryError):
-        raise UnsafeArchive("its members collide (a file where another needs a folder)") from None
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as handle:
+        entries = declared_entries(handle)
+        if entries is not None and entries > limits.max_files:
+            raise UnsafeArchive(f"it holds {entries:,} entries, more than the {limits.max_files:,} allowed")
+        handle.seek(0)
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                files = check_archive(archive, limits)
+                budget = limits.max_unpacked_bytes
+                written = []
+                for name, info in files.items():
+                    if wanted is not None and name not in wanted:
+                        continue
+                    budget -= _write(archive, info, dest.joinpath(*name.split("/")), budget)
+                    written.append(name)
+                return written
+        except zipfile.BadZipFile as exc:
+            raise UnsafeArchive(f"it is not a readable zip file ({exc})") from None
+        except (NotImplementedError, RuntimeError) as exc:  # an unsupported compression method, say
+            raise UnsafeArchive(f"it cannot be unpacked ({exc})") from None
+        except (FileExistsError, NotADirectoryError):
+            raise UnsafeArchive("its members collide (a file where another needs a folder)") from None
