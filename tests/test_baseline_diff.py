@@ -218,3 +218,18 @@ def test_a_damaged_base_results_file_still_leaves_a_report(runs: tuple[Path, Pat
     html = (out / "report.html").read_text()
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', html, re.DOTALL).group(1))  # type: ignore[union-attr]
     assert len(data["base_conversations"]) == 1 and "not a JSON line" in data["base_problem"]
+
+
+def test_a_base_summary_of_any_shape_compares_without_failing(runs: tuple[Path, Path]) -> None:
+    _, after = summaries(runs)
+    odd = {
+        "simulations": {
+            "steady": {"verdict": {"status": 3, "passes": -4, "failures": "x", "pass_rate": "all"}, "turns": "many"},
+            "broken": {"verdict": None, "latency_ms": [1, 2]},
+            "fixed": "not a simulation",
+        }
+    }
+    changes = compare(after, odd)
+    assert changes["steady"]["verdict"] == "within noise" and changes["steady"]["base"]["passes"] == 0
+    assert changes["broken"]["base"]["p95_ms"] is None and changes["fixed"]["verdict"] == "new"
+    assert "What changed since base" in render_markdown(after, changes=changes)

@@ -15,7 +15,6 @@ from .significance import compare_counts
 
 NEW = "new"
 REMOVED = "removed"
-_NO_COMPARISON: dict[str, Any] = {"p_value": None, "pass_rate_delta": None, "new_failing_checks": []}
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def _change(value: float | None, before: float | None) -> float | None:
 
 def _count(verdict: Mapping[str, Any], key: str) -> int:
     value = verdict.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _number(value: Any) -> float | None:
@@ -120,6 +119,11 @@ def compare_simulation(sim: Mapping[str, Any], before: Mapping[str, Any]) -> dic
     }
 
 
+def _no_comparison() -> dict[str, Any]:
+    """A simulation only one run has: nothing to test or subtract."""
+    return {"p_value": None, "pass_rate_delta": None, "new_failing_checks": []}
+
+
 def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per simulation of `summary` (then those only the base had): how it differs from the
     same-named simulation in `baseline`; `verdict` is regressed, improved, unchanged, within
@@ -131,8 +135,8 @@ def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, A
         if isinstance(before, dict):
             changes[name] = compare_simulation(sim, before)
         else:
-            changes[name] = {"verdict": NEW, "change": NEW, "head": _side(sim), **_NO_COMPARISON}
+            changes[name] = {"verdict": NEW, "change": NEW, "head": _side(sim), **_no_comparison()}
     for name, before in before_all.items():
         if name not in summary["simulations"] and isinstance(before, dict):
-            changes[name] = {"verdict": REMOVED, "change": REMOVED, "base": _side(before), **_NO_COMPARISON}
+            changes[name] = {"verdict": REMOVED, "change": REMOVED, "base": _side(before), **_no_comparison()}
     return changes

@@ -94,7 +94,9 @@ def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None)
         f"{inline(name, 80)} {inline(change['status_before'], 20)} → {inline(change['head']['status'], 20)} "
         f"({_counts(change['base'])} → {_counts(change['head'])})"
         for name, change in changes.items()
-        if change["verdict"] in ("within noise", "unchanged") and change["change"] not in ("same", "new", "removed")
+        if change["verdict"] in ("within noise", "unchanged")
+        and change["status_before"] is not None
+        and change["change"] not in ("same", "new", "removed")
     ]
     if flipped:
         others.append(
