@@ -17,6 +17,8 @@ from playwright.sync_api import sync_playwright
 from simulator.cli import EXIT_OK, main
 from simulator.report import compare, render_markdown, write_reports
 from simulator.results_reading import read_results
+from tests.servers.openai_server import FakeOpenAIServer
+from tests.test_action import user_says
 from tests.test_report import CHROMIUM, CHROMIUM_ARGS, open_report
 
 APP = """\
@@ -144,7 +146,7 @@ def test_a_note_without_a_baseline_is_one_line_above_the_table(runs: tuple[Path,
 def test_cli_report_prints_the_comparison(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     base, head = runs
     assert main(["report", str(head), "--baseline", str(base)]) == EXIT_OK
-    printed = capsys.readouterr().err
+    printed = capsys.readouterr().out
     assert "📉 Regressed" in printed and "- **broken**: 5/5 → 0/5 passed (p = 0.008)" in printed
 
 
@@ -233,3 +235,41 @@ def test_a_base_summary_of_any_shape_compares_without_failing(runs: tuple[Path, 
     assert changes["steady"]["verdict"] == "within noise" and changes["steady"]["base"]["passes"] == 0
     assert changes["broken"]["base"]["p95_ms"] is None and changes["fixed"]["verdict"] == "new"
     assert "What changed since base" in render_markdown(after, changes=changes)
+
+
+def test_a_replayed_run_shows_where_each_simulation_diverged(
+    tmp_path: Path, llm: FakeOpenAIServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm.default = user_says("where is my order?", "and the refund?")
+
+    def run_llm_users(name: str, broken: int, *replay: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "app.py").write_text(
+            "def respond(question, conversation_history, meta_data):\n"
+            f"    return 'no, never' if {broken} and meta_data['persona'] == 'Jane' else 'ok'\n"
+        )
+        manifest = folder / "simulations.yml"
+        manifest.write_text(
+            "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+            f"user: {{model: sim-user, endpoint: '{llm.openai_base_url}', api_key_env: SIM_KEY}}\n"
+            "simulations:\n"
+            "  - {name: broken, persona: jane, task: t, repeat: 3, max_turns: 6, expect: {contains: ok}}\n"
+            "  - {name: steady, persona: walter, task: t, repeat: 2, max_turns: 2, expect: {contains: ok}}\n"
+        )
+        out = folder / "out"
+        main(["run", str(manifest), "--out", str(out), "--quiet", "--concurrency", "1", *replay])
+        return out
+
+    monkeypatch.setenv("SIM_KEY", "sk-test-key")
+    base = run_llm_users("base", 0)
+    head = run_llm_users("head", 1, "--replay", str(base))
+    capsys.readouterr()
+    assert main(["report", str(head), "--baseline", str(base)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    broken = next(line for line in printed.splitlines() if "| broken |" in line)
+    assert "within noise (3/3 → 0/3, p = 0.100) · replay diverged at turn 1 (3 of 3 conversations)" in broken
+    steady = next(line for line in printed.splitlines() if "| steady |" in line)
+    assert "replay identical (2 conversations)" in steady
+    before, after = (json.loads((folder / "summary.json").read_text()) for folder in (base, head))
+    assert "replay" not in json.dumps(compare(after, before))  # from the summaries alone: nothing said

@@ -4,7 +4,8 @@ latency and turns, and the base run's transcripts to show beside this run's."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,30 @@ def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, A
         if name not in summary["simulations"] and isinstance(before, dict):
             changes[name] = {"verdict": REMOVED, "change": REMOVED, "base": _side(before), **_no_comparison()}
     return changes
+
+
+def note_divergence(changes: dict[str, dict[str, Any]], results: Iterable[ConversationResult]) -> None:
+    """Add to `changes`, for each simulation this run replayed from the base run (`simulator run
+    --replay`), how many conversations left the base's and the first turn any did
+    (`meta_data.replay.diverged_at_turn`, the first app reply that differed)."""
+    replayed: Counter[str] = Counter()
+    diverged: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for result in results:
+        meta = result["meta_data"]
+        replay = meta.get("replay")
+        if not isinstance(replay, Mapping):
+            continue
+        name = meta.get("simulation") or meta["persona"]["name"]
+        replayed[name] += 1
+        turn = replay.get("diverged_at_turn")
+        if isinstance(turn, int) and not isinstance(turn, bool):
+            diverged[name] += 1
+            first[name] = min(first.get(name, turn), turn)
+    for name, count in replayed.items():
+        if name in changes:
+            changes[name]["replay"] = {
+                "conversations": count,
+                "diverged": diverged[name],
+                "first_diverged_at_turn": first.get(name),
+            }

@@ -32,7 +32,8 @@ LATENCY_MOVE_MS, LATENCY_MOVE_SHARE = 5.0, 0.10
 
 
 def _figures(change: dict[str, Any]) -> list[str]:
-    """Latency and turns, base → head, where they moved (latency: by ≥ 5 ms and ≥ 10%)."""
+    """Latency and turns, base → head, where they moved (latency: by ≥ 5 ms and ≥ 10%), and where
+    a replay of the base run's users first got a different app reply."""
     base, head = change["base"], change["head"]
     parts = []
     for key, label in (("p50_ms", "p50"), ("p95_ms", "p95")):
@@ -44,6 +45,14 @@ def _figures(change: dict[str, Any]) -> list[str]:
     before, now = base.get("turns_per_conversation"), head.get("turns_per_conversation")
     if before is not None and now is not None and before != now:
         parts.append(f"turns/conversation {before:g} → {now:g}")
+    replay = change.get("replay")
+    if replay and replay.get("first_diverged_at_turn") is not None:
+        parts.append(
+            f"replay diverged at turn {replay['first_diverged_at_turn']} "
+            f"({replay['diverged']} of {replay['conversations']} conversations)"
+        )
+    elif replay:
+        parts.append(f"replay identical ({replay['conversations']} conversations)")
     return parts
 
 

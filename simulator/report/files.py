@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import ConversationResult, Summary
-from .baseline import baseline_results, compare, load_baseline
+from .baseline import baseline_results, compare, load_baseline, note_divergence
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
 
@@ -83,10 +83,13 @@ def write_reports(
 
     `results` may be a function giving a fresh pass over the conversations (e.g. streaming them
     from conversations.jsonl), so a large run is rendered without holding it in memory; so are
-    the base run's, from `baseline_dir`.
+    the base run's, from `baseline_dir`. A run replayed from the base run gets, in `changes`,
+    where each simulation's conversations diverged (`baseline.note_divergence`).
     """
     out = Path(out)
     passes: Results = results if callable(results) else (lambda: results)
+    if changes is not None:  # a replayed run: where each simulation left the base run's conversations
+        note_divergence(changes, passes())
     base_dir = Path(baseline_dir) if baseline_dir is not None else None
     report = ReportContext(summary, passes, changes, links, baseline_label, base_dir, baseline_note)
     written = {}
