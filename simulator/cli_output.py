@@ -118,6 +118,7 @@ class Console:
                 lambda: iter_results(path) if path.is_file() else iter(()),
                 changes,
                 baseline_label=baseline,
+                baseline_dir=baseline,
             )
             files.update(report_html=str(written[HTML_FILE]), report_md=str(written[MARKDOWN_FILE]))
             where = f"report: {written[HTML_FILE]}"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from .. import known_secrets
 from ..errors import ConfigError
@@ -26,10 +26,11 @@ from ..manifest import Manifest, load_manifest
 from ..pipeline import RunSettings, run_manifest
 from ..plan import Job, parse_shard
 from ..records import ConversationResult, Summary
-from ..report import SUMMARY_LIMIT, Links, baseline_changes, render_markdown, write_reports
+from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, compare, render_markdown, write_reports
 from ..results_folder import RESULTS_FILE, iter_results
 from ..shards import merge_results
 from . import commands
+from .baseline_input import Baseline, resolve_baseline
 from .inputs import RUNNER_SECRETS, GitHubContext, Inputs, read_inputs
 from .publish import annotate, log_simulations, make_readable, post_comment, upload_results
 from .untrusted import refuse_untrusted_code
@@ -139,17 +140,22 @@ def _run_action(env: Mapping[str, str]) -> int:
     make_readable(out)
     log_simulations(summary, results)
     annotate(summary, manifest, ctx)
-    try:
-        changes = baseline_changes(summary, ctx.workspace / inputs.baseline if inputs.baseline else None)
-    except ConfigError as exc:
-        commands.warning(f"input baseline: {exc}; reporting without a comparison.")
-        changes = None
-    try:
-        write_reports(
-            out, summary, results, changes, Links(run_url=ctx.run_url), baseline_label=inputs.baseline or None
-        )
-    except OSError as exc:
-        commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
+    with tempfile.TemporaryDirectory(prefix="simulator-baseline-") as scratch:
+        base = _baseline(inputs, ctx, Path(scratch))
+        changes = compare(summary, base.summary) if base.summary is not None else None
+        try:
+            write_reports(
+                out,
+                summary,
+                results,
+                changes,
+                Links(run_url=ctx.run_url, baseline_url=base.run_url),
+                baseline_label=base.label,
+                baseline_dir=base.folder,
+                baseline_note=base.note,
+            )
+        except OSError as exc:
+            commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
     artifact_id, artifact_name = upload_results(inputs, ctx, out, env)
     artifact_url = (
         f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}/artifacts/{artifact_id}" if artifact_id else None
@@ -159,23 +165,36 @@ def _run_action(env: Mapping[str, str]) -> int:
         artifact_url=artifact_url,
         artifact_name=artifact_name,
         report_note="report.html in the artifact shows every conversation as a chat transcript",
+        baseline_url=base.run_url,
     )
-    _write_step_summary(env, render_markdown, summary, results, links, changes)
-    comment_url = post_comment(inputs, ctx, summary, render_markdown(summary, results(), links, changes=changes))
+
+    def render(limit: int = COMMENT_LIMIT) -> str:
+        return render_markdown(summary, results(), links, limit=limit, changes=changes, baseline_note=base.note)
+
+    _write_step_summary(env, render)
+    comment_url = post_comment(inputs, ctx, summary, render())
     _set_outputs(inputs, summary, comment_url, artifact_id)
     return code
 
 
-def _write_step_summary(
-    env: Mapping[str, str], render: Any, summary: Summary, results: Any, links: Links, changes: Any
-) -> None:
+def _baseline(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
+    """The baseline, or a note on why there is none: a failure here never costs the report."""
+    try:
+        return resolve_baseline(inputs, ctx, scratch)
+    except Exception as exc:  # a bug while looking: the run's report still goes out
+        note = f"No baseline: looking for it failed ({type(exc).__name__}: {exc})."
+        commands.warning(note, title="No baseline")
+        return Baseline(note=note)
+
+
+def _write_step_summary(env: Mapping[str, str], render: Callable[[int], str]) -> None:
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if not summary_file:
         return
     used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
     with open(summary_file, "a", encoding="utf-8") as handle:
         limit = max(SUMMARY_LIMIT - used - 1024, 4096)
-        handle.write(scrub_text(render(summary, results(), links, limit=limit, changes=changes)) + "\n")
+        handle.write(scrub_text(render(limit)) + "\n")
 
 
 def _set_outputs(inputs: Inputs, summary: Summary, comment_url: str | None, artifact_id: str | None) -> None:

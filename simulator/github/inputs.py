@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class Inputs:
     shard: str = ""
     filters: list[str] = field(default_factory=list)
     merge: list[str] = field(default_factory=list)
-    baseline: str = ""
+    #: "auto" (the base branch's newest artifact), "" (none) or a folder in the workspace
+    baseline: str = "auto"
     resume: bool = False
     keys: dict[str, str] = field(default_factory=dict)
     allow_untrusted_code: bool = False
@@ -57,6 +59,22 @@ def _boolean(text: str, name: str) -> bool:
     if value not in BOOLEANS:
         raise ConfigError(f"input {name}: must be true or false, got {value!r}")
     return BOOLEANS[value]
+
+
+def _baseline(text: str | None) -> str:
+    """`auto` when not given (action.yml's default), "" for none, else the folder as written."""
+    if text is None:
+        return "auto"
+    value = text.strip()
+    if value.lower() in ("", "none", "false"):
+        return ""
+    return "auto" if value.lower() == "auto" else value
+
+
+def _given(name: str) -> str | None:
+    """The input's value, or None when the runner passed no such variable at all."""
+    names = {f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"}
+    return commands.get_input(name) if any(n in os.environ for n in names) else None
 
 
 def read_inputs() -> Inputs:
@@ -89,7 +107,7 @@ def read_inputs() -> Inputs:
         shard=shard,
         filters=_lines(get("filter")),
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
-        baseline=get("baseline"),
+        baseline=_baseline(_given("baseline")),
         resume=_boolean(get("resume"), "resume"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
         allow_untrusted_code=_boolean(get("allow-untrusted-code"), "allow-untrusted-code"),
@@ -111,6 +129,8 @@ class GitHubContext:
     is_fork: bool
     event_name: str = ""
     sha: str = ""
+    #: the pull request's base branch ("" outside pull request events)
+    base_ref: str = ""
     event: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -123,6 +143,7 @@ class GitHubContext:
             except (OSError, ValueError):
                 payload = {}
         pull = payload.get("pull_request") or {}
+        base_ref = (pull.get("base") or {}).get("ref")
         head_repo = ((pull.get("head") or {}).get("repo") or {}).get("full_name")
         base_repo = ((pull.get("base") or {}).get("repo") or {}).get("full_name")
         return cls(
@@ -137,6 +158,7 @@ class GitHubContext:
             is_fork=bool(head_repo and base_repo and head_repo != base_repo),
             event_name=env.get("GITHUB_EVENT_NAME", ""),
             sha=env.get("GITHUB_SHA", ""),
+            base_ref=env.get("GITHUB_BASE_REF") or (base_ref if isinstance(base_ref, str) else ""),
             event=payload if isinstance(payload, dict) else {},
         )
 

@@ -1,13 +1,21 @@
-"""What changed since a base-branch run: per simulation pass rate, new failures, latency."""
+"""What changed since a base-branch run: per simulation, pass/fail counts judged against noise,
+latency and turns, and the base run's transcripts to show beside this run's."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..records import Summary
+from ..records import ConversationResult, Summary
+from ..results_reading import iter_results
+from .significance import compare_counts
+
+NEW = "new"
+REMOVED = "removed"
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
@@ -25,42 +33,138 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     return summary
 
 
+def baseline_results(folder: str | Path | None) -> Iterator[ConversationResult]:
+    """The base run's conversations, streamed; none when the folder has no results file."""
+    from ..results_folder import RESULTS_FILE  # here: results_folder imports this package's file names
+
+    if folder is None:
+        return iter(())
+    given = Path(folder)  # the base results folder, or its summary.json
+    path = given / RESULTS_FILE if given.is_dir() else given.with_name(RESULTS_FILE)
+    return iter_results(path) if given.exists() and path.is_file() else iter(())
+
+
 def _change(value: float | None, before: float | None) -> float | None:
     return None if value is None or before is None else round(value - before, 4)
 
 
+def _count(verdict: Mapping[str, Any], key: str) -> int:
+    value = verdict.get(key)
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _number(value: Any) -> float | None:
+    """A figure read from a summary, which a base folder may hold in any shape."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _side(sim: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures of one run's simulation that a comparison shows."""
+    verdict: Mapping[str, Any] = _mapping(sim.get("verdict"))
+    latency: Mapping[str, Any] = _mapping(sim.get("latency_ms"))
+    conversations, turns = _number(sim.get("conversations")), _number(sim.get("turns"))
+    per_conversation = round(turns / conversations, 2) if turns is not None and conversations else None
+    status = verdict.get("status")
+    return {
+        "status": status if isinstance(status, str) else None,
+        "passes": _count(verdict, "passes"),
+        "failures": _count(verdict, "failures"),
+        "errors": _count(verdict, "errors"),
+        "runs": _count(verdict, "runs"),
+        "pass_rate": _number(verdict.get("pass_rate")),
+        "p50_ms": _number(latency.get("app_p50")),
+        "p95_ms": _number(latency.get("app_p95")),
+        "turns_per_conversation": per_conversation,
+    }
+
+
+def _failed_checks(sim: Mapping[str, Any]) -> dict[str, Any]:
+    checks = _mapping(sim.get("verdict")).get("failed_checks")
+    return checks if isinstance(checks, dict) else {}
+
+
+def _legacy_change(status: str | None, old_status: str | None) -> str:
+    """The gate verdict's move: what a reader of the gate (not of the counts) sees flip."""
+    if status == "fail" and old_status == "pass":
+        return "new failure"
+    if status == "pass" and old_status == "fail":
+        return "fixed"
+    if status == old_status:
+        return "same"
+    return f"{old_status} → {status}"
+
+
+def compare_simulation(sim: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+    """How one simulation differs from its base run: a noise-aware verdict and the figures behind it."""
+    head, base = _side(sim), _side(before)
+    difference = compare_counts(base["passes"], base["failures"], head["passes"], head["failures"])
+    old_checks = {str(c) for c in _failed_checks(before)}
+    now_checks = {str(c) for c in _failed_checks(sim)}
+    return {
+        "verdict": difference.verdict,
+        "p_value": difference.p_value,
+        "base": base,
+        "head": head,
+        "change": _legacy_change(head["status"], base["status"]),
+        "status_before": base["status"],
+        "pass_rate_before": base["pass_rate"],
+        "pass_rate_delta": _change(head["pass_rate"], base["pass_rate"]),
+        "new_failing_checks": sorted(now_checks - old_checks),
+        "p50_delta_ms": _change(head["p50_ms"], base["p50_ms"]),
+        "p95_delta_ms": _change(head["p95_ms"], base["p95_ms"]),
+        "turns_delta": _change(head["turns_per_conversation"], base["turns_per_conversation"]),
+    }
+
+
+def _no_comparison() -> dict[str, Any]:
+    """A simulation only one run has: nothing to test or subtract."""
+    return {"p_value": None, "pass_rate_delta": None, "new_failing_checks": []}
+
+
 def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per simulation of `summary`: how it differs from the same-named simulation in `baseline`."""
+    """Per simulation of `summary` (then those only the base had): how it differs from the
+    same-named simulation in `baseline`; `verdict` is regressed, improved, unchanged, within
+    noise, new or removed."""
     changes: dict[str, dict[str, Any]] = {}
     before_all = baseline.get("simulations", {})
     for name, sim in summary["simulations"].items():
-        now = sim["verdict"]
         before = before_all.get(name)
-        if before is None:
-            changes[name] = {"change": "new", "pass_rate_delta": None, "new_failing_checks": []}
-            continue
-        was = before.get("verdict", {})
-        status, old_status = now["status"], was.get("status")
-        if status == "fail" and old_status == "pass":
-            change = "new failure"
-        elif status == "pass" and old_status == "fail":
-            change = "fixed"
-        elif status == old_status:
-            change = "same"
+        if isinstance(before, dict):
+            changes[name] = compare_simulation(sim, before)
         else:
-            change = f"{old_status} → {status}"
-        old_checks = set(was.get("failed_checks") or {})
-        latency, old_latency = sim.get("latency_ms", {}), before.get("latency_ms", {})
-        changes[name] = {
-            "change": change,
-            "status_before": old_status,
-            "pass_rate_before": was.get("pass_rate"),
-            "pass_rate_delta": _change(now.get("pass_rate"), was.get("pass_rate")),
-            "new_failing_checks": sorted(set(now.get("failed_checks") or {}) - old_checks),
-            "p50_delta_ms": _change(latency.get("app_p50"), old_latency.get("app_p50")),
-            "p95_delta_ms": _change(latency.get("app_p95"), old_latency.get("app_p95")),
-        }
-    for name in before_all:
-        if name not in summary["simulations"]:
-            changes[name] = {"change": "removed", "pass_rate_delta": None, "new_failing_checks": []}
+            changes[name] = {"verdict": NEW, "change": NEW, "head": _side(sim), **_no_comparison()}
+    for name, before in before_all.items():
+        if name not in summary["simulations"] and isinstance(before, dict):
+            changes[name] = {"verdict": REMOVED, "change": REMOVED, "base": _side(before), **_no_comparison()}
     return changes
+
+
+def note_divergence(changes: dict[str, dict[str, Any]], results: Iterable[ConversationResult]) -> None:
+    """Add to `changes`, for each simulation this run replayed from the base run (`simulator run
+    --replay`), how many conversations left the base's and the first turn any did
+    (`meta_data.replay.diverged_at_turn`, the first app reply that differed)."""
+    replayed: Counter[str] = Counter()
+    diverged: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    for result in results:
+        meta = result["meta_data"]
+        replay = meta.get("replay")
+        if not isinstance(replay, Mapping):
+            continue
+        name = meta.get("simulation") or meta["persona"]["name"]
+        replayed[name] += 1
+        turn = replay.get("diverged_at_turn")
+        if isinstance(turn, int) and not isinstance(turn, bool):
+            diverged[name] += 1
+            first[name] = min(first.get(name, turn), turn)
+    for name, count in replayed.items():
+        if name in changes:
+            changes[name]["replay"] = {
+                "conversations": count,
+                "diverged": diverged[name],
+                "first_diverged_at_turn": first.get(name),
+            }

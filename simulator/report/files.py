@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import ConversationResult, Summary
-from .baseline import compare, load_baseline
+from .baseline import baseline_results, compare, load_baseline, note_divergence
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
 
@@ -32,16 +32,28 @@ class ReportContext:
     changes: dict[str, dict[str, Any]] | None = None
     links: Links | None = None
     baseline_label: str | None = None
+    #: the base run's results folder, whose conversations are shown beside this run's
+    baseline_dir: Path | None = None
+    #: one line on what was compared with, or why nothing was
+    baseline_note: str | None = None
 
 
 def _markdown(path: Path, report: ReportContext) -> None:
-    text = render_markdown(report.summary, report.results(), report.links, limit=SUMMARY_LIMIT, changes=report.changes)
+    text = render_markdown(
+        report.summary,
+        report.results(),
+        report.links,
+        limit=SUMMARY_LIMIT,
+        changes=report.changes,
+        baseline_note=report.baseline_note,
+    )
     path.write_text(text, "utf-8", errors="replace")
     os.chmod(path, 0o644)
 
 
 def _html(path: Path, report: ReportContext) -> None:
-    write_html(path, report.summary, report.results, report.changes, report.baseline_label)
+    base = baseline_results(report.baseline_dir) if report.changes is not None else iter(())
+    write_html(path, report.summary, report.results, report.changes, report.baseline_label, base)
 
 
 #: report file name -> the function that writes it
@@ -64,15 +76,22 @@ def write_reports(
     changes: dict[str, dict[str, Any]] | None = None,
     links: Links | None = None,
     baseline_label: str | None = None,
+    baseline_dir: str | Path | None = None,
+    baseline_note: str | None = None,
 ) -> dict[str, Path]:
     """Write every report file into `out`; returns their paths by file name.
 
     `results` may be a function giving a fresh pass over the conversations (e.g. streaming them
-    from conversations.jsonl), so a large run is rendered without holding it in memory.
+    from conversations.jsonl), so a large run is rendered without holding it in memory; so are
+    the base run's, from `baseline_dir`. A run replayed from the base run gets, in `changes`,
+    where each simulation's conversations diverged (`baseline.note_divergence`).
     """
     out = Path(out)
     passes: Results = results if callable(results) else (lambda: results)
-    report = ReportContext(summary, passes, changes, links, baseline_label)
+    if changes is not None:  # a replayed run: where each simulation left the base run's conversations
+        note_divergence(changes, passes())
+    base_dir = Path(baseline_dir) if baseline_dir is not None else None
+    report = ReportContext(summary, passes, changes, links, baseline_label, base_dir, baseline_note)
     written = {}
     for name, render in RENDERERS.items():
         render(out / name, report)

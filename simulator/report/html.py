@@ -15,10 +15,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..known_secrets import scrub
+from ..errors import ConfigError
+from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Summary
+from ..results_reading import result_key
 
 MARKER = "/*__DATA__*/"
+
+
+def _turns(result: ConversationResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "turn_number": t["turn_number"],
+            "actor": t["actor"],
+            "response": t["response"],
+            "latency_ms": t.get("latency_ms"),
+            "error": (error := t.get("error")) and {"reason": error.get("reason"), "message": error.get("message")},
+        }
+        for t in result["conversation"]
+    ]
 
 
 def _conversation(result: ConversationResult) -> dict[str, Any]:
@@ -35,20 +50,22 @@ def _conversation(result: ConversationResult) -> dict[str, Any]:
         "status": evaluation.get("status", "error"),
         "checks": evaluation.get("checks", []),
         "errors": evaluation.get("errors", []),
-        "turns": [
-            {
-                "turn_number": t["turn_number"],
-                "actor": t["actor"],
-                "response": t["response"],
-                "latency_ms": t.get("latency_ms"),
-                "error": (error := t.get("error")) and {"reason": error.get("reason"), "message": error.get("message")},
-            }
-            for t in result["conversation"]
-        ],
+        "turns": _turns(result),
     }
 
 
-def _embed(data: dict[str, Any]) -> str:
+def _base_conversation(result: ConversationResult) -> dict[str, Any]:
+    """What the side-by-side view needs of the base run's conversation with the same key."""
+    meta = result["meta_data"]
+    return {
+        "key": result_key(result),
+        "status": (result.get("evaluation") or {}).get("status", "error"),
+        "stop_reason": meta.get("stop_reason"),
+        "turns": _turns(result),
+    }
+
+
+def _embed(data: Any) -> str:
     """JSON that cannot end the <script> element or open a comment inside it."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -63,11 +80,16 @@ def _pieces(
     results: Iterable[ConversationResult],
     baseline: dict[str, dict[str, Any]] | None,
     baseline_label: str | None,
+    base_results: Iterable[ConversationResult] = (),
 ) -> Iterator[str]:
-    """The page in pieces, one conversation at a time, so a large run never sits in memory whole."""
+    """The page in pieces, one conversation at a time, so a large run never sits in memory whole.
+
+    Base conversations follow, only those paired (same simulation and repeat) with one shown.
+    """
     template = resources.files("simulator.report").joinpath("template.html").read_text("utf-8")
     before, after = template.split(MARKER, 1)
     total = summary.get("totals", {}).get("conversations", 0)
+    keys: set[str] = set()
     shown = 0
     yield before
     head = scrub({"summary": summary, "baseline": baseline or {}, "baseline_label": baseline_label})
@@ -77,8 +99,18 @@ def _pieces(
         if shown >= MAX_CONVERSATIONS:
             break
         yield ("," if shown else "") + _embed(scrub(_conversation(result)))
+        keys.add(result_key(result))
         shown += 1
-    yield f'],"omitted":{max(total - shown, 0)}}}'
+    yield f'],"omitted":{max(total - shown, 0)},"base_conversations":['
+    paired, problem = 0, None
+    try:
+        for result in base_results:
+            if result_key(result) in keys:
+                yield ("," if paired else "") + _embed(scrub(_base_conversation(result)))
+                paired += 1
+    except ConfigError as exc:  # a damaged base file: this run's report still stands
+        problem = scrub_text(str(exc))
+    yield f'],"base_problem":{_embed(problem)}}}'
     yield after
 
 
@@ -96,9 +128,11 @@ def render_html(
     results: Iterable[ConversationResult],
     baseline: dict[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
+    base_results: Iterable[ConversationResult] = (),
 ) -> str:
-    """The report page for `summary` and its conversations (and changes since a baseline)."""
-    return "".join(_pieces(summary, results, baseline, baseline_label))
+    """The report page for `summary` and its conversations (and changes since a baseline, with the
+    base run's conversations to show beside this run's)."""
+    return "".join(_pieces(summary, results, baseline, baseline_label, base_results))
 
 
 def write_html(
@@ -107,12 +141,13 @@ def write_html(
     results: Callable[[], Iterable[ConversationResult]],
     baseline: dict[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
+    base_results: Iterable[ConversationResult] = (),
 ) -> Path:
     """Write the report page streaming; `results()` gives a fresh pass over the conversations."""
     path = Path(path)
     total = summary.get("totals", {}).get("conversations", 0)
     with path.open("w", encoding="utf-8", errors="replace") as handle:
-        for piece in _pieces(summary, _worst_first(results, total), baseline, baseline_label):
+        for piece in _pieces(summary, _worst_first(results, total), baseline, baseline_label, base_results):
             handle.write(piece)
     os.chmod(path, 0o644)
     return path

@@ -16,6 +16,8 @@ from typing import Any
 
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
+from .changes_markdown import changes_section, comparison_summary, vs_base
+from .escape import inline
 
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
@@ -25,18 +27,6 @@ TURN_TEXT_LIMIT = 600
 SHOWN_AT_MOST = 500
 
 ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️", "skipped": "⏭️"}
-_MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
-_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
-
-
-def inline(text: Any, limit: int = 300) -> str:
-    """Untrusted text made safe for a table cell or a sentence."""
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    value = _INLINE_SPECIAL.sub(r"\\\1", value)
-    return _MENTION.sub("@\u2060", value)
 
 
 def code_block(text: str, language: str = "text") -> str:
@@ -62,6 +52,8 @@ class Links:
     artifact_url: str | None = None
     artifact_name: str | None = None
     report_note: str | None = None
+    #: the base run compared with
+    baseline_url: str | None = None
 
 
 def plan_line(run: RunInfo) -> str:
@@ -110,39 +102,6 @@ def gate_section(summary: Summary, title: str = "Conversation simulations") -> s
     return "\n".join(lines)
 
 
-def _delta(change: dict[str, Any] | None) -> str:
-    if not change:
-        return ""
-    if change["change"] == "new":
-        return "new"
-    parts = []
-    rate = change.get("pass_rate_delta")
-    if rate:
-        parts.append(f"{'▲' if rate > 0 else '▼'} {rate:+.0%}")
-    if change["change"] in ("new failure", "fixed"):
-        parts.append(change["change"])
-    p95 = change.get("p95_delta_ms")
-    if p95 and abs(p95) >= 1:
-        parts.append(f"p95 {p95:+,.0f} ms")
-    return ", ".join(parts) or "="
-
-
-def changes_section(changes: dict[str, dict[str, Any]]) -> str:
-    """New failures, fixes and new failing checks since the baseline."""
-    new_failures = [n for n, c in changes.items() if c["change"] == "new failure"]
-    fixed = [n for n, c in changes.items() if c["change"] == "fixed"]
-    lines = []
-    if new_failures:
-        lines.append("**New failures since base:** " + ", ".join(inline(n, 80) for n in new_failures))
-    if fixed:
-        lines.append("**Fixed since base:** " + ", ".join(inline(n, 80) for n in fixed))
-    for name, change in changes.items():
-        if change.get("new_failing_checks"):
-            checks = "; ".join(inline(c, 100) for c in change["new_failing_checks"][:5])
-            lines.append(f"- {inline(name, 80)}: newly failing {checks}")
-    return "\n".join(lines) if lines else "No change in verdicts since base."
-
-
 def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, dict[str, Any]] | None = None) -> str:
     with_base = changes is not None
     rows = [
@@ -159,7 +118,7 @@ def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, 
             f"| {verdict['passes']}/{verdict['runs']} | {verdict['errors']} | {sim['turns']} "
             f"| {_ms(sim['latency_ms']['app_p50'])} | {_ms(sim['latency_ms']['app_p95'])} "
             f"| {sim['tokens']['total_tokens']:,} |"
-            + (f" {_delta(changes.get(name))} |" if changes is not None else "")
+            + (f" {vs_base(changes.get(name))} |" if changes is not None else "")
         )
     if len(items) > max_rows:
         rows.append(f"\n_{len(items) - max_rows} more simulations are in the artifact's summary.json._")
@@ -242,6 +201,8 @@ def _footer(links: Links) -> str:
         items.append(f"[workflow run]({links.run_url})")
     if links.artifact_url:
         items.append(f"[results artifact `{inline(links.artifact_name or 'results', 80)}`]({links.artifact_url})")
+    if links.baseline_url:
+        items.append(f"[base run]({links.baseline_url})")
     if links.report_note:
         items.append(inline(links.report_note, 300))
     return " · ".join(items)
@@ -269,6 +230,27 @@ def _worst(results: Iterable[ConversationResult]) -> tuple[list[ConversationResu
     return shown, count
 
 
+def _head(summary: Summary, changes: dict[str, dict[str, Any]] | None, header: str, note: str | None, room: int) -> str:
+    """Gate and table, or with a baseline: gate, what changed, then the table folded."""
+    parts = [header] if header else []
+    parts.append(gate_section(summary))
+    if changes is None:
+        if note:
+            parts.append(f"> ℹ️ {inline(note, 500)}")
+        parts.append(simulations_table(summary))
+        return "\n\n".join(parts)
+    parts.append(changes_section(changes, note))
+    folded = "\n\n".join(
+        [comparison_summary(changes, len(summary["simulations"])), simulations_table(summary, changes=changes)]
+    )
+    parts.append(folded + "\n\n</details>")
+    head = "\n\n".join(parts)
+    if len(head) > room:  # the folded table goes first: a cut inside it would leave <details> open
+        parts[-1] = "_The table of every simulation is in the artifact's report.md._"
+        head = "\n\n".join(parts)
+    return head
+
+
 def render_markdown(
     summary: Summary,
     results: Iterable[ConversationResult] = (),
@@ -276,22 +258,20 @@ def render_markdown(
     limit: int = COMMENT_LIMIT,
     header: str = "",
     changes: dict[str, dict[str, Any]] | None = None,
+    baseline_note: str | None = None,
 ) -> str:
     """The report, at most `limit` characters: gate, table, links, then as many failures as fit.
 
-    With `changes` (from `baseline.compare`), the table gets a column and a section on what
-    changed since the base run.
+    With `changes` (from `baseline.compare`), what changed since the base run comes first and the
+    table, with a "vs base" column, is folded below it. `baseline_note` is one line on what was
+    compared with, or why nothing was.
     """
     # scrubbed before rendering: escaping (`_` -> `\_`) or a cut would leave a credential unrecognisable
     summary, changes = scrub(summary), scrub(changes)
     links = links or Links()
-    parts = [header] if header else []
-    parts += [gate_section(summary), simulations_table(summary, changes=changes)]
-    if changes is not None:
-        parts.append(changes_section(changes))
     footer = _footer(links)
+    head = _head(summary, changes, header, baseline_note, room=limit - len(footer) - 200)
     bad, bad_count = _worst(results)
-    head = "\n\n".join(parts)
     if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
         head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
     body = [head]

@@ -24,6 +24,13 @@ Parts and routes:
 * Blob storage at ``/blob/<artifact id>?...&sig=...``, the signed upload URL CreateArtifact hands
   out: a single ``PUT`` with ``x-ms-blob-type: BlockBlob``, or Azure's ``comp=block`` /
   ``comp=blocklist`` pair. Errors are Azure-style XML.
+* Artifacts of other workflow runs (:meth:`FakeGitHub.add_run_artifact`), read back through the
+  REST API: ``GET /repos/{owner}/{repo}/actions/artifacts?name=...`` (newest first, paginated like
+  the comments, expired ones included) and ``GET .../actions/artifacts/{id}/zip``, which answers
+  ``302`` to ``/storage/<id>?...&sig=...`` (``410`` when expired). Storage serves the zip and
+  refuses (``400``) any request carrying an ``Authorization`` header, as a signed blob URL does.
+  With :attr:`FakeGitHub.actions_read` false (a token without ``actions: read``), the artifact
+  routes answer ``403``.
 
 Every request is recorded (:attr:`FakeGitHub.requests`), whatever its outcome, before
 :meth:`FakeGitHub.fail_next` faults, auth and validation apply. Standard library only.
@@ -58,6 +65,7 @@ __all__ = [
     "Artifact",
     "FakeGitHub",
     "RecordedRequest",
+    "RunArtifact",
     "make_runtime_token",
     "runtime_token_scope",
 ]
@@ -72,7 +80,10 @@ FORBIDDEN_ARTIFACT_NAME_CHARS = '":<>|*?\r\n\\/'
 _DOCS_URL = "https://docs.github.com/rest"
 _RESULTS_PREFIX = "/results/"
 _BLOB_PREFIX = "/blob/"
+_STORAGE_PREFIX = "/storage/"
 _ISSUE_COMMENTS_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")
+_RUN_ARTIFACTS_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/artifacts$")
+_RUN_ARTIFACT_ZIP_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/artifacts/(\d+)/zip$")
 _COMMENT_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$")
 _TWIRP_STATUS = {
     "canceled": 408,
@@ -231,6 +242,50 @@ class Artifact:
 
 
 @dataclass
+class RunArtifact:
+    """An artifact some earlier workflow run uploaded, as the REST API lists it."""
+
+    id: int
+    name: str
+    content: bytes
+    """The zip the storage URL serves."""
+    head_branch: str
+    head_sha: str
+    run_id: int
+    repository_id: int
+    head_repository_id: int
+    """Differs from :attr:`repository_id` for a run of a fork's pull request."""
+    expired: bool
+    created_at: str
+    signature: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+
+    def listed(self, api_url: str, repository: str) -> dict[str, Any]:
+        """The artifact object of ``GET /repos/{owner}/{repo}/actions/artifacts``."""
+        url = f"{api_url}/repos/{repository}/actions/artifacts/{self.id}"
+        created = datetime.strptime(self.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return {
+            "id": self.id,
+            "node_id": f"MDg6QXJ0aWZhY3Qx{self.id}",
+            "name": self.name,
+            "size_in_bytes": len(self.content),
+            "url": url,
+            "archive_download_url": f"{url}/zip",
+            "expired": self.expired,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "expires_at": (created + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "digest": f"sha256:{hashlib.sha256(self.content).hexdigest()}",
+            "workflow_run": {
+                "id": self.run_id,
+                "repository_id": self.repository_id,
+                "head_repository_id": self.head_repository_id,
+                "head_branch": self.head_branch,
+                "head_sha": self.head_sha,
+            },
+        }
+
+
+@dataclass
 class _Fault:
     path_contains: str
     status: int
@@ -292,6 +347,14 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         """Comments per issue/PR number, in creation order."""
         self.artifacts: dict[str, Artifact] = {}
         """Artifacts by name."""
+        self.repository_id = 1296269
+        """Id of :attr:`repository` in artifacts' ``workflow_run``."""
+        self.actions_read = True
+        """False: the artifact routes answer 403, as for a token without ``actions: read``."""
+        self.run_artifacts: list[RunArtifact] = []
+        """Artifacts of other workflow runs (:meth:`add_run_artifact`), oldest first."""
+        self._next_run_id = 9000
+        self._clock = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
     # -- addresses ---------------------------------------------------------
 
@@ -350,6 +413,45 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         with self._lock:
             return [dict(c) for c in self.comments.get(number, [])]
 
+    def add_run_artifact(
+        self,
+        name: str,
+        files: dict[str, bytes] | None = None,
+        *,
+        content: bytes | None = None,
+        branch: str = "main",
+        sha: str | None = None,
+        run_id: int | None = None,
+        expired: bool = False,
+        fork: bool = False,
+    ) -> RunArtifact:
+        """An artifact of an earlier run, newer than every one added before: the zip of ``files``
+        (or ``content`` as is); ``fork`` makes it a run of a fork's branch of that name."""
+        if content is None:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path, data in (files or {}).items():
+                    archive.writestr(path, data)
+            content = buffer.getvalue()
+        with self._lock:
+            self._next_artifact_id += 1
+            self._next_run_id += 1
+            self._clock += timedelta(minutes=5)
+            artifact = RunArtifact(
+                id=self._next_artifact_id,
+                name=name,
+                content=content,
+                head_branch=branch,
+                head_sha=sha or secrets.token_hex(20),
+                run_id=run_id or self._next_run_id,
+                repository_id=self.repository_id,
+                head_repository_id=self.repository_id + 1 if fork else self.repository_id,
+                expired=expired,
+                created_at=self._clock.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+            self.run_artifacts.append(artifact)
+        return artifact
+
     def fail_next(
         self, path_contains: str, status: int, times: int = 1, headers: dict[str, str] | None = None
     ) -> FakeGitHub:
@@ -387,6 +489,16 @@ class FakeGitHub(LocalServer[RecordedRequest]):
     def blob_requests(self) -> list[RecordedRequest]:
         """Recorded requests to blob storage."""
         return self._select(lambda r: r.service == "blob")
+
+    @property
+    def storage_requests(self) -> list[RecordedRequest]:
+        """Recorded requests to artifact storage (the ``/zip`` redirects' target)."""
+        return self._select(lambda r: r.service == "storage")
+
+    @property
+    def artifact_list_requests(self) -> list[RecordedRequest]:
+        """Recorded ``GET .../actions/artifacts`` requests."""
+        return self._select(lambda r: r.service == "api" and bool(_RUN_ARTIFACTS_RE.match(r.route)))
 
     @property
     def comment_posts(self) -> list[RecordedRequest]:
@@ -488,6 +600,8 @@ class _Handler(LocalHandler):
                 self._handle_results(fake, request, json_ok)
             elif service == "blob":
                 self._handle_blob(fake, request)
+            elif service == "storage":
+                self._handle_storage(fake, request)
             else:
                 self._send_json(404, {"message": "Not Found", "documentation_url": _DOCS_URL})
         except Exception as exc:  # a bug in the fake: report it and answer 500
@@ -498,6 +612,8 @@ class _Handler(LocalHandler):
         prefix = self.server.fake.api_prefix
         if path.startswith(_BLOB_PREFIX):
             return "blob", path[len(_BLOB_PREFIX) :]
+        if path.startswith(_STORAGE_PREFIX):
+            return "storage", path[len(_STORAGE_PREFIX) :]
         if path.startswith(_RESULTS_PREFIX):
             rest = path[len(_RESULTS_PREFIX) :]
             if rest.startswith(ARTIFACT_SERVICE_PATH):
@@ -537,6 +653,17 @@ class _Handler(LocalHandler):
             self._api_error(403, "Resource not accessible by integration")
             return
         route = request.route
+        artifacts_match = _RUN_ARTIFACTS_RE.match(route) or _RUN_ARTIFACT_ZIP_RE.match(route)
+        if artifacts_match is not None:
+            if f"{artifacts_match[1]}/{artifacts_match[2]}".lower() != fake.repository.lower() or method != "GET":
+                self._api_error(404, "Not Found")
+            elif not fake.actions_read:
+                self._api_error(403, "Resource not accessible by integration")
+            elif artifacts_match.re is _RUN_ARTIFACTS_RE:
+                self._list_run_artifacts(fake, request)
+            else:
+                self._redirect_to_storage(fake, int(artifacts_match[3]))
+            return
         list_match = _ISSUE_COMMENTS_RE.match(route)
         item_match = _COMMENT_RE.match(route)
         match = list_match or item_match
@@ -570,22 +697,7 @@ class _Handler(LocalHandler):
             comments = [dict(c) for c in fake.comments.get(number, [])]
         last = max(1, -(-len(comments) // per_page))
         items = comments[(page - 1) * per_page : page * per_page]
-        links: list[tuple[int, str]] = []
-        if page > 1:
-            links.append((page - 1, "prev"))
-        if page < last:
-            links += [(page + 1, "next"), (last, "last")]
-        if page > 1:
-            links.append((1, "first"))
-        headers: dict[str, str] = {}
-        if links:
-            base = fake.api_url + request.route
-            parts = []
-            for target_page, rel in links:
-                query = {**request.query, "per_page": str(per_page), "page": str(target_page)}
-                parts.append(f'<{base}?{urlencode(query)}>; rel="{rel}"')
-            headers["Link"] = ", ".join(parts)
-        self._send_json(200, items, headers)
+        self._send_json(200, items, self._link_header(fake, request, page, last, per_page))
 
     def _validate_comment_body(self, body: Any) -> bool:
         """Answer 422 and return False when ``body`` has no acceptable ``body`` field."""
@@ -633,6 +745,66 @@ class _Handler(LocalHandler):
             self._send(204, b"", "application/json")
         else:
             self._send_json(200, snapshot)
+
+    # -- artifacts of other runs ------------------------------------------------------
+
+    def _list_run_artifacts(self, fake: FakeGitHub, request: RecordedRequest) -> None:
+        per_page = _int_param(request.query.get("per_page"), 30)
+        per_page = 30 if per_page < 1 else min(per_page, 100)
+        page = max(1, _int_param(request.query.get("page"), 1))
+        name = request.query.get("name")
+        with fake._lock:
+            matching = [a for a in fake.run_artifacts if name is None or a.name == name]
+        matching.sort(key=lambda a: (a.created_at, a.id), reverse=True)  # newest first
+        items = [a.listed(fake.api_url, fake.repository) for a in matching[(page - 1) * per_page : page * per_page]]
+        headers = self._link_header(fake, request, page, max(1, -(-len(matching) // per_page)), per_page)
+        self._send_json(200, {"total_count": len(matching), "artifacts": items}, headers)
+
+    def _link_header(
+        self, fake: FakeGitHub, request: RecordedRequest, page: int, last: int, per_page: int
+    ) -> dict[str, str]:
+        links: list[tuple[int, str]] = []
+        if page > 1:
+            links.append((page - 1, "prev"))
+        if page < last:
+            links += [(page + 1, "next"), (last, "last")]
+        if page > 1:
+            links.append((1, "first"))
+        if not links:
+            return {}
+        base = fake.api_url + request.route
+        parts = []
+        for target_page, rel in links:
+            query = {**request.query, "per_page": str(per_page), "page": str(target_page)}
+            parts.append(f'<{base}?{urlencode(query)}>; rel="{rel}"')
+        return {"Link": ", ".join(parts)}
+
+    def _redirect_to_storage(self, fake: FakeGitHub, artifact_id: int) -> None:
+        with fake._lock:
+            artifact = next((a for a in fake.run_artifacts if a.id == artifact_id), None)
+        if artifact is None:
+            self._api_error(404, "Not Found")
+        elif artifact.expired:
+            self._api_error(410, "Artifact has expired")
+        else:
+            expiry = (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            query = urlencode({"sv": "2023-11-03", "se": expiry, "sr": "b", "sp": "r", "sig": artifact.signature})
+            location = f"{fake.url}{_STORAGE_PREFIX}{artifact.id}?{query}"
+            self._send(302, b"", "text/html", {"Location": location})
+
+    def _handle_storage(self, fake: FakeGitHub, request: RecordedRequest) -> None:
+        with fake._lock:
+            artifact = next((a for a in fake.run_artifacts if str(a.id) == request.route), None)
+        if request.method != "GET":
+            self._blob_error(405, "UnsupportedHttpVerb", f"The resource doesn't support {request.method}.")
+        elif "authorization" in request.headers:
+            message = "Only one authentication mechanism is allowed: the signature in the URL, no Authorization."
+            self._blob_error(400, "InvalidAuthenticationInfo", message)
+        elif artifact is None or request.query.get("sig") != artifact.signature:
+            message = "Server failed to authenticate the request (unknown blob or bad signature)."
+            self._blob_error(403, "AuthenticationFailed", message)
+        else:
+            self._send(200, artifact.content, "application/zip")
 
     # -- results service (Twirp) --------------------------------------------------
 

@@ -1,0 +1,131 @@
+"""What changed since the base run, in Markdown: regressions first, each move with the counts
+behind it, and a move the counts cannot tell from chance named "within noise"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .escape import inline
+
+#: how a simulation moved since the base run (`baseline.compare`), as shown in the comment
+MOVES = {
+    "regressed": "📉 regressed",
+    "improved": "📈 improved",
+    "within noise": "〰️ within noise",
+    "unchanged": "unchanged",
+    "new": "🆕 new",
+    "removed": "removed",
+}
+
+
+def _counts(side: dict[str, Any]) -> str:
+    errors = f" +{side['errors']} errors" if side.get("errors") else ""
+    return f"{side['passes']}/{side['passes'] + side['failures']}{errors}"
+
+
+def _p(value: float | None) -> str:
+    return "" if value is None else ("p < 0.001" if value < 0.001 else f"p = {value:.3f}")
+
+
+#: a latency moved when it changed by at least this many milliseconds and this share of the base's
+LATENCY_MOVE_MS, LATENCY_MOVE_SHARE = 5.0, 0.10
+
+
+def _figures(change: dict[str, Any]) -> list[str]:
+    """Latency and turns, base → head, where they moved (latency: by ≥ 5 ms and ≥ 10%), and where
+    a replay of the base run's users first got a different app reply."""
+    base, head = change["base"], change["head"]
+    parts = []
+    for key, label in (("p50_ms", "p50"), ("p95_ms", "p95")):
+        before, now = base.get(key), head.get(key)
+        if before is None or now is None:
+            continue
+        if abs(now - before) >= max(LATENCY_MOVE_MS, LATENCY_MOVE_SHARE * before):
+            parts.append(f"{label} {before:,.0f} → {now:,.0f} ms")
+    before, now = base.get("turns_per_conversation"), head.get("turns_per_conversation")
+    if before is not None and now is not None and before != now:
+        parts.append(f"turns/conversation {before:g} → {now:g}")
+    replay = change.get("replay")
+    if replay and replay.get("first_diverged_at_turn") is not None:
+        parts.append(
+            f"replay diverged at turn {replay['first_diverged_at_turn']} "
+            f"({replay['diverged']} of {replay['conversations']} conversations)"
+        )
+    elif replay:
+        parts.append(f"replay identical ({replay['conversations']} conversations)")
+    return parts
+
+
+def vs_base(change: dict[str, Any] | None) -> str:
+    """The "vs base" cell: the move, the counts behind it, and latency or turns that changed."""
+    if not change:
+        return ""
+    move = MOVES.get(change["verdict"], change["verdict"])
+    if "base" not in change or "head" not in change:
+        return move
+    p_value = _p(change.get("p_value"))
+    counts = f"{_counts(change['base'])} → {_counts(change['head'])}" + (f", {p_value}" if p_value else "")
+    return " · ".join([f"{move} ({counts})", *_figures(change)])
+
+
+def _more(items: list[str], shown: int) -> str:
+    return f" and {len(items) - shown} more" if len(items) > shown else ""
+
+
+def _lead_line(name: str, change: dict[str, Any]) -> str:
+    p_value = _p(change.get("p_value"))
+    parts = [f"{_counts(change['base'])} → {_counts(change['head'])} passed" + (f" ({p_value})" if p_value else "")]
+    parts += _figures(change)
+    if change.get("new_failing_checks"):
+        parts.append("newly failing: " + "; ".join(inline(c, 100) for c in change["new_failing_checks"][:5]))
+    return f"- **{inline(name, 80)}**: " + " · ".join(parts)
+
+
+def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None) -> str:
+    """What changed since the base run, regressions first; moves within noise are named as such."""
+    by_move: dict[str, list[str]] = {}
+    for name, change in changes.items():
+        by_move.setdefault(change["verdict"], []).append(name)
+    lines = ["### What changed since base"] + ([inline(note, 500)] if note else [])
+    if by_move.get("regressed") or by_move.get("improved"):
+        lines.append("_Regressed or improved: pass/fail counts differ beyond chance (Fisher's exact test, p < 0.05)._")
+    for move, title in (("regressed", "📉 Regressed"), ("improved", "📈 Improved")):
+        names = sorted(by_move.get(move, []), key=lambda n: changes[n].get("p_value") or 0)
+        if names:
+            lines += ["", f"**{title}** ({len(names)}):"]
+            lines += [_lead_line(name, changes[name]) for name in names]
+    others = [
+        f"**{title}:** " + ", ".join(inline(n, 80) for n in by_move[move][:20]) + _more(by_move[move], 20)
+        for move, title in (("new", "New"), ("removed", "Removed"))
+        if by_move.get(move)
+    ]
+    flipped = [
+        f"{inline(name, 80)} {inline(change['status_before'], 20)} → {inline(change['head']['status'], 20)} "
+        f"({_counts(change['base'])} → {_counts(change['head'])})"
+        for name, change in changes.items()
+        if change["verdict"] in ("within noise", "unchanged")
+        and change["status_before"] is not None
+        and change["change"] not in ("same", "new", "removed")
+    ]
+    if flipped:
+        others.append(
+            "**Verdict flipped, within noise:** "
+            + "; ".join(flipped[:20])
+            + _more(flipped, 20)
+            + " — too few conversations to tell a change from chance (`repeat` the simulation to know)"
+        )
+    if others:
+        lines += ["", *others]
+    if not (by_move.get("regressed") or by_move.get("improved") or others):
+        counts = ", ".join(f"{len(by_move[m])} {m}" for m in ("within noise", "unchanged") if by_move.get(m))
+        lines += ["", "Nothing changed beyond noise" + (f" ({counts})." if counts else ".")]
+    return "\n".join(lines)
+
+
+def comparison_summary(changes: dict[str, dict[str, Any]], count: int) -> str:
+    """The line a folded table of every simulation opens with: how many moved which way."""
+    moves: dict[str, int] = {}
+    for change in changes.values():
+        moves[change["verdict"]] = moves.get(change["verdict"], 0) + 1
+    tally = " · ".join(f"{moves[m]} {m}" for m in MOVES if moves.get(m))
+    return f"<details><summary>All {count} simulations, vs base: {tally}</summary>"

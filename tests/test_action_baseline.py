@@ -1,0 +1,259 @@
+"""`baseline: auto` end to end: `entrypoint.py` run as the runner runs it, against a fake GitHub
+holding artifacts of earlier runs (helpers from tests/test_action.py).
+
+A run on `push` to main leaves the results artifact; a pull request's run finds the newest live
+one of this repository's main among expired ones, a fork's branch named main, other branches and
+pages of listing, downloads it through the storage redirect without the token, and comments
+what changed. Whatever stands in the way is one line in the comment, never a failed job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.servers.github_api import FakeGitHub, RunArtifact, make_runtime_token
+from tests.test_action import PR, ActionRun, make_workspace, run_entrypoint
+from tests.test_safe_unzip import forge_size
+
+APP = """\
+BROKEN = {broken}
+FIXED = {fixed}
+CALLS = []
+
+
+def respond(question, conversation_history, meta_data):
+    CALLS.append(question)
+    if "flaky" in question:
+        flaky = [q for q in CALLS if "flaky" in q]
+        return "no" if len(flaky) <= {flaky_fails} else "ok"
+    if "broken" in question:
+        return "no, never" if BROKEN else "ok, done"
+    if "fixed" in question:
+        return "ok, fixed" if FIXED else "no"
+    return "ok"
+"""
+
+MANIFEST = """\
+version: 1
+target: {callback: 'app.py:respond'}
+gate: {min_pass_rate: 0.1}
+simulations:
+  - {name: steady, persona: jane, task: t, repeat: 4, turns: ['hello'], expect: {contains: ok}}
+  - {name: broken, persona: jane, task: t, repeat: 5, turns: ['broken question', 'broken, go on'], expect: {contains: ok}}
+  - {name: fixed, persona: walter, task: t, repeat: 5, turns: ['fixed question'], expect: {contains: ok}}
+  - {name: flaky, persona: alex, task: t, repeat: 4, turns: ['flaky question'], expect: {contains: ok}}
+"""
+BASE_APP = {"broken": 0, "fixed": 0, "flaky_fails": 1}
+HEAD_APP = {"broken": 1, "fixed": 1, "flaky_fails": 2}
+
+
+@pytest.fixture
+def gh():
+    with FakeGitHub() as server:
+        yield server
+
+
+def write_event(folder: Path, event: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{event}-event.json"
+    repo = {"full_name": "octo-org/octo-repo"}
+    payload = (
+        {
+            "pull_request": {
+                "number": PR,
+                "head": {"ref": "feature", "repo": repo},
+                "base": {"ref": "main", "repo": repo},
+            }
+        }
+        if event == "pull_request"
+        else {"ref": "refs/heads/main"}
+    )
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def run_action(
+    tmp_path: Path,
+    gh: FakeGitHub,
+    app: dict[str, int],
+    inputs: dict[str, str] | None = None,
+    event: str = "pull_request",
+) -> ActionRun:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    workspace = make_workspace(tmp_path, MANIFEST)
+    (workspace / ".github" / "app.py").write_text(APP.format(**app))
+    (tmp_path / "tmp").mkdir(exist_ok=True)  # the container's temporary folder: the download goes there
+    env = {
+        "GITHUB_EVENT_NAME": event,
+        "GITHUB_EVENT_PATH": str(write_event(tmp_path / "events", event)),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
+    if event == "pull_request":
+        env["GITHUB_BASE_REF"] = "main"
+    return run_entrypoint(tmp_path, workspace, gh, {"concurrency": "1", **(inputs or {})}, env)
+
+
+def base_run_artifact(tmp_path: Path, gh: FakeGitHub) -> RunArtifact:
+    """A push to main runs the action, which uploads the results artifact; it becomes a run artifact."""
+    push = run_action(tmp_path / "push", gh, BASE_APP, event="push")
+    assert push.code == 0, push.stdout + push.stderr
+    assert "No baseline: not a pull request (push): nothing to compare with." in push.step_summary
+    uploaded = gh.artifacts.pop("simulation-results")
+    gh.runtime_token = make_runtime_token("run-backend-2", "job-backend-2")  # the next run is another run
+    return gh.add_run_artifact("simulation-results", content=uploaded.content, branch="main")
+
+
+def comment(gh: FakeGitHub) -> str:
+    (posted,) = [c["body"] for c in gh.comments_on(PR)]
+    return posted
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_pull_request_compares_with_the_newest_live_artifact_of_its_base_branch(
+    tmp_path: Path, gh: FakeGitHub
+) -> None:
+    stale = gh.add_run_artifact("simulation-results", {"summary.json": b'{"simulations": {"stale": {}}}'})
+    good = base_run_artifact(tmp_path, gh)
+    for i in range(120):  # newer artifacts of other branches push the right one to the listing's second page
+        gh.add_run_artifact("simulation-results", {"summary.json": b"{}"}, branch=f"feature-{i}")
+    gh.add_run_artifact("other-results", {"summary.json": b"{}"})
+    expired = gh.add_run_artifact("simulation-results", {"summary.json": b"{}"}, expired=True)
+    fork = gh.add_run_artifact("simulation-results", {"summary.json": b'{"simulations": {}}'}, fork=True)
+
+    run = run_action(tmp_path / "pr", gh, HEAD_APP)
+    assert run.code == 0, run.stdout + run.stderr
+    body = comment(gh)
+    lead, folded = body.split("<details><summary>All 4 simulations", 1)
+    assert f"Compared with artifact simulation-results of run {good.run_id} on main (commit {good.head_sha[:7]}" in lead
+    assert "- **broken**: 5/5 → 0/5 passed (p = 0.008)" in lead and "- **fixed**: 0/5 → 5/5 passed (p = 0.008)" in lead
+    assert lead.index("📉 Regressed") < lead.index("📈 Improved") and "flaky" not in lead
+    assert "| flaky |" in folded and "〰️ within noise (3/4 → 2/4, p = 1.000)" in folded
+    assert f"[base run]({gh.server_url}/octo-org/octo-repo/actions/runs/{good.run_id})" in body
+    assert "What changed since base" in run.step_summary
+
+    pages = [r.query.get("page", "1") for r in gh.artifact_list_requests]
+    assert pages == ["1", "2"] and all(r.query["name"] == "simulation-results" for r in gh.artifact_list_requests)
+    zips = [r.route for r in gh.api_requests if r.route.endswith("/zip")]
+    assert zips == [f"/repos/octo-org/octo-repo/actions/artifacts/{good.id}/zip"]
+    assert all(str(a.id) not in "".join(zips) for a in (stale, expired, fork))
+    (download,) = gh.storage_requests
+    assert download.route == str(good.id) and "authorization" not in download.headers
+
+    html = (run.workspace / "simulation-results" / "report.html").read_text()
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', html, re.DOTALL).group(1))  # type: ignore[union-attr]
+    assert len(data["base_conversations"]) == 18 and data["baseline"]["broken"]["verdict"] == "regressed"
+    assert not list((tmp_path / "pr" / "tmp").iterdir())  # the downloaded baseline is removed
+    uploaded = gh.artifacts["simulation-results"].files()  # this run's artifact holds this run only
+    assert set(uploaded) == {"plan.json", "conversations.jsonl", "summary.json", "report.md", "report.html"}
+    assert len(uploaded["conversations.jsonl"].splitlines()) == 18
+
+
+def test_without_actions_read_the_comment_says_why_and_the_run_goes_on(tmp_path: Path, gh: FakeGitHub) -> None:
+    gh.add_run_artifact("simulation-results", {"summary.json": b'{"simulations": {}}'})
+    gh.actions_read = False
+    run = run_action(tmp_path, gh, HEAD_APP)
+    assert run.code == 0, run.stdout + run.stderr
+    line = (
+        "No baseline: listing the artifacts: the token may not read this repository's artifacts (HTTP 403); "
+        "add actions: read to the job's permissions."
+    )
+    assert f"> ℹ️ {line}" in comment(gh) and line in run.step_summary
+    assert f"::warning title=No baseline::{line}" in run.stdout
+    assert "vs base" not in comment(gh) and not gh.storage_requests
+    assert run.outputs["verdict"] == "pass" and run.outputs["artifact-id"]
+
+
+def test_no_base_artifact_only_a_fork_one_or_baseline_none(tmp_path: Path, gh: FakeGitHub) -> None:
+    gh.add_run_artifact("simulation-results", {"summary.json": b'{"simulations": {}}'}, fork=True)
+    gh.add_run_artifact("simulation-results", {"summary.json": b'{"simulations": {}}'}, branch="release")
+    run = run_action(tmp_path / "auto", gh, HEAD_APP)
+    assert run.code == 0, run.stdout + run.stderr
+    assert (
+        "> ℹ️ No baseline: no artifact simulation-results from a run on main of this repository yet (or they "
+        "expired); the workflow must also run on push to main to leave one." in comment(gh)
+    )
+    assert not gh.storage_requests and len(gh.artifact_list_requests) == 1
+
+    gh.reset()
+    gh.comments.clear()
+    gh.artifacts.clear()
+    none = run_action(tmp_path / "none", gh, HEAD_APP, {"baseline": "none"})
+    assert none.code == 0 and "baseline" not in comment(gh).lower() and not gh.artifact_list_requests
+
+
+def test_a_folder_baseline_still_works(tmp_path: Path, gh: FakeGitHub) -> None:
+    push = run_action(tmp_path / "push", gh, BASE_APP, event="push")
+    gh.artifacts.clear()
+    workspace = make_workspace(tmp_path / "pr", MANIFEST)
+    (workspace / "base").mkdir()
+    for name in ("summary.json", "conversations.jsonl"):
+        (workspace / "base" / name).write_bytes((push.workspace / "simulation-results" / name).read_bytes())
+    (workspace / ".github" / "app.py").write_text(APP.format(**HEAD_APP))
+    env = {"GITHUB_EVENT_PATH": str(write_event(tmp_path / "events", "pull_request")), "GITHUB_BASE_REF": "main"}
+    run = run_entrypoint(tmp_path / "pr", workspace, gh, {"baseline": "base", "concurrency": "1"}, env)
+    assert run.code == 0, run.stdout + run.stderr
+    assert "Compared with base." in comment(gh) and "- **broken**: 5/5 → 0/5 passed" in comment(gh)
+    assert not gh.artifact_list_requests
+
+
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (zip_of({"summary.json": b"{}", "../escape.txt": b"pwned"}), "member '../escape.txt' would be written outside"),
+        (
+            forge_size(zip_of({"summary.json": b"{}", "conversations.jsonl": b"x"}), "conversations.jsonl", 3 << 30),
+            "it unpacks to 3,221,225,474 bytes, more than the 2,147,483,648 allowed",
+        ),
+    ],
+    ids=["zip-slip", "oversized"],
+)
+def test_an_unsafe_archive_is_refused_with_a_line_in_the_comment(
+    tmp_path: Path, gh: FakeGitHub, archive: bytes, reason: str
+) -> None:
+    bad = gh.add_run_artifact("simulation-results", content=archive)
+    run = run_action(tmp_path, gh, HEAD_APP)
+    assert run.code == 0, run.stdout + run.stderr
+    line = next(line for line in comment(gh).splitlines() if line.startswith("> ℹ️ No baseline:"))
+    assert f"artifact simulation-results of run {bad.run_id} on main" in line and "was refused" in line
+    assert reason in line
+    assert "::warning title=No baseline::" in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert not list(tmp_path.rglob("escape.txt")) and not list((tmp_path / "tmp").iterdir())
+    assert run.outputs["verdict"] == "pass"
+
+
+def test_shards_are_compared_once_by_the_merge_job_with_the_merged_artifact(tmp_path: Path, gh: FakeGitHub) -> None:
+    good = base_run_artifact(tmp_path, gh)
+    gh.add_run_artifact("simulation-results-shard-1", {"summary.json": b'{"simulations": {}}'})
+    folders = []
+    for i in (1, 2):
+        shard = run_action(tmp_path / f"shard{i}", gh, HEAD_APP, {"shard": f"{i}/2", "comment": "never"})
+        assert shard.code == 0, shard.stdout + shard.stderr
+        assert "No baseline: a shard is not compared on its own" in shard.step_summary
+        folders.append(shard.workspace / "simulation-results")
+    assert not gh.artifact_list_requests
+    final = make_workspace(tmp_path / "merge", MANIFEST)
+    (final / ".github" / "app.py").write_text(APP.format(**HEAD_APP))
+    for i, folder in enumerate(folders, 1):
+        for file in folder.iterdir():
+            (final / "shards" / str(i)).mkdir(parents=True, exist_ok=True)
+            (final / "shards" / str(i) / file.name).write_bytes(file.read_bytes())
+    env = {"GITHUB_EVENT_PATH": str(write_event(tmp_path / "events", "pull_request")), "GITHUB_BASE_REF": "main"}
+    gh.runtime_token = make_runtime_token("run-backend-3", "job-backend-3")
+    merged = run_entrypoint(tmp_path / "merge", final, gh, {"merge": "shards/1\nshards/2"}, env)
+    assert merged.code == 0, merged.stdout + merged.stderr
+    assert f"Compared with artifact simulation-results of run {good.run_id} on main" in comment(gh)
+    assert "- **broken**: 5/5 → 0/5 passed (p = 0.008)" in comment(gh)
+    assert [r.query["name"] for r in gh.artifact_list_requests] == ["simulation-results"]

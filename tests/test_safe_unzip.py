@@ -1,0 +1,128 @@
+"""Unpacking an artifact nobody vouches for: every member is checked before anything is written."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from simulator.github.safe_unzip import UnsafeArchive, ZipLimits, declared_entries, extract
+
+
+def make_zip(members: dict[str, bytes], *, symlinks: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return buffer.getvalue()
+
+
+def forge_size(data: bytes, name: str, size: int) -> bytes:
+    """The archive with `name`'s uncompressed size rewritten in its local and central headers: an
+    archive that claims to unpack to `size` bytes (or lies that it unpacks to fewer)."""
+    forged = bytearray(data)
+    encoded = name.encode()
+    at = 0
+    while (at := forged.find(b"PK\x03\x04", at)) >= 0:  # local headers: size at 22, name at 30
+        (length,) = struct.unpack_from("<H", forged, at + 26)
+        if forged[at + 30 : at + 30 + length] == encoded:
+            struct.pack_into("<I", forged, at + 22, size)
+        at += 4
+    at = 0
+    while (at := forged.find(b"PK\x01\x02", at)) >= 0:  # central directory: size at 24, name at 46
+        (length,) = struct.unpack_from("<H", forged, at + 28)
+        if forged[at + 46 : at + 46 + length] == encoded:
+            struct.pack_into("<I", forged, at + 24, size)
+        at += 4
+    return bytes(forged)
+
+
+RESULTS = {"summary.json": b'{"simulations": {}}', "conversations.jsonl": b"", "report.html": b"<html>"}
+
+
+def test_only_the_wanted_files_are_written(tmp_path: Path) -> None:
+    archive = tmp_path / "artifact.zip"
+    archive.write_bytes(make_zip(RESULTS))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    written = extract(archive, dest, wanted={"summary.json", "conversations.jsonl"})
+    assert sorted(written) == ["conversations.jsonl", "summary.json"]
+    assert sorted(p.name for p in dest.iterdir()) == ["conversations.jsonl", "summary.json"]
+    assert (dest / "summary.json").read_bytes() == RESULTS["summary.json"]
+    assert stat.S_IMODE((dest / "summary.json").stat().st_mode) & 0o022 == 0
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt", "..\\evil.txt", "C:evil.txt", "ok/../../../x"]
+)
+def test_a_member_escaping_the_folder_refuses_the_whole_archive(tmp_path: Path, name: str) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchive, match="would be written outside the folder"):
+        extract(make_zip({"summary.json": b"{}", name: b"pwned"}), dest)
+    assert list(dest.iterdir()) == [] and not list(tmp_path.rglob("evil.txt"))
+
+
+def test_symbolic_links_are_refused(tmp_path: Path) -> None:
+    data = make_zip({"summary.json": b"{}"}, symlinks={"conversations.jsonl": "/etc/passwd"})
+    with pytest.raises(UnsafeArchive, match="'conversations.jsonl' is a symbolic link"):
+        extract(data, tmp_path, wanted={"summary.json"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_link_in_the_destination_is_never_written_through(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.symlink(outside, dest / "summary.json")
+    with pytest.raises(UnsafeArchive):
+        extract(make_zip({"summary.json": b"pwned"}), dest)
+    assert outside.read_text() == "keep"
+
+
+def test_file_count_and_unpacked_size_limits(tmp_path: Path) -> None:
+    many = make_zip({f"f{i}.txt": b"" for i in range(20)})
+    assert declared_entries(io.BytesIO(many)) == 20
+    with pytest.raises(UnsafeArchive, match="it holds 20 entries, more than the 10 allowed"):
+        extract(many, tmp_path, limits=ZipLimits(max_files=10))
+    big = make_zip({"conversations.jsonl": b"x" * 5000})
+    with pytest.raises(UnsafeArchive, match="it unpacks to 5,000 bytes, more than the 4,096 allowed"):
+        extract(big, tmp_path, limits=ZipLimits(max_unpacked_bytes=4096))
+    claims = forge_size(make_zip({"conversations.jsonl": b"x" * 10}), "conversations.jsonl", 3 * 1024**3)
+    with pytest.raises(UnsafeArchive, match=r"it unpacks to 3,221,225,472 bytes, more than the 2,147,483,648 allowed"):
+        extract(claims, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_member_larger_than_its_header_says_is_refused(tmp_path: Path) -> None:
+    lying = forge_size(make_zip({"summary.json": b"{" + b" " * 10_000 + b"}"}), "summary.json", 10)
+    with pytest.raises(UnsafeArchive, match="not a readable zip file"):  # zipfile stops at 10 bytes: bad CRC
+        extract(lying, tmp_path)
+
+
+def test_encrypted_duplicate_and_damaged_archives(tmp_path: Path) -> None:
+    encrypted = bytearray(make_zip({"summary.json": b"{}"}))
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = encrypted.find(signature)
+        encrypted[at + flag_at] |= 0x1
+    with pytest.raises(UnsafeArchive, match="'summary.json' is encrypted"):
+        extract(bytes(encrypted), tmp_path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("summary.json", b"{}")
+        archive.writestr("summary.json", b"{}")
+    with pytest.raises(UnsafeArchive, match="'summary.json' appears twice"):
+        extract(buffer.getvalue(), tmp_path)
+    with pytest.raises(UnsafeArchive, match="not a readable zip file"):
+        extract(b"<html>not found</html>", tmp_path)
+    assert list(tmp_path.iterdir()) == []
