@@ -257,3 +257,56 @@ def test_shards_are_compared_once_by_the_merge_job_with_the_merged_artifact(tmp_
     assert f"Compared with artifact simulation-results of run {good.run_id} on main" in comment(gh)
     assert "- **broken**: 5/5 → 0/5 passed (p = 0.008)" in comment(gh)
     assert [r.query["name"] for r in gh.artifact_list_requests] == ["simulation-results"]
+
+
+LLM_MANIFEST = """\
+version: 1
+target: {{callback: 'app.py:respond'}}
+user: {{model: sim-user, endpoint: '{endpoint}'}}
+simulations:
+  - {{name: order, persona: jane, task: Ask when order 5 ships, repeat: 2, max_turns: 6, expect: {{contains: ships}}}}
+"""
+LLM_APP = "def respond(question, conversation_history, meta_data):\n    return 'It ships tomorrow.'\n"
+
+
+def test_a_pull_requests_run_replays_the_base_runs_users(tmp_path: Path, gh: FakeGitHub, llm) -> None:
+    """With the base artifact found, the PR run plays the same user messages again: an unchanged app
+    costs no user-model call and the comparison is of the app alone."""
+    llm.default = lambda request: "When does order 5 ship?" if len(request.messages) < 4 else "Thanks! ###STOP###"
+    manifest = LLM_MANIFEST.format(endpoint=llm.openai_base_url)
+
+    def run(folder: str, event: str, inputs: dict[str, str] | None = None) -> ActionRun:
+        path = tmp_path / folder
+        path.mkdir()
+        workspace = make_workspace(path, manifest)
+        (workspace / ".github" / "app.py").write_text(LLM_APP)
+        (path / "tmp").mkdir()
+        env = {
+            "GITHUB_EVENT_NAME": event,
+            "GITHUB_EVENT_PATH": str(write_event(path / "events", event)),
+            "TMPDIR": str(path / "tmp"),
+        }
+        if event == "pull_request":
+            env["GITHUB_BASE_REF"] = "main"
+        keys = {"concurrency": "1", "openai-api-key": "sk-user-model-key", **(inputs or {})}
+        return run_entrypoint(path, workspace, gh, keys, env)
+
+    push = run("push", "push")
+    assert push.code == 0, push.stdout + push.stderr
+    base_calls = len(llm.chat_requests)
+    assert base_calls == 4  # 2 conversations x 2 user messages
+    uploaded = gh.artifacts.pop("simulation-results")
+    gh.runtime_token = make_runtime_token("run-backend-2", "job-backend-2")
+    gh.add_run_artifact("simulation-results", content=uploaded.content, branch="main")
+
+    pr = run("pr", "pull_request")
+    assert pr.code == 0, pr.stdout + pr.stderr
+    assert len(llm.chat_requests) == base_calls  # replayed: no user-model call at all
+    assert "Replaying the user messages of 2 base conversation(s)" in pr.stdout
+    summary = json.loads((tmp_path / "pr" / "workspace" / "simulation-results" / "summary.json").read_text())
+    assert summary["run"]["replay"]["identical"] == 2 and summary["run"]["replay"]["llm_calls_saved"] == 4
+
+    gh.runtime_token = make_runtime_token("run-backend-3", "job-backend-3")
+    live = run("live", "pull_request", {"replay": "false"})
+    assert live.code == 0, live.stdout + live.stderr
+    assert len(llm.chat_requests) == base_calls + 4  # replay: false plays every conversation live

@@ -26,6 +26,7 @@ from ..manifest import Manifest, load_manifest
 from ..pipeline import RunSettings, run_manifest
 from ..plan import Job, parse_shard
 from ..records import ConversationResult, Summary
+from ..replay import ReplayBook
 from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, compare, render_markdown, write_reports
 from ..results_folder import RESULTS_FILE, iter_results
 from ..shards import merge_results
@@ -52,7 +53,9 @@ def _print_progress(job: Job, result: ConversationResult) -> None:
     print(f"{job.key}: {status} ({meta['stop_reason']} after {meta['turn_count']} turns)", flush=True)
 
 
-def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[Summary, Manifest | None, int]:
+def _run(
+    inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str], base: Baseline
+) -> tuple[Summary, Manifest | None, int]:
     """Play the manifest through the library's pipeline (or merge shards); returns the summary, the
     manifest and the exit code the outcome decides (`simulator.exit_codes.exit_code`)."""
     if inputs.merge:
@@ -79,6 +82,9 @@ def _run(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) 
         on_result=_print_progress,
         on_warning=lambda text: commands.warning(text),
     )
+    if inputs.replay and base.folder is not None and (base.folder / RESULTS_FILE).is_file():
+        settings.replays = ReplayBook.load(base.folder)
+        print(f"Replaying the user messages of {len(settings.replays.scripts)} base conversation(s)", flush=True)
     outcome = run_manifest(manifest, settings)
     if outcome.skipped:
         commands.notice(outcome.summary["run"]["skipped"], title="LLM key not available")
@@ -129,9 +135,29 @@ def _run_action(env: Mapping[str, str]) -> int:
         ctx = GitHubContext.from_env(env)
         refuse_untrusted_code(ctx, inputs, os.environ)  # before anything of the manifest's can run
         out = ctx.workspace / inputs.results_dir
-        summary, manifest, code = _run(inputs, ctx, out, os.environ)
     except ConfigError as exc:
         return _config_error(exc)
+    with tempfile.TemporaryDirectory(prefix="simulator-baseline-") as scratch:
+        # looked for before the run: the run replays the base's users (input replay)
+        base = _baseline(inputs, ctx, Path(scratch))
+        try:
+            summary, manifest, code = _run(inputs, ctx, out, os.environ, base)
+        except ConfigError as exc:
+            return _config_error(exc)
+        return _publish(inputs, ctx, env, out, summary, manifest, code, base)
+
+
+def _publish(
+    inputs: Inputs,
+    ctx: GitHubContext,
+    env: Mapping[str, str],
+    out: Path,
+    summary: Summary,
+    manifest: Manifest | None,
+    code: int,
+    base: Baseline,
+) -> int:
+    """Reports, artifact, job summary, comment and outputs of a finished run."""
     path = out / RESULTS_FILE
 
     def results() -> Iterator[ConversationResult]:  # a fresh pass over the file each time: nothing held in memory
@@ -140,22 +166,20 @@ def _run_action(env: Mapping[str, str]) -> int:
     make_readable(out)
     log_simulations(summary, results)
     annotate(summary, manifest, ctx)
-    with tempfile.TemporaryDirectory(prefix="simulator-baseline-") as scratch:
-        base = _baseline(inputs, ctx, Path(scratch))
-        changes = compare(summary, base.summary) if base.summary is not None else None
-        try:
-            write_reports(
-                out,
-                summary,
-                results,
-                changes,
-                Links(run_url=ctx.run_url, baseline_url=base.run_url),
-                baseline_label=base.label,
-                baseline_dir=base.folder,
-                baseline_note=base.note,
-            )
-        except OSError as exc:
-            commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
+    changes = compare(summary, base.summary) if base.summary is not None else None
+    try:
+        write_reports(
+            out,
+            summary,
+            results,
+            changes,
+            Links(run_url=ctx.run_url, baseline_url=base.run_url),
+            baseline_label=base.label,
+            baseline_dir=base.folder,
+            baseline_note=base.note,
+        )
+    except OSError as exc:
+        commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
     artifact_id, artifact_name = upload_results(inputs, ctx, out, env)
     artifact_url = (
         f"{ctx.server_url}/{ctx.repository}/actions/runs/{ctx.run_id}/artifacts/{artifact_id}" if artifact_id else None

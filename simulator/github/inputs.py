@@ -45,6 +45,8 @@ class Inputs:
     merge: list[str] = field(default_factory=list)
     #: "auto" (the base branch's newest artifact), "" (none) or a folder in the workspace
     baseline: str = "auto"
+    #: replay the baseline's user messages while the app answers as it did (paired comparison)
+    replay: bool = True
     resume: bool = False
     keys: dict[str, str] = field(default_factory=dict)
     allow_untrusted_code: bool = False
@@ -108,6 +110,7 @@ def read_inputs() -> Inputs:
         filters=_lines(get("filter")),
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
         baseline=_baseline(_given("baseline")),
+        replay=_boolean(get("replay") or "true", "replay"),
         resume=_boolean(get("resume"), "resume"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
         allow_untrusted_code=_boolean(get("allow-untrusted-code"), "allow-untrusted-code"),
