@@ -3,6 +3,12 @@
 Each run is a fresh `simulator run` process, as users run it: what the first request would build
 lazily (the client, the SDK import of an LLM user) must not land inside an app turn's clock. The
 app answers after exactly 20 ms (a single-loop server in its own process, see steady_server).
+
+On a quiet machine every latency lands within 20-30 ms. A loaded CI host can deschedule the client
+for a few milliseconds at any turn, which is the machine's noise, not the simulator's: so the
+assertions are that no latency is under the app's own 20 ms, that nine in ten are within 20-30 ms,
+that none exceeds 50 ms, and that first turns are timed like the others (not slower than the later
+turns' 95th percentile plus 5 ms). Timed lazily, first turns took 85-450 ms; every bound catches that.
 """
 
 from __future__ import annotations
@@ -48,15 +54,24 @@ def _slowest(turns: list[dict]) -> list[float]:
     return sorted(t["latency_ms"] for t in turns)[-5:]
 
 
+def _assert_the_apps_own_time(results: list[dict]) -> None:
+    turns = _app_turns(results)
+    latencies = sorted(t["latency_ms"] for t in turns)
+    assert latencies[0] >= 20, latencies[:5]
+    assert latencies[int(len(latencies) * 0.9) - 1] < 30, _slowest(turns)
+    assert latencies[-1] < 50, _slowest(turns)
+    first = sorted(r["conversation"][1]["latency_ms"] for r in results)
+    later = sorted(t["latency_ms"] for r in results for t in r["conversation"][2:] if t["actor"] == "assistant")
+    assert first[-1] <= later[int(len(later) * 0.95) - 1] + 5, (first[-5:], later[-5:])
+
+
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_every_app_latency_is_the_apps_own_time(tmp_path: Path, concurrency: int) -> None:
     with SteadyServer(DELAY) as app:
         results = _run(tmp_path, app.url, concurrency)
     turns = _app_turns(results)
     assert len(turns) == 48
-    first = [r["conversation"][1] for r in results]
-    assert all(20 <= t["latency_ms"] < 30 for t in first), _slowest(first)
-    assert all(20 <= t["latency_ms"] < 30 for t in turns), _slowest(turns)
+    _assert_the_apps_own_time(results)
     # a new connection's set-up is reported apart, on the turns that opened one
     opened = [t for t in turns if "connect_ms" in t]
     assert 1 <= len(opened) <= concurrency
@@ -68,6 +83,5 @@ def test_an_llm_users_start_up_is_not_in_the_apps_latency(tmp_path: Path) -> Non
     with SteadyServer(DELAY) as server:
         user = f"user: {{model: sim-user, endpoint: '{server.openai_base_url}'}}\n"
         results = _run(tmp_path, server.url, 8, user=user)
-    turns = _app_turns(results)
-    assert len(turns) == 48
-    assert all(20 <= t["latency_ms"] < 30 for t in turns), _slowest(turns)
+    assert len(_app_turns(results)) == 48
+    _assert_the_apps_own_time(results)
