@@ -99,7 +99,7 @@ def whole_process(
     conversations: int, turns: int, concurrency: int, latency: float, scripted: bool = False, repeats: int = 3
 ) -> dict:
     """`simulator run` as users run it; the best of `repeats` runs (the machine's noise is not ours)."""
-    walls, firsts, p50s = [], [], []
+    walls, firsts, tails, p50s = [], [], [], []
     for _ in range(repeats):
         with SteadyServer(latency) as server, tempfile.TemporaryDirectory() as tmp:
             manifest = _manifest(Path(tmp), server.url, conversations, turns, scripted)
@@ -108,10 +108,13 @@ def whole_process(
             done = subprocess.run(
                 [*command, "--concurrency", str(concurrency), "--quiet"], capture_output=True, text=True, cwd=REPO
             )
-            walls.append(time.time() - started)
+            ended = time.time()
+            walls.append(ended - started)
             if done.returncode != 0:
                 raise SystemExit(f"simulator run failed ({done.returncode}): {done.stderr[-2000:]}")
-            firsts.append(float(server.stats()["first_request_at"] or 0) - started)
+            stats = server.stats()
+            firsts.append(float(stats["first_request_at"] or 0) - started)
+            tails.append(ended - float(stats["last_answer_at"] or 0))
             p50s.append(statistics.median(_app_latencies(Path(tmp) / "out")))
     ideal = _ideal(conversations, turns, concurrency, latency, scripted)
     wall = min(walls)
@@ -120,6 +123,7 @@ def whole_process(
         "ideal_wall_s": round(ideal, 3),
         "wall_over_ideal": round(wall / ideal, 3) if ideal else None,
         "start_to_first_request_s": round(min(firsts), 3),
+        "last_answer_to_exit_s": round(min(tails), 3),
         "app_latency_p50_ms": round(statistics.median(p50s), 2),
     }
 
@@ -165,9 +169,11 @@ def main() -> None:
         f"\n{args.conversations} conversations x {args.turns} turns at concurrency {args.concurrency}, "
         f"{target:.0f} ms per request:\n"
         f"  whole process (simulator run, LLM user): {process['wall_s']} s / ideal {process['ideal_wall_s']} s "
-        f"= {process['wall_over_ideal']}; first request after {process['start_to_first_request_s']} s\n"
+        f"= {process['wall_over_ideal']}; first request after {process['start_to_first_request_s']} s, "
+        f"exit {process['last_answer_to_exit_s']} s after the last answer\n"
         f"  whole process (scripted user): {scripted['wall_s']} s / ideal {scripted['ideal_wall_s']} s "
-        f"= {scripted['wall_over_ideal']}; first request after {scripted['start_to_first_request_s']} s\n"
+        f"= {scripted['wall_over_ideal']}; first request after {scripted['start_to_first_request_s']} s, "
+        f"exit {scripted['last_answer_to_exit_s']} s after the last answer\n"
         f"  in process: {inside['wall_s']} s / ideal {inside['ideal_wall_s']} s = {inside['wall_over_ideal']}\n"
         f"  recorded app latency p50: {process['app_latency_p50_ms']} ms (injected {target:.0f} ms)\n"
         f"  framework CPU at zero latency: {zero['cpu_ms_per_turn']} ms per turn\n"

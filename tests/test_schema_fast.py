@@ -36,6 +36,63 @@ def test_the_compiled_persona_schema_agrees_with_jsonschema(document: Any) -> No
     agrees(load_schema("persona"), document)
 
 
+VALID_RESULT: dict[str, Any] = {
+    "conversation_id": "c-1",
+    "conversation": [
+        {
+            "turn_number": 0,
+            "response": "Hi",
+            "actor": "user",
+            "request": {"scripted_turn": 0},
+            "full_json_response": {"scripted": True},
+            "latency_ms": 0.1,
+            "usage": None,
+            "error": None,
+        },
+        {
+            "turn_number": 1,
+            "response": "Hello!",
+            "actor": "assistant",
+            "request": {"method": "POST", "url": "http://app/score"},
+            "full_json_response": {"status": 200, "body": {"answer": "Hello!"}},
+            "latency_ms": 21.5,
+            "connect_ms": 0.4,
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "reasoning_tokens": 0},
+            "error": None,
+        },
+    ],
+    "meta_data": {
+        "persona": {"name": "Jane", "profile": "p", "tone": "t", "meta_data": {}},
+        "task": "t",
+        "stop_reason": "user_done",
+        "is_error": False,
+        "error": None,
+        "turn_count": 2,
+        "max_conversation_turns": 6,
+        "usage": {
+            "user": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "assistant": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "reasoning_tokens": 0},
+            "total": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        },
+        "latency_ms": {"per_turn": [0.1, 21.5], "app_p50": 21.5},
+        "replay": {
+            "from": "base",
+            "identical": False,
+            "diverged_at_turn": 1,
+            "llm_calls_saved": 1,
+            "llm_calls_made": 0,
+        },
+    },
+}
+
+
+@SETTINGS
+@given(result=mutated(VALID_RESULT))
+def test_the_compiled_result_schema_agrees_with_jsonschema(result: Any) -> None:
+    """Result lines are read through the predicate (reports, check, merge, resume)."""
+    agrees(load_schema("conversation_result"), result)
+
+
 @SETTINGS
 @given(target=mutated(VALID_MANIFEST["target"]))
 def test_the_compiled_target_definition_agrees_with_jsonschema(target: Any) -> None:

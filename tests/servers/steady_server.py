@@ -9,8 +9,8 @@ process: every answer leaves ``delay`` seconds after its request arrived.
 Routes: ``POST .../chat/completions`` answers as an OpenAI chat completion whose content is
 ``--user-text`` (the user model); any other ``POST`` answers ``{"answer": ..., "reply": ...}``
 with ``--app-text`` (a promptflow- or http-format app); ``GET /stats`` answers, at once, when
-the first request arrived (``time.time()``, comparable across processes) and how many requests
-and connections there were. Keep-alive, ``Content-Length`` bodies.
+the first request arrived and the last answer left (``time.time()``, comparable across processes)
+and how many requests and connections there were. Keep-alive, ``Content-Length`` bodies.
 
 Run as ``python -m tests.servers.steady_server --delay 0.02``; it prints its base URL on the first
 line of stdout and serves until stdin closes. :class:`SteadyServer` does that for a test.
@@ -42,7 +42,12 @@ def _completion(text: str) -> dict[str, object]:
     }
 
 
-STATS: dict[str, float | int | None] = {"first_request_at": None, "requests": 0, "connections": 0}
+STATS: dict[str, float | int | None] = {
+    "first_request_at": None,
+    "last_answer_at": None,
+    "requests": 0,
+    "connections": 0,
+}
 
 
 async def _serve_connection(
@@ -73,6 +78,7 @@ async def _serve_connection(
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - arrived)))
             _write(writer, body)
             await writer.drain()
+            STATS["last_answer_at"] = time.time()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         pass
     finally:
