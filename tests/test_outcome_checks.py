@@ -399,3 +399,43 @@ def test_every_new_key_is_validated_with_a_message_naming_the_field(
     assert f"{path}:8: simulations[0].{problem}" in said, said
     assert run(path, tmp_path / "out") == EXIT_CONFIG  # run rejects exactly what validate rejects
     assert app.requests == []
+
+
+def test_the_bundled_example_checks_the_store_apps_state_end_to_end(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "simulations.yml"
+    assert main(["run", str(example), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_OK
+    (jane,) = [
+        r
+        for r in read_results(tmp_path / "out" / "conversations.jsonl")
+        if r["meta_data"]["simulation"] == "jane-returns-tent"
+    ]
+    kinds = {c["check"]: c for c in jane["evaluation"]["checks"]}
+    assert kinds["outcome"]["status"] == "pass" and kinds["outcome"]["evidence"]["found"] == "return_started"
+    assert kinds["reply_json"]["status"] == "pass"
+    assert jane["conversation_id"] in jane["state_requests"]["outcome"][0]["url"]
+
+
+def test_the_store_app_over_http_keeps_each_conversations_orders() -> None:
+    import threading
+
+    import httpx2
+
+    from simulator.examples import store_app
+
+    server = store_app.serve()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        history = [{"inputs": {"question": "I want to return order 18"}, "outputs": {"answer": "Shall I?"}}]
+        with httpx2.Client() as client:
+            assert client.get(f"{url}/orders/18?conversation=c1").json()["status"] == "delivered"
+            asked = client.post(
+                url, json={"question": "yes please", "chat_history": history}, headers={"X-Conversation-Id": "c1"}
+            )
+            assert asked.json()["tools"] == [{"name": "start_return", "order": "18"}]
+            assert client.get(f"{url}/orders/18?conversation=c1").json()["status"] == "return_started"
+            assert client.get(f"{url}/orders/18?conversation=c2").json()["status"] == "delivered"
+            assert client.get(f"{url}/orders/999").status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
