@@ -58,6 +58,7 @@ from .manifest_variables import (
 from .persona import Persona
 from .records import GateConfig
 from .schema_check import schema_errors
+from .state_requests import StateRequest
 from .target_validation import checked_target
 from .yaml_source import YamlDocument, format_path, load_yaml_file, paused_gc
 
@@ -120,8 +121,8 @@ class Simulation:
     min_passes: int | None = None
     required: bool = False
     #: requests made before each conversation (seeding the app's test data) and after it (cleaning up)
-    setup: list[Any] = field(default_factory=list, repr=False)
-    teardown: list[Any] = field(default_factory=list, repr=False)
+    setup: list[StateRequest] = field(default_factory=list, repr=False)
+    teardown: list[StateRequest] = field(default_factory=list, repr=False)
 
     @property
     def needs_llm(self) -> bool:

@@ -231,7 +231,12 @@ class StateClient:
     async def _read(client: httpx2.AsyncClient, request: httpx2.Request) -> tuple[int, bytes, float | None]:
         response = await client.send(request, stream=True)
         try:
-            content, _ = await read_body(response, ANSWER_BYTES)
+            content, cut = await read_body(response, ANSWER_BYTES)
+            if cut:
+                raise StateError(
+                    f"answered HTTP {response.status_code} with more than {ANSWER_BYTES:,} bytes; "
+                    "a state answer is read to at most that, so point the request at a smaller document"
+                )
             wait = parse_retry_after(response.headers.get("retry-after"))
             return response.status_code, content, wait
         finally:

@@ -128,6 +128,7 @@ expect:
         (AppReply.not_json(), None, "answered HTTP 200 with a body that is not JSON: <html>oops</html>"),
         (AppReply(close_connection=True), None, "the connection failed"),
         (AppReply(body={"status": "refund_issued"}, delay=2), None, "no complete answer within 0.3 s"),
+        (AppReply(chunks=lambda: iter([b" " * 65536] * 40)), None, "answered HTTP 200 with more than 1,048,576 bytes"),
         (None, "closed", "unreachable"),
         (None, "{{base}}/orders/404", "answered HTTP 404"),
     ],
