@@ -164,7 +164,11 @@ class _Run:
                 user.record(result)
                 self.replay_tally.add(result)
             result["evaluation"] = await self.evaluate(job, result, around.context(self.connections.evaluation))
-            await around.finish(result)
+            try:
+                await around.finish(result)
+            except asyncio.CancelledError:
+                self.store(job, result)  # judged already: kept, its teardown cut short
+                raise
         except ConversationCancelled as exc:
             exc.partial_result["evaluation"] = INTERRUPTED_EVALUATION
             self.store(job, exc.partial_result)

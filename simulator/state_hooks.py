@@ -25,7 +25,7 @@ from typing import Any
 
 from .checks import ERROR, PASS, EvaluationContext
 from .checks.outcome import OutcomeCheck
-from .conversation import Simulator
+from .conversation import ConversationCancelled, Simulator
 from .records import ConversationResult, ErrorRecord, StateRecord
 from .result import ConversationRecorder
 from .state_client import Call, Exchange, StateClient
@@ -92,26 +92,45 @@ class AroundConversation:
         return Call.of(self.target, self.conversation_id, details, state)
 
     async def converse(self, simulator: Simulator) -> ConversationResult:
-        """Setup, then the conversation (left open for the requests after it), or a `setup_error` result."""
-        for request in self.sim.setup:
-            exchange = await self.client.send(request, self._call())
-            self._setup.append(exchange.record)
-            if exchange.error is not None:
-                return self._skipped(simulator, f"setup failed, so the conversation was not played: {exchange.error}")
+        """Setup, then the conversation (left open for the requests after it), or a `setup_error` result.
+
+        Interrupted (Ctrl-C, SIGTERM), it raises `ConversationCancelled` with what was recorded."""
+        try:
+            for request in self.sim.setup:
+                exchange = await self.client.send(request, self._call())
+                self._setup.append(exchange.record)
+                if exchange.error is not None:
+                    message = f"setup failed, so the conversation was not played: {exchange.error}"
+                    error: ErrorRecord = {"reason": "setup_error", "message": message, "fatal": False}
+                    return self._unplayed(simulator, "setup_error", message, error)
+        except asyncio.CancelledError as exc:
+            raise ConversationCancelled(
+                self._unplayed(simulator, "cancelled", "the run was interrupted during this conversation's setup")
+            ) from exc
         sim = self.sim
-        result = await simulator.simulate_async(
-            sim.persona,
-            sim.task,
-            sim.max_turns,
-            conversation_id=self.conversation_id,
-            meta_data=self.meta,
-            keep_open=True,
-        )
+        try:
+            result = await simulator.simulate_async(
+                sim.persona,
+                sim.task,
+                sim.max_turns,
+                conversation_id=self.conversation_id,
+                meta_data=self.meta,
+                keep_open=True,
+            )
+        except ConversationCancelled as exc:
+            self._keep_setup(exc.partial_result)
+            raise
+        return self._keep_setup(result)
+
+    def _keep_setup(self, result: ConversationResult) -> ConversationResult:
         if self._setup:
-            result["state_requests"] = {"setup": self._setup}
+            result.setdefault("state_requests", {})["setup"] = self._setup
         return result
 
-    def _skipped(self, simulator: Simulator, message: str) -> ConversationResult:
+    def _unplayed(
+        self, simulator: Simulator, reason: str, message: str, error: ErrorRecord | None = None
+    ) -> ConversationResult:
+        """The result of a conversation that never started, and why."""
         recorder = ConversationRecorder(
             conversation_id=self.conversation_id,
             persona=self.sim.persona.to_dict(),
@@ -121,10 +140,7 @@ class AroundConversation:
             app=simulator.app.describe(),
             extra_meta=self.meta,
         )
-        error: ErrorRecord = {"reason": "setup_error", "message": message, "fatal": False}
-        result = recorder.finish("setup_error", message, error=error)
-        result["state_requests"] = {"setup": self._setup}
-        return result
+        return self._keep_setup(recorder.finish(reason, message, error=error))
 
     def context(self, base: EvaluationContext) -> EvaluationContext:
         """The checks' context for this conversation: `base`, and the app's answers to outcome requests."""
@@ -134,27 +150,39 @@ class AroundConversation:
         return replace(base, state=self.outcomes)
 
     async def finish(self, result: ConversationResult) -> None:
-        """Keep the outcome requests' records, run the teardown and put its failures in the verdict."""
+        """Keep the outcome requests' records, run the teardown and put its failures in the verdict
+        (also when the run is interrupted during it: then the caller still keeps the result)."""
         if self.outcomes is not None and self.outcomes.records:
             result.setdefault("state_requests", {})["outcome"] = self.outcomes.records
         if not self.sim.teardown:
             return
-        records, errors = [], []
-        for request in self.sim.teardown:
-            exchange = await self.client.send(request, self._call())
-            records.append(exchange.record)
-            if exchange.error is not None:
-                errors.append(f"teardown failed: {exchange.error}")
-        result.setdefault("state_requests", {})["teardown"] = records
-        evaluation = result.get("evaluation")
-        if errors and evaluation is not None:
-            evaluation["errors"] = [*evaluation.get("errors", []), *errors]
-            if evaluation.get("status") == PASS:
-                evaluation["status"] = ERROR
+        records: list[StateRecord] = []
+        errors: list[str] = []
+        try:
+            for request in self.sim.teardown:
+                exchange = await self.client.send(request, self._call())
+                records.append(exchange.record)
+                if exchange.error is not None:
+                    errors.append(f"teardown failed: {exchange.error}")
+        except asyncio.CancelledError:
+            errors.append("teardown was interrupted with the run")
+            raise
+        finally:
+            result.setdefault("state_requests", {})["teardown"] = records
+            _add_errors(result, errors)
 
     async def end(self) -> None:
         """The app side forgets the conversation (its session id and cookies)."""
         await self.target.end_conversation(self.conversation_id)
+
+
+def _add_errors(result: ConversationResult, errors: list[str]) -> None:
+    """Teardown's failures in the verdict: a pass becomes an error, a failure stays a failure."""
+    evaluation = result.get("evaluation")
+    if errors and evaluation is not None:
+        evaluation["errors"] = [*evaluation.get("errors", []), *errors]
+        if evaluation.get("status") == PASS:
+            evaluation["status"] = ERROR
 
 
 class Requery:

@@ -440,3 +440,37 @@ def test_the_store_app_over_http_keeps_each_conversations_orders() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("stage", ["setup", "teardown"])
+def test_an_interrupted_setup_or_teardown_keeps_the_conversations_record(
+    tmp_path: Path, app: FakeChatApp, stage: str
+) -> None:
+    import asyncio
+
+    from simulator.manifest import load_manifest
+    from simulator.plan import plan_jobs
+    from simulator.runner import run_jobs
+
+    path = manifest(tmp_path, app, f'turns: ["hi"]\n{stage}: {{method: DELETE, url: "{{{{base}}}}/orders/5"}}')
+    app.orders_fault = AppReply(body={"deleted": "5"}, delay=1.5)  # slow enough to be interrupted
+    out = tmp_path / "out"
+
+    async def interrupt() -> None:
+        loaded = load_manifest(path)
+        task = asyncio.create_task(run_jobs(loaded, plan_jobs(loaded), out))
+        await asyncio.to_thread(app.wait_for_requests, 1 if stage == "setup" else 2)  # the slow one arrived
+        task.cancel()  # as a signal does
+        outcome = await task
+        assert outcome.interrupted
+
+    asyncio.run(interrupt())
+    result = only_result(out)
+    if stage == "setup":
+        assert result["meta_data"]["stop_reason"] == "cancelled" and result["conversation"] == []
+        assert result["evaluation"]["errors"] == ["the run was interrupted before this conversation was judged"]
+    else:  # the conversation was played and judged: kept, with the teardown cut short
+        assert result["meta_data"]["stop_reason"] == "user_done" and len(result["conversation"]) == 2
+        assert result["evaluation"]["status"] == "error"
+        assert result["evaluation"]["errors"] == ["teardown was interrupted with the run"]
+        assert result["state_requests"]["teardown"] == []
