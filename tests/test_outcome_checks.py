@@ -474,3 +474,32 @@ def test_an_interrupted_setup_or_teardown_keeps_the_conversations_record(
         assert result["evaluation"]["status"] == "error"
         assert result["evaluation"]["errors"] == ["teardown was interrupted with the run"]
         assert result["state_requests"]["teardown"] == []
+
+
+def test_base_needs_a_url_target_or_a_callback_with_a_base_url(tmp_path: Path, monkeypatch, app: FakeChatApp) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shop.py").write_text(
+        "def respond(question, history, meta):\n    return 'Refund issued.'\n\n"
+        "def served(question, history, meta):\n    return 'Refund issued.'\n\n"
+        f"served.base_url = lambda: {app.url!r}\n"
+    )
+    app.orders.put("5", {"status": "refund_issued"})
+    path = tmp_path / "simulations.yml"
+    path.write_text(
+        "version: 1\ntarget: {callback: 'shop.py:respond'}\nsimulations:\n"
+        "  - {name: plain, persona: jane, task: t, turns: [hi],\n"
+        "     expect: {outcome: {url: '{{base}}/orders/5', path: status, equals: refund_issued}}}\n"
+        "  - {name: served, persona: jane, task: t, turns: [hi], target: {callback: 'shop.py:served'},\n"
+        "     expect: {outcome: {url: '{{base}}/orders/5', path: status, equals: refund_issued}}}\n"
+    )
+    assert run(path, tmp_path / "out") == EXIT_RUN_ERRORS
+    plain, served = sorted(
+        read_results(tmp_path / "out" / "conversations.jsonl"), key=lambda r: r["meta_data"]["simulation"]
+    )
+    (check,) = plain["evaluation"]["checks"]
+    assert check["status"] == "error"
+    assert (
+        "{{base}} has no value: the callback" in check["message"]
+        and "has no base_url; write the full URL" in check["message"]
+    )
+    assert served["evaluation"]["status"] == "pass", served["evaluation"]
