@@ -118,7 +118,7 @@ expect:
     assert summary["simulations"]["refund"]["verdict"]["failed_checks"] == {did["name"]: 1}
     assert message.replace("_", "\\_") in (out / "report.md").read_text()
     assert f'GET {app.url}/orders/5 (HTTP 200): status is \\"delivered\\"' in (out / "report.html").read_text()
-    assert "Gate: FAIL" in capsys.readouterr().err
+    assert "Gate: FAIL" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
