@@ -139,8 +139,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise ConfigError(f"{folder}: neither {SUMMARY_FILE} nor {PLAN_FILE} names the manifest; pass --manifest")
         manifest_path = recorded
     console = Console(args.format)
-    manifest = load_manifest(manifest_path, need=("judge", "checks"))
-    summary = run_sync(lambda: recheck(folder, manifest))
+    need = ("judge", "checks", "target") if args.requery else ("judge", "checks")
+    manifest = load_manifest(manifest_path, need=need)
+    summary = run_sync(lambda: recheck(folder, manifest, requery=args.requery))
     console.warn(summary["run"].get("warnings", []))
     console.note(f"Re-checked {summary['totals']['conversations']} conversation(s) in {folder}/")
     code = exit_code(summary)
@@ -293,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("results", help="a results folder (conversations.jsonl)")
     check.add_argument("--manifest", help="default: the manifest named in the folder's summary.json")
     check.add_argument("--baseline", help="a base-branch results folder to compare with")
+    check.add_argument(
+        "--requery",
+        action="store_true",
+        help="outcome checks ask the app again instead of reading the recorded answers",
+    )
 
     report = commands.add_parser("report", help="write report.html and report.md for a results folder")
     report.add_argument("results", help="a results folder (summary.json, conversations.jsonl)")

@@ -14,6 +14,7 @@ from .checks import EvaluationContext
 from .errors import ConfigError, MissingCredentialError
 from .manifest import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
 from .models import OpenAIChatCompletionsModel
+from .state_client import StateClient
 from .targets import CallbackTarget, HttpTarget, Target
 from .token_managers import PlainTokenManager
 from .users import ScriptedUser, UserSide
@@ -110,6 +111,8 @@ class Connections:
         self._users: dict[str, Any] = {}
         self._by_simulation: dict[str, tuple[Target, Any]] = {}
         self.evaluation = EvaluationContext()
+        #: sends the simulations' setup, teardown and outcome requests
+        self.state = StateClient()
 
     def prepare(self, simulations: list[Simulation]) -> None:
         """Build everything up front: configuration problems surface before any conversation starts."""
@@ -192,3 +195,4 @@ class Connections:
             await model.aclose()
         if self.evaluation.judge is not None:
             await self.evaluation.judge.aclose()
+        await self.state.aclose()

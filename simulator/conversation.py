@@ -170,8 +170,14 @@ class Simulator:
         *,
         conversation_id: str | None = None,
         meta_data: dict[str, Any] | None = None,
+        keep_open: bool = False,
     ) -> ConversationResult:
-        """Run one conversation; always returns a conversation_result, errors recorded in it."""
+        """Run one conversation; always returns a conversation_result, errors recorded in it.
+
+        With `keep_open` the app side keeps what it learned (session id, cookies) for requests that
+        follow the conversation (outcome checks, teardown); the caller then ends it with
+        `self.app.end_conversation(conversation_id)`.
+        """
         persona = persona if isinstance(persona, Persona) else Persona.load(persona)
         if not isinstance(task, str) or not task.strip():
             raise ConfigError("simulate: task must be a non-empty string saying what the persona wants")
@@ -202,7 +208,8 @@ class Simulator:
             partial = recorder.finish("cancelled", "the run was interrupted before this conversation ended")
             raise ConversationCancelled(partial) from exc
         finally:
-            await self.app.end_conversation(recorder.conversation_id)
+            if not keep_open:
+                await self.app.end_conversation(recorder.conversation_id)
 
     def simulate(
         self,

@@ -13,6 +13,30 @@ class ConfigError(SimulatorError, ValueError):
     """A file, argument or setting is invalid; nothing ran."""
 
 
+class FieldError(ConfigError):
+    """A `ConfigError` about one field inside the value being read (`field`, a path relative to it),
+    so a manifest can point at that field's own line."""
+
+    def __init__(self, field: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class FieldErrors(ConfigError):
+    """Several `FieldError`s at once (one per item of a list), so one bad item hides no other."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("\n".join(str(error) for error in errors))
+        self.errors = errors
+
+
+def field_errors(exc: ConfigError) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each problem in `exc` with the field it is about (`()` when it names none)."""
+    if isinstance(exc, FieldErrors):
+        return [(error.field, str(error)) for error in exc.errors]
+    return [(getattr(exc, "field", ()), str(exc))]
+
+
 class PersonaError(ConfigError):
     """A persona file or persona argument is invalid."""
 

@@ -35,6 +35,7 @@ from .manifest_simulations import (
     DEFAULT_REPEAT,
     CheckBuilder,
     PersonaResolver,
+    StateRequestBuilder,
     deep_merge,
     default_root,
     is_inside,
@@ -57,6 +58,7 @@ from .manifest_variables import (
 from .persona import Persona
 from .records import GateConfig
 from .schema_check import schema_errors
+from .state_requests import StateRequest
 from .target_validation import checked_target
 from .yaml_source import YamlDocument, format_path, load_yaml_file, paused_gc
 
@@ -118,6 +120,9 @@ class Simulation:
     checks: list[Any] = field(default_factory=list, repr=False)
     min_passes: int | None = None
     required: bool = False
+    #: requests made before each conversation (seeding the app's test data) and after it (cleaning up)
+    setup: list[StateRequest] = field(default_factory=list, repr=False)
+    teardown: list[StateRequest] = field(default_factory=list, repr=False)
 
     @property
     def needs_llm(self) -> bool:
@@ -340,6 +345,7 @@ def _simulations(
     defaults = data.get("defaults") or {}
     personas = PersonaResolver(folder, root, refusal)
     checks_of = CheckBuilder(doc, problems)
+    around_of = StateRequestBuilder(defaults, doc, problems)
     seen: dict[str, int] = {}
     simulations = []
     for index, entry in enumerate(data["simulations"]):
@@ -367,6 +373,7 @@ def _simulations(
         user = deep_merge(data.get("user"), entry.get("user")) if (data.get("user") or entry.get("user")) else None
         _check_sides(entry, target, user, doc, at, problems)
         target = checked_target(doc, data.get("target"), entry.get("target"), target, at, problems)  # as run builds it
+        around = around_of.build(entry, at)
         if persona is None:
             continue
         simulations.append(
@@ -384,6 +391,8 @@ def _simulations(
                 checks=checks,
                 min_passes=entry.get("min_passes"),
                 required=bool(entry.get("required", False)),
+                setup=around["setup"],
+                teardown=around["teardown"],
                 **settings(entry, defaults),
             )
         )

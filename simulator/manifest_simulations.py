@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .checks import build_checks
-from .errors import ConfigError
+from .errors import ConfigError, field_errors
 from .persona import Persona, predefined_personas
 from .schema_check import schema_errors
+from .state_requests import PLACEHOLDERS, SETUP_PLACEHOLDERS, StateRequest, request_list
 from .yaml_source import YamlDocument, copy_plain, format_path
 
 DEFAULT_MAX_TURNS = 6
@@ -138,6 +139,14 @@ def check_sides(
         problems.append(f"{doc.where(at + ('user',))}: {format_path(at + ('user',))}.model: required field is missing")
 
 
+def add_problems(exc: ConfigError, where: tuple, doc: YamlDocument, problems: list[str]) -> None:
+    """Each problem of `exc` at the line of its field (a `FieldError`'s, inside the value at `where`)."""
+    for field, message in field_errors(exc):
+        line = f"{doc.where(where + tuple(field))}: {message}"
+        if line not in problems:
+            problems.append(line)
+
+
 #: `expect` keys whose simulation values add to the defaults' instead of replacing them
 ADDED_TO_DEFAULTS = frozenset({"contains", "not_contains", "regex", "not_regex"})
 
@@ -179,9 +188,34 @@ class CheckBuilder:
         try:
             return build_checks({key: config}, source=format_path(where[:-1]))
         except ConfigError as exc:
-            message = f"{self.doc.where(where)}: {exc}"
-            if message not in self.problems:
-                self.problems.append(message)
+            add_problems(exc, where, self.doc, self.problems)
+            return []
+
+
+class StateRequestBuilder:
+    """Each simulation's `setup` and `teardown` requests: its own, else the defaults' (read once)."""
+
+    KINDS = (("setup", SETUP_PLACEHOLDERS), ("teardown", PLACEHOLDERS))
+
+    def __init__(self, defaults: dict[str, Any], doc: YamlDocument, problems: list[str]) -> None:
+        self.doc = doc
+        self.problems = problems
+        self._defaults = {key: self._read(defaults.get(key), ("defaults", key), known) for key, known in self.KINDS}
+
+    def build(self, entry: dict[str, Any], at: tuple) -> dict[str, list[StateRequest]]:
+        """`setup` and `teardown` of the simulation at `at`."""
+        return {
+            key: self._read(entry[key], at + (key,), known) if key in entry else self._defaults[key]
+            for key, known in self.KINDS
+        }
+
+    def _read(self, config: Any, where: tuple, known: tuple[str, ...]) -> list[StateRequest]:
+        if config is None:
+            return []
+        try:
+            return [request for request, _ in request_list(config, format_path(where), known)]
+        except ConfigError as exc:
+            add_problems(exc, where, self.doc, self.problems)
             return []
 
 

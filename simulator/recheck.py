@@ -1,7 +1,8 @@
 """`simulator check`: judge finished conversations again with the manifest's current checks.
 
-No app or user-model calls: only the checks (and the judge) run. Results stream through in small
-batches and are rewritten atomically, so a large folder re-checks in flat memory.
+No app or user-model calls: only the checks (and the judge) run, and outcome checks read the answers
+the run recorded; with `--requery` they ask the app again. Results stream through in small batches
+and are rewritten atomically, so a large folder re-checks in flat memory.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .checks import EvaluationContext, evaluate
-from .connections import build_model
-from .manifest import Manifest
+from .connections import build_model, build_target
+from .manifest import Manifest, Simulation
 from .records import ConversationResult, RunInfo, Summary
 from .results_folder import (
     LISTED_KEYS,
@@ -29,11 +30,15 @@ from .results_folder import (
     utc_now,
     write_summary,
 )
+from .state_hooks import Requery, keep_outcomes, recheck_context
+from .targets import Target
 
 
-async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) -> Summary:
+async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8, requery: bool = False) -> Summary:
     """Evaluate finished conversations again with the manifest's current checks; no app calls.
 
+    Outcome checks read the answers the run recorded; with `requery` they ask the app again (its
+    state may have moved on since), and the new answers replace the recorded ones.
     Rewrites the folder's results and summary in place (atomically), keeping the run's details.
     """
     folder = Path(folder)
@@ -44,6 +49,7 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     notes = ReadNotes()
     problems: list[str] = []
     semaphore = asyncio.Semaphore(concurrency)
+    asking = Requery(lambda sim: _target(manifest, sim)) if requery else None
 
     async def one(result: ConversationResult) -> ConversationResult:
         name = result["meta_data"].get("simulation")
@@ -60,7 +66,9 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
         result["meta_data"]["required"] = sim.required
         try:
             async with semaphore:
-                result["evaluation"] = await evaluate(result, sim.checks, context)
+                checking, live = recheck_context(context, result, sim, asking)
+                result["evaluation"] = await evaluate(result, sim.checks, checking)
+                keep_outcomes(result, live, utc_now())
         except Exception as exc:  # a bug in a check: no verdict, and the run says so
             problems.append(f"{result_key(result)}: checking the conversation failed: {type(exc).__name__}: {exc}")
             result["evaluation"] = {"status": "error", "checks": [], "failed": [], "errors": [problems[-1]]}
@@ -76,6 +84,8 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     finally:
         if context.judge is not None:
             await context.judge.aclose()
+        if asking is not None:
+            await asking.aclose()
     old: Mapping[str, Any] = read_summary(folder) or {}
     run: RunInfo = {**(old.get("run") or {}), "rechecked_at": utc_now(), "manifest": str(manifest.path)}
     if problems:
@@ -85,3 +95,9 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8) 
     rebuilt = summarize_folder(folder, run=run, gate=manifest.gate)
     write_summary(folder, rebuilt.summary)
     return rebuilt.summary
+
+
+def _target(manifest: Manifest, sim: Simulation) -> Target:
+    """The app target a re-query asks, as `simulator run` builds it."""
+    source = "target" if sim.target == manifest.target else f"simulations[{sim.index}].target"
+    return build_target(sim.target, manifest.folder, source=source, root=manifest.root)

@@ -150,6 +150,35 @@ class Evaluation(TypedDict, total=False):
     errors: list[str]
 
 
+class StateRecord(TypedDict, total=False):
+    """A request about the app's state (setup, teardown, an outcome check's), as results keep it: the
+    URL without secrets, headers as recorded requests show them, the answer (when small) or the error."""
+
+    name: str
+    #: what tells the request apart, placeholders unfilled: an outcome check finds its answer again by it
+    key: str
+    method: str
+    url: str | None
+    headers: dict[str, str]
+    status: int
+    retries: int
+    latency_ms: float
+    answer: Any
+    answer_cut: str
+    answer_snippet: str
+    error: str
+
+
+class StateRequests(TypedDict, total=False):
+    """The state requests made around a conversation, in the order they were made."""
+
+    setup: list[StateRecord]
+    outcome: list[StateRecord]
+    teardown: list[StateRecord]
+    #: when the outcome requests were last made (a `simulator check --requery` makes them again)
+    outcome_at: str
+
+
 class _ConversationResultRequired(TypedDict):
     conversation_id: str
     conversation: list[Turn]
@@ -160,6 +189,7 @@ class ConversationResult(_ConversationResultRequired, total=False):
     """One simulated conversation: a line of conversations.jsonl, what `Simulator.simulate()` returns."""
 
     evaluation: Evaluation | None
+    state_requests: StateRequests
 
 
 # --- summary.json ----------------------------------------------------------------------------------------

@@ -27,8 +27,10 @@ STOP_REASONS = (
     "content_filter",
     "timeout",
     "cancelled",
+    "setup_error",
 )
-ERROR_REASONS = frozenset({"app_error", "llm_error", "content_filter", "timeout", "cancelled"})
+#: `setup_error`: a setup request failed, so the conversation was not played (see `simulator.state_hooks`)
+ERROR_REASONS = frozenset({"app_error", "llm_error", "content_filter", "timeout", "cancelled", "setup_error"})
 
 
 def _now() -> str:

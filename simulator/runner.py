@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from .checks import evaluate
+from .checks import EvaluationContext, evaluate
 from .checks.evaluate import INTERRUPTED_EVALUATION
 from .connections import Connections
 from .conversation import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
@@ -40,6 +40,7 @@ from .results_folder import (
     write_summary,
 )
 from .resume import start_run
+from .state_hooks import AroundConversation
 from .summary import SummaryBuilder
 
 T = TypeVar("T")
@@ -156,18 +157,24 @@ class _Run:
             "min_passes": sim.min_passes,
             "required": sim.required,
         }
-        try:
-            result = await simulator.simulate_async(
-                sim.persona, sim.task, sim.max_turns, conversation_id=str(uuid.uuid4()), meta_data=meta
-            )
+        around = AroundConversation(self.connections.state, sim, target, str(uuid.uuid4()), meta)
+        try:  # setup, the conversation, its checks and teardown (see state_hooks)
+            result = await around.converse(simulator)
+            if isinstance(user, PairedUser):
+                user.record(result)
+                self.replay_tally.add(result)
+            result["evaluation"] = await self.evaluate(job, result, around.context(self.connections.evaluation))
+            try:
+                await around.finish(result)
+            except asyncio.CancelledError:
+                self.store(job, result)  # judged already: kept, its teardown cut short
+                raise
         except ConversationCancelled as exc:
             exc.partial_result["evaluation"] = INTERRUPTED_EVALUATION
             self.store(job, exc.partial_result)
             raise
-        if isinstance(user, PairedUser):
-            user.record(result)
-            self.replay_tally.add(result)
-        result["evaluation"] = await self.evaluate(job, result)
+        finally:
+            await around.end()
         if not self.store(job, result):
             return
         error: Mapping[str, Any] = result["meta_data"].get("error") or {}
@@ -176,9 +183,9 @@ class _Run:
             self.stop = self.stop or self.fatal
         self.report(job, result)
 
-    async def evaluate(self, job: Job, result: ConversationResult) -> Evaluation:
+    async def evaluate(self, job: Job, result: ConversationResult, context: EvaluationContext) -> Evaluation:
         try:
-            return await evaluate(result, job.simulation.checks, self.connections.evaluation)
+            return await evaluate(result, job.simulation.checks, context)
         except asyncio.CancelledError:
             result["evaluation"] = INTERRUPTED_EVALUATION
             self.store(job, result)

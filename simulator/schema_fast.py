@@ -46,14 +46,14 @@ _TYPES: dict[str, Predicate] = {
 }
 
 
-def _equal(one: Any, two: Any) -> bool:
+def json_equal(one: Any, two: Any) -> bool:
     """Equality as JSON Schema means it: true is not 1, 1 is 1.0."""
     if isinstance(one, bool) or isinstance(two, bool):
         return isinstance(one, bool) and isinstance(two, bool) and one == two
     if isinstance(one, list) and isinstance(two, list):
-        return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
+        return len(one) == len(two) and all(json_equal(a, b) for a, b in zip(one, two, strict=True))
     if isinstance(one, dict) and isinstance(two, dict):
-        return one.keys() == two.keys() and all(_equal(one[key], two[key]) for key in one)
+        return one.keys() == two.keys() and all(json_equal(one[key], two[key]) for key in one)
     if isinstance(one, (list, dict)) or isinstance(two, (list, dict)):
         return False
     return one == two
@@ -170,10 +170,10 @@ class _Compiler:
         return lambda value: not _is_number(value) or value < limit
 
     def _const(self, expected: Any) -> Predicate:
-        return lambda value: _equal(value, expected)
+        return lambda value: json_equal(value, expected)
 
     def _enum(self, options: list[Any]) -> Predicate:
-        return lambda value: any(_equal(value, option) for option in options)
+        return lambda value: any(json_equal(value, option) for option in options)
 
     def _oneOf(self, schemas: list[Any]) -> Predicate:
         checks = [self.compile(sub) for sub in schemas]

@@ -55,6 +55,19 @@ CORPUS: dict[str, str] = {
     "callback file outside the root": "target: {callback: '../outside.py:respond'}\n" + SIMS,
     "callback file missing": "target: {callback: 'missing.py:respond'}\n" + SIMS,
     "gate requires an unknown simulation": TARGET + "gate: {required: [nobody]}\n" + SIMS,
+    "valid outcome, setup and teardown": TARGET
+    + "defaults: {teardown: {method: DELETE, url: '{{base}}/orders/{{session_id}}'}}\n"
+    + "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi], setup: {method: PUT, url: '{{base}}/o', body: {}},\n"
+    + "     expect: {outcome: {url: '{{base}}/o', path: 'items[*].id', contains: 5}, reply_json: {path: a, exists: true}}}\n",
+    "outcome path malformed": TARGET
+    + "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi], expect: {outcome: {url: '{{base}}/o', path: 'a..b', equals: 1}}}\n",
+    "outcome without an expectation": TARGET
+    + "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi], expect: {outcome: {url: '{{base}}/o', path: a}}}\n",
+    "setup uses the session id": TARGET
+    + "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi], setup: {url: '{{base}}/{{session_id}}'}}\n",
+    "teardown in defaults is not a URL": TARGET + "defaults: {teardown: {url: 'mailto:x@y'}}\n" + SIMS,
+    "reply_json min above max": TARGET
+    + "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi], expect: {reply_json: {path: n, min: 5, max: 1}}}\n",
 }
 
 

@@ -154,7 +154,7 @@ class StopReasonCheck(Check):
         )
 
 
-def _reply_document(turn: Turn) -> Any:
+def reply_document(turn: Turn) -> Any:
     """The app's JSON reply: an HTTP target keeps it under `body`; a callback's dict is the reply."""
     raw = turn.get("full_json_response")
     if isinstance(raw, dict) and "status" in raw and "body" in raw:
@@ -180,7 +180,7 @@ class ReplySchemaCheck(Check):
 
         turns = app_turns(result)
         for turn in turns:
-            error = jsonschema.exceptions.best_match(self.validator.iter_errors(_reply_document(turn)))
+            error = jsonschema.exceptions.best_match(self.validator.iter_errors(reply_document(turn)))
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(the reply)"
                 return self.verdict(

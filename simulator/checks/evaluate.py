@@ -13,6 +13,8 @@ from ..result import ERROR_REASONS
 from .base import ERROR, FAIL, PASS, Check
 from .deterministic import MaxLatencyCheck, NoErrorsCheck, ReplySchemaCheck, StopReasonCheck, TextCheck, TurnsCheck
 from .judge import GoalCompletedCheck, RubricCheck
+from .outcome import OutcomeSource, outcome_checks
+from .reply_json import reply_json_checks
 
 
 def _text(kind: str) -> Callable[[Any, str], list[Check]]:
@@ -31,6 +33,8 @@ REGISTRY: dict[str, Callable[[Any, str], list[Check]]] = {
     "reply_schema": lambda config, source: [ReplySchemaCheck(config, source)],
     "no_errors": lambda config, source: [NoErrorsCheck(config, source)] if config else [],
     "goal_completed": lambda config, source: [GoalCompletedCheck(config, source)] if config else [],
+    "reply_json": lambda config, source: reply_json_checks(config, f"{source}.reply_json"),
+    "outcome": lambda config, source: outcome_checks(config, f"{source}.outcome"),
     "rubric": lambda config, source: [
         RubricCheck(item, f"{source}.rubric[{i}]")
         for i, item in enumerate(config if isinstance(config, list) else [config])
@@ -57,9 +61,11 @@ INTERRUPTED_EVALUATION: Evaluation = {
 
 @dataclass
 class EvaluationContext:
-    """What checks may use beyond the transcript: the judge model."""
+    """What checks may use beyond the transcript: the judge model, and the app's answers about its
+    state after the conversation (outcome checks; set per conversation)."""
 
     judge: OpenAIChatCompletionsModel | None = None
+    state: OutcomeSource | None = None
 
 
 async def evaluate(result: ConversationResult, checks: list[Check], context: EvaluationContext) -> Evaluation:

@@ -43,6 +43,11 @@ class Target(ABC):
     async def warm(self) -> None:  # noqa: B027 - optional hook, most targets build nothing lazily
         """Build what the first request would otherwise build inside its turn's clock."""
 
+    def conversation_state(self, conversation_id: str) -> Any:
+        """What the app handed this conversation so far (a session id, cookies), while it is open;
+        None when the target keeps nothing. Requests about the conversation's outcome send it along."""
+        return None
+
     async def end_conversation(self, conversation_id: str) -> None:  # noqa: B027 - optional hook
         """Forget per-conversation state (session ids, cookies) once a conversation is over."""
 

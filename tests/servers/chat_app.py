@@ -19,7 +19,11 @@ Routes (``POST`` unless noted; the reply text is ``<reply>``):
 * ``/chat`` -- any JSON -> ``{"data": {"reply": {"text": <reply>}}, "session": <id or null>}``;
 * ``/sse`` -- ``text/event-stream`` of ``data: {"delta": "<piece>"}`` events and ``data: [DONE]``;
 * ``/multi`` -- ``{"messages": [{"text": <part>}, ...]}``, the reply split on ``"\\n\\n"``;
-* ``GET /health`` -- ``{"ok": true}`` (never needs auth, never consumes a scripted reply).
+* ``GET /health`` -- ``{"ok": true}`` (never needs auth, never consumes a scripted reply);
+* ``GET``/``PUT``/``DELETE /orders/<id>`` -- the app's state (:attr:`FakeChatApp.orders`, see
+  ``tests.servers.orders``): read, seed or remove an order; :meth:`FakeChatApp.order_desk` is a
+  reply factory that changes them as a conversation asks. Needs the auth header too; never
+  consumes a scripted reply; :attr:`FakeChatApp.orders_fault` replaces every answer while set.
 
 With :attr:`FakeChatApp.mount` set (e.g. ``"/t/abc"``), the routes live under that prefix
 (``/t/abc/chat``), as an app deployed under a sub-path; the recorded ``path`` is the full one.
@@ -56,6 +60,7 @@ from tests.servers.base import (
     split_text,
     sse_event,
 )
+from tests.servers.orders import OrderBook, order_id_of
 
 __all__ = [
     "ROUTES",
@@ -254,6 +259,11 @@ class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
         """Peak number of requests being handled at the same time."""
         self.mount = ""
         """Path prefix the routes live under (``""``: at the root); other paths get 404."""
+        self.orders = OrderBook()
+        """The app's state behind ``/orders/<id>``; :meth:`order_desk` changes it as a conversation asks."""
+        self.orders_fault: AppReply | None = None
+        """Sent instead of every ``/orders/...`` answer while set: an error status (the state endpoint
+        is down), :meth:`AppReply.not_json`, or ``AppReply(close_connection=True)``."""
 
     # -- counters ------------------------------------------------------------
 
@@ -262,6 +272,17 @@ class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
         """Number of requests being handled right now."""
         with self._lock:
             return self._in_flight
+
+    # -- state -------------------------------------------------------------
+
+    def order_desk(self, request: RecordedRequest) -> AppReply:
+        """A reply factory (``app.default = app.order_desk``) for an app that acts on orders (see
+        ``OrderBook.desk``); the JSON answer lists the tools it called under ``tools``."""
+        text, tools = self.orders.desk(request.user_text or "")
+        called = [{"name": name} for name in tools]
+        if request.route == "promptflow":
+            return AppReply(text=text, body={"answer": text, "tools": called})
+        return AppReply(text=text, body={"data": {"reply": {"text": text}}, "tools": called})
 
     # -- inspection --------------------------------------------------------
 
@@ -341,6 +362,10 @@ class _Handler(LocalHandler):
         )
         fake._record(request)
 
+        order_id = order_id_of(_route_path(path, fake.mount) or "")
+        if order_id is not None:
+            self._send_order(fake, request, order_id)
+            return
         route = request.route
         if route is None:
             self._send_json(404, _error_body(f"no route for {self.command} {path}", 404))
@@ -374,6 +399,19 @@ class _Handler(LocalHandler):
             self._send_json(500, _error_body(f"fake chat app reply failed: {exc!r}", 500))
             return
         self._send_reply(route, request, reply, issued_via)
+
+    def _send_order(self, fake: FakeChatApp, request: RecordedRequest, order_id: str) -> None:
+        if fake.require_header is not None:
+            name, expected = fake.require_header
+            if request.headers.get(name.lower()) != expected:
+                self._send_json(401, _error_body("unauthorized", 401))
+                return
+        fault = fake.orders_fault
+        if fault is not None:
+            self._send_reply("orders", request, fault, None)
+            return
+        status, payload = fake.orders.answer(self.command, order_id, request.body)
+        self._send_json(status, payload)
 
     # -- response writing ----------------------------------------------------
 

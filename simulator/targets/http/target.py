@@ -13,7 +13,6 @@ import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import httpx2
 
@@ -21,16 +20,16 @@ from ... import known_secrets
 from ...errors import TurnError
 from ...event_loops import PerLoop
 from ...known_secrets import scrub, scrub_text
-from ...template import PLACEHOLDER, render
 from ..base import AppReply, Target
 from ..json_path import PathError, extract, format_path, parse_path
-from ..redaction import BENIGN_HEADERS, REDACTED, credential_values, is_sensitive_header, redact_body, safe_url
+from ..redaction import credential_values, redact_body, safe_url
 from ..retry import RetryLater, parse_retry_after, retry_async
 from . import errors
 from .answer import Answer, StreamReply, snippet
 from .bounded import read_body
 from .config import load_settings
 from .registry import DEFAULT_FORMAT
+from .rendering import recorded_headers, render_headers, render_url
 from .session import Conversation, NoCookies
 from .sse import read_events
 from .timing import ExchangeClock
@@ -116,6 +115,9 @@ class HttpTarget(Target):
         if client is not None:
             await client.aclose()
 
+    def conversation_state(self, conversation_id: str) -> Conversation | None:
+        return self._conversations.get(conversation_id)
+
     async def end_conversation(self, conversation_id: str) -> None:
         self._conversations.pop(conversation_id, None)
 
@@ -137,15 +139,9 @@ class HttpTarget(Target):
         """Method-less parts of the request: URL, query, headers and JSON body, all rendered."""
         known = state.session_id is not None
         values = self._values(question, meta_data, state)
-        url_values = {k: quote(str(v), safe="") for k, v in values.items()}
-        url = render(self.url, url_values, f"{self.source}.url")
+        url = render_url(self.url, values, f"{self.source}.url")
         query = self.dialect.query(values, known)
-        headers: dict[str, str] = {}
-        for name, template in self.headers.items():
-            value = render(template, values, f"{self.source}.headers.{name}")
-            value = " ".join(value.splitlines()).strip()  # a header value cannot span lines
-            if value:  # e.g. a session header before the app issued the session
-                headers[name] = value
+        headers = render_headers(self.headers, values, f"{self.source}.headers")
         sent_history = history if self.history == "full" else []
         body = self.dialect.body(question, sent_history, values, known)
         if body is not None and not any(k.lower() == "content-type" for k in headers):
@@ -157,14 +153,7 @@ class HttpTarget(Target):
 
     def _record(self, request: httpx2.Request, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
         """The request as results keep it: no credential in headers, query or body."""
-        shown = {}
-        for name, value in headers.items():
-            template = self.headers.get(name)
-            placeholders_only = template is not None and not PLACEHOLDER.sub("", template).strip()
-            keep = name.lower() in BENIGN_HEADERS or template is None or placeholders_only
-            shown[name] = value if keep and not is_sensitive_header(name) else REDACTED
-        if "cookie" in request.headers:
-            shown["Cookie"] = REDACTED
+        shown = recorded_headers(headers, self.headers, cookie="cookie" in request.headers)
         record: dict[str, Any] = {"method": request.method, "url": safe_url(str(request.url)), "headers": shown}
         if body is not None:
             record["body"] = scrub(redact_body(body))
