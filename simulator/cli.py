@@ -236,16 +236,7 @@ def _add_format(command: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="simulator",
-        description="Simulated users talk to your chat app; every turn is recorded.",
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="play every simulation of a manifest")
+def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help=f"default {DEFAULT_MANIFEST}")
     run.add_argument("--app-url", help="override target.url (e.g. the preview deployment of this PR)")
     run.add_argument("--out", default="results", help="results folder (default: results)")
@@ -283,6 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")
     _add_format(run)
     run.set_defaults(handler=cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simulator",
+        description="Simulated users talk to your chat app; every turn is recorded.",
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    _add_run(commands.add_parser("run", help="play every simulation of a manifest"))
 
     validate = commands.add_parser("validate", help="check a manifest without running it")
     validate.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST)

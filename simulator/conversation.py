@@ -18,8 +18,9 @@ from .persona import Persona
 from .records import ConversationResult, ErrorRecord, Turn
 from .result import ASSISTANT, USER, ConversationRecorder
 from .targets import CallbackTarget, ModelTarget, Target
+from .targets.base import AppReply
 from .unicode_safety import replace_lone_surrogates, surrogate_note
-from .users import DONE, LLMUser, ScriptedUser, UserSide
+from .users import DONE, LLMUser, ScriptedUser, UserMessage, UserSide
 
 T = TypeVar("T")
 DEFAULT_TURN_TIMEOUT = 300.0
@@ -272,49 +273,63 @@ class Simulator:
                 return self._fail(recorder, actor, failure, started, shown)
             latency = (time.monotonic() - started) * 1000
             if actor == USER:
-                extra: dict[str, Any] = {}
-                (message.text, message.raw, message.reasoning), replaced = replace_lone_surrogates(
-                    (message.text, message.raw, message.reasoning)
-                )
-                if replaced:
-                    message.notes = [*message.notes, surrogate_note(replaced, "the user model's message")]
-                if message.signal:
-                    extra["stop_signal"] = message.signal
-                if message.reasoning:
-                    extra["reasoning"] = scrub_text(message.reasoning)
-                if message.notes:
-                    extra["notes"] = message.notes
-                # the message goes to the app next: a credential in it (an LLM echoing its request's
-                # headers, a custom user side quoting a key) must not reach the app
-                text = scrub_text(message.text)
-                if text:
-                    request = compact_request(message.request, shown)
-                    recorder.add_turn(USER, request, text, message.raw, latency, message.usage, **extra)
-                if message.signal:
-                    reason = "user_done" if message.signal == DONE else "user_gave_up"
-                    detail = "; ".join(message.notes) or f"the simulated user signalled {message.signal}"
-                    return recorder.finish(reason, detail)
+                ended = self._record_user(recorder, message, latency, shown)
+                if ended is not None:
+                    return ended
             else:
                 if not reply.text.strip():
                     empty = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, empty, started, shown, request=reply.request, usage=reply.usage)
-                # scrubbed before the cut, and before the user model sees the reply in its prompt
-                text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
-                if reply.notes:
-                    extra["notes"] = [*reply.notes, *extra.get("notes", [])]
-                reasoning = _cut_strings(scrub_text(reply.reasoning)) if reply.reasoning else None
-                (text, raw, reasoning), replaced = replace_lone_surrogates((text, raw, reasoning))
-                if replaced:
-                    extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]
-                if reply.latency_ms is not None:  # the app's own time, told apart by the target
-                    latency = reply.latency_ms
-                if reply.connect_ms is not None:
-                    extra["connect_ms"] = round(reply.connect_ms, 3)
-                if reasoning:
-                    extra["reasoning"] = reasoning
-                request = compact_request(reply.request, shown)
-                recorder.add_turn(ASSISTANT, request, text, raw, latency, reply.usage, **extra)
+                self._record_app(recorder, reply, latency, shown)
         return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
+
+    @staticmethod
+    def _record_user(
+        recorder: ConversationRecorder, message: UserMessage, latency: float, shown: list[Turn]
+    ) -> ConversationResult | None:
+        """Record the user's message; the finished result when it ended the conversation."""
+        extra: dict[str, Any] = {}
+        (message.text, message.raw, message.reasoning), replaced = replace_lone_surrogates(
+            (message.text, message.raw, message.reasoning)
+        )
+        if replaced:
+            message.notes = [*message.notes, surrogate_note(replaced, "the user model's message")]
+        if message.signal:
+            extra["stop_signal"] = message.signal
+        if message.reasoning:
+            extra["reasoning"] = scrub_text(message.reasoning)
+        if message.notes:
+            extra["notes"] = message.notes
+        # the message goes to the app next: a credential in it (an LLM echoing its request's
+        # headers, a custom user side quoting a key) must not reach the app
+        text = scrub_text(message.text)
+        if text:
+            request = compact_request(message.request, shown)
+            recorder.add_turn(USER, request, text, message.raw, latency, message.usage, **extra)
+        if not message.signal:
+            return None
+        reason = "user_done" if message.signal == DONE else "user_gave_up"
+        detail = "; ".join(message.notes) or f"the simulated user signalled {message.signal}"
+        return recorder.finish(reason, detail)
+
+    @staticmethod
+    def _record_app(recorder: ConversationRecorder, reply: AppReply, latency: float, shown: list[Turn]) -> None:
+        # scrubbed before the cut, and before the user model sees the reply in its prompt
+        text, raw, extra = bounded_reply(scrub_text(reply.text), scrub(reply.raw))
+        if reply.notes:
+            extra["notes"] = [*reply.notes, *extra.get("notes", [])]
+        reasoning = _cut_strings(scrub_text(reply.reasoning)) if reply.reasoning else None
+        (text, raw, reasoning), replaced = replace_lone_surrogates((text, raw, reasoning))
+        if replaced:
+            extra["notes"] = [*extra.get("notes", []), surrogate_note(replaced, "the app's reply")]
+        if reply.latency_ms is not None:  # the app's own time, told apart by the target
+            latency = reply.latency_ms
+        if reply.connect_ms is not None:
+            extra["connect_ms"] = round(reply.connect_ms, 3)
+        if reasoning:
+            extra["reasoning"] = reasoning
+        request = compact_request(reply.request, shown)
+        recorder.add_turn(ASSISTANT, request, text, raw, latency, reply.usage, **extra)
 
     @staticmethod
     def _fail(

@@ -39,7 +39,7 @@ from .results_folder import (
     utc_now,
     write_summary,
 )
-from .resume import start_run
+from .resume import RunStart, start_run
 from .state_hooks import AroundConversation
 from .summary import SummaryBuilder
 
@@ -261,7 +261,6 @@ async def run_jobs(
     started, started_at = time.monotonic(), utc_now()
     interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()
-    status = plan_status(start.record, run.finished)
     info: dict[str, Any] = {
         "manifest": str(manifest.path),
         "started_at": started_at,
@@ -269,9 +268,7 @@ async def run_jobs(
         "wall_time_ms": round((time.monotonic() - started) * 1000, 3),
         "concurrency": concurrency,
         "interrupted": interrupted,
-        **_problems(run, status),
-        **({"resumed": len(start.kept), "warnings": start.warnings} if resume else {}),
-        **({"replay": run.replay_tally.totals} if replays is not None else {}),
+        **_account(run, start, resume, replays is not None),
         **(run_info or {}),
     }
     gate, narrowed = narrowed_gate(manifest.gate, start.record)
@@ -340,6 +337,16 @@ async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool
         await gathered
         return True
     return False
+
+
+def _account(run: _Run, start: RunStart, resumed: bool, replayed: bool) -> dict[str, Any]:
+    """What the summary says about what ran: missing and failed work, a resume's and a replay's counts."""
+    status = plan_status(start.record, run.finished)
+    return {
+        **_problems(run, status),
+        **({"resumed": len(start.kept), "warnings": start.warnings} if resumed else {}),
+        **({"replay": run.replay_tally.totals} if replayed else {}),
+    }
 
 
 def _problems(run: _Run, status: RunInfo) -> RunInfo:
