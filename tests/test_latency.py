@@ -85,3 +85,33 @@ def test_an_llm_users_start_up_is_not_in_the_apps_latency(tmp_path: Path) -> Non
         results = _run(tmp_path, server.url, 8, user=user)
     assert len(_app_turns(results)) == 48
     _assert_the_apps_own_time(results)
+
+
+def test_a_callbacks_latency_is_its_own_time_not_the_wait_for_a_thread(tmp_path: Path) -> None:
+    """A sync callback runs in a worker thread; its turn records the call, not the handoff."""
+    (tmp_path / "app.py").write_text(
+        "import time\n"
+        "def respond(question, history, meta):\n"
+        "    if 'slow' in question:\n"
+        "        time.sleep(0.02)\n"
+        "    return 'ok'\n"
+    )
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\nsimulations:\n"
+        "  - {name: quick, persona: jane, task: t, turns: [hi, again], repeat: 8}\n"
+        "  - {name: slow, persona: jane, task: t, turns: [slow one, slow two], repeat: 8}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    results = read_results(tmp_path / "out" / "conversations.jsonl")
+    quick = [t["latency_ms"] for r in results if r["meta_data"]["simulation"] == "quick" for t in _app_turns([r])]
+    slow = [t["latency_ms"] for r in results if r["meta_data"]["simulation"] == "slow" for t in _app_turns([r])]
+    assert len(quick) == len(slow) == 16
+    assert max(quick) < 5, sorted(quick)[-3:]  # a function that returns at once took next to no time
+    assert all(20 <= latency < 30 for latency in sorted(slow)[:14]), sorted(slow)

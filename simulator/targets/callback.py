@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -42,11 +43,16 @@ class CallbackTarget(Target):
         request = {"question": question, "conversation_history": history, "meta_data": meta_data}
         try:
             if self._is_async:
+                started = time.perf_counter()
                 result = await self.fn(question, history, meta_data)
+                took = time.perf_counter() - started
             else:
-                result = await asyncio.to_thread(self.fn, question, history, meta_data)
+                # timed in the worker thread: the app's own time, not the wait for a thread
+                result, took = await asyncio.to_thread(self._call, question, history, meta_data)
                 if inspect.isawaitable(result):
+                    started = time.perf_counter()
                     result = await result
+                    took += time.perf_counter() - started
         except TurnError:
             raise
         except Exception as exc:  # the app under test failing is a result, not a crash
@@ -56,7 +62,14 @@ class CallbackTarget(Target):
                 f"callback {self.name} raised {type(exc).__name__}: {exc}",
                 detail={"traceback": tail},
             ) from None
-        return self._reply(result, request)
+        reply = self._reply(result, request)
+        reply.latency_ms = took * 1000
+        return reply
+
+    def _call(self, *args: Any) -> tuple[Any, float]:
+        started = time.perf_counter()
+        result = self.fn(*args)
+        return result, time.perf_counter() - started
 
     def _reply(self, result: Any, request: dict[str, Any]) -> AppReply:
         if isinstance(result, str):
