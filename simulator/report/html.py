@@ -19,8 +19,11 @@ from ..errors import ConfigError
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Summary
 from ..results_reading import result_key
+from .figures import Figures
 
 MARKER = "/*__DATA__*/"
+#: where the chart-drawing script (charts.js, beside the template) goes
+CHARTS_MARKER = "/*__CHARTS__*/"
 
 
 def _turns(result: ConversationResult) -> list[dict[str, Any]]:
@@ -84,9 +87,12 @@ def _pieces(
 ) -> Iterator[str]:
     """The page in pieces, one conversation at a time, so a large run never sits in memory whole.
 
-    Base conversations follow, only those paired (same simulation and repeat) with one shown.
+    Base conversations follow, only those paired (same simulation and repeat) with one shown;
+    the charts' figures come last, gathered from every conversation of both runs on the way.
     """
-    template = resources.files("simulator.report").joinpath("template.html").read_text("utf-8")
+    files = resources.files("simulator.report")
+    template = files.joinpath("template.html").read_text("utf-8")
+    template = template.replace(CHARTS_MARKER, files.joinpath("charts.js").read_text("utf-8"), 1)
     before, after = template.split(MARKER, 1)
     total = summary.get("totals", {}).get("conversations", 0)
     keys: set[str] = set()
@@ -95,9 +101,11 @@ def _pieces(
     head = scrub({"summary": summary, "baseline": baseline or {}, "baseline_label": baseline_label})
     yield _embed(head)[:-1]
     yield ',"conversations":['
+    figures, base_figures = Figures(), Figures()
     for result in results:
+        figures.add(result)
         if shown >= MAX_CONVERSATIONS:
-            break
+            continue  # not shown, still in the charts
         yield ("," if shown else "") + _embed(scrub(_conversation(result)))
         keys.add(result_key(result))
         shown += 1
@@ -105,12 +113,14 @@ def _pieces(
     paired, problem = 0, None
     try:
         for result in base_results:
+            base_figures.add(result)
             if result_key(result) in keys:
                 yield ("," if paired else "") + _embed(scrub(_base_conversation(result)))
                 paired += 1
     except ConfigError as exc:  # a damaged base file: this run's report still stands
         problem = scrub_text(str(exc))
-    yield f'],"base_problem":{_embed(problem)}}}'
+    yield f'],"base_problem":{_embed(problem)},"figures":{_embed(scrub(figures.build()))}'
+    yield f',"base_figures":{_embed(scrub(base_figures.build()) if len(base_figures) else None)}}}'
     yield after
 
 
