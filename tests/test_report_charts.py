@@ -148,6 +148,78 @@ def test_a_chart_bar_opens_its_simulation(browser, runs: dict[str, Path]) -> Non
     ]
 
 
+def test_rows_say_they_open_why_they_failed_and_that_they_are_required(page: Page) -> None:
+    rows = page.eval_on_selector_all(
+        "tr.sim",
+        """rs => rs.map(r => [r.dataset.name, r.querySelector('.opener').textContent,
+            (r.querySelector('.why') || {}).textContent || '', (r.querySelector('.required') || {}).textContent || ''])""",
+    )
+    assert rows == [
+        ["refund-ok", "3 conversations ▸", "", "required"],
+        ["gives-up", "2 conversations ▸", "✗ not_contains 'Sorry' in every reply: turn 1 has 'Sorry' · 2 of 2", ""],
+        ["long-talk", "1 conversation ▸", "✗ contains 'shipped' in any reply: no app reply has 'shipped' · 1 of 1", ""],
+        [
+            "app-crash",
+            "1 conversation ▸",
+            "⚠ conversation ended with app_error: callback "
+            + rows[3][2].split("callback ", 1)[1].split(":respond")[0]
+            + ":respond raised RuntimeError: the order service is down · 1 of 1",
+            "",
+        ],
+    ]
+    page.click("tr.sim[data-name='gives-up']")
+    assert page.text_content("tr.sim[data-name='gives-up'] .opener") == "2 conversations ▾"
+    page.click("tr.sim[data-name='gives-up']")
+    assert page.text_content("tr.sim[data-name='gives-up'] .opener") == "2 conversations ▸"
+
+
+def test_j_and_k_move_between_rows_and_enter_opens(browser, runs: dict[str, Path]) -> None:
+    page = open_report(browser, runs["head"] / "report.html")
+    current = "() => (document.querySelector('tr.sim.current') || {dataset: {}}).dataset.name"
+    page.keyboard.press("j")
+    assert page.evaluate(current) == "refund-ok"
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    assert page.evaluate(current) == "gives-up"
+    page.keyboard.press("Enter")
+    assert page.get_attribute("tr.sim[data-name='gives-up']", "aria-expanded") == "true"
+    assert page.locator("tr.sim[data-name='gives-up'] + tr.detail button.conv").count() == 2
+    page.keyboard.press("Enter")
+    assert page.locator("tr.sim[data-name='gives-up'] + tr.detail").is_hidden()
+    page.check("#failed-only")  # hidden rows are skipped
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("k")
+    assert page.evaluate(current) == "gives-up"
+    page.keyboard.press("k")
+    assert page.evaluate(current) == "gives-up"  # refund-ok passed: hidden
+    page.fill("#search", "jk")  # typing in a field moves nothing
+    assert page.evaluate(current) == "gives-up" and page.input_value("#search") == "jk"
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
+def test_a_deep_link_opens_one_conversations_transcript(browser, runs: dict[str, Path]) -> None:
+    head = runs["head"]
+    page = browser.new_page(viewport={"width": 1280, "height": 700})
+    page.goto((head / "report.html").as_uri() + "#gives-up/2")
+    page.wait_for_selector("body[data-ready='1']")
+    transcript = page.locator(".transcript")
+    assert transcript.get_attribute("data-conversation") == conversation_id(head, "gives-up", 2)
+    assert (
+        transcript.is_visible()
+        and page.evaluate("document.querySelector('.transcript').getBoundingClientRect().top") < 700
+    )
+    assert page.text_content("tr.detail:not([hidden]) button.conv.selected").startswith("#2 ")
+    page.click("tr.detail:not([hidden]) button.conv[data-repeat='1']")
+    assert page.evaluate("location.hash") == "#gives-up/1"  # the address bar holds the link to share
+    page.evaluate("location.hash = '#long-talk/1'")
+    page.wait_for_selector(f".transcript[data-conversation='{conversation_id(head, 'long-talk', 1)}']")
+    page.evaluate("location.hash = '#refund-ok/9'")
+    page.wait_for_selector("tr.sim[data-name='refund-ok'] + tr.detail .shown .empty")
+    assert "#9 is not on this page" in page.text_content("tr.sim[data-name='refund-ok'] + tr.detail .shown")
+    page.close()
+
+
 def test_base_and_head_are_drawn_side_by_side(browser, runs: dict[str, Path]) -> None:
     page = open_report(browser, runs["compared"] / "report.html")
     base = page.eval_on_selector_all(
