@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from playwright.sync_api import Page, sync_playwright
 
 from simulator.cli import main
@@ -218,6 +219,23 @@ def test_a_deep_link_opens_one_conversations_transcript(browser, runs: dict[str,
     page.wait_for_selector("tr.sim[data-name='refund-ok'] + tr.detail .shown .empty")
     assert "#9 is not on this page" in page.text_content("tr.sim[data-name='refund-ok'] + tr.detail .shown")
     page.close()
+
+
+def test_a_persona_shows_its_facts_as_a_definition_list(page: Page) -> None:
+    page.click("tr.sim[data-name='refund-ok']")
+    page.click("tr.sim[data-name='refund-ok'] + tr.detail button.conv[data-repeat='1']")
+    card = page.locator("tr.sim[data-name='refund-ok'] + tr.detail .persona")
+    assert card.locator(":scope > dl > dt").all_text_contents() == ["Task", "Profile", "Tone", "Facts"]
+    facts = card.locator("dd.facts-box > dl.facts")
+    assert facts.locator(":scope > dt").all_text_contents() == ["customer info", "recent purchases"]
+    jane = yaml.safe_load((REPO / "personas" / "jane.yaml").read_text())["meta_data"]
+    customer = facts.locator(":scope > dd").first.locator(":scope > dl > dt")
+    assert customer.all_text_contents() == [key.replace("_", " ") for key in jane["customer_info"]]
+    purchases = facts.locator(":scope > dd").nth(1).locator(":scope > ul.facts > li")
+    assert purchases.count() == len(jane["recent_purchases"])
+    first = purchases.first.locator(":scope > dl > dt").all_text_contents()
+    assert first == ["order number", "date", "items"]
+    assert "{" not in card.text_content()  # no JSON left
 
 
 def test_base_and_head_are_drawn_side_by_side(browser, runs: dict[str, Path]) -> None:
