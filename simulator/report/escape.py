@@ -1,7 +1,8 @@
-"""Untrusted text made safe inside a Markdown sentence or table cell."""
+"""Untrusted text made safe inside a Markdown sentence or table cell, or inside raw HTML."""
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -9,11 +10,22 @@ _MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 
 
+def _flat(text: Any, limit: int) -> str:
+    value = " ".join(str(text).split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def inline(text: Any, limit: int = 300) -> str:
     """Untrusted text made safe for a table cell or a sentence."""
-    value = " ".join(str(text).split())
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    value = _flat(text, limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     value = _INLINE_SPECIAL.sub(r"\\\1", value)
     return _MENTION.sub("@\u2060", value)
+
+
+def html_text(text: Any, limit: int = 300) -> str:
+    """Untrusted text made safe inside raw HTML, such as a comment's `<summary>`.
+
+    GitHub reads an HTML block as HTML, not Markdown, so a Markdown escape there would show its
+    backslash: only `&`, `<` and `>` are escaped, and @mentions are kept from pinging.
+    """
+    return _MENTION.sub("@\u2060", html.escape(_flat(text, limit), quote=False))

@@ -17,7 +17,7 @@ from typing import Any
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
 from .changes_markdown import changes_section, comparison_summary, vs_base
-from .escape import inline
+from .escape import html_text, inline
 
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
@@ -159,15 +159,18 @@ def _transcript(result: ConversationResult, focus: set[int]) -> str:
 
 
 def conversation_details(result: ConversationResult) -> str:
-    """A failed or errored conversation, folded: failing checks with evidence, then the turns."""
+    """A failed or errored conversation, folded: failing checks with evidence, then the turns.
+
+    The summary line is HTML on GitHub, where Markdown escapes would show: it is escaped for HTML.
+    """
     meta = result["meta_data"]
     evaluation = result.get("evaluation") or {}
     status = evaluation.get("status", "error")
     name = meta.get("simulation") or meta["persona"]["name"]
     first = (evaluation.get("failed") or evaluation.get("errors") or [meta["stop_reason"]])[0]
     lines = [
-        f"<details><summary>{ICONS.get(status, '')} {inline(name, 80)} #{meta.get('repeat', 1)}: "
-        f"{inline(first, 160)}</summary>",
+        f"<details><summary>{ICONS.get(status, '')} {html_text(name, 80)} #{meta.get('repeat', 1)}: "
+        f"{html_text(first, 160)}</summary>",
         "",
         f"**Persona** {inline(meta['persona']['name'], 60)} · **Task** {inline(meta['task'], 200)} · "
         f"**Ended** {meta['stop_reason']} after {meta.get('turn_count', len(result['conversation']))} turns",

@@ -1,0 +1,125 @@
+"""The PR comment as GitHub shows it: summaries rendered as HTML.
+
+The comment is rendered with cmark-gfm (the GitHub Flavored Markdown reference implementation),
+raw HTML kept as GitHub keeps it, and read back with an HTML parser.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from simulator.report import compare, render_markdown
+from simulator.results_reading import read_results
+from tests.test_report_charts import run
+
+CMARK = shutil.which("cmark-gfm")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("comment")
+    return {"head": run(root / "head", "Sorry, I cannot help with that."), "base": run(root / "base", "It shipped.")}
+
+
+def summary_of(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def comment(runs: dict[str, Path], **options) -> str:
+    head = runs["head"]
+    return render_markdown(summary_of(head), read_results(head / "conversations.jsonl"), **options)
+
+
+class _Reader(HTMLParser):
+    """What a test needs of rendered HTML: summary texts, how <details> nest, links, code blocks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.summaries: list[str] = []
+        self.links: list[str] = []
+        self.code_classes: list[str] = []
+        self.depth = 0
+        self.lowest = 0
+        self._in_summary = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "details":
+            self.depth += 1
+        elif tag == "summary":
+            self._in_summary = True
+            self.summaries.append("")
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
+        elif tag == "code":
+            self.code_classes.append(dict(attrs).get("class") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "details":
+            self.depth -= 1
+            self.lowest = min(self.lowest, self.depth)
+        elif tag == "summary":
+            self._in_summary = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_summary:
+            self.summaries[-1] += data
+
+
+def rendered(markdown: str) -> _Reader:
+    if CMARK is None:
+        pytest.skip("cmark-gfm is not installed (apt-get install cmark-gfm, as the README's test command does)")
+    html = subprocess.run(
+        [CMARK, "--unsafe", "-e", "table", "-e", "autolink", "-e", "strikethrough", "-e", "tagfilter"],
+        input=markdown,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    reader = _Reader()
+    reader.feed(html)
+    reader.close()
+    return reader
+
+
+def test_summaries_are_html_with_no_stray_backslash_and_every_details_closes(runs: dict[str, Path]) -> None:
+    before, after = summary_of(runs["base"]), summary_of(runs["head"])
+    for text in (
+        comment(runs),
+        comment(runs, changes=compare(after, before)),
+        comment(runs, changes=compare(after, before), limit=3_000),  # cut to fit: still well formed
+    ):
+        page = rendered(text)
+        assert page.depth == 0 and page.lowest == 0  # every <details> closed, none closed twice
+        assert page.summaries and not any("\\" in summary for summary in page.summaries)
+    summaries = rendered(comment(runs)).summaries
+    assert "❌ gives-up #1: not_contains 'Sorry' in every reply" in summaries
+    assert "❌ long-talk #1: contains 'shipped' in any reply" in summaries
+
+
+def test_summary_text_is_escaped_for_html() -> None:
+    from simulator.report.markdown import conversation_details
+
+    result = {
+        "conversation_id": "c1",
+        "conversation": [],
+        "meta_data": {
+            "simulation": "odd_name",
+            "repeat": 2,
+            "persona": {"name": "P"},
+            "task": "t",
+            "stop_reason": "user_done",
+        },
+        "evaluation": {"status": "fail", "failed": ["not_contains '<b>x</b>' & @octocat *here*"], "checks": []},
+    }
+    details = conversation_details(result)  # type: ignore[arg-type]
+    summary = details.split("\n", 1)[0]
+    assert summary == (
+        "<details><summary>❌ odd_name #2: not_contains '&lt;b&gt;x&lt;/b&gt;' &amp; @\u2060octocat *here*</summary>"
+    )
+    assert rendered(details + "\n").summaries == ["❌ odd_name #2: not_contains '<b>x</b>' & @\u2060octocat *here*"]
