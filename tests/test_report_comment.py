@@ -1,4 +1,4 @@
-"""The PR comment as GitHub shows it: summaries rendered as HTML.
+"""The PR comment as GitHub shows it: summaries rendered as HTML, links into report.html.
 
 The comment is rendered with cmark-gfm (the GitHub Flavored Markdown reference implementation),
 raw HTML kept as GitHub keeps it, and read back with an HTML parser.
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from simulator.report import compare, render_markdown
+from simulator.report import Links, compare, render_markdown
 from simulator.results_reading import read_results
 from tests.test_report_charts import run
 
 CMARK = shutil.which("cmark-gfm")
+REPORT_URL = "https://reports.example.test/pr-7/report.html"
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,16 @@ def test_summary_text_is_escaped_for_html() -> None:
         "<details><summary>❌ odd_name #2: not_contains '&lt;b&gt;x&lt;/b&gt;' &amp; @\u2060octocat *here*</summary>"
     )
     assert rendered(details + "\n").summaries == ["❌ odd_name #2: not_contains '<b>x</b>' & @\u2060octocat *here*"]
+
+
+def test_each_failed_conversation_links_to_its_transcript(runs: dict[str, Path]) -> None:
+    page = rendered(comment(runs, links=Links(report_url=REPORT_URL)))
+    assert [link for link in page.links if link.startswith(REPORT_URL)] == [
+        f"{REPORT_URL}#gives-up/1",
+        f"{REPORT_URL}#gives-up/2",
+        f"{REPORT_URL}#long-talk/1",
+        f"{REPORT_URL}#app-crash/1",
+    ]
+    assert "❌ gives-up #1: not_contains 'Sorry' in every reply" in page.summaries  # the link wraps the name
+    without = rendered(comment(runs, links=Links(run_url="https://github.com/o/r/actions/runs/1")))
+    assert without.links == ["https://github.com/o/r/actions/runs/1"]  # no report address: no deep link

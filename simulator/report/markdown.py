@@ -9,10 +9,12 @@ Known credentials are scrubbed from what is rendered before any text is escaped 
 from __future__ import annotations
 
 import heapq
+import html
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
@@ -54,6 +56,13 @@ class Links:
     report_note: str | None = None
     #: the base run compared with
     baseline_url: str | None = None
+    #: where report.html can be opened in a browser; each failed conversation links into it
+    report_url: str | None = None
+
+
+def deep_link(report_url: str, simulation: str, repeat: int) -> str:
+    """report.html's address that opens one conversation's transcript: `#<simulation>/<repeat>`."""
+    return f"{report_url.split('#', 1)[0]}#{quote(simulation, safe='')}/{repeat}"
 
 
 def plan_line(run: RunInfo) -> str:
@@ -158,19 +167,23 @@ def _transcript(result: ConversationResult, focus: set[int]) -> str:
     return "\n".join(lines)
 
 
-def conversation_details(result: ConversationResult) -> str:
+def conversation_details(result: ConversationResult, report_url: str | None = None) -> str:
     """A failed or errored conversation, folded: failing checks with evidence, then the turns.
 
-    The summary line is HTML on GitHub, where Markdown escapes would show: it is escaped for HTML.
+    The summary line is HTML on GitHub (Markdown escapes would show), and with `report_url` its
+    name links to the conversation's transcript in report.html.
     """
     meta = result["meta_data"]
     evaluation = result.get("evaluation") or {}
     status = evaluation.get("status", "error")
     name = meta.get("simulation") or meta["persona"]["name"]
+    repeat = meta.get("repeat", 1)
     first = (evaluation.get("failed") or evaluation.get("errors") or [meta["stop_reason"]])[0]
+    label = f"{html_text(name, 80)} #{repeat}"
+    if report_url:
+        label = f'<a href="{html.escape(deep_link(report_url, name, repeat))}">{label}</a>'
     lines = [
-        f"<details><summary>{ICONS.get(status, '')} {html_text(name, 80)} #{meta.get('repeat', 1)}: "
-        f"{html_text(first, 160)}</summary>",
+        f"<details><summary>{ICONS.get(status, '')} {label}: {html_text(first, 160)}</summary>",
         "",
         f"**Persona** {inline(meta['persona']['name'], 60)} · **Task** {inline(meta['task'], 200)} · "
         f"**Ended** {meta['stop_reason']} after {meta.get('turn_count', len(result['conversation']))} turns",
@@ -284,7 +297,7 @@ def render_markdown(
         body.append(f"### Failed and errored conversations ({bad_count})")
         used += 60
         for result in bad:
-            block = conversation_details(scrub(result))
+            block = conversation_details(scrub(result), links.report_url)
             if used + len(block) + 2 > limit:
                 break
             body.append(block)
