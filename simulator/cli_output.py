@@ -133,7 +133,7 @@ class Console:
             self._document(summary, files, exit_code, changes, problems)
             return
         if not self.quiet:  # --quiet: only the lines that say how it ended (results, plan, gate)
-            self.out.write("\n" + render_markdown(summary, (), changes=changes) + "\n\n")
+            self.out.write("\n" + render_markdown(summary, (), changes=changes, chart=False) + "\n\n")
         self.result(f"Results: {path} · {where}")
         self.result(_plan_line(summary))
         replay = (summary.get("run") or {}).get("replay")

@@ -1,4 +1,4 @@
-"""The PR comment as GitHub shows it: summaries rendered as HTML, links into report.html.
+"""The PR comment as GitHub shows it: summaries rendered as HTML, links into report.html, one chart.
 
 The comment is rendered with cmark-gfm (the GitHub Flavored Markdown reference implementation),
 raw HTML kept as GitHub keeps it, and read back with an HTML parser.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.report import Links, compare, render_markdown
+from simulator.cli import main
+from simulator.report import COMMENT_LIMIT, Links, compare, render_markdown
 from simulator.results_reading import read_results
 from tests.test_report_charts import run
 
@@ -137,3 +138,40 @@ def test_each_failed_conversation_links_to_its_transcript(runs: dict[str, Path])
     assert "❌ gives-up #1: not_contains 'Sorry' in every reply" in page.summaries  # the link wraps the name
     without = rendered(comment(runs, links=Links(run_url="https://github.com/o/r/actions/runs/1")))
     assert without.links == ["https://github.com/o/r/actions/runs/1"]  # no report address: no deep link
+
+
+def test_the_comment_has_a_pass_rate_chart_that_reads_as_text_where_mermaid_is_not_drawn(runs: dict[str, Path]) -> None:
+    text = comment(runs)
+    chart = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert chart.splitlines()[1:] == [
+        "xychart-beta horizontal",
+        '  title "Pass rate per simulation (%)"',
+        '  x-axis ["refund-ok", "gives-up", "long-talk", "app-crash"]',
+        '  y-axis "pass rate %" 0 --> 100',
+        "  bar [100, 0, 0, 0]",
+    ]
+    assert text.index("| ✅ | refund-ok (required) |") < text.index("```mermaid")  # the table comes first
+    assert rendered(text).code_classes.count("language-mermaid") == 1  # elsewhere: a code block
+    before, after = summary_of(runs["base"]), summary_of(runs["head"])
+    compared = comment(runs, changes=compare(after, before))
+    assert "  line [100, 100, 100, 0]" in compared and "line the base run" in compared
+    assert compared.index("</details>") < compared.index("```mermaid")  # after the folded table
+
+
+def test_the_chart_stays_out_where_it_would_not_help_or_fit(runs: dict[str, Path], capsys) -> None:
+    summary = summary_of(runs["head"])
+    passing = json.loads(json.dumps(summary))
+    for sim in passing["simulations"].values():
+        sim["verdict"]["pass_rate"] = 1.0
+    assert "mermaid" not in render_markdown(passing)  # nothing to see
+    crowded = json.loads(json.dumps(summary))
+    crowded["simulations"] = {f"sim-{i}": summary["simulations"]["gives-up"] for i in range(21)}
+    assert "mermaid" not in render_markdown(crowded)
+    full = render_markdown(summary)
+    assert "mermaid" in full and "mermaid" not in render_markdown(summary, limit=len(full) - 50)
+    assert len(render_markdown(summary, limit=COMMENT_LIMIT)) <= COMMENT_LIMIT
+    capsys.readouterr()
+    main(["report", str(runs["head"])])
+    printed = capsys.readouterr().out
+    assert "| gives-up |" in printed and "mermaid" not in printed  # a terminal would only show the code
+    assert "```mermaid" in (runs["head"] / "report.md").read_text()

@@ -20,6 +20,7 @@ from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
 from .changes_markdown import changes_section, comparison_summary, vs_base
 from .escape import html_text, inline
+from .mermaid import pass_rate_chart
 
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
@@ -246,20 +247,27 @@ def _worst(results: Iterable[ConversationResult]) -> tuple[list[ConversationResu
     return shown, count
 
 
-def _head(summary: Summary, changes: dict[str, dict[str, Any]] | None, header: str, note: str | None, room: int) -> str:
-    """Gate and table, or with a baseline: gate, what changed, then the table folded."""
+def _head(
+    summary: Summary, changes: dict[str, dict[str, Any]] | None, header: str, note: str | None, room: int, chart: bool
+) -> str:
+    """Gate and table, or with a baseline: gate, what changed, then the table folded; then the
+    pass-rate chart, the first part to go when the comment is short of room."""
     parts = [header] if header else []
     parts.append(gate_section(summary))
+    picture = pass_rate_chart(summary, changes) if chart else None
     if changes is None:
         if note:
             parts.append(f"> ℹ️ {inline(note, 500)}")
         parts.append(simulations_table(summary))
-        return "\n\n".join(parts)
+        with_picture = "\n\n".join(parts + ([picture] if picture else []))
+        return with_picture if len(with_picture) <= room else "\n\n".join(parts)
     parts.append(changes_section(changes, note))
     folded = "\n\n".join(
         [comparison_summary(changes, len(summary["simulations"])), simulations_table(summary, changes=changes)]
     )
     parts.append(folded + "\n\n</details>")
+    if picture and len("\n\n".join([*parts, picture])) <= room:
+        return "\n\n".join([*parts, picture])
     head = "\n\n".join(parts)
     if len(head) > room:  # the folded table goes first: a cut inside it would leave <details> open
         parts[-1] = "_The table of every simulation is in the artifact's report.md._"
@@ -275,18 +283,20 @@ def render_markdown(
     header: str = "",
     changes: dict[str, dict[str, Any]] | None = None,
     baseline_note: str | None = None,
+    chart: bool = True,
 ) -> str:
     """The report, at most `limit` characters: gate, table, links, then as many failures as fit.
 
     With `changes` (from `baseline.compare`), what changed since the base run comes first and the
     table, with a "vs base" column, is folded below it. `baseline_note` is one line on what was
-    compared with, or why nothing was.
+    compared with, or why nothing was. `chart` adds the pass-rate chart where it helps (GitHub
+    draws it; a terminal would only show its code).
     """
     # scrubbed before rendering: escaping (`_` -> `\_`) or a cut would leave a credential unrecognisable
     summary, changes = scrub(summary), scrub(changes)
     links = links or Links()
     footer = _footer(links)
-    head = _head(summary, changes, header, baseline_note, room=limit - len(footer) - 200)
+    head = _head(summary, changes, header, baseline_note, room=limit - len(footer) - 200, chart=chart)
     bad, bad_count = _worst(results)
     if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
         head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
