@@ -72,7 +72,7 @@ const ReportCharts = (function () {
   // App latency per simulation: each reply counted in log-scale bins, p50 and p95 marked, the
   // simulation's max_latency_ms limit drawn; the base run's histogram in grey above. Slowest first.
   function latencies(host, names, ctx, options) {
-    const opts = options || {}, B = ctx.figures.bins_per_decade;
+    const opts = options || {}, B = ctx.figures.bins_per_decade, floor = ctx.figures.floor_ms || 0.01;
     const rows = names.map((name, order) => {
       const sim = ctx.summary.simulations[name] || {}, fig = ctx.figures.simulations[name] || {};
       const base = ctx.baseFigures && ctx.baseFigures.simulations[name], change = (ctx.baseline[name] || {}).base;
@@ -85,20 +85,21 @@ const ReportCharts = (function () {
     const values = [];
     for (const r of shown) {
       for (const [bin] of r.bins.concat(r.baseBins)) values.push(10 ** (bin / B), 10 ** ((bin + 1) / B));
-      for (const v of [r.limit, r.p95, r.baseP95]) if (v) values.push(v);
+      for (const v of [r.limit, r.p95, r.baseP95]) if (v) values.push(Math.max(v, floor));
     }
     let lo = Math.floor(Math.log10(Math.min(...values))), hi = Math.ceil(Math.log10(Math.max(...values)) - 1e-9);
     if (hi <= lo) hi = lo + 1;
+    const every = Math.ceil((hi - lo) / 5);  // a label every decade, or every other one on a wide axis
     const LABEL = opts.label === false ? 4 : 128, X = LABEL + 6, PW = W - X - 8, HEAD = opts.tall ? 34 : 12, BASE = withBase ? (opts.tall ? 18 : 7) : 0;
     const ROW = HEAD + BASE + (withBase ? 9 : 6), height = TOP + shown.length * ROW + 16;
-    const sx = (v) => X + ((Math.log10(v) - lo) / (hi - lo)) * PW;
+    const sx = (v) => X + ((Math.log10(Math.max(v, floor)) - lo) / (hi - lo)) * PW;  // 0 ms sits on the floor
     const plot = frame(height, "App latency per simulation");
     for (let d = lo; d <= hi; d++) {
       for (const m of [1, 2, 5]) {
         const v = m * 10 ** d, x = sx(v);
         if (d === hi && m > 1) continue;
         plot.append(svg("line", {class: "grid" + (m === 1 ? " decade" : ""), x1: x, x2: x, y1: TOP - 6, y2: height - 14}));
-        if (m === 1 || hi - lo <= 2) plot.append(svg("text", {class: "tick", x, y: height - 3, "text-anchor": "middle", text: ms(v)}));
+        if ((m === 1 && (d - lo) % every === 0) || hi - lo <= 2) plot.append(svg("text", {class: "tick", x, y: height - 3, "text-anchor": "middle", text: ms(v)}));
       }
     }
     shown.forEach((r, i) => {
@@ -126,7 +127,7 @@ const ReportCharts = (function () {
       group.append(svg("rect", {class: "lat-bin" + extra, x, y: top + height - h, width: Math.max(w - 0.6, 0.8), height: h, "data-count": n}));
     }
     for (const [cls, v] of [["p50", p50], ["p95", p95]]) {
-      if (v != null && v > 0) group.append(svg("line", {class: "mark " + cls + extra, x1: sx(v), x2: sx(v), y1: top - 1, y2: top + height + 1}));
+      if (v != null) group.append(svg("line", {class: "mark " + cls + extra, x1: sx(v), x2: sx(v), y1: top - 1, y2: top + height + 1}));
     }
   }
 

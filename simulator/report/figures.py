@@ -113,9 +113,10 @@ class Figures:
         return sum(s.conversations for s in self._simulations.values())
 
     def build(self) -> dict[str, Any]:
-        """`{bins_per_decade, endings, simulations: {name: {latency, limit, endings, reason}}}`."""
+        """`{bins_per_decade, floor_ms, endings, simulations: {name: {latency, limit, endings, reason}}}`."""
         return {
             "bins_per_decade": BINS_PER_DECADE,
+            "floor_ms": FLOOR_MS,
             "endings": list(ENDINGS),
             "simulations": {name: s.figures() for name, s in self._simulations.items()},
         }
