@@ -256,6 +256,22 @@ def test_gate_failure_annotates_the_manifest_line_and_fail_on_decides_the_exit(
     assert errors_only.code == 0
 
 
+def test_report_url_links_each_failed_conversation_in_the_comment(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAIServer
+) -> None:
+    llm.default = user_says("hello")
+    app.default = lambda request: AppReply(text="An error occurred.")
+    workspace = make_workspace(tmp_path)
+    env = standard_env(app, llm)
+    published = "https://reports.example/octo-repo/runs/42/report.html"
+    run = run_entrypoint(tmp_path, workspace, gh, {"openai-api-key": OPENAI_KEY, "report-url": published}, env)
+    assert run.code == 1, run.stdout
+    (body,) = [c["body"] for c in gh.comments_on(PR)]
+    assert f'<a href="{published}#scripted-greeting/1">' in body and f'<a href="{published}#llm-refund/1">' in body
+    bad = run_entrypoint(tmp_path, workspace, gh, {"openai-api-key": OPENAI_KEY, "report-url": "reports/x.html"}, env)
+    assert bad.code == 2 and "input report-url: must be an http(s) URL" in bad.stdout
+
+
 def test_on_failure_comment_mode_stays_quiet_when_passing(
     tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAIServer
 ) -> None:

@@ -190,6 +190,7 @@ def _publish(
         artifact_name=artifact_name,
         report_note="report.html in the artifact shows every conversation as a chat transcript",
         baseline_url=base.run_url,
+        report_url=inputs.report_url or None,
     )
 
     def render(limit: int = COMMENT_LIMIT) -> str:

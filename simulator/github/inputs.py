@@ -45,6 +45,8 @@ class Inputs:
     merge: list[str] = field(default_factory=list)
     #: "auto" (the base branch's newest artifact), "" (none) or a folder in the workspace
     baseline: str = "auto"
+    #: where this run's report.html is published; the comment links each failed conversation there
+    report_url: str = ""
     #: replay the baseline's user messages while the app answers as it did (paired comparison)
     replay: bool = True
     resume: bool = False
@@ -71,6 +73,13 @@ def _baseline(text: str | None) -> str:
     if value.lower() in ("", "none", "false"):
         return ""
     return "auto" if value.lower() == "auto" else value
+
+
+def _report_url(text: str) -> str:
+    value = text.strip()
+    if value and not re.match(r"https?://[^\s/]+", value):
+        raise ConfigError(f"input report-url: must be an http(s) URL where report.html is published, got {value!r}")
+    return value
 
 
 def _given(name: str) -> str | None:
@@ -110,6 +119,7 @@ def read_inputs() -> Inputs:
         filters=_lines(get("filter")),
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
         baseline=_baseline(_given("baseline")),
+        report_url=_report_url(get("report-url")),
         replay=_boolean(get("replay") or "true", "replay"),
         resume=_boolean(get("resume"), "resume"),
         keys={env: value for name, env in KEY_INPUTS.items() if (value := get(name))},
