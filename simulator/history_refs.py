@@ -11,7 +11,8 @@ A reference is `{"$turns": [first, last]}`: the messages of the turns numbered f
 
 - `"swapped"`: roles user and assistant exchanged (the user model sees the conversation so);
 - `"promptflow"`: Prompt flow's `chat_history` pairs,
-  `{"inputs": {"question": <user>}, "outputs": {"answer": <assistant>}}`.
+  `{"inputs": {"question": <user>}, "outputs": {"answer": <assistant>}}`; a flow whose chat input
+  and output have other names gets `"$names": {"input": <name>, "output": <name>}` beside it.
 
 Where a value was the whole list it is the reference; as an item of a list it stands for its
 messages spliced in there (`"messages": [<system>, {"$turns": [0, 5]}, <new message>]`). A string
@@ -25,41 +26,62 @@ the request as recorded (`expand_request`, `expand_value`).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 TURNS = "$turns"
 SHAPE = "$as"
+NAMES = "$names"
 TEXT = "$text"
 LITERAL = "$literal"
 MARKERS = frozenset({TURNS, TEXT, LITERAL})
 #: the shapes a history is sent in, besides plain `{role, content}` messages
 SHAPES = ("messages", "swapped", "promptflow")
+#: the names a Prompt flow pair uses when none are given: those of Prompt flow's chat flow template
+PROMPTFLOW_INPUT = "question"
+PROMPTFLOW_OUTPUT = "answer"
 
 
-def promptflow_pairs(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Prompt flow's `chat_history`: each user message with the assistant reply that followed it."""
+def promptflow_pairs(
+    messages: Sequence[Mapping[str, Any]], input: str = PROMPTFLOW_INPUT, output: str = PROMPTFLOW_OUTPUT
+) -> list[dict[str, Any]]:
+    """Prompt flow's `chat_history`: each user message with the assistant reply that followed it, under
+    the flow's own names of its chat input and chat output (a flow reads earlier turns by them)."""
     pairs = []
     pending: str | None = None
     for message in messages:
         if message.get("role") == "user":
             pending = message.get("content", "")
         elif message.get("role") == "assistant" and pending is not None:
-            pairs.append({"inputs": {"question": pending}, "outputs": {"answer": message.get("content", "")}})
+            pairs.append({"inputs": {input: pending}, "outputs": {output: message.get("content", "")}})
             pending = None
     return pairs
 
 
-def history_messages(turns: Sequence[Mapping[str, Any]], shape: str = "messages") -> list[dict[str, Any]]:
-    """The messages `turns` stand for, in one of `SHAPES`."""
+def pair_names(item: Any) -> tuple[str, str] | None:
+    """The chat input and output names of a Prompt flow pair `{"inputs": {name: ...}, "outputs": {name: ...}}`."""
+    if not (isinstance(item, dict) and set(item) == {"inputs", "outputs"}):
+        return None
+    inputs, outputs = item["inputs"], item["outputs"]
+    if not (isinstance(inputs, dict) and isinstance(outputs, dict) and len(inputs) == len(outputs) == 1):
+        return None
+    return next(iter(inputs)), next(iter(outputs))
+
+
+def history_messages(
+    turns: Sequence[Mapping[str, Any]], shape: str = "messages", names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The messages `turns` stand for, in one of `SHAPES`; `names` (input, output) are a pair's names."""
     messages = [{"role": t["actor"], "content": t["response"]} for t in turns]
     if shape == "messages":
         return messages
     if shape == "swapped":
         return [{"role": "assistant" if m["role"] == "user" else "user", "content": m["content"]} for m in messages]
     if shape == "promptflow":
-        return promptflow_pairs(messages)
+        names = names or {}
+        return promptflow_pairs(messages, names.get("input", PROMPTFLOW_INPUT), names.get("output", PROMPTFLOW_OUTPUT))
     raise ValueError(f"unknown history shape {shape!r}; known: {', '.join(SHAPES)}")
 
 
@@ -74,24 +96,42 @@ def compact_request(request: Any, turns: Sequence[Mapping[str, Any]]) -> Any:
     return _Compactor(turns).value(request)
 
 
+Form = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
 class _Compactor:
     def __init__(self, turns: Sequence[Mapping[str, Any]]) -> None:
-        span = [turns[0]["turn_number"], turns[-1]["turn_number"]]
-        self.forms: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        self.turns = turns
+        self.span = [turns[0]["turn_number"], turns[-1]["turn_number"]]
+        self.forms: list[Form] = []
         for shape in SHAPES:
             form = history_messages(turns, shape)
             if form:  # an empty form would match every empty list
-                reference = {TURNS: list(span)} if shape == "messages" else {TURNS: list(span), SHAPE: shape}
+                reference = {TURNS: list(self.span)} if shape == "messages" else {TURNS: list(self.span), SHAPE: shape}
                 self.forms.append((reference, form))
         self.shortest_text = sum(len(t["response"]) for t in turns)
         self._texts: list[tuple[dict[str, Any], str]] | None = None
+        #: Prompt flow pairs under a flow's own names, made when a request holds such a pair
+        self._named: dict[tuple[str, str], list[Form]] = {}
+
+    def forms_at(self, item: Any) -> list[Form]:
+        """The forms a history starting with `item` may have: Prompt flow pairs under the names it uses too."""
+        names = pair_names(item)
+        if names is None or names == (PROMPTFLOW_INPUT, PROMPTFLOW_OUTPUT):
+            return self.forms
+        if names not in self._named:
+            given = {"input": names[0], "output": names[1]}
+            form = history_messages(self.turns, "promptflow", given)
+            reference = {TURNS: list(self.span), SHAPE: "promptflow", NAMES: given}
+            self._named[names] = [(reference, form)] if form else []
+        return self._named[names] or self.forms
 
     def value(self, node: Any) -> Any:
         """A node in a value's place: a whole-list history becomes the reference itself."""
         if isinstance(node, list):
-            for reference, form in self.forms:
+            for reference, form in self.forms_at(node[0]) if node else ():
                 if len(node) == len(form) and node == form:
-                    return dict(reference)
+                    return copy.deepcopy(reference)
             return self.items(node)
         if isinstance(node, dict):
             if MARKERS.intersection(node):
@@ -106,10 +146,10 @@ class _Compactor:
         out: list[Any] = []
         index = 0
         while index < len(node):
-            for reference, form in self.forms:
+            for reference, form in self.forms_at(node[index]):
                 end = index + len(form)
                 if end <= len(node) and node[index] == form[0] and node[index:end] == form:
-                    out.append(dict(reference))
+                    out.append(copy.deepcopy(reference))
                     index = end
                     break
             else:
@@ -168,13 +208,14 @@ class _Expander:
         self.turns = turns
 
     def messages(self, reference: dict[str, Any]) -> list[dict[str, Any]]:
-        span, shape = reference.get(TURNS), reference.get(SHAPE, "messages")
+        span, shape, names = reference.get(TURNS), reference.get(SHAPE, "messages"), reference.get(NAMES)
         if not (
-            set(reference) <= {TURNS, SHAPE}
+            set(reference) <= {TURNS, SHAPE, NAMES}
             and isinstance(span, list)
             and len(span) == 2
             and all(isinstance(n, int) and not isinstance(n, bool) for n in span)
             and shape in SHAPES
+            and (names is None or (shape == "promptflow" and _pair_names(names)))
         ):
             raise ValueError(f"not a history reference: {json.dumps(reference)[:200]}")
         first, last = span
@@ -183,7 +224,7 @@ class _Expander:
             for t in self.turns
             if isinstance(t, dict) and first <= t.get("turn_number", -1) <= last and t.get("error") is None
         ]
-        return history_messages(chosen, shape)
+        return history_messages(chosen, shape, names)
 
     def piece(self, piece: Any) -> str:
         """A piece of a `$text`: text as it is, a reference as the JSON text of its messages."""
@@ -211,3 +252,12 @@ class _Expander:
                     out.append(self.value(item))
             return out
         return node
+
+
+def _pair_names(names: Any) -> bool:
+    """`names` is a reference's `$names`: the input and output names of its Prompt flow pairs."""
+    return (
+        isinstance(names, dict)
+        and set(names) == {"input", "output"}
+        and all(isinstance(value, str) for value in names.values())
+    )
