@@ -92,8 +92,9 @@ def test_secrets_in_a_target_url_stay_out_of_results_reports_and_the_console(tmp
     assert proc.returncode == 3, proc.stderr  # the 404 is fatal and stops the run
     assert "Traceback" not in proc.stderr
 
-    assert app.requests[0].path == f"/t/{ROUTE_SECRET}/promptflow"
-    assert app.requests[0].query == {"ref": REF_SECRET, "k": OPENAI_KEY}
+    first = next(r for r in app.requests if r.route)  # after the GET of the flow's swagger
+    assert first.path == f"/t/{ROUTE_SECRET}/promptflow"
+    assert first.query == {"ref": REF_SECRET, "k": OPENAI_KEY}
     by_name = results(tmp_path)
     assert by_name["url-ok"]["meta_data"]["app"]["url"].endswith("/t/***/promptflow?ref=***&k=***")
     assert by_name["url-ok"]["conversation"][1]["request"]["url"].endswith("/t/***/promptflow?ref=***&k=***")

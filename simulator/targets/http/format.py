@@ -1,10 +1,10 @@
 """What sets one HTTP format apart from another, so the target itself speaks none in particular.
 
-A format (`HttpFormat`) owns its own manifest fields and their checks, the body of each request
-(the history included), where the reply text sits in a JSON answer and in streamed events, and
-what counts as the app's content filter. Everything else (the client, the bounded reading,
-retries, sessions, recording, error messages) is the same for every format. Formats are listed in
-`registry.FORMATS`.
+A format (`HttpFormat`) owns its own manifest fields and their checks, what it learns from the app
+before the first request (`prepare`), the body of each request (the history included), where the
+reply text sits in a JSON answer and in streamed events, and what counts as the app's content
+filter. Everything else (the client, the bounded reading, retries, sessions, recording, error
+messages) is the same for every format. Formats are listed in `registry.FORMATS`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx2
 
 from ...template import PLACEHOLDER
 from .problems import Problems
+
+if TYPE_CHECKING:
+    from .config import HttpSettings
 
 #: placeholders usable in url, header values and a format's templates: values of the turn
 PLACEHOLDERS = ("question", "conversation_id", "session_id", "turn_number", "persona", "task")
@@ -47,7 +52,8 @@ class HttpFormat(ABC):
     #: manifest fields only this format reads (beside url, headers, response, session, ...)
     keys: ClassVar[tuple[str, ...]] = ()
     #: the path of the reply text in a JSON answer when `response` is not set; None: `response` is required
-    default_response: ClassVar[str | None] = None
+    #: (an instance may set its own, e.g. from what `prepare` learned)
+    default_response: str | None = None
     #: the path of a piece of the reply text in each streamed event when `response` is not set
     stream_response: ClassVar[str] = "delta"
     #: the events have a shape of their own: `response` (for JSON answers) does not apply to them
@@ -61,6 +67,10 @@ class HttpFormat(ABC):
         `problems` (then no target is built, but the format may still be returned so its templates are
         checked too); None when the fields are too broken to look into."""
         return cls()
+
+    async def prepare(self, client: httpx2.AsyncClient, settings: HttpSettings) -> None:  # noqa: B027 - optional
+        """Learn from the app what the requests need (e.g. its own field names), once, before the first
+        request. Called before every request, so it returns at once when done; never raises."""
 
     def templates(self) -> list[Template]:
         """The format's own values rendered per turn, so their placeholders are checked up front."""

@@ -118,6 +118,9 @@ class HttpTarget(Target):
     def conversation_state(self, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)
 
+    async def prepare(self) -> None:
+        await self.dialect.prepare(self._client(), self.settings)  # e.g. a Prompt flow's names, once
+
     async def end_conversation(self, conversation_id: str) -> None:
         self._conversations.pop(conversation_id, None)
 
@@ -162,6 +165,7 @@ class HttpTarget(Target):
     # --- one turn ------------------------------------------------------------------------------
 
     async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
+        await self.prepare()  # at once when done; a conversation does it before its first turn
         conversation_id = str(meta_data.get("conversation_id") or "")
         state = self._conversations.setdefault(conversation_id, Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)

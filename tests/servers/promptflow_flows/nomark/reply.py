@@ -1,0 +1,6 @@
+from promptflow.core import tool
+
+
+@tool
+def reply(topic: str) -> str:
+    return "about " + topic
