@@ -254,6 +254,54 @@ def test_a_swagger_that_marks_no_chat_fields_names_what_to_set(caplog: pytest.Lo
         "flow input that takes the earlier turns), target.promptflow.output (the flow output that holds the reply)"
     )
     assert result["meta_data"]["stop_reason"] == "app_error"
+    assert "target.promptflow.input" in result["meta_data"]["error"]["message"]
+
+
+def test_when_the_flow_refuses_the_input_name_the_error_says_which_names_to_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with FakePromptflow("chat_io", swagger=False) as server:
+        result = converse(HttpTarget.from_config({"url": server.score_url}))
+        assert len(server.scores) == 1  # a 400 is not retried
+    assert result["meta_data"]["stop_reason"] == "app_error"
+    message = result["meta_data"]["error"]["message"]
+    assert message == (
+        f"the app at {server.score_url} rejected the request: the flow requires the input(s) chat_input, but the "
+        "message went as 'question' and the history as 'chat_history': set target.promptflow.input to the flow "
+        "input that takes the user's message (probably chat_input), and target.promptflow.history and .output if "
+        "the flow's chat history and chat output are not 'chat_history' and 'answer' either (its /swagger.json "
+        "names them as x-chat-input, x-chat-history and x-chat-output) (HTTP 400); body: "
+        '{"error": {"code": "UserError", "message": "Required input fields [\'chat_input\'] are missing in request '
+        "data {'question': 'Hi there', 'chat_history': []}\"}}"
+    )
+    assert len(warnings_of(caplog)) == 1
+
+
+def test_a_wrong_name_in_the_manifest_stops_the_run_with_the_names_to_set(
+    tmp_path: Path, chat_io: FakePromptflow
+) -> None:
+    manifest = {
+        "version": 1,
+        "target": {"url": chat_io.score_url, "promptflow": {"input": "message"}, "retry": {"attempts": 0}},
+        "simulations": [{"name": f"s{i}", "persona": "jane", "task": "t", "turns": USER_LINES} for i in range(6)],
+    }
+    outcome, crash = play(manifest, tmp_path)
+    assert crash is None and outcome is not None
+    assert outcome.fatal_error is not None and "set target.promptflow.input" in outcome.fatal_error
+    assert "probably chat_input" in outcome.fatal_error
+    assert len(chat_io.swagger_gets) == 1 and len(chat_io.scores) < 6  # the fatal error stopped the others
+
+
+def test_a_reply_under_another_output_name_says_to_set_the_output(chat_io: FakePromptflow) -> None:
+    names = {"input": "chat_input", "history": "chat_history"}  # the output left to its default, answer
+    result = converse(HttpTarget.from_config({"url": chat_io.score_url, "promptflow": {**names, "output": "reply"}}))
+    assert result["meta_data"]["error"]["message"] == (
+        f"the app at {chat_io.score_url} answered without the reply text: path 'reply': key 'reply' is missing at "
+        "(the whole answer), which is an object with keys: chat_output; set target.promptflow.output to the flow "
+        'output that holds the reply (HTTP 200); body: {"chat_output": "echo: Hi there | history=[]"}'
+    )
+    target = {"url": chat_io.score_url, "promptflow": {**names, "output": "reply"}, "response": "chat_output"}
+    assert replies(converse(HttpTarget.from_config(target), USER_LINES[:1])) == ["echo: Hi there | history=[]"]
 
 
 def test_the_cli_prints_the_warning(tmp_path: Path) -> None:

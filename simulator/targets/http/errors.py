@@ -85,6 +85,9 @@ def status_error(answer: Answer, record: dict[str, Any], source: str, format: Ht
             f"the app at {record.get('url')} blocked the question by content filtering (HTTP {status})",
             detail=detail(answer, record),
         )
+    fix = format.rejection(status, answer.text)
+    if fix:
+        return app_error(f"rejected the request: {fix}", answer, record, fatal=True)
     return app_error(what, answer, record, fatal=status in FATAL_STATUSES)
 
 

@@ -2,9 +2,10 @@
 
 A format (`HttpFormat`) owns its own manifest fields and their checks, what it learns from the app
 before the first request (`prepare`), the body of each request (the history included), where the
-reply text sits in a JSON answer and in streamed events, and what counts as the app's content
-filter. Everything else (the client, the bounded reading, retries, sessions, recording, error
-messages) is the same for every format. Formats are listed in `registry.FORMATS`.
+reply text sits in a JSON answer and in streamed events, what counts as the app's content filter,
+and what an error answer says about the settings (`missing_reply`, `rejection`). Everything else
+(the client, the bounded reading, retries, sessions, recording, error messages) is the same for
+every format. Formats are listed in `registry.FORMATS`.
 """
 
 from __future__ import annotations
@@ -104,3 +105,13 @@ class HttpFormat(ABC):
     def refused(self, status: int, text: str) -> bool:
         """An error answer says the content filter refused the question."""
         return False
+
+    def missing_reply(self, source: str) -> str:
+        """What to set when a JSON answer lacks the reply text where the format looks by default
+        (`response` not set), as the end of the message: "; set ..." (empty: nothing to add)."""
+        return ""
+
+    def rejection(self, status: int, text: str) -> str | None:
+        """What an error answer says is wrong with the settings, and what to set (None: nothing known).
+        Such an error recurs on every request, so it stops the run."""
+        return None

@@ -10,13 +10,15 @@ history by these names), and reads the reply at `<output>`.
 The manifest may give the names (`promptflow: {input, history, output}`). Those it does not give
 are read once per target, before the first request, from the `/swagger.json` the flow's serving
 app publishes beside `/score` (`promptflow_swagger`). Where that document is missing or does not
-mark a name, Prompt flow's defaults are used and a warning says what to set.
+mark a name, Prompt flow's defaults are used and a warning says what to set; if the app then
+refuses the request for an input it misses, the turn's error names the setting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,8 @@ ROLES = {
     "history": "the flow input that takes the earlier turns",
     "output": "the flow output that holds the reply",
 }
+#: Prompt flow's answer when a required flow input is not in the request (HTTP 400, error.message)
+MISSING_INPUTS = re.compile(r"Required input fields \[([^\]]*)\] are missing")
 
 
 class PromptflowFormat(HttpFormat):
@@ -194,3 +198,23 @@ class PromptflowFormat(HttpFormat):
             ", ".join(f"{role} {self.names[role]!r} ({self.origins[role]})" for role in DEFAULT_NAMES),
         )
         self.default_response = self.names["output"]
+
+    # --- what the app's errors mean ---------------------------------------------------------------
+
+    def missing_reply(self, source: str) -> str:
+        return f"; set {source}.promptflow.output to {ROLES['output']}"
+
+    def rejection(self, status: int, text: str) -> str | None:
+        """Prompt flow's 400 for a required input the request did not carry: the input names are wrong."""
+        match = MISSING_INPUTS.search(text) if status == 400 else None
+        if match is None:
+            return None
+        missing = re.findall(r"'([^']*)'", match.group(1)) or [match.group(1)]
+        names = self.names
+        return (
+            f"the flow requires the input(s) {', '.join(missing)}, but the message went as {names['input']!r} and "
+            f"the history as {names['history']!r}: set {self.source}.promptflow.input to {ROLES['input']} "
+            f"(probably {missing[0]}), and {self.source}.promptflow.history and .output if the flow's chat history "
+            f"and chat output are not {names['history']!r} and {names['output']!r} either (its /swagger.json "
+            "names them as x-chat-input, x-chat-history and x-chat-output)"
+        )

@@ -294,7 +294,8 @@ class HttpTarget(Target):
         try:
             value = extract(document, self.settings.path or path)
         except PathError as exc:
-            raise errors.app_error(f"answered without the reply text: {exc}", answer, record) from None
+            fix = self.dialect.missing_reply(self.source) if self.response is None else ""
+            raise errors.app_error(f"answered without the reply text: {exc}{fix}", answer, record) from None
         if isinstance(value, list):
             parts = []
             for index, part in enumerate(value):
