@@ -155,7 +155,7 @@ def test_the_question_answer_flow_is_read_the_same_way(caplog: pytest.LogCapture
 
 
 def test_the_names_are_read_once_per_target_before_any_conversation_talks(chat_io: FakePromptflow) -> None:
-    chat_io.swagger_delay = 0.4
+    chat_io.swagger_delay = 1.0  # each conversation waits for it, before its first turn
     target = HttpTarget.from_config({"url": chat_io.score_url})
     sim = Simulator(systemConnection=target, userConnection=ScriptedUser(USER_LINES[:2]))
 
@@ -172,7 +172,7 @@ def test_the_names_are_read_once_per_target_before_any_conversation_talks(chat_i
     for result in results:
         assert result["meta_data"]["stop_reason"] == "max_turns"
         first_reply = result["conversation"][1]
-        assert first_reply["latency_ms"] < 300, "reading the swagger is no part of a turn's latency"
+        assert first_reply["latency_ms"] < 1000, "reading the swagger is no part of a turn's latency"
 
 
 def test_the_swagger_is_read_with_the_targets_headers() -> None:
