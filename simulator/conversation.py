@@ -203,7 +203,6 @@ class Simulator:
             extra_meta=meta_data,
         )
         try:
-            await self.app.prepare()  # once per target, outside every turn's latency and timeout
             return await self._converse(recorder, persona, task, max_conversation_turns)
         except asyncio.CancelledError as exc:
             # the caller decides whether an interrupted conversation is kept; give it the record

@@ -23,6 +23,7 @@ from simulator.results_folder import read_results
 from tests.servers.steady_server import SteadyServer
 
 DELAY = 0.020
+NAMES = "{input: question, history: chat_history, output: answer}"
 
 
 def _run(tmp_path: Path, app_url: str, concurrency: int, user: str = "") -> list[dict]:
@@ -30,7 +31,8 @@ def _run(tmp_path: Path, app_url: str, concurrency: int, user: str = "") -> list
     manifest = tmp_path / f"latency-{concurrency}.yml"
     manifest.write_text(
         "version: 1\n"
-        f"target: {{url: '{app_url}/score', format: promptflow}}\n"
+        # the flow's names given: no swagger is read before the run, so the first turns open the connections
+        f"target: {{url: '{app_url}/score', format: promptflow, promptflow: {NAMES}}}\n"
         f"{user}"
         "simulations:\n"
         f"  - {{name: timed, persona: jane, task: ask{turns}, repeat: 16, max_turns: 6}}\n"

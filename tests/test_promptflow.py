@@ -175,6 +175,25 @@ def test_the_names_are_read_once_per_target_before_any_conversation_talks(chat_i
         assert first_reply["latency_ms"] < 1000, "reading the swagger is no part of a turn's latency"
 
 
+def test_a_run_reads_the_names_before_its_first_conversation(tmp_path: Path) -> None:
+    """A turn that waited for the swagger would time out: the run reads it before any conversation starts."""
+    with FakePromptflow("chat_io", swagger_delay=2.0) as server:
+        manifest = {
+            "version": 1,
+            "target": {"url": server.score_url},
+            "defaults": {"turn_timeout": 1.5},
+            "simulations": [
+                {"name": f"s{i}", "persona": "jane", "task": "t", "turns": USER_LINES[:2]} for i in range(4)
+            ],
+        }
+        outcome, crash = play(manifest, tmp_path)
+        paths = [r.path for r in server.requests]
+    assert crash is None and outcome is not None
+    results, _, problems = read_back(tmp_path / "out")
+    assert not problems and [r["meta_data"]["stop_reason"] for r in results] == ["user_done"] * 4
+    assert paths[0] == "/swagger.json" and paths.count("/swagger.json") == 1 and paths.count("/score") == 8
+
+
 def test_the_swagger_is_read_with_the_targets_headers() -> None:
     with FakePromptflow("chat_io", token="s3cret-token") as server:
         target = {

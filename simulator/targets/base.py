@@ -36,10 +36,6 @@ class Target(ABC):
         Failures raise `TurnError` (reason `app_error`, `timeout` or `content_filter`).
         """
 
-    async def prepare(self) -> None:  # noqa: B027 - optional hook, most targets need nothing
-        """Learn what the app needs before a conversation starts (once; later calls return at once), so
-        no turn's latency or timeout includes it. Never raises for the app's sake: a turn reports that."""
-
     def describe(self) -> dict[str, Any]:
         """What the results record about the app (never a credential)."""
         return {"kind": type(self).__name__}

@@ -70,8 +70,8 @@ class HttpFormat(ABC):
         return cls()
 
     async def prepare(self, client: httpx2.AsyncClient, settings: HttpSettings) -> None:  # noqa: B027 - optional
-        """Learn from the app what the requests need (e.g. its own field names), once, before the first
-        request. Called before every request, so it returns at once when done; never raises."""
+        """Learn from the app what the requests need (e.g. its own field names), once: the target's `warm`
+        calls it before the first conversation, and every request too (at once when done); never raises."""
 
     def templates(self) -> list[Template]:
         """The format's own values rendered per turn, so their placeholders are checked up front."""

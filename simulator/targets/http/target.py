@@ -108,7 +108,8 @@ class HttpTarget(Target):
         )
 
     async def warm(self) -> None:
-        self._client()  # the pool and its TLS context: tens of milliseconds, once per event loop
+        client = self._client()  # the pool and its TLS context: tens of milliseconds, once per event loop
+        await self.dialect.prepare(client, self.settings)  # what the format learns from the app (a flow's names)
 
     async def aclose(self) -> None:
         client = self._clients.pop()
@@ -117,9 +118,6 @@ class HttpTarget(Target):
 
     def conversation_state(self, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)
-
-    async def prepare(self) -> None:
-        await self.dialect.prepare(self._client(), self.settings)  # e.g. a Prompt flow's names, once
 
     async def end_conversation(self, conversation_id: str) -> None:
         self._conversations.pop(conversation_id, None)
@@ -165,7 +163,7 @@ class HttpTarget(Target):
     # --- one turn ------------------------------------------------------------------------------
 
     async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
-        await self.prepare()  # at once when done; a conversation does it before its first turn
+        await self.dialect.prepare(self._client(), self.settings)  # done by `warm`, unless used without it
         conversation_id = str(meta_data.get("conversation_id") or "")
         state = self._conversations.setdefault(conversation_id, Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)
