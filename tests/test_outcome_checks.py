@@ -20,6 +20,7 @@ from tests.servers.chat_app import AppReply, FakeChatApp
 
 SEED = 'setup: {method: PUT, url: "{{base}}/orders/5", body: {status: delivered, price: 250}}'
 REFUNDED = '{url: "{{base}}/orders/5", path: status, equals: refund_issued}'
+NAMES = "{input: question, history: chat_history, output: answer}"
 
 
 @pytest.fixture
@@ -42,7 +43,10 @@ def manifest(tmp_path: Path, app: FakeChatApp, simulation: str, top: str = "") -
     path = tmp_path / "simulations.yml"
     path.write_text(
         "version: 1\n"
-        f"target: {{url: '{app.url}/promptflow', retry: {{attempts: 0}}, timeout: 5}}\n" + top + "simulations:\n"
+        # the flow's names given, so no swagger is read: the app sees only the state requests and the chat
+        f"target: {{url: '{app.url}/promptflow', retry: {{attempts: 0}}, timeout: 5, promptflow: {NAMES}}}\n"
+        + top
+        + "simulations:\n"
         "  - name: refund\n"
         "    persona: jane\n"
         "    task: Get the refund for order 5\n"
