@@ -47,7 +47,8 @@ def _manifest(folder: Path, url: str, conversations: int, turns: int, scripted: 
     script = ", turns: [" + ", ".join(["more please"] * turns) + "]" if scripted else ""
     manifest.write_text(
         "version: 1\n"
-        f"target: {{url: '{url}/score', format: promptflow}}\n"
+        f"target: {{url: '{url}/score', format: promptflow,\n"
+        "  promptflow: {input: question, history: chat_history, output: answer}}\n"
         f"user: {{model: bench-user, endpoint: '{url}/v1', max_retries: 0}}\n"
         "simulations:\n"
         f"  - {{name: bench, persona: jane, task: t{script}, repeat: {conversations}, max_turns: {turns}}}\n"

@@ -10,7 +10,8 @@ history by these names), and reads the reply at `<output>`.
 The manifest may give the names (`promptflow: {input, history, output}`). Those it does not give
 are read once per target, before the first request, from the `/swagger.json` the flow's serving
 app publishes beside `/score` (`promptflow_swagger`). Where that document is missing or does not
-mark a name, Prompt flow's defaults are used and a warning says what to set; if the app then
+mark a name, Prompt flow's defaults are used (a warning says what to set, unless the endpoint
+publishes no swagger at all); if the app then
 refuses the request for an input it misses, the turn's error names the setting.
 """
 
@@ -125,7 +126,7 @@ class PromptflowFormat(HttpFormat):
             try:
                 found = await fetch_flow_names(client, settings.url, settings.headers, settings.timeout, settings.retry)
             except SwaggerUnreadable as exc:
-                self._fall_back(str(exc))
+                self._fall_back(str(exc), exc.absent)
             else:
                 self._adopt(found, settings.url)
             self._ready = True
@@ -137,11 +138,15 @@ class PromptflowFormat(HttpFormat):
         """Which fields to set for the names `roles`, each with what it is."""
         return ", ".join(f"{self.source}.promptflow.{role} ({ROLES[role]})" for role in roles)
 
-    def _fall_back(self, why: str) -> None:
-        """No swagger to read: Prompt flow's defaults for every name not configured, and a warning."""
+    def _fall_back(self, why: str, absent: bool) -> None:
+        """No swagger to read: Prompt flow's defaults for every name not configured.
+
+        A warning when the swagger failed; only a note when the endpoint publishes none (an app of its
+        own in Prompt flow's shape): a flow that names its fields otherwise refuses the first request,
+        and that error says which names to set."""
         roles = self._missing()
         used = ", ".join(f"{role} {self.names[role]!r}" for role in roles)
-        log.warning(
+        (log.info if absent else log.warning)(
             "%s: the flow's names could not be read (%s); using Prompt flow's defaults (%s): if the flow names "
             "them otherwise, set %s",
             self.source,

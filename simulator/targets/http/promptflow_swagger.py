@@ -68,7 +68,15 @@ class FlowNames:
 
 
 class SwaggerUnreadable(Exception):
-    """The swagger document could not be had or is not a Prompt flow one; the message says why."""
+    """The swagger document could not be had or is not a Prompt flow one; the message says why.
+
+    `absent`: the endpoint publishes none (404, 405, 410): an app of its own in Prompt flow's shape,
+    or a gateway that routes only the scoring path.
+    """
+
+    def __init__(self, message: str, absent: bool = False) -> None:
+        super().__init__(message)
+        self.absent = absent
 
 
 def swagger_url(url: str) -> str:
@@ -157,7 +165,7 @@ async def fetch_flow_names(
 
     status, content, cut = await retry_async(attempt, retry)
     if status != 200:
-        raise SwaggerUnreadable(f"{shown} answered HTTP {status}")
+        raise SwaggerUnreadable(f"{shown} answered HTTP {status}", absent=status in (404, 405, 410))
     if cut:
         raise SwaggerUnreadable(f"{shown} is larger than {SWAGGER_BYTES:,} bytes")
     try:
