@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser
 
 from simulator import known_secrets
+from tests.browser import launch
 from tests.servers.openai_server import FakeOpenAIServer
 
 
@@ -37,3 +39,9 @@ def _fresh_known_secrets() -> Iterator[None]:
     known_secrets.clear()
     yield
     known_secrets.clear()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, one per test module that asks for it."""
+    yield from launch()

@@ -12,14 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from simulator.cli import EXIT_OK, main
 from simulator.report import compare, render_markdown, write_reports
 from simulator.results_reading import read_results
+from tests.browser import open_report
 from tests.servers.openai_server import FakeOpenAIServer
 from tests.test_action import user_says
-from tests.test_report import CHROMIUM, CHROMIUM_ARGS, open_report
 
 APP = """\
 from pathlib import Path
@@ -74,14 +73,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = run(root / "base", ["steady", "broken", "fixed", "flaky", "gone"], broken=0, fixed=0, flaky_fails=1)
     head = run(root / "head", ["steady", "broken", "fixed", "flaky", "fresh"], broken=1, fixed=1, flaky_fails=2)
     return base, head
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def summaries(runs: tuple[Path, Path]) -> tuple[dict, dict]:

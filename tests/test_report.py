@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from simulator.cli import EXIT_OK, main
 from simulator.report import compare, render_markdown
 from simulator.summary import summarize
+from tests.browser import open_report
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> @octocat'
 
 APP = f"""\
@@ -56,28 +45,6 @@ def make_run(tmp_path: Path, app: str = APP) -> Path:
     out = tmp_path / "out"
     main(["run", str(manifest), "--out", str(out), "--quiet"])
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def open_report(browser, path: Path) -> Page:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on(
-        "request",
-        lambda request: problems.append(f"network: {request.url}") if not request.url.startswith("file:") else None,
-    )
-    page.goto(path.as_uri())
-    page.wait_for_selector("body[data-ready='1']")
-    page.problems = problems  # type: ignore[attr-defined]
-    return page
 
 
 def visible_rows(page: Page) -> list[str]:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from simulator.cli import main
 from simulator.report import html as report_html
 from simulator.report import write_reports
 from simulator.report.figures import latency_bin
 from simulator.results_reading import read_results
-from tests.test_report import CHROMIUM, CHROMIUM_ARGS, open_report
+from tests.browser import open_report
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,14 +71,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copytree(head, compared)
     main(["report", str(compared), "--baseline", str(base)])
     return {"head": head, "base": base, "compared": compared}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
