@@ -176,14 +176,14 @@ class Connections:
             self._users[key] = build_model(sim.user or {}, source=source)
         return self._users[key]
 
-    async def warm(self) -> None:
+    async def warm(self, concurrency: int = 1) -> None:
         """Build every client before the first conversation starts, so no turn's clock holds it.
 
         Built lazily, the first conversations' clocks held the SDK import and the connection
         pools, and with several conversations at once every request in flight waited for them.
         """
         for target in self._targets.values():
-            await target.warm()
+            await target.warm(concurrency)
         for model in [*self._users.values(), self.evaluation.judge]:
             if isinstance(model, OpenAIChatCompletionsModel):
                 await model.warm()

@@ -257,7 +257,7 @@ async def run_jobs(
         run.replays, run.replay_tally = replays, ReplayTally(replays.source)
     if on_start is not None:
         on_start(len(start.to_play), len(start.kept))
-    await connections.warm()
+    await connections.warm(concurrency)
     started, started_at = time.monotonic(), utc_now()
     interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()

@@ -706,3 +706,27 @@ def test_retry_helper() -> None:
     assert parse_retry_after("7") == 7 and parse_retry_after("nonsense") is None and parse_retry_after(None) is None
     date = email.utils.formatdate(1_000_030, usegmt=True)
     assert parse_retry_after(date, now=1_000_000) == pytest.approx(30)
+
+
+@pytest.mark.parametrize(("concurrency", "pools"), [(1, 1), (8, 1), (16, 2), (32, 4), (200, 4)])
+def test_a_run_spreads_its_conversations_over_a_few_connection_pools(concurrency: int, pools: int) -> None:
+    """httpx2's pool checks every connection it holds on each request: at high concurrency a target
+    spreads conversations over a few pools (cheaper per request); each conversation keeps to one, and
+    below 16 at a time one pool opens the fewest connections."""
+    with FakeChatApp() as app:
+        target = HttpTarget(app.url + "/promptflow", format="promptflow")
+
+        async def play() -> tuple[int, set[int], list[str]]:
+            await target.warm(concurrency)
+            clients = {id(target._client(f"conversation-{i}")) for i in range(64)}
+            same = target._client("conversation-7") is target._client("conversation-7")
+            replies = [
+                (await target.respond("hi", [], {"conversation_id": f"conversation-{i}"})).text
+                for i in range(pools * 2)
+            ]
+            await target.aclose()
+            return len(clients), {int(same)}, replies
+
+        used, same, replies = asyncio.run(play())
+    assert used == pools and same == {1}
+    assert len(replies) == pools * 2 and all(replies)

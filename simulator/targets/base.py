@@ -40,8 +40,9 @@ class Target(ABC):
         """What the results record about the app (never a credential)."""
         return {"kind": type(self).__name__}
 
-    async def warm(self) -> None:  # noqa: B027 - optional hook, most targets build nothing lazily
-        """Build what the first request would otherwise build inside its turn's clock."""
+    async def warm(self, concurrency: int = 1) -> None:  # noqa: B027 - optional hook, most build nothing lazily
+        """Build what the first request would otherwise build inside its turn's clock, for a run of
+        `concurrency` conversations at a time."""
 
     def conversation_state(self, conversation_id: str) -> Any:
         """What the app handed this conversation so far (a session id, cookies), while it is open;

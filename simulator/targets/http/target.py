@@ -38,6 +38,12 @@ from .timing import ExchangeClock
 ERROR_BODY_BYTES = 64 * 1024
 #: enough pooled connections for 64 concurrent conversations, kept alive between turns
 LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
+#: conversations at a time per connection pool, and the most pools a target spreads them over:
+#: httpx2's pool checks every connection it holds on each request, so its CPU per request grows
+#: with the connections in it (bench/bench_http_clients.py, concurrency 32: 0.87 ms with one pool,
+#: 0.60 ms with four); below 16 conversations at a time one pool opens the fewest connections
+CONVERSATIONS_PER_POOL = 8
+MAX_POOLS = 4
 USER_AGENT = "chat-simulator"
 #: what a reading of the reply gives: the text, the usage, and the parts of a multi-part reply
 Reading = tuple[str, dict[str, Any] | None, list[str] | None]
@@ -77,7 +83,8 @@ class HttpTarget(Target):
         query, body = self.dialect.sent_values()
         known_secrets.register_all(credential_values(self.url, self.headers, query, body))
         known_secrets.register_url(self.url)
-        self._clients: PerLoop[httpx2.AsyncClient] = PerLoop(self._make_client)
+        self._pools = 1  # set by `warm` from the conversations a run plays at a time
+        self._clients: PerLoop[list[httpx2.AsyncClient]] = PerLoop(self._make_clients)
         self._conversations: dict[str, Conversation] = {}
 
     @classmethod
@@ -94,26 +101,32 @@ class HttpTarget(Target):
     def __repr__(self) -> str:
         return f"HttpTarget(format={self.format!r}, url={safe_url(self.url)!r})"
 
-    def _client(self) -> httpx2.AsyncClient:
-        """The connection pool of the running event loop."""
-        return self._clients.get()
+    def _client(self, conversation_id: str = "") -> httpx2.AsyncClient:
+        """The running event loop's connection pool for a conversation (each keeps to one)."""
+        clients = self._clients.get()
+        return clients[hash(conversation_id) % len(clients)]
 
-    def _make_client(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            timeout=httpx2.Timeout(self.timeout),
-            limits=LIMITS,
-            cookies=NoCookies(),  # a shared store would mix sessions of concurrent conversations
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+    def _make_clients(self) -> list[httpx2.AsyncClient]:
+        tls = httpx2.create_ssl_context()  # one TLS context (tens of milliseconds to load) for all
+        return [
+            httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self.timeout),
+                limits=LIMITS,
+                verify=tls,
+                cookies=NoCookies(),  # a shared store would mix sessions of concurrent conversations
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+            for _ in range(self._pools)
+        ]
 
-    async def warm(self) -> None:
-        client = self._client()  # the pool and its TLS context: tens of milliseconds, once per event loop
+    async def warm(self, concurrency: int = 1) -> None:
+        self._pools = max(1, min(MAX_POOLS, concurrency // CONVERSATIONS_PER_POOL))
+        client = self._client()  # the pools and their TLS context: tens of milliseconds, once per event loop
         await self.dialect.prepare(client, self.settings)  # what the format learns from the app (a flow's names)
 
     async def aclose(self) -> None:
-        client = self._clients.pop()
-        if client is not None:
+        for client in self._clients.pop() or []:
             await client.aclose()
 
     def conversation_state(self, conversation_id: str) -> Conversation | None:
@@ -170,7 +183,7 @@ class HttpTarget(Target):
         content = None if body is None else encode_body(body)
         # query values are merged into the URL's own query (params= would replace it)
         full_url = httpx2.URL(url).copy_merge_params(query) if query else httpx2.URL(url)
-        client = self._client()
+        client = self._client(conversation_id)
         record: dict[str, Any] = {}
 
         async def attempt(retry: int) -> Answer:
