@@ -186,7 +186,7 @@ class Connections:
             await target.warm(concurrency)
         for model in [*self._users.values(), self.evaluation.judge]:
             if isinstance(model, OpenAIChatCompletionsModel):
-                await model.warm()
+                await model.warm(concurrency)
 
     async def aclose(self) -> None:
         for target in self._targets.values():

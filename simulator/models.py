@@ -8,6 +8,7 @@ models, and turning every failure into a `TurnError` with a reason the result ca
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -35,6 +36,9 @@ REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 #: The SDK's first back-off, used when a probe's transient failure hands over to its retries
 FIRST_RETRY_DELAY = 0.5
+#: conversations at a time per connection pool, and the most pools a model spreads requests over
+CONVERSATIONS_PER_POOL = 8
+MAX_POOLS = 4
 
 
 @dataclass
@@ -119,7 +123,9 @@ class OpenAIChatCompletionsModel:
         self._dropped: set[str] = set(SAMPLING_PARAMS) if self.reasoning else set()
         # what this endpoint does with structured output, shared by every conversation using the model
         self._formats = FormatNegotiation()
-        self._clients: PerLoop[Any] = PerLoop(self._make_client)
+        self._pools = 1  # set by `warm` from the conversations a run plays at a time
+        self._turns = itertools.count()
+        self._clients: PerLoop[list[Any]] = PerLoop(self._make_clients)
 
     # --- configuration ------------------------------------------------------------------
 
@@ -189,13 +195,20 @@ class OpenAIChatCompletionsModel:
 
     # --- the client, one per event loop (connection pools cannot cross loops) --------------
 
-    def _make_client(self) -> Any:
+    def _make_clients(self) -> list[Any]:
         import openai  # on first use: the SDK takes longer to import than the rest of the package
+
+        tls = httpx2.create_ssl_context()  # one TLS context (tens of milliseconds to load) for all
+        return [self._make_client(openai.DefaultAsyncHttpxClient(verify=tls)) for _ in range(self._pools)]
+
+    def _make_client(self, http_client: Any) -> Any:
+        import openai
 
         common: dict[str, Any] = {
             "timeout": self.timeout,
             "max_retries": self.max_retries,
             "default_headers": dict(self.default_headers),
+            "http_client": http_client,
         }
         manager = self.token_manager
         header = (manager.auth_header if manager else None) or (API_KEY_HEADER if self.is_azure else BEARER)
@@ -221,16 +234,20 @@ class OpenAIChatCompletionsModel:
         return openai.AsyncOpenAI(base_url=self.endpoint_url, api_key=api_key, **common)
 
     def _client(self) -> Any:
-        return self._clients.get()
+        """One of the running event loop's clients, in turn: requests are independent of each other."""
+        clients = self._clients.get()
+        return clients[next(self._turns) % len(clients)]
 
-    async def warm(self) -> None:
-        """Import the SDK and build the client now, not inside the first request's clock."""
+    async def warm(self, concurrency: int = 1) -> None:
+        """Import the SDK and build the clients now, not inside the first request's clock, for a run of
+        `concurrency` conversations at a time: httpx2's pool checks every connection it holds on each
+        request, so high concurrency spreads requests over a few (bench/bench_http_clients.py)."""
+        self._pools = max(1, min(MAX_POOLS, concurrency // CONVERSATIONS_PER_POOL))
         self._client()
 
     async def aclose(self) -> None:
-        """Close the connection pool of the running event loop."""
-        client = self._clients.pop()
-        if client is not None:
+        """Close the connection pools of the running event loop."""
+        for client in self._clients.pop() or []:
             await client.close()
 
     # --- requests -----------------------------------------------------------------------

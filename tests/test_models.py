@@ -248,3 +248,23 @@ def test_one_model_serves_several_event_loops(llm: FakeOpenAIServer) -> None:
     model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m")
     for _ in range(3):
         assert complete(model).content == "ok"
+
+
+@pytest.mark.parametrize(("concurrency", "pools"), [(1, 1), (8, 1), (32, 4)])
+def test_a_run_at_high_concurrency_spreads_model_requests_over_a_few_pools(
+    llm: FakeOpenAIServer, concurrency: int, pools: int
+) -> None:
+    """The same reasoning as for HTTP targets: requests go to the warmed clients in turn, all of them
+    answered, with one TLS context."""
+    llm.default = lambda request: "ok"
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m")
+
+    async def play() -> tuple[int, list[str]]:
+        await model.warm(concurrency)
+        used = len({id(model._client()) for _ in range(pools * 3)})
+        answers = [(await model.complete([{"role": "user", "content": "hi"}])).content for _ in range(pools * 2)]
+        await model.aclose()
+        return used, answers
+
+    used, answers = asyncio.run(play())
+    assert used == pools and answers == ["ok"] * (pools * 2)
