@@ -9,8 +9,9 @@ answers at once, so the figures compare clients and nothing else:
 
 - `httpx2` as the HTTP targets use it (one pool), and split over 4 and 8 pools (the pool checks
   every connection it holds on each request, so its cost grows with the connections per pool);
-- the `openai` SDK's generic `post`, as the user model and the judge call it, on its default client,
-  and on `DefaultAioHttpClient` when `aiohttp` is installed (`pip install aiohttp`).
+- the `openai` SDK's generic `post`, as the user model and the judge call it, on one client and
+  over 4 (as a run at concurrency 32 uses them), and on `DefaultAioHttpClient` when `aiohttp` is
+  installed (`pip install aiohttp`).
 """
 
 from __future__ import annotations
@@ -63,19 +64,28 @@ async def httpx2_pools(url: str, pools: int, requests: int, concurrency: int) ->
             await client.aclose()
 
 
-async def openai_sdk(url: str, aiohttp: bool, requests: int, concurrency: int) -> float:
+async def openai_sdk(url: str, aiohttp: bool, requests: int, concurrency: int, pools: int = 1) -> float:
+    """The SDK's `post`, over `pools` clients in turn (one TLS context), as the user model sends."""
     import openai
 
-    extra = {"http_client": openai.DefaultAioHttpClient()} if aiohttp else {}
-    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, **extra)
+    tls = httpx2.create_ssl_context()
+
+    def http_client() -> httpx2.AsyncClient:
+        return openai.DefaultAioHttpClient() if aiohttp else openai.DefaultAsyncHttpxClient(verify=tls)
+
+    clients = [
+        openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, http_client=http_client())
+        for _ in range(pools)
+    ]
 
     async def send(index: int) -> object:
-        return await client.post("/chat/completions", body=MESSAGES, cast_to=httpx2.Response)
+        return await clients[index % pools].post("/chat/completions", body=MESSAGES, cast_to=httpx2.Response)
 
     try:
         return await _measure(send, requests, concurrency)
     finally:
-        await client.close()
+        for client in clients:
+            await client.close()
 
 
 def _has_aiohttp() -> bool:
@@ -101,6 +111,7 @@ def main() -> None:
             for pools in (1, 4, 8)
         }
         cases["openai SDK, default client"] = lambda: openai_sdk(server.url, False, *shape)
+        cases["openai SDK, 4 clients"] = lambda: openai_sdk(server.url, False, *shape, pools=4)
         if _has_aiohttp():
             cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, True, *shape)
         measured: dict[str, list[float]] = {name: [] for name in cases}
