@@ -178,3 +178,17 @@ def test_markdown_is_one_renderer_for_comment_summary_and_cli(tmp_path: Path, ca
     assert table in printed  # the CLI prints the very table the comment and job summary use
     assert table in (out / "report.md").read_text()
     assert os.stat(out / "report.html").st_mode & 0o777 == 0o644
+
+
+def test_latencies_under_a_millisecond_are_shown_not_rounded_to_zero() -> None:
+    """A callback answers in hundredths of a millisecond: "0 ms" would read as not measured."""
+    from simulator.report.markdown import _ms
+
+    assert [_ms(v) for v in (None, 0, 0.0123, 0.46, 1.4, 1234.5)] == [
+        "–",
+        "0 ms",
+        "0.01 ms",
+        "0.5 ms",
+        "1 ms",
+        "1,234 ms",
+    ]

@@ -40,7 +40,11 @@ def code_block(text: str, language: str = "text") -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f} ms"
+    """Whole milliseconds; under one, the first digit that is not 0 (a callback answers in 0.02 ms,
+    which "0 ms" would hide)."""
+    if value is None:
+        return "–"
+    return f"{value:,.0f} ms" if value >= 1 or value == 0 else f"{float(f'{value:.1g}'):g} ms"
 
 
 def _rate(value: float | None) -> str:
