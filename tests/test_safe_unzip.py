@@ -26,24 +26,30 @@ def make_zip(members: dict[str, bytes], *, symlinks: dict[str, str] | None = Non
     return buffer.getvalue()
 
 
+#: where a zip's two headers of a member keep (its signature, compression method, uncompressed size,
+#: name length, name): the local header before its data, the central directory entry at the end
+HEADERS = ((b"PK\x03\x04", 8, 22, 26, 30), (b"PK\x01\x02", 10, 24, 28, 46))
+
+
+def _forge(data: bytes, name: str, field: str, fmt: str, value: int) -> bytes:
+    """The archive with one field of `name`'s local and central headers rewritten."""
+    forged = bytearray(data)
+    encoded = name.encode()
+    for signature, method, size, name_length, name_at in HEADERS:
+        offset = {"method": method, "size": size}[field]
+        at = 0
+        while (at := forged.find(signature, at)) >= 0:
+            (length,) = struct.unpack_from("<H", forged, at + name_length)
+            if forged[at + name_at : at + name_at + length] == encoded:
+                struct.pack_into(fmt, forged, at + offset, value)
+            at += 4
+    return bytes(forged)
+
+
 def forge_size(data: bytes, name: str, size: int) -> bytes:
     """The archive with `name`'s uncompressed size rewritten in its local and central headers: an
     archive that claims to unpack to `size` bytes (or lies that it unpacks to fewer)."""
-    forged = bytearray(data)
-    encoded = name.encode()
-    at = 0
-    while (at := forged.find(b"PK\x03\x04", at)) >= 0:  # local headers: size at 22, name at 30
-        (length,) = struct.unpack_from("<H", forged, at + 26)
-        if forged[at + 30 : at + 30 + length] == encoded:
-            struct.pack_into("<I", forged, at + 22, size)
-        at += 4
-    at = 0
-    while (at := forged.find(b"PK\x01\x02", at)) >= 0:  # central directory: size at 24, name at 46
-        (length,) = struct.unpack_from("<H", forged, at + 28)
-        if forged[at + 46 : at + 46 + length] == encoded:
-            struct.pack_into("<I", forged, at + 24, size)
-        at += 4
-    return bytes(forged)
+    return _forge(data, name, "size", "<I", size)
 
 
 RESULTS = {"summary.json": b'{"simulations": {}}', "conversations.jsonl": b"", "report.html": b"<html>"}
@@ -126,3 +132,11 @@ def test_encrypted_duplicate_and_damaged_archives(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchive, match="not a readable zip file"):
         extract(b"<html>not found</html>", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compression_method_zipfile_cannot_read_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """Method 99 (WinZip AES) and the like: refused by the check, not half-way through unpacking."""
+    archive = _forge(make_zip(RESULTS), "conversations.jsonl", "method", "<H", 99)
+    with pytest.raises(UnsafeArchive, match="compression method zipfile cannot read"):
+        extract(archive, tmp_path / "out")
+    assert not list(tmp_path.rglob("*.jsonl")) and not list(tmp_path.rglob("*.json"))

@@ -10,6 +10,7 @@ are counted too, so a header that understates a member's size cannot get past th
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import stat
@@ -90,6 +91,19 @@ def declared_entries(archive: BinaryIO) -> int | None:
     return int(total)
 
 
+#: the compression methods this Python's zipfile reads (bzip2 and lzma only when built with them)
+COMPRESSIONS = frozenset(
+    method
+    for method, module in (
+        (zipfile.ZIP_STORED, None),
+        (zipfile.ZIP_DEFLATED, "zlib"),
+        (zipfile.ZIP_BZIP2, "bz2"),
+        (zipfile.ZIP_LZMA, "lzma"),
+    )
+    if module is None or importlib.util.find_spec(module) is not None
+)
+
+
 def check_archive(archive: zipfile.ZipFile, limits: ZipLimits) -> dict[str, zipfile.ZipInfo]:
     """Every member checked before anything is written; returns the files by their path."""
     members = archive.infolist()
@@ -101,6 +115,8 @@ def check_archive(archive: zipfile.ZipFile, limits: ZipLimits) -> dict[str, zipf
     for info in members:
         name = _check_name(info.filename)
         _check_kind(info)
+        if info.compress_type not in COMPRESSIONS:  # zipfile would fail on it only while writing
+            raise UnsafeArchive(f"member {_short(name)} uses a compression method zipfile cannot read")
         if name in seen:
             raise UnsafeArchive(f"member {_short(name)} appears twice")
         seen.add(name)
@@ -151,7 +167,7 @@ def extract(
                 return written
         except zipfile.BadZipFile as exc:
             raise UnsafeArchive(f"it is not a readable zip file ({exc})") from None
-        except (NotImplementedError, RuntimeError) as exc:  # an unsupported compression method, say
+        except RuntimeError as exc:  # e.g. a member zipfile finds encrypted only while reading
             raise UnsafeArchive(f"it cannot be unpacked ({exc})") from None
         except (FileExistsError, NotADirectoryError):
             raise UnsafeArchive("its members collide (a file where another needs a folder)") from None
