@@ -1,0 +1,126 @@
+"""The aiohttp sessions every HTTP request of a run goes through: app targets, state requests, the SDK.
+
+One kind of session for all of them, so they behave alike: no shared cookie store (concurrent
+conversations must never share a session; cookies are kept per conversation by the caller),
+proxies and `NO_PROXY` from the environment (`proxy_for`), no redirects followed unless asked, and
+the verified TLS context aiohttp builds once at import (loading the CA store costs tens of
+milliseconds; `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured by it).
+
+aiohttp, not httpx2, because of CPU per request: at 32 requests at a time against a local server
+it spends about 0.1 ms where httpx2's pool spends 0.6-0.8 ms (bench/bench_http_clients.py), and
+that CPU is most of a turn's cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+USER_AGENT = "chat-simulator"
+#: connections kept open per session; conversations beyond this wait for a free one
+MAX_CONNECTIONS = 128
+#: an idle kept-alive connection is closed after this long
+KEEPALIVE_SECONDS = 30.0
+
+
+class ExchangeClock:
+    """The app's own time for one exchange, told apart from the client's.
+
+    Passed as a request's `trace_request_ctx`: the session's trace hooks mark when the request
+    headers are sent and how long a new connection took to set up, so the latency recorded is the
+    app's (first byte sent to the end of the answer) and a new connection's set-up is reported apart.
+    """
+
+    __slots__ = ("connect_ms", "_sent", "_setup_started")
+
+    def __init__(self) -> None:
+        self.connect_ms: float | None = None
+        self._sent: float | None = None
+        self._setup_started: float | None = None
+
+    def headers_sent(self) -> None:
+        if self._sent is None:
+            self._sent = time.monotonic()
+
+    def setup_started(self) -> None:
+        self._setup_started = time.monotonic()
+
+    def setup_ended(self) -> None:
+        if self._setup_started is not None:
+            self.connect_ms = (self.connect_ms or 0.0) + (time.monotonic() - self._setup_started) * 1000
+            self._setup_started = None
+
+    def latency_ms(self) -> float | None:
+        """From the first byte sent until now (call it when the answer has been read)."""
+        return None if self._sent is None else (time.monotonic() - self._sent) * 1000
+
+
+def _clock(context: Any) -> ExchangeClock | None:
+    found = getattr(context, "trace_request_ctx", None)
+    return found if isinstance(found, ExchangeClock) else None
+
+
+async def _on_headers_sent(session: Any, context: Any, params: Any) -> None:
+    if (clock := _clock(context)) is not None:
+        clock.headers_sent()
+
+
+async def _on_connection_start(session: Any, context: Any, params: Any) -> None:
+    if (clock := _clock(context)) is not None:
+        clock.setup_started()
+
+
+async def _on_connection_end(session: Any, context: Any, params: Any) -> None:
+    if (clock := _clock(context)) is not None:
+        clock.setup_ended()
+
+
+def _timing() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_headers_sent.append(_on_headers_sent)
+    config.on_connection_create_start.append(_on_connection_start)
+    config.on_connection_create_end.append(_on_connection_end)
+    return config
+
+
+@functools.lru_cache(maxsize=256)
+def _proxy(scheme: str, host: str) -> str | None:
+    proxies = urllib.request.getproxies_environment()
+    if not host or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxies.get(scheme) or proxies.get("all") or None
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, minus
+    `NO_PROXY`), or None.
+
+    Looked up once per scheme and host: aiohttp's own lookup (`trust_env`) reads the environment on
+    every request and costs more CPU than the rest of the request (0.45 ms against 0.13 ms).
+    """
+    parts = urlsplit(url)
+    return _proxy(parts.scheme.lower(), (parts.hostname or "").lower())
+
+
+def new_session(
+    *, headers: dict[str, str] | None = None, limit: int = MAX_CONNECTIONS, timed: bool = False
+) -> aiohttp.ClientSession:
+    """A session for the running event loop (sessions cannot cross loops).
+
+    Requests pass `proxy=proxy_for(url)`. `timed`: requests made with
+    `trace_request_ctx=ExchangeClock()` have their exchange timed. Timeouts are the caller's
+    (`asyncio.wait_for` around the exchange), so none is set here.
+    """
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS)
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        trace_configs=[_timing()] if timed else None,
+    )
