@@ -13,6 +13,7 @@ that CPU is most of a turn's cost.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 import urllib.request
@@ -91,7 +92,7 @@ def _timing() -> aiohttp.TraceConfig:
 @functools.lru_cache(maxsize=256)
 def _proxy(scheme: str, host: str) -> str | None:
     proxies = urllib.request.getproxies_environment()
-    if not host or urllib.request.proxy_bypass_environment(host, proxies):
+    if not host or urllib.request.proxy_bypass(host):
         return None
     return proxies.get(scheme) or proxies.get("all") or None
 
@@ -124,3 +125,30 @@ def new_session(
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         trace_configs=[_timing()] if timed else None,
     )
+
+
+#: what a failed exchange was, for the caller's retry decision and message
+TIMEOUT, UNREACHABLE, BROKEN, FATAL = "timeout", "unreachable", "broken", "fatal"
+
+
+def failure_kind(exc: BaseException) -> str | None:
+    """How an exchange failed, or None when `exc` is not a transport failure.
+
+    `timeout`: no answer in time. `unreachable`: no connection could be made (refused, DNS, TLS) —
+    worth retrying. `broken`: the connection was dropped or the answer was malformed mid-way — worth
+    retrying. `fatal`: retrying cannot help (a bad URL or scheme, a proxy that refuses, a header
+    value that cannot be sent).
+    """
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's own timeouts are TimeoutErrors
+        return TIMEOUT
+    if isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError, aiohttp.InvalidURL)):
+        return FATAL
+    if isinstance(exc, (aiohttp.NonHttpUrlClientError, aiohttp.InvalidUrlClientError)):
+        return FATAL
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UNREACHABLE
+    if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
+        return BROKEN
+    if isinstance(exc, ValueError) and "header" in str(exc).lower():
+        return FATAL  # aiohttp refuses a header value with a line break before anything is sent
+    return None

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2
+import aiohttp
+from yarl import URL
 
 from .event_loops import PerLoop
+from .http_sessions import FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
 from .known_secrets import scrub, scrub_text
 from .records import StateRecord
 from .state_requests import StateRequest
 from .targets import CallbackTarget, HttpTarget, Target
-from .targets.http import LIMITS, USER_AGENT, encode_body, read_body
+from .targets.http import encode_body, read_body
 from .targets.http.answer import snippet
 from .targets.http.errors import describe_transport
 from .targets.http.rendering import recorded_headers, render_headers, render_url
@@ -117,19 +119,15 @@ def _render_body(node: Any, values: Mapping[str, Any], where: str) -> Any:
 
 
 class StateClient:
-    """Sends state requests: one connection pool per event loop, shared by every conversation."""
+    """Sends state requests: one session per event loop, shared by every conversation."""
 
     def __init__(self) -> None:
-        self._clients: PerLoop[httpx2.AsyncClient] = PerLoop(self._make_client)
-
-    @staticmethod
-    def _make_client() -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(limits=LIMITS, follow_redirects=False, headers={"User-Agent": USER_AGENT})
+        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(new_session)
 
     async def aclose(self) -> None:
-        client = self._clients.pop()
-        if client is not None:
-            await client.aclose()
+        session = self._sessions.pop()
+        if session is not None:
+            await session.close()
 
     async def send(self, request: StateRequest, call: Call, *, json_answer: bool = False) -> Exchange:
         """Send `request` for the conversation of `call`; `json_answer`: an answer that is not JSON is an error."""
@@ -143,7 +141,7 @@ class StateClient:
         except StateError as exc:
             error = scrub_text(f"{request.method} {record.get('url') or request.url}: {exc}")
             record["error"] = error
-        except Exception as exc:  # a URL or header httpx cannot send: this request's error, never a lost result
+        except Exception as exc:  # a URL or header that cannot be sent: this request's error, never a lost result
             error = scrub_text(f"{request.method} {record.get('url') or request.url}: {type(exc).__name__}: {exc}")
             record["error"] = error
         record["latency_ms"] = round((time.monotonic() - started) * 1000, 3)
@@ -197,23 +195,30 @@ class StateClient:
         timeout = request.timeout or (target.timeout if target else DEFAULT_TIMEOUT)
         policy = target.retry if target else RetryPolicy()
         content = None if body is None else encode_body(body)
-        client = self._clients.get()
+        session = self._sessions.get()
+        address = URL(url)
+        proxy = proxy_for(url)
 
         async def attempt(retry: int) -> tuple[bytes, int]:
-            sent = client.build_request(
-                request.method, url, headers=headers, content=content, timeout=httpx2.Timeout(timeout)
-            )
-            if cookies:
-                call.state.cookies.set_cookie_header(sent)
+            sent = dict(headers)
+            cookie = call.state.cookie_header(address) if cookies else None
+            if cookie:
+                sent["Cookie"] = cookie
             try:
-                status, answer, wait = await asyncio.wait_for(self._read(client, sent), timeout)
-            except (httpx2.TimeoutException, asyncio.TimeoutError):
-                raise RetryLater(StateError(f"no complete answer within {timeout:g} s{_after(retry)}")) from None
-            except httpx2.ConnectError as exc:
-                raise RetryLater(StateError(f"unreachable: {exc or type(exc).__name__}{_after(retry)}")) from None
-            except (httpx2.UnsupportedProtocol, httpx2.ProxyError, httpx2.LocalProtocolError) as exc:
-                raise StateError(f"cannot be sent: {describe_transport(exc)}") from None
-            except (httpx2.TransportError, httpx2.DecodingError) as exc:
+                exchange = self._read(session, request.method, address, sent, content, proxy)
+                status, answer, wait = await asyncio.wait_for(exchange, timeout)
+            except StateError:
+                raise
+            except Exception as exc:
+                kind = failure_kind(exc)
+                if kind is None:
+                    raise
+                if kind == TIMEOUT:
+                    raise RetryLater(StateError(f"no complete answer within {timeout:g} s{_after(retry)}")) from None
+                if kind == UNREACHABLE:
+                    raise RetryLater(StateError(f"unreachable: {describe_transport(exc)}{_after(retry)}")) from None
+                if kind == FATAL:
+                    raise StateError(f"cannot be sent: {describe_transport(exc)}") from None
                 broke = f"the connection failed: {describe_transport(exc)}{_after(retry)}"
                 raise RetryLater(StateError(broke)) from None
             record["status"] = status
@@ -228,19 +233,27 @@ class StateClient:
         return answer
 
     @staticmethod
-    async def _read(client: httpx2.AsyncClient, request: httpx2.Request) -> tuple[int, bytes, float | None]:
-        response = await client.send(request, stream=True)
+    async def _read(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        proxy: str | None,
+    ) -> tuple[int, bytes, float | None]:
+        response = await session.request(method, url, headers=headers, data=content, proxy=proxy, allow_redirects=False)
         try:
             content, cut = await read_body(response, ANSWER_BYTES)
             if cut:
+                response.close()  # the rest is never read: the connection cannot be reused
                 raise StateError(
-                    f"answered HTTP {response.status_code} with more than {ANSWER_BYTES:,} bytes; "
+                    f"answered HTTP {response.status} with more than {ANSWER_BYTES:,} bytes; "
                     "a state answer is read to at most that, so point the request at a smaller document"
                 )
             wait = parse_retry_after(response.headers.get("retry-after"))
-            return response.status_code, content, wait
+            return response.status, content, wait
         finally:
-            await response.aclose()
+            response.release()
 
 
 def _after(retry: int) -> str:

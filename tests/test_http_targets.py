@@ -708,25 +708,31 @@ def test_retry_helper() -> None:
     assert parse_retry_after(date, now=1_000_000) == pytest.approx(30)
 
 
-@pytest.mark.parametrize(("concurrency", "pools"), [(1, 1), (8, 1), (16, 2), (32, 4), (200, 4)])
-def test_a_run_spreads_its_conversations_over_a_few_connection_pools(concurrency: int, pools: int) -> None:
-    """httpx2's pool checks every connection it holds on each request: at high concurrency a target
-    spreads conversations over a few pools (cheaper per request); each conversation keeps to one, and
-    below 16 at a time one pool opens the fewest connections."""
+def test_concurrent_conversations_keep_their_connections_alive_between_turns() -> None:
+    """One session per event loop: 12 conversations at a time, 4 turns each, open no more than 12
+    connections (a connection per request would be 48, and each would cost its set-up in the turn)."""
     with FakeChatApp() as app:
         target = HttpTarget(app.url + "/promptflow", format="promptflow")
 
-        async def play() -> tuple[int, set[int], list[str]]:
-            await target.warm(concurrency)
-            clients = {id(target._client(f"conversation-{i}")) for i in range(64)}
-            same = target._client("conversation-7") is target._client("conversation-7")
-            replies = [
-                (await target.respond("hi", [], {"conversation_id": f"conversation-{i}"})).text
-                for i in range(pools * 2)
-            ]
-            await target.aclose()
-            return len(clients), {int(same)}, replies
+        async def conversation(index: int) -> list[float | None]:
+            history: list[dict[str, str]] = []
+            connects = []
+            for turn in range(4):
+                meta = {"conversation_id": f"conversation-{index}", "turn_number": turn + 1}
+                reply = await target.respond(f"question {turn}", history, meta)
+                history += [{"role": "user", "content": f"question {turn}"}]
+                history += [{"role": "assistant", "content": reply.text}]
+                connects.append(reply.connect_ms)
+            return connects
 
-        used, same, replies = asyncio.run(play())
-    assert used == pools and same == {1}
-    assert len(replies) == pools * 2 and all(replies)
+        async def play() -> list[list[float | None]]:
+            await target.warm(12)
+            try:
+                return await asyncio.gather(*(conversation(i) for i in range(12)))
+            finally:
+                await target.aclose()
+
+        connects = asyncio.run(play())
+    assert len([r for r in app.requests if r.method == "POST"]) == 48  # and the flow's swagger, read once
+    assert app.connection_count <= 12
+    assert all(later is None for turns in connects for later in turns[1:])  # kept-alive: no set-up after the first

@@ -45,6 +45,7 @@ def _run(tmp_path: Path, app_url: str, concurrency: int, user: str = "") -> list
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+    assert "Unclosed" not in done.stderr  # every session and connection closed before the loop ends
     return read_results(out / "conversations.jsonl")
 
 

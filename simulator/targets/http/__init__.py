@@ -34,7 +34,7 @@ from .problems import Problem, Problems, TargetConfigError
 from .registry import DEFAULT_FORMAT, FORMATS
 from .session import SessionSpec
 from .sse import DRAIN_SECONDS, Lines, read_events
-from .target import ERROR_BODY_BYTES, LIMITS, USER_AGENT, HttpTarget, encode_body
+from .target import ERROR_BODY_BYTES, HttpTarget, encode_body
 from .templated import BODY_PLACEHOLDERS, METHODS
 
 _Lines = Lines  # also importable under its private name
@@ -52,13 +52,11 @@ __all__ = [
     "FATAL_STATUSES",
     "FORMATS",
     "HISTORY_MODES",
-    "LIMITS",
     "METHODS",
     "PLACEHOLDERS",
     "RAW_EVENT_BYTES",
     "REPLY_BYTES_RANGE",
     "SNIPPET_CHARS",
-    "USER_AGENT",
     "HttpFormat",
     "HttpSettings",
     "HttpTarget",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import httpx2
 
 from ...known_secrets import scrub_text
 from ..json_path import PathError, Segment, extract
@@ -89,7 +88,7 @@ class Answer:
     """One HTTP exchange, read to the end."""
 
     status: int
-    headers: httpx2.Headers
+    headers: Mapping[str, str]  # case-insensitive
     content: bytes = b""
     stream: StreamReply | None = None  # what a text/event-stream added up to
     retries: int = 0

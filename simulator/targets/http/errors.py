@@ -6,7 +6,10 @@ answer, so a failure is understood from the results alone.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
+
+import aiohttp
 
 from ...errors import TurnError
 from ..redaction import safe_url
@@ -22,10 +25,21 @@ def after(retries: int) -> str:
 
 
 def describe_transport(exc: BaseException) -> str:
-    """A dropped connection's error for a message. A reset raises ReadError with no text at all, which
-    left the recorded reason reading "ReadError: "; say what it means instead."""
+    """A transport error for a message. A dropped connection says so in words ("Server disconnected",
+    "[Errno 104]" and an empty text all mean the app closed or reset it), with the error after."""
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} (the connection was closed or reset)"
+    shown = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if _dropped(exc) or not text:
+        return f"the connection was closed or reset ({shown})"
+    return shown
+
+
+def _dropped(exc: BaseException) -> bool:
+    if isinstance(exc, aiohttp.ClientConnectorError):  # never connected: not a drop
+        return False
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
 
 
 def detail(answer: Answer, record: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx2
+import aiohttp
 
 from ...template import PLACEHOLDER
 from .problems import Problems
@@ -69,7 +69,7 @@ class HttpFormat(ABC):
         checked too); None when the fields are too broken to look into."""
         return cls()
 
-    async def prepare(self, client: httpx2.AsyncClient, settings: HttpSettings) -> None:  # noqa: B027 - optional
+    async def prepare(self, session: aiohttp.ClientSession, settings: HttpSettings) -> None:  # noqa: B027 - optional
         """Learn from the app what the requests need (e.g. its own field names), once: the target's `warm`
         calls it before the first conversation, and every request too (at once when done); never raises."""
 

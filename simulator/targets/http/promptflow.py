@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx2
+import aiohttp
 
 from ... import known_secrets
 from ...event_loops import PerLoop
@@ -117,14 +117,16 @@ class PromptflowFormat(HttpFormat):
 
     # --- the flow's names, read once per target before its first request ------------------------
 
-    async def prepare(self, client: httpx2.AsyncClient, settings: HttpSettings) -> None:
+    async def prepare(self, session: aiohttp.ClientSession, settings: HttpSettings) -> None:
         if self._ready:
             return
         async with self._locks.get():
             if self._ready:  # another conversation read them while this one waited
                 return
             try:
-                found = await fetch_flow_names(client, settings.url, settings.headers, settings.timeout, settings.retry)
+                found = await fetch_flow_names(
+                    session, settings.url, settings.headers, settings.timeout, settings.retry
+                )
             except SwaggerUnreadable as exc:
                 self._fall_back(str(exc), exc.absent)
             else:

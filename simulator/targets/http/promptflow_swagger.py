@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx2
+import aiohttp
 
 from ...errors import ConfigError
+from ...http_sessions import TIMEOUT, failure_kind, proxy_for
 from ...template import PLACEHOLDER, render
 from ..redaction import safe_url
 from ..retry import RetryLater, RetryPolicy, retry_async
@@ -133,7 +134,7 @@ def _request_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 async def fetch_flow_names(
-    client: httpx2.AsyncClient, url: str, headers: Mapping[str, str], timeout: float, retry: RetryPolicy
+    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], timeout: float, retry: RetryPolicy
 ) -> FlowNames:
     """Read the flow's names from the swagger beside `url`, retried as a turn is (429, 5xx, timeouts,
     dropped connections); `SwaggerUnreadable` says why there are none."""
@@ -147,18 +148,21 @@ async def fetch_flow_names(
         raise SwaggerUnreadable(str(exc)) from None
 
     async def attempt(retry_number: int) -> tuple[int, bytes, bool]:
-        request = client.build_request("GET", address, headers=sent)
         try:
-            response = await asyncio.wait_for(client.send(request, stream=True), timeout)
+            request = session.get(address, headers=sent, proxy=proxy_for(address), allow_redirects=False)
+            response = await asyncio.wait_for(request, timeout)
             try:
                 content, cut = await asyncio.wait_for(read_body(response, SWAGGER_BYTES), timeout)
             finally:
-                await response.aclose()
-        except (httpx2.TimeoutException, asyncio.TimeoutError):
-            raise RetryLater(SwaggerUnreadable(f"{shown} gave no answer within {timeout:g} s")) from None
-        except httpx2.HTTPError as exc:
+                response.release()
+        except Exception as exc:
+            kind = failure_kind(exc)
+            if kind is None:
+                raise
+            if kind == TIMEOUT:
+                raise RetryLater(SwaggerUnreadable(f"{shown} gave no answer within {timeout:g} s")) from None
             raise RetryLater(SwaggerUnreadable(f"{shown} could not be read: {describe_transport(exc)}")) from None
-        status = response.status_code
+        status = response.status
         if status in (429, 503) or status >= 500:
             raise RetryLater(SwaggerUnreadable(f"{shown} answered HTTP {status}"))
         return status, content, cut

@@ -6,11 +6,12 @@ session.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
-import httpx2
+import aiohttp
+from yarl import URL
 
 from ...errors import ConfigError
 from ..json_path import Segment, parse_path
@@ -47,24 +48,29 @@ class SessionSpec:
         return self.path if self.kind == "json" else None
 
 
-class NoCookies(CookieJar):
-    """The shared client's cookie store, kept empty: cookies live per conversation instead."""
-
-    def set_cookie(self, cookie: Cookie) -> None:
-        return None
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-
 @dataclass
 class Conversation:
     """What one conversation carries from turn to turn."""
 
     session_id: str | None = None
-    cookies: httpx2.Cookies = field(default_factory=httpx2.Cookies)
+    #: made on the first cookie the app sets (a jar belongs to the running event loop)
+    cookies: aiohttp.CookieJar | None = field(default=None, repr=False)
 
-    def learn(self, spec: SessionSpec | None, headers: httpx2.Headers, in_json: Any) -> None:
+    def cookie_header(self, url: URL) -> str | None:
+        """The `Cookie` header this conversation sends to `url` (domain, path and expiry matched)."""
+        if self.cookies is None:
+            return None
+        found = self.cookies.filter_cookies(url)
+        return "; ".join(f"{name}={morsel.value}" for name, morsel in found.items()) or None
+
+    def keep_cookies(self, response: aiohttp.ClientResponse) -> None:
+        """Keep the cookies an answer sets, for this conversation only."""
+        if response.cookies:
+            if self.cookies is None:
+                self.cookies = aiohttp.CookieJar(unsafe=True)  # apps under test often live on an IP address
+            self.cookies.update_cookies(response.cookies, response.url)
+
+    def learn(self, spec: SessionSpec | None, headers: Mapping[str, str], in_json: Any) -> None:
         """Keep the first session id the app hands out; later turns send it back.
 
         `in_json` is what the answer held at the `json:` session path, if that is where the id is.
@@ -75,6 +81,6 @@ class Conversation:
         if spec.kind == "header":
             found = headers.get(spec.name)
         elif spec.kind == "cookie":
-            found = next((c.value for c in self.cookies.jar if c.name == spec.name), None)
+            found = next((c.value for c in self.cookies or () if c.key == spec.name), None)
         if isinstance(found, (str, int)) and not isinstance(found, bool) and str(found).strip():
             self.session_id = str(found).strip()

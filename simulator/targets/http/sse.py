@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx2
+import aiohttp
 
 from .bounded import BoundedBody
 
@@ -83,7 +83,7 @@ class _Events:
         return False
 
 
-async def read_events(response: httpx2.Response, limit: int, on_event: Callable[[Any, int], None]) -> bool:
+async def read_events(response: aiohttp.ClientResponse, limit: int, on_event: Callable[[Any, int], None]) -> bool:
     """Hand each `data:` payload of an event stream (JSON parsed, else as text) and its length to
     `on_event`, until `[DONE]`, the stream's end or `limit` bytes; True when cut at the limit, and
     then only the events completed before were handed on.

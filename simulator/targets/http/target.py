@@ -14,11 +14,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import httpx2
+import aiohttp
+from yarl import URL
 
 from ... import known_secrets
 from ...errors import TurnError
 from ...event_loops import PerLoop
+from ...http_sessions import FATAL, TIMEOUT, UNREACHABLE, ExchangeClock, failure_kind, new_session, proxy_for
 from ...known_secrets import scrub, scrub_text
 from ..base import AppReply, Target
 from ..json_path import PathError, extract, format_path, parse_path
@@ -30,21 +32,11 @@ from .bounded import read_body
 from .config import load_settings
 from .registry import DEFAULT_FORMAT
 from .rendering import recorded_headers, render_headers, render_url
-from .session import Conversation, NoCookies
+from .session import Conversation
 from .sse import read_events
-from .timing import ExchangeClock
 
 #: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
 ERROR_BODY_BYTES = 64 * 1024
-#: enough pooled connections for 64 concurrent conversations, kept alive between turns
-LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=64, keepalive_expiry=30.0)
-#: conversations at a time per connection pool, and the most pools a target spreads them over:
-#: httpx2's pool checks every connection it holds on each request, so its CPU per request grows
-#: with the connections in it (bench/bench_http_clients.py, concurrency 32: 0.87 ms with one pool,
-#: 0.60 ms with four); below 16 conversations at a time one pool opens the fewest connections
-CONVERSATIONS_PER_POOL = 8
-MAX_POOLS = 4
-USER_AGENT = "chat-simulator"
 #: what a reading of the reply gives: the text, the usage, and the parts of a multi-part reply
 Reading = tuple[str, dict[str, Any] | None, list[str] | None]
 
@@ -83,8 +75,9 @@ class HttpTarget(Target):
         query, body = self.dialect.sent_values()
         known_secrets.register_all(credential_values(self.url, self.headers, query, body))
         known_secrets.register_url(self.url)
-        self._pools = 1  # set by `warm` from the conversations a run plays at a time
-        self._clients: PerLoop[list[httpx2.AsyncClient]] = PerLoop(self._make_clients)
+        #: one session per event loop: its connections are kept alive between turns and shared by
+        #: conversations; cookies are kept per conversation, never in the session
+        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(lambda: new_session(timed=True))
         self._conversations: dict[str, Conversation] = {}
 
     @classmethod
@@ -101,33 +94,14 @@ class HttpTarget(Target):
     def __repr__(self) -> str:
         return f"HttpTarget(format={self.format!r}, url={safe_url(self.url)!r})"
 
-    def _client(self, conversation_id: str = "") -> httpx2.AsyncClient:
-        """The running event loop's connection pool for a conversation (each keeps to one)."""
-        clients = self._clients.get()
-        return clients[hash(conversation_id) % len(clients)]
-
-    def _make_clients(self) -> list[httpx2.AsyncClient]:
-        tls = httpx2.create_ssl_context()  # one TLS context (tens of milliseconds to load) for all
-        return [
-            httpx2.AsyncClient(
-                timeout=httpx2.Timeout(self.timeout),
-                limits=LIMITS,
-                verify=tls,
-                cookies=NoCookies(),  # a shared store would mix sessions of concurrent conversations
-                follow_redirects=False,
-                headers={"User-Agent": USER_AGENT},
-            )
-            for _ in range(self._pools)
-        ]
-
     async def warm(self, concurrency: int = 1) -> None:
-        self._pools = max(1, min(MAX_POOLS, concurrency // CONVERSATIONS_PER_POOL))
-        client = self._client()  # the pools and their TLS context: tens of milliseconds, once per event loop
-        await self.dialect.prepare(client, self.settings)  # what the format learns from the app (a flow's names)
+        # the session, then what the format learns from the app (a flow's names)
+        await self.dialect.prepare(self._sessions.get(), self.settings)
 
     async def aclose(self) -> None:
-        for client in self._clients.pop() or []:
-            await client.aclose()
+        session = self._sessions.pop()
+        if session is not None:
+            await session.close()
 
     def conversation_state(self, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)
@@ -165,10 +139,10 @@ class HttpTarget(Target):
                 headers[name] = value
         return url, query, headers, body
 
-    def _record(self, request: httpx2.Request, headers: Mapping[str, str], body: Any) -> dict[str, Any]:
+    def _record(self, url: URL, headers: Mapping[str, str], body: Any, cookie: bool) -> dict[str, Any]:
         """The request as results keep it: no credential in headers, query or body."""
-        shown = recorded_headers(headers, self.headers, cookie="cookie" in request.headers)
-        record: dict[str, Any] = {"method": request.method, "url": safe_url(str(request.url)), "headers": shown}
+        shown = recorded_headers(headers, self.headers, cookie=cookie)
+        record: dict[str, Any] = {"method": self.dialect.method, "url": safe_url(str(url)), "headers": shown}
         if body is not None:
             record["body"] = scrub(redact_body(body))
         return record
@@ -176,29 +150,36 @@ class HttpTarget(Target):
     # --- one turn ------------------------------------------------------------------------------
 
     async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
-        await self.dialect.prepare(self._client(), self.settings)  # done by `warm`, unless used without it
+        session = self._sessions.get()
+        await self.dialect.prepare(session, self.settings)  # done by `warm`, unless used without it
         conversation_id = str(meta_data.get("conversation_id") or "")
         state = self._conversations.setdefault(conversation_id, Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)
         content = None if body is None else encode_body(body)
         # query values are merged into the URL's own query (params= would replace it)
-        full_url = httpx2.URL(url).copy_merge_params(query) if query else httpx2.URL(url)
-        client = self._client(conversation_id)
+        full_url = URL(url).update_query(query) if query else URL(url)
+        proxy = proxy_for(url)
         record: dict[str, Any] = {}
 
         async def attempt(retry: int) -> Answer:
-            request = client.build_request(self.dialect.method, full_url, headers=headers, content=content)
-            state.cookies.set_cookie_header(request)
+            sent = dict(headers)
+            cookie = state.cookie_header(full_url)
+            if cookie:
+                sent["Cookie"] = cookie
             record.clear()
-            record.update(self._record(request, headers, body))
+            record.update(self._record(full_url, headers, body, cookie=bool(cookie)))
+            exchange = self._exchange(session, full_url, sent, content, proxy, state)
             try:
-                answer = await asyncio.wait_for(self._exchange(client, request, state), self.timeout)
-            except (httpx2.TimeoutException, asyncio.TimeoutError):
-                raise RetryLater(errors.timeout_error(record, retry, self.timeout)) from None
-            except httpx2.ConnectError as exc:
-                raise RetryLater(errors.unreachable_error(record, exc, retry, self.source)) from None
-            except (httpx2.TransportError, httpx2.DecodingError) as exc:
-                if isinstance(exc, (httpx2.UnsupportedProtocol, httpx2.ProxyError, httpx2.LocalProtocolError)):
+                answer = await asyncio.wait_for(exchange, self.timeout)
+            except Exception as exc:
+                kind = failure_kind(exc)
+                if kind is None:
+                    raise
+                if kind == TIMEOUT:
+                    raise RetryLater(errors.timeout_error(record, retry, self.timeout)) from None
+                if kind == UNREACHABLE:
+                    raise RetryLater(errors.unreachable_error(record, exc, retry, self.source)) from None
+                if kind == FATAL:
                     raise errors.transport_error(record, exc, retry, fatal=True) from None
                 raise RetryLater(errors.transport_error(record, exc, retry)) from None
             answer.retries = retry
@@ -212,18 +193,33 @@ class HttpTarget(Target):
             raise self._status_error(answer, record)
         return self._reply(answer, record, state)
 
-    async def _exchange(self, client: httpx2.AsyncClient, request: httpx2.Request, state: Conversation) -> Answer:
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        proxy: str | None,
+        state: Conversation,
+    ) -> Answer:
         """Send and read the answer, to its end or `max_reply_bytes`; a stream until `[DONE]`.
 
-        An answer cut at the limit has its connection closed (`aclose` before the end), never drained.
+        An answer cut at the limit has its connection closed, never drained.
         """
         clock = ExchangeClock()
-        request.extensions["trace"] = clock
-        response = await client.send(request, stream=True)
+        response = await session.request(
+            self.dialect.method,
+            url,
+            headers=headers,
+            data=content,
+            proxy=proxy,
+            allow_redirects=False,
+            trace_request_ctx=clock,
+        )
         try:
-            state.cookies.extract_cookies(response)
-            answer = Answer(status=response.status_code, headers=response.headers)
-            if not response.is_success:
+            state.keep_cookies(response)
+            answer = Answer(status=response.status, headers=response.headers)
+            if not 200 <= response.status < 300:
                 answer.content, answer.cut = await read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
             elif "text/event-stream" in response.headers.get("content-type", "").lower():
                 answer.stream = self._new_stream()
@@ -231,9 +227,11 @@ class HttpTarget(Target):
             else:
                 answer.content, answer.cut = await read_body(response, self.max_reply_bytes)
             answer.latency_ms, answer.connect_ms = clock.latency_ms(), clock.connect_ms
+            if answer.cut:
+                response.close()  # the rest is never read: the connection cannot be reused
             return answer
         finally:
-            await response.aclose()
+            response.release()
 
     def _status_error(self, answer: Answer, record: dict[str, Any]) -> TurnError:
         return errors.status_error(answer, record, self.source, self.dialect)
