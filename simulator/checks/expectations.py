@@ -21,13 +21,14 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, FieldError
 from ..schema_fast import json_equal
 from ..targets.json_path import PathError, Segment, extract, parse_path
+
+if TYPE_CHECKING:
+    import jsonschema
 
 EXPECTATIONS = ("equals", "contains", "matches", "exists", "min", "max", "schema")
 #: what a value found is shown as in evidence at most (a longer one is cut)
@@ -110,6 +111,8 @@ class PathExpectation:
             except re.error as exc:
                 raise FieldError(("matches",), f"{source}.matches: invalid regular expression: {exc}") from None
         if "schema" in expected:
+            import jsonschema  # only where a schema is expected: the import costs a run's start-up 25 ms
+
             try:
                 jsonschema.Draft202012Validator.check_schema(expected["schema"])
             except jsonschema.SchemaError as exc:
@@ -163,6 +166,8 @@ class PathExpectation:
             below = found < argument if key == "min" else found > argument
             return f"is {found}, {'below the min' if key == 'min' else 'above the max'} {argument}" if below else ""
         assert self.validator is not None
+        import jsonschema
+
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(found))
         if error is None:
             return ""
