@@ -1,7 +1,5 @@
 """`python -m simulator` is the `simulator` command."""
 
-import sys
+from .cli import run_and_exit
 
-from .cli import main
-
-sys.exit(main())
+run_and_exit()
