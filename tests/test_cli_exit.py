@@ -61,3 +61,14 @@ def test_the_command_runs_exit_handlers_and_keeps_its_output_and_code(
     assert (tmp_path / "marker.txt").read_text() == "flushed"  # the callback's atexit hook ran
     assert "asks" in done.stdout and done.stdout.endswith("\n")  # the table, to its last line
     assert (tmp_path / "out" / "conversations.jsonl").read_text().count("\n") == 3
+
+
+def test_under_a_profiler_the_command_exits_the_usual_way_so_the_profile_is_written(tmp_path: Path) -> None:
+    """`python -m cProfile -o FILE -m simulator run` writes FILE after the command returns."""
+    manifest = _manifest(tmp_path, "hello")
+    profile = tmp_path / "run.prof"
+    command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "simulator", "run", str(manifest)]
+    done = subprocess.run([*command, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert profile.stat().st_size > 0
+    assert (tmp_path / "marker.txt").read_text() == "flushed"
