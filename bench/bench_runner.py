@@ -61,12 +61,12 @@ def _ideal(conversations: int, turns: int, concurrency: int, latency: float, scr
     return math.ceil(conversations / concurrency) * requests * latency
 
 
-def in_process(conversations: int, turns: int, concurrency: int, latency: float) -> dict:
+def in_process(conversations: int, turns: int, concurrency: int, latency: float, scripted: bool = False) -> dict:
     """The runner alone: wall / ideal and CPU per turn."""
     import openai  # noqa: F401 - the SDK import is start-up, measured by whole_process, not per turn
 
     with SteadyServer(latency) as server, tempfile.TemporaryDirectory() as tmp:
-        loaded = load_manifest(_manifest(Path(tmp), server.url, conversations, turns), environ={})
+        loaded = load_manifest(_manifest(Path(tmp), server.url, conversations, turns, scripted), environ={})
         jobs = plan_jobs(loaded)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         outcome = asyncio.run(run_jobs(loaded, jobs, Path(tmp) / "out", concurrency=concurrency))
@@ -75,7 +75,7 @@ def in_process(conversations: int, turns: int, concurrency: int, latency: float)
     totals = outcome.summary["totals"]
     if totals["errors"]:
         raise SystemExit(f"benchmark run had errors: {totals['stop_reasons']}")
-    ideal = _ideal(conversations, turns, concurrency, latency)
+    ideal = _ideal(conversations, turns, concurrency, latency, scripted)
     return {
         "turns": totals["turns"],
         "wall_s": round(wall, 3),
@@ -149,6 +149,7 @@ def main() -> None:
     scripted = whole_process(*shape, args.latency, scripted=True)
     inside = in_process(*shape, args.latency)
     zero = in_process(*shape, 0.0)
+    zero_scripted = in_process(*shape, 0.0, scripted=True)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = _manifest(Path(tmp), "http://127.0.0.1:9", 2, 2, scripted=True)
         openai_loaded = {
@@ -163,6 +164,7 @@ def main() -> None:
         "whole_process_scripted": scripted,
         "in_process": inside,
         "zero_latency": {k: zero[k] for k in ("turns", "wall_s", "cpu_s", "cpu_ms_per_turn")},
+        "zero_latency_scripted": {k: zero_scripted[k] for k in ("turns", "wall_s", "cpu_s", "cpu_ms_per_turn")},
         "imports_openai": openai_loaded,
     }
     print(json.dumps(report, indent=2))
@@ -177,7 +179,8 @@ def main() -> None:
         f"exit {scripted['last_answer_to_exit_s']} s after the last answer\n"
         f"  in process: {inside['wall_s']} s / ideal {inside['ideal_wall_s']} s = {inside['wall_over_ideal']}\n"
         f"  recorded app latency p50: {process['app_latency_p50_ms']} ms (injected {target:.0f} ms)\n"
-        f"  framework CPU at zero latency: {zero['cpu_ms_per_turn']} ms per turn\n"
+        f"  framework CPU at zero latency: {zero['cpu_ms_per_turn']} ms per turn with an LLM user, "
+        f"{zero_scripted['cpu_ms_per_turn']} ms scripted\n"
         f"  imports openai: {openai_loaded}",
         file=sys.stderr,
     )

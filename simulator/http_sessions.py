@@ -8,7 +8,8 @@ milliseconds; `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured by it).
 
 aiohttp, not httpx2, because of CPU per request: at 32 requests at a time against a local server
 it spends about 0.1 ms where httpx2's pool spends 0.6-0.8 ms (bench/bench_http_clients.py), and
-that CPU is most of a turn's cost.
+that CPU is most of a turn's cost. aiohttp is imported on first use: `validate`, reports and
+reading results never need it (its import is a tenth of a second).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import asyncio
 import functools
 import time
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 USER_AGENT = "chat-simulator"
 #: connections kept open per session; conversations beyond this wait for a free one
@@ -82,6 +84,8 @@ async def _on_connection_end(session: Any, context: Any, params: Any) -> None:
 
 
 def _timing() -> aiohttp.TraceConfig:
+    import aiohttp
+
     config = aiohttp.TraceConfig()
     config.on_request_headers_sent.append(_on_headers_sent)
     config.on_connection_create_start.append(_on_connection_start)
@@ -117,6 +121,8 @@ def new_session(
     `trace_request_ctx=ExchangeClock()` have their exchange timed. Timeouts are the caller's
     (`asyncio.wait_for` around the exchange), so none is set here.
     """
+    import aiohttp
+
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS)
     return aiohttp.ClientSession(
         connector=connector,
@@ -141,6 +147,8 @@ def failure_kind(exc: BaseException) -> str | None:
     """
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's own timeouts are TimeoutErrors
         return TIMEOUT
+    import aiohttp
+
     if isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError, aiohttp.InvalidURL)):
         return FATAL
     if isinstance(exc, (aiohttp.NonHttpUrlClientError, aiohttp.InvalidUrlClientError)):

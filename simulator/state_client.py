@@ -15,11 +15,8 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
-from yarl import URL
 
 from .event_loops import PerLoop
 from .http_sessions import FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
@@ -34,6 +31,10 @@ from .targets.http.rendering import recorded_headers, render_headers, render_url
 from .targets.redaction import safe_url
 from .targets.retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
 from .template import render
+
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 #: a state answer is read to at most this many bytes (state endpoints answer small documents)
 ANSWER_BYTES = 1024 * 1024
@@ -195,6 +196,8 @@ class StateClient:
         timeout = request.timeout or (target.timeout if target else DEFAULT_TIMEOUT)
         policy = target.retry if target else RetryPolicy()
         content = None if body is None else encode_body(body)
+        from yarl import URL  # with aiohttp, on first use
+
         session = self._sessions.get()
         address = URL(url)
         proxy = proxy_for(url)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-import aiohttp
-
 from ...errors import TurnError
 from ..redaction import safe_url
 from .answer import Answer
@@ -35,6 +33,8 @@ def describe_transport(exc: BaseException) -> str:
 
 
 def _dropped(exc: BaseException) -> bool:
+    import aiohttp  # loaded already: the exchange that failed used it
+
     if isinstance(exc, aiohttp.ClientConnectorError):  # never connected: not a drop
         return False
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionError)):

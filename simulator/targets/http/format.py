@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
-
 from ...template import PLACEHOLDER
 from .problems import Problems
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from .config import HttpSettings
 
 #: placeholders usable in url, header values and a format's templates: values of the turn

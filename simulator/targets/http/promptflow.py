@@ -23,8 +23,6 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from ... import known_secrets
 from ...event_loops import PerLoop
 from ...history_refs import PROMPTFLOW_INPUT, PROMPTFLOW_OUTPUT, promptflow_pairs
@@ -33,6 +31,8 @@ from .problems import Problems
 from .promptflow_swagger import MARKS, FlowNames, SwaggerUnreadable, fetch_flow_names, swagger_url
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from .config import HttpSettings
 
 log = known_secrets.scrub_logs(logging.getLogger("simulator.targets.http.promptflow"))

@@ -26,10 +26,8 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import aiohttp
 
 from ...errors import ConfigError
 from ...http_sessions import TIMEOUT, failure_kind, proxy_for
@@ -38,6 +36,9 @@ from ..redaction import safe_url
 from ..retry import RetryLater, RetryPolicy, retry_async
 from .bounded import read_body
 from .errors import describe_transport
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: the most of a swagger document read; a flow's is a few KB
 SWAGGER_BYTES = 1024 * 1024

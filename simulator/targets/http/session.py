@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
 from ..json_path import Segment, parse_path
+
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Conversation:
         """Keep the cookies an answer sets, for this conversation only."""
         if response.cookies:
             if self.cookies is None:
+                import aiohttp  # loaded already: the answer came through it
+
                 self.cookies = aiohttp.CookieJar(unsafe=True)  # apps under test often live on an IP address
             self.cookies.update_cookies(response.cookies, response.url)
 

@@ -8,11 +8,12 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from .bounded import BoundedBody
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: after `[DONE]`, how long to wait for the stream's end so its connection can be reused
 DRAIN_SECONDS = 0.25

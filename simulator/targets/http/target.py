@@ -12,10 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
-from typing import Any
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING, Any
 
 from ... import known_secrets
 from ...errors import TurnError
@@ -34,6 +31,10 @@ from .registry import DEFAULT_FORMAT
 from .rendering import recorded_headers, render_headers, render_url
 from .session import Conversation
 from .sse import read_events
+
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 #: an error answer (4xx/5xx, a redirect) is read to at most this many bytes: only a snippet of it is kept
 ERROR_BODY_BYTES = 64 * 1024
@@ -156,6 +157,8 @@ class HttpTarget(Target):
         state = self._conversations.setdefault(conversation_id, Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)
         content = None if body is None else encode_body(body)
+        from yarl import URL  # with aiohttp, on first use (validate never needs it)
+
         # query values are merged into the URL's own query (params= would replace it)
         full_url = URL(url).update_query(query) if query else URL(url)
         proxy = proxy_for(url)
