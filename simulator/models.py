@@ -8,7 +8,6 @@ models, and turning every failure into a `TurnError` with a reason the result ca
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import re
@@ -21,7 +20,9 @@ import httpx2
 from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
+from .http_sessions import MAX_CONNECTIONS, new_session
 from .known_secrets import scrub, scrub_text
+from .llm_transport import LLMTransport
 from .model_errors import error_text, is_content_filter, names_response_format, retry_after, transient
 from .response_formats import FormatNegotiation
 from .thinking import count_reasoning, split_thinking
@@ -36,9 +37,6 @@ REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 #: The SDK's first back-off, used when a probe's transient failure hands over to its retries
 FIRST_RETRY_DELAY = 0.5
-#: conversations at a time per connection pool, and the most pools a model spreads requests over
-CONVERSATIONS_PER_POOL = 8
-MAX_POOLS = 4
 
 
 @dataclass
@@ -123,9 +121,8 @@ class OpenAIChatCompletionsModel:
         self._dropped: set[str] = set(SAMPLING_PARAMS) if self.reasoning else set()
         # what this endpoint does with structured output, shared by every conversation using the model
         self._formats = FormatNegotiation()
-        self._pools = 1  # set by `warm` from the conversations a run plays at a time
-        self._turns = itertools.count()
-        self._clients: PerLoop[list[Any]] = PerLoop(self._make_clients)
+        self._connections = MAX_CONNECTIONS  # raised by `warm` for a run with more conversations at a time
+        self._clients: PerLoop[Any] = PerLoop(self._make_sdk_client)
 
     # --- configuration ------------------------------------------------------------------
 
@@ -193,16 +190,23 @@ class OpenAIChatCompletionsModel:
     def __repr__(self) -> str:
         return f"OpenAIChatCompletionsModel(name={self.name!r}, endpoint={self.describe()['endpoint']!r})"
 
-    # --- the client, one per event loop (connection pools cannot cross loops) --------------
+    # --- the client, one per event loop (connections cannot cross loops) -------------------
 
-    def _make_clients(self) -> list[Any]:
+    def _make_sdk_client(self) -> Any:
+        """The running loop's SDK client, sending over an aiohttp session (`simulator.llm_transport`):
+        httpx2's own pool cost twice the CPU per request, and more the more connections it held.
+        One client for every conversation: the session's pool does not slow down with its size."""
+        transport = LLMTransport(lambda: new_session(limit=self._connections))
+        # redirects followed as the SDK's default client does; proxies are the transport's (`proxy_for`)
+        http_client = httpx2.AsyncClient(
+            transport=transport, timeout=self.timeout, follow_redirects=True, trust_env=False
+        )
+        client = self._make_client(http_client)
+        transport.open()  # now, inside the loop the session serves, once nothing can fail before it
+        return client
+
+    def _make_client(self, http_client: httpx2.AsyncClient) -> Any:
         import openai  # on first use: the SDK takes longer to import than the rest of the package
-
-        tls = httpx2.create_ssl_context()  # one TLS context (tens of milliseconds to load) for all
-        return [self._make_client(openai.DefaultAsyncHttpxClient(verify=tls)) for _ in range(self._pools)]
-
-    def _make_client(self, http_client: Any) -> Any:
-        import openai
 
         common: dict[str, Any] = {
             "timeout": self.timeout,
@@ -234,20 +238,20 @@ class OpenAIChatCompletionsModel:
         return openai.AsyncOpenAI(base_url=self.endpoint_url, api_key=api_key, **common)
 
     def _client(self) -> Any:
-        """One of the running event loop's clients, in turn: requests are independent of each other."""
-        clients = self._clients.get()
-        return clients[next(self._turns) % len(clients)]
+        """The running event loop's SDK client."""
+        return self._clients.get()
 
     async def warm(self, concurrency: int = 1) -> None:
-        """Import the SDK and build the clients now, not inside the first request's clock, for a run of
-        `concurrency` conversations at a time: httpx2's pool checks every connection it holds on each
-        request, so high concurrency spreads requests over a few (bench/bench_http_clients.py)."""
-        self._pools = max(1, min(MAX_POOLS, concurrency // CONVERSATIONS_PER_POOL))
+        """Import the SDK and build the client and its session now, not inside the first request's
+        clock, for a run of `concurrency` conversations at a time (each may have a request in flight,
+        so the session keeps as many connections)."""
+        self._connections = max(MAX_CONNECTIONS, concurrency)
         self._client()
 
     async def aclose(self) -> None:
-        """Close the connection pools of the running event loop."""
-        for client in self._clients.pop() or []:
+        """Close the running event loop's client and its aiohttp session."""
+        client = self._clients.pop()
+        if client is not None:
             await client.close()
 
     # --- requests -----------------------------------------------------------------------
@@ -379,11 +383,15 @@ class OpenAIChatCompletionsModel:
         """Unreachable (nothing listens there) is told apart from a connection dropped mid-request: a
         reset server was reported as "cannot reach ...: ReadError", which sent people to check the URL."""
         cause = exc.__cause__ or exc
-        what = "cannot reach" if isinstance(cause, httpx2.ConnectError) else "lost the connection to"
+        if isinstance(cause, httpx2.ProxyError):  # the proxy the environment names (HTTPS_PROXY, ...)
+            what, where = "cannot reach", f"{self.chat_url} through the proxy"
+        else:
+            what = "cannot reach" if isinstance(cause, httpx2.ConnectError) else "lost the connection to"
+            where = self.chat_url
         why = str(cause).strip() or f"{type(cause).__name__} (the connection was closed or reset)"
         return TurnError(
             "llm_error",
-            f"{self.name}: {what} {self.chat_url}: {why} (after {self.max_retries} retries)",
+            f"{self.name}: {what} {where}: {why} (after {self.max_retries} retries)",
             detail={"url": self.chat_url},
         )
 
