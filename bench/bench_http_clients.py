@@ -9,9 +9,10 @@ answers at once, so the figures compare clients and nothing else:
 
 - `httpx2` as the HTTP targets use it (one pool), and split over 4 and 8 pools (the pool checks
   every connection it holds on each request, so its cost grows with the connections per pool);
-- the `openai` SDK's generic `post`, as the user model and the judge call it, on one client and
-  over 4 (as a run at concurrency 32 uses them), and on `DefaultAioHttpClient` when `aiohttp` is
-  installed (`pip install aiohttp`).
+- the `openai` SDK's generic `post`, as the user model and the judge call it, on its default
+  httpx2 client, one and over 4, and on its own `DefaultAioHttpClient`;
+- the SDK on `simulator.llm_transport` (an aiohttp session under an httpx2 client), as the user
+  model and the judge send, and over 4 SDK clients sharing that one session.
 """
 
 from __future__ import annotations
@@ -88,6 +89,33 @@ async def openai_sdk(url: str, aiohttp: bool, requests: int, concurrency: int, p
             await client.close()
 
 
+async def openai_sdk_llm_transport(url: str, requests: int, concurrency: int, pools: int = 1) -> float:
+    """The SDK's `post` on `simulator.llm_transport`: `pools` SDK clients over one aiohttp session."""
+    import openai
+
+    from simulator.llm_transport import LLMTransport
+
+    transport = LLMTransport()
+    transport.open()
+    clients = [
+        openai.AsyncOpenAI(
+            base_url=url + "/v1",
+            api_key="bench",
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=transport, timeout=60.0, trust_env=False),
+        )
+        for _ in range(pools)
+    ]
+
+    async def send(index: int) -> object:
+        return await clients[index % pools].post("/chat/completions", body=MESSAGES, cast_to=httpx2.Response)
+
+    try:
+        return await _measure(send, requests, concurrency)
+    finally:
+        await transport.aclose()
+
+
 def _has_aiohttp() -> bool:
     try:
         import aiohttp  # noqa: F401
@@ -114,6 +142,10 @@ def main() -> None:
         cases["openai SDK, 4 clients"] = lambda: openai_sdk(server.url, False, *shape, pools=4)
         if _has_aiohttp():
             cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, True, *shape)
+        cases["SDK on simulator.llm_transport"] = lambda: openai_sdk_llm_transport(server.url, *shape)
+        cases["SDK on simulator.llm_transport, 4 clients"] = lambda: openai_sdk_llm_transport(
+            server.url, *shape, pools=4
+        )
         measured: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):  # interleaved: a busy moment of the machine does not favour one client
             for name, case in cases.items():
