@@ -22,7 +22,6 @@ from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
 from .http_sessions import MAX_CONNECTIONS, new_session
 from .known_secrets import scrub, scrub_text
-from .llm_transport import LLMTransport
 from .model_errors import error_text, is_content_filter, names_response_format, retry_after, transient
 from .response_formats import FormatNegotiation
 from .thinking import count_reasoning, split_thinking
@@ -196,6 +195,8 @@ class OpenAIChatCompletionsModel:
         """The running loop's SDK client, sending over an aiohttp session (`simulator.llm_transport`):
         httpx2's own pool cost twice the CPU per request, and more the more connections it held.
         One client for every conversation: the session's pool does not slow down with its size."""
+        from .llm_transport import LLMTransport  # aiohttp on first use, as the SDK: `validate` needs neither
+
         transport = LLMTransport(lambda: new_session(limit=self._connections))
         # redirects followed as the SDK's default client does; proxies are the transport's (`proxy_for`)
         http_client = httpx2.AsyncClient(
