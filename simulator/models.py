@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-import httpx2
-
 from . import known_secrets
 from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
@@ -28,6 +26,7 @@ from .thinking import count_reasoning, split_thinking
 from .token_managers import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
 if TYPE_CHECKING:
+    import httpx2
     import openai
 
 log = known_secrets.scrub_logs(logging.getLogger("simulator.models"))
@@ -195,7 +194,9 @@ class OpenAIChatCompletionsModel:
         """The running loop's SDK client, sending over an aiohttp session (`simulator.llm_transport`):
         httpx2's own pool cost twice the CPU per request, and more the more connections it held.
         One client for every conversation: the session's pool does not slow down with its size."""
-        from .llm_transport import LLMTransport  # aiohttp on first use, as the SDK: `validate` needs neither
+        import httpx2  # with the SDK, on first use: `validate` and scripted runs need neither
+
+        from .llm_transport import LLMTransport
 
         transport = LLMTransport(lambda: new_session(limit=self._connections))
         # redirects followed as the SDK's default client does; proxies are the transport's (`proxy_for`)
@@ -307,6 +308,7 @@ class OpenAIChatCompletionsModel:
         return await self._complete(messages, response_format)
 
     async def _complete(self, messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> ModelReply:
+        import httpx2
         import openai
 
         refreshed = False
@@ -383,6 +385,8 @@ class OpenAIChatCompletionsModel:
     def _connection_failure(self, exc: openai.APIConnectionError) -> TurnError:
         """Unreachable (nothing listens there) is told apart from a connection dropped mid-request: a
         reset server was reported as "cannot reach ...: ReadError", which sent people to check the URL."""
+        import httpx2  # loaded already: the SDK raised through it
+
         cause = exc.__cause__ or exc
         if isinstance(cause, httpx2.ProxyError):  # the proxy the environment names (HTTPS_PROXY, ...)
             what, where = "cannot reach", f"{self.chat_url} through the proxy"
