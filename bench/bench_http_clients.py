@@ -7,7 +7,9 @@ answers at once, so the figures compare clients and nothing else:
     python bench/bench_http_clients.py                 # 3,000 requests at concurrency 32
     python bench/bench_http_clients.py --requests 5000 --concurrency 64
 
-- `httpx2` as the HTTP targets use it (one pool), and split over 4 and 8 pools (the pool checks
+- the run's aiohttp session (`simulator.http_sessions.new_session`), as HTTP targets and state
+  requests send: a timed exchange, the proxy looked up per request;
+- `httpx2`, which HTTP targets used before, in one pool and split over 4 and 8 pools (its pool checks
   every connection it holds on each request, so its cost grows with the connections per pool);
 - the `openai` SDK's generic `post`, as the user model and the judge call it, on its default
   httpx2 client, one and over 4, and on its own `DefaultAioHttpClient`;
@@ -116,12 +118,32 @@ async def openai_sdk_llm_transport(url: str, requests: int, concurrency: int, po
         await transport.aclose()
 
 
-def _has_aiohttp() -> bool:
+async def run_session(url: str, requests: int, concurrency: int) -> float:
+    from simulator.http_sessions import ExchangeClock, new_session, proxy_for
+
+    session = new_session(timed=True)
+    address = url + "/score"
+    body = json.dumps(BODY).encode()
+    headers = {"Content-Type": "application/json"}
+
+    async def send(index: int) -> object:
+        response = await session.post(
+            address,
+            data=body,
+            headers=headers,
+            proxy=proxy_for(address),
+            allow_redirects=False,
+            trace_request_ctx=ExchangeClock(),
+        )
+        try:
+            return json.loads(await response.read())
+        finally:
+            response.release()
+
     try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        return await _measure(send, requests, concurrency)
+    finally:
+        await session.close()
 
 
 def main() -> None:
@@ -135,13 +157,15 @@ def main() -> None:
     shape = (args.requests, args.concurrency)
     with SteadyServer(0.0) as server:
         cases: dict[str, Callable[[], Awaitable[float]]] = {
+            "the run's aiohttp session (targets)": lambda: run_session(server.url, *shape)
+        }
+        cases |= {
             f"httpx2, {pools} pool(s)": (lambda pools=pools: httpx2_pools(server.url, pools, *shape))
             for pools in (1, 4, 8)
         }
         cases["openai SDK, default client"] = lambda: openai_sdk(server.url, False, *shape)
         cases["openai SDK, 4 clients"] = lambda: openai_sdk(server.url, False, *shape, pools=4)
-        if _has_aiohttp():
-            cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, True, *shape)
+        cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, True, *shape)
         cases["SDK on simulator.llm_transport"] = lambda: openai_sdk_llm_transport(server.url, *shape)
         cases["SDK on simulator.llm_transport, 4 clients"] = lambda: openai_sdk_llm_transport(
             server.url, *shape, pools=4
@@ -150,9 +174,7 @@ def main() -> None:
         for _ in range(args.rounds):  # interleaved: a busy moment of the machine does not favour one client
             for name, case in cases.items():
                 measured[name].append(asyncio.run(case()))
-    figures: dict[str, float | str] = {name: round(min(values), 3) for name, values in measured.items()}
-    if not _has_aiohttp():
-        figures["openai SDK, DefaultAioHttpClient"] = "aiohttp not installed"
+    figures: dict[str, float] = {name: round(min(values), 3) for name, values in measured.items()}
     print(json.dumps({"requests": args.requests, "concurrency": args.concurrency, "cpu_ms_per_request": figures}))
     for name, value in figures.items():
         print(f"  {name}: {value} ms CPU per request", file=sys.stderr)
