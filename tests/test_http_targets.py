@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import json
 import socket
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -396,6 +398,29 @@ def test_error_bodies_are_read_bounded(app: FakeChatApp) -> None:
     assert err.reason == "app_error" and "HTTP 500" in str(err) and "after 1 retry" in str(err)
     assert err.detail["body_snippet"].startswith("EEE") and len([r for r in app.requests if r.route]) == 2
     assert time.monotonic() - started < 4  # not the timeout: the reading stopped at the limit
+
+
+def test_a_compressed_answer_is_read_decompressed(app: FakeChatApp) -> None:
+    body = json.dumps({"answer": "z" * 50_000}).encode()
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    app.script(AppReply(body=gzip.compress(body), headers=headers))
+    assert ask(target(app, "/promptflow")).text == "z" * 50_000
+
+
+def test_a_compression_bomb_is_cut_at_the_limit_of_what_it_expands_to(app: FakeChatApp) -> None:
+    """200 MB of JSON in 0.2 MB of gzip: `max_reply_bytes` counts the expanded bytes, and memory
+    stays bounded while they are read (the decompressor hands them over in pieces)."""
+    bomb = gzip.compress(b'{"answer": "' + b"0" * 200_000_000, compresslevel=9)
+    assert len(bomb) < 400_000
+    app.script(AppReply(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}))
+    tracemalloc.start()
+    try:
+        err = fail(target(app, "/promptflow", max_reply_bytes=1_000_000, timeout=10))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.reason == "app_error" and "more than 1,000,000 bytes" in str(err)
+    assert peak < 40_000_000, f"reading the bomb peaked at {peak:,} bytes"
 
 
 def sse(*payloads: str) -> bytes:
