@@ -282,6 +282,23 @@ def test_set_cookies_are_kept_per_conversation(app: FakeChatApp) -> None:
     assert [r.cookies for r in app.requests] == [{}, {}, {"affinity": "node-7"}]
 
 
+def test_cookies_go_back_as_the_app_set_them_and_only_where_their_path_allows(app: FakeChatApp) -> None:
+    app.script(AppReply(text="hi", set_cookie='token="a b;c"; Path=/chat'), "again")
+    app.script(AppReply(text="hi", set_cookie="elsewhere=1; Path=/admin"))
+    t = http_chat(app)
+
+    async def run() -> None:
+        try:
+            await t.respond("one", [], meta(conversation_id="x"))
+            await t.respond("two", [], meta(conversation_id="x"))
+            await t.respond("three", [], meta(conversation_id="x"))
+        finally:
+            await t.aclose()
+
+    asyncio.run(run())
+    assert [r.headers.get("cookie") for r in app.requests] == [None, 'token="a b;c"', 'token="a b;c"']
+
+
 # --- retries -------------------------------------------------------------------------------------
 
 

@@ -62,7 +62,8 @@ class Conversation:
         if self.cookies is None:
             return None
         found = self.cookies.filter_cookies(url)
-        return "; ".join(f"{name}={morsel.value}" for name, morsel in found.items()) or None
+        # as the app set it (`coded_value` keeps its quotes): the app reads back what it wrote
+        return "; ".join(f"{name}={morsel.coded_value}" for name, morsel in found.items()) or None
 
     def keep_cookies(self, response: aiohttp.ClientResponse) -> None:
         """Keep the cookies an answer sets, for this conversation only."""
