@@ -144,6 +144,29 @@ def test_names_are_read_from_the_swagger_and_the_history_goes_as_the_flows_pairs
     )
 
 
+def test_a_streamed_answer_is_read_at_the_flows_chat_output(chat_io: FakePromptflow) -> None:
+    """Prompt flow's streaming mode: `data: {"chat_output": "<piece>"}` events, the other outputs whole
+    in a first event (here none), the connection closed at the end; the pieces make the reply."""
+    target = HttpTarget.from_config({"url": chat_io.score_url, "headers": {"Accept": "text/event-stream"}})
+    result = converse(target, USER_LINES[:2])
+    assert replies(result) == ["echo: Hi there | history=[]", replies(result)[1]]
+    assert replies(result)[1].startswith("echo: Where is order 5? | history=[{")
+    assert result["conversation"][1]["full_json_response"]["events"][:2] == [
+        {"chat_output": ""},
+        {"chat_output": "echo: "},
+    ]
+
+
+def test_a_hybrid_stream_keeps_the_other_outputs_out_of_the_reply() -> None:
+    """A flow with a chat output and another output streams the other one whole in a first event."""
+    with FakePromptflow("qa") as server:
+        server.flow.outputs["sources"] = {"type": "string"}
+        target = HttpTarget.from_config({"url": server.score_url, "headers": {"Accept": "text/event-stream"}})
+        result = converse(target, USER_LINES[:1])
+    assert replies(result) == ["echo: Hi there | history=[]"]
+    assert result["conversation"][1]["full_json_response"]["events"][0] == {"sources": "echo: Hi there | history=[]"}
+
+
 def test_the_question_answer_flow_is_read_the_same_way(caplog: pytest.LogCaptureFixture) -> None:
     with FakePromptflow("qa") as server:
         result = converse(HttpTarget.from_config({"url": server.score_url}), USER_LINES[:2])

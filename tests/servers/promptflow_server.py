@@ -12,7 +12,10 @@ checks the fake gives the same). The fake reads the flow's inputs and outputs fr
   ``{"error": {"code": "UserError", "message": "Required input fields [...] are missing in request
   data {...}"}}``; other fields are ignored; otherwise ``{<output>: <reply>}`` for every output,
   the reply being what the flow's tool returns (``reply``, default: the tool's own echo of the
-  chat input and the chat history it was given);
+  chat input and the chat history it was given); asked for ``Accept: text/event-stream``, the
+  answer streams as Prompt flow's documented streaming mode does: the other outputs whole in a
+  first event, then ``data: {<chat output>: <piece>}`` events from ``""`` to ``""``, and the
+  connection closed at the end;
 * anything else -- a 404 with Flask's text.
 
 Every request is recorded. Standard library and PyYAML only.
@@ -130,12 +133,12 @@ class _Handler(LocalHandler):
             time.sleep(fake.swagger_delay)
             self._send_json(200, fake.flow.swagger)
         elif incoming.method == "POST" and incoming.path == "/score":
-            self._score(fake, incoming.body)
+            self._score(fake, incoming.body, "text/event-stream" in incoming.headers.get("accept", ""))
         else:
             text = NOT_SUPPORTED.format(name=incoming.path.lstrip("/"), method=incoming.method)
             self._send(404, text.encode(), "text/html; charset=utf-8")
 
-    def _score(self, fake: FakePromptflow, data: Any) -> None:
+    def _score(self, fake: FakePromptflow, data: Any, stream: bool = False) -> None:
         flow = fake.flow
         data = data if isinstance(data, dict) else {}
         # promptflow.core._serving.utils.validate_request_data
@@ -146,4 +149,19 @@ class _Handler(LocalHandler):
             self._send_json(400, {"error": {"code": "UserError", "message": message}})
             return
         reply = fake.reply(data)
+        if stream:
+            self._stream(flow, reply)
+            return
         self._send_json(200, {name: reply for name in sorted(flow.outputs)})
+
+    def _stream(self, flow: Flow, reply: str) -> None:
+        chat_output = flow.marked("is_chat_output") or next(iter(flow.outputs))
+        others = {name: reply for name in sorted(flow.outputs) if name != chat_output}
+        pieces = ["", *[word + " " for word in reply.split(" ")[:-1]], reply.split(" ")[-1], ""]
+        events = ([others] if others else []) + [{chat_output: piece} for piece in pieces]
+        self.close_connection = True
+        self._start_response(200, "text/event-stream; charset=utf-8", [("Connection", "close")])
+        self.end_headers()
+        for event in events:
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()

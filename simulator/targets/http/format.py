@@ -55,8 +55,9 @@ class HttpFormat(ABC):
     #: the path of the reply text in a JSON answer when `response` is not set; None: `response` is required
     #: (an instance may set its own, e.g. from what `prepare` learned)
     default_response: str | None = None
-    #: the path of a piece of the reply text in each streamed event when `response` is not set
-    stream_response: ClassVar[str] = "delta"
+    #: the path of a piece of the reply text in each streamed event when `response` is not set (an
+    #: instance may set its own: a flow streams its chat output under that output's name)
+    stream_response: str = "delta"
     #: the events have a shape of their own: `response` (for JSON answers) does not apply to them
     stream_response_fixed: ClassVar[bool] = False
     #: the request's method; only a format that sends no body may use GET

@@ -55,7 +55,7 @@ class PromptflowFormat(HttpFormat):
 
     name = "promptflow"
     keys = ("promptflow",)
-    default_response = PROMPTFLOW_OUTPUT
+    default_response = stream_response = PROMPTFLOW_OUTPUT
 
     def __init__(self, names: Mapping[str, str] | None = None, source: str = "target") -> None:
         #: the names the manifest gives; the others are looked up before the first request
@@ -64,7 +64,9 @@ class PromptflowFormat(HttpFormat):
         self.names = {**DEFAULT_NAMES, **self.configured}
         #: where each name came from: "manifest", "swagger" or "default"
         self.origins = {role: "manifest" if role in self.configured else "default" for role in DEFAULT_NAMES}
-        self.default_response = self.names["output"]
+        # the reply is at the chat output, whole in a JSON answer and piece by piece in each event of a
+        # stream (Prompt flow's streaming mode sends `data: {"<output>": "<piece>"}`)
+        self.default_response = self.stream_response = self.names["output"]
         self._ready = len(self.configured) == len(DEFAULT_NAMES)
         self._locks: PerLoop[asyncio.Lock] = PerLoop(asyncio.Lock)
 
@@ -204,7 +206,9 @@ class PromptflowFormat(HttpFormat):
             self.source,
             ", ".join(f"{role} {self.names[role]!r} ({self.origins[role]})" for role in DEFAULT_NAMES),
         )
-        self.default_response = self.names["output"]
+        # the reply is at the chat output, whole in a JSON answer and piece by piece in each event of a
+        # stream (Prompt flow's streaming mode sends `data: {"<output>": "<piece>"}`)
+        self.default_response = self.stream_response = self.names["output"]
 
     # --- what the app's errors mean ---------------------------------------------------------------
 
