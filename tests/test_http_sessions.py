@@ -3,55 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from simulator import http_sessions
 from simulator.http_sessions import BROKEN, FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
 from simulator.targets import HttpTarget
+from tests.servers.json_answer import serving
 
 NAMES = {"input": "question", "history": "chat_history", "output": "answer"}
 
 
-class _Proxy(BaseHTTPRequestHandler):
-    """A forward proxy that answers every request itself, as the app would, and records its request line."""
-
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    seen: list[str] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.seen.append(self.requestline)
-        body = json.dumps({"answer": "through the proxy"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def proxy() -> Iterator[tuple[str, list[str]]]:
-    seen: list[str] = []
-    handler = type("Proxy", (_Proxy,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """A forward proxy that answers every request itself, as the app would, and records its request line."""
+    with serving(lambda body: {"answer": "through the proxy"}) as (address, seen):
+        yield address, seen
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,7 @@ import os
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from simulator.results_folder import read_results
+from tests.servers.json_answer import serving
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -48,38 +47,13 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-class _App(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        question = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))["question"]
-        body = json.dumps({"answer": f"over TLS: {question}"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def https_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     cert_file, key_file = _self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", cert_file
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(lambda body: {"answer": f"over TLS: {json.loads(body)['question']}"}, tls=context) as (url, _):
+        yield url, cert_file
 
 
 def _run(tmp_path: Path, url: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, Path]:
