@@ -750,6 +750,25 @@ def test_retry_helper() -> None:
     assert parse_retry_after(date, now=1_000_000) == pytest.approx(30)
 
 
+def test_a_run_with_more_conversations_at_a_time_than_the_default_pool_gets_a_connection_each() -> None:
+    """150 conversations at a time, each with a turn in flight: 150 connections, none waiting for a
+    free one (the default pool keeps 128, and a turn that waits would count the wait in its timeout)."""
+    with FakeChatApp() as app:
+        app.default = lambda request: AppReply(text="hi", delay=0.5)
+        names = {"input": "question", "history": "chat_history", "output": "answer"}
+        target = HttpTarget(app.url + "/promptflow", format="promptflow", promptflow=names)
+
+        async def play() -> None:
+            await target.warm(150)
+            try:
+                await asyncio.gather(*(target.respond("hi", [], meta(conversation_id=f"c{i}")) for i in range(150)))
+            finally:
+                await target.aclose()
+
+        asyncio.run(play())
+    assert len(app.requests) == 150 and app.connection_count == 150
+
+
 def test_concurrent_conversations_keep_their_connections_alive_between_turns() -> None:
     """One session per event loop: 12 conversations at a time, 4 turns each, open no more than 12
     connections (a connection per request would be 48, and each would cost its set-up in the turn)."""

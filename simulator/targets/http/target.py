@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 from ... import known_secrets
 from ...errors import TurnError
 from ...event_loops import PerLoop
-from ...http_sessions import FATAL, TIMEOUT, UNREACHABLE, ExchangeClock, failure_kind, new_session, proxy_for
+from ...http_sessions import (
+    FATAL,
+    MAX_CONNECTIONS,
+    TIMEOUT,
+    UNREACHABLE,
+    ExchangeClock,
+    failure_kind,
+    new_session,
+    proxy_for,
+)
 from ...known_secrets import scrub, scrub_text
 from ..base import AppReply, Target
 from ..json_path import PathError, extract, format_path, parse_path
@@ -78,7 +87,10 @@ class HttpTarget(Target):
         known_secrets.register_url(self.url)
         #: one session per event loop: its connections are kept alive between turns and shared by
         #: conversations; cookies are kept per conversation, never in the session
-        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(lambda: new_session(timed=True))
+        self._connections = MAX_CONNECTIONS  # raised by `warm` for a run with more conversations at a time
+        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(
+            lambda: new_session(limit=self._connections, timed=True)
+        )
         self._conversations: dict[str, Conversation] = {}
 
     @classmethod
@@ -96,6 +108,8 @@ class HttpTarget(Target):
         return f"HttpTarget(format={self.format!r}, url={safe_url(self.url)!r})"
 
     async def warm(self, concurrency: int = 1) -> None:
+        # each conversation may have a turn in flight: as many connections, or turns would wait for one
+        self._connections = max(MAX_CONNECTIONS, concurrency)
         # the session, then what the format learns from the app (a flow's names)
         await self.dialect.prepare(self._sessions.get(), self.settings)
 
