@@ -177,7 +177,8 @@ def test_http_get_sends_query_and_reports_the_status(app: FakeChatApp) -> None:
 
 def test_event_stream_pieces_are_concatenated(app: FakeChatApp) -> None:
     app.script("The tent ships tomorrow.")
-    reply = ask(target(app, "/sse"), "when?")  # promptflow format; for a stream the default path is `delta`
+    # the route streams `{"delta": piece}` events; a promptflow target reads its output's name unless told
+    reply = ask(target(app, "/sse", response="delta"), "when?")
     assert reply.text == "The tent ships tomorrow."
     pieces = [e["delta"] for e in reply.raw["events"]]
     assert len(pieces) == 3 and "".join(pieces) == "The tent ships tomorrow."
@@ -341,7 +342,7 @@ def test_transient_failure_then_success(app: FakeChatApp, failure: AppReply) -> 
 
 def test_truncated_stream_is_retried(app: FakeChatApp) -> None:
     app.script(AppReply(text="a fairly long streamed answer", truncate=True), "whole answer")
-    reply = ask(target(app, "/sse"))
+    reply = ask(target(app, "/sse", response="delta"))
     assert reply.text == "whole answer" and reply.raw["retries"] == 1
 
 
@@ -447,7 +448,7 @@ def sse(*payloads: str) -> bytes:
 def test_event_stream_cut_at_the_limit_keeps_the_completed_events(app: FakeChatApp) -> None:
     event = sse(json.dumps({"delta": "abc"}))
     app.script(AppReply(chunks=endless(event * 7), content_type="text/event-stream"))
-    reply = ask(target(app, "/sse", max_reply_bytes=5000, timeout=5))
+    reply = ask(target(app, "/sse", response="delta", max_reply_bytes=5000, timeout=5))
     complete = 5000 // len(event)
     assert reply.text == "abc" * complete and len(reply.raw["events"]) == complete
     assert reply.raw["cut_at_bytes"] == 5000
@@ -466,7 +467,7 @@ def test_a_long_event_stream_keeps_its_first_events_in_the_raw_answer(app: FakeC
     """Parsed, many small events take far more memory than their bytes: only the text is gathered whole."""
     events = [sse(json.dumps({"delta": f"{i:05d}"})) for i in range(20_000)]
     app.script(AppReply(chunks=lambda: iter([*events, sse("[DONE]")]), content_type="text/event-stream"))
-    reply = ask(target(app, "/sse"))
+    reply = ask(target(app, "/sse", response="delta"))
     assert reply.text == "".join(f"{i:05d}" for i in range(20_000)) and reply.notes == []
     kept = reply.raw["events"]
     assert reply.raw["events_total"] == 20_000 and 1000 < len(kept) < 20_000
@@ -475,7 +476,7 @@ def test_a_long_event_stream_keeps_its_first_events_in_the_raw_answer(app: FakeC
 
 def test_event_stream_with_no_complete_event_within_the_limit(app: FakeChatApp) -> None:
     app.script(AppReply(chunks=endless(b"z" * 1000, b"data: "), content_type="text/event-stream"))
-    err = fail(target(app, "/sse", max_reply_bytes=4096, timeout=5))
+    err = fail(target(app, "/sse", response="delta", max_reply_bytes=4096, timeout=5))
     assert err.reason == "app_error" and "more than 4,096 bytes" in str(err) and "no event was complete" in str(err)
 
 
@@ -483,7 +484,7 @@ def test_event_stream_line_ends_split_across_pieces(app: FakeChatApp) -> None:
     pieces = [b'data: {"delta": "a"}\r', b"\n\r\ndata: b\r\r", "data: \u00e9".encode()[:-1], "\u00e9".encode()[-1:]]
     pieces += [b"\n\n: keep-alive\n\ndata: [DONE]\n\n"]
     app.script(AppReply(chunks=lambda: iter(pieces), content_type="text/event-stream"))
-    reply = ask(target(app, "/sse"))
+    reply = ask(target(app, "/sse", response="delta"))
     assert reply.text == "ab\u00e9" and reply.notes == [] and "cut_at_bytes" not in reply.raw
 
 
