@@ -83,8 +83,12 @@ def _run(
         on_warning=lambda text: commands.warning(text),
     )
     if inputs.replay and base.folder is not None and (base.folder / RESULTS_FILE).is_file():
-        settings.replays = ReplayBook.load(base.folder)
-        print(f"Replaying the user messages of {len(settings.replays.scripts)} base conversation(s)", flush=True)
+        try:
+            settings.replays = ReplayBook.load(base.folder)
+        except (ConfigError, OSError) as exc:  # a damaged base artifact costs the replay, not the run
+            commands.warning(f"The base run's users cannot be replayed ({exc}); every conversation plays live.")
+        else:
+            print(f"Replaying the user messages of {len(settings.replays.scripts)} base conversation(s)", flush=True)
     outcome = run_manifest(manifest, settings)
     if outcome.skipped:
         commands.notice(outcome.summary["run"]["skipped"], title="LLM key not available")
