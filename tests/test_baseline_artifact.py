@@ -103,7 +103,7 @@ def test_an_artifact_expiring_after_listing_gives_way_to_the_next(gh: FakeGitHub
 @pytest.mark.parametrize(
     ("inputs", "changes", "note"),
     [
-        (Inputs(shard="1/2"), {}, "No baseline: a shard is not compared on its own"),
+        (Inputs(shard="1/2", replay=False), {}, "No baseline: a shard is not compared on its own"),
         (Inputs(), {"pr_number": None, "event_name": "schedule"}, "No baseline: not a pull request (schedule)"),
         (Inputs(), {"base_ref": ""}, "No baseline: the event names no base branch."),
         (Inputs(github_token=""), {}, "No baseline: no github-token to read"),  # the others have none either

@@ -16,6 +16,7 @@ import re
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from .. import known_secrets
@@ -31,7 +32,7 @@ from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, compare, render_markdo
 from ..results_folder import RESULTS_FILE, iter_results
 from ..shards import merge_results
 from . import commands
-from .baseline_input import Baseline, resolve_baseline
+from .baseline_input import Baseline, replayed_note, resolve_baseline
 from .inputs import RUNNER_SECRETS, GitHubContext, Inputs, read_inputs
 from .publish import annotate, log_simulations, make_readable, post_comment, upload_results
 from .untrusted import refuse_untrusted_code
@@ -83,8 +84,12 @@ def _run(
         on_warning=lambda text: commands.warning(text),
     )
     if inputs.replay and base.folder is not None and (base.folder / RESULTS_FILE).is_file():
-        settings.replays = ReplayBook.load(base.folder)
-        print(f"Replaying the user messages of {len(settings.replays.scripts)} base conversation(s)", flush=True)
+        try:
+            settings.replays = ReplayBook.load(base.folder)
+        except (ConfigError, OSError) as exc:  # a damaged base artifact costs the replay, not the run
+            commands.warning(f"The base run's users cannot be replayed ({exc}); every conversation plays live.")
+        else:
+            print(f"Replaying the user messages of {len(settings.replays.scripts)} base conversation(s)", flush=True)
     outcome = run_manifest(manifest, settings)
     if outcome.skipped:
         commands.notice(outcome.summary["run"]["skipped"], title="LLM key not available")
@@ -144,6 +149,9 @@ def _run_action(env: Mapping[str, str]) -> int:
             summary, manifest, code = _run(inputs, ctx, out, os.environ, base)
         except ConfigError as exc:
             return _config_error(exc)
+        if base.replay_only:  # a shard says what it replayed; the merge job compares
+            base = replace(base, note=replayed_note(base, summary["run"].get("replay")))
+            print(base.note, flush=True)
         return _publish(inputs, ctx, env, out, summary, manifest, code, base)
 
 
@@ -174,8 +182,8 @@ def _publish(
             results,
             changes,
             Links(run_url=ctx.run_url, baseline_url=base.run_url),
-            baseline_label=base.label,
-            baseline_dir=base.folder,
+            baseline_label=base.label if changes is not None else None,
+            baseline_dir=base.folder if changes is not None else None,
             baseline_note=base.note,
         )
     except OSError as exc:

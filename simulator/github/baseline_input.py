@@ -1,13 +1,16 @@
 """The action's `baseline` input: `auto` (the base branch's newest results artifact), a folder in
 the workspace, or none.
 
-The run's results are finished before the baseline is looked for, and nothing here fails the
-job: when there is no baseline (not a pull request, no artifact yet, no `actions: read`, an
-archive refused), the comment and job summary say why in one line and the report goes on.
+The baseline is looked for before the run, which replays its users (input `replay`), and nothing
+here fails the job: when there is no baseline (not a pull request, no artifact yet, no
+`actions: read`, an archive refused), the comment and job summary say why in one line and the
+report goes on. A shard fetches the base branch's merged artifact for its replay only: the job
+that merges the shards compares, once, with the whole base run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from .safe_unzip import UnsafeArchive, extract
 WANTED = ("summary.json", RESULTS_FILE)
 #: candidates tried when the newest expired between listing and download
 DOWNLOAD_TRIES = 3
+MERGE_COMPARES = "the job that merges the shards compares"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Baseline:
     #: one line for the comment and job summary: what was compared with, or why nothing was
     note: str | None = None
     run_url: str | None = None
+    #: a shard's: `folder` is replayed, `summary` is None, and the merge job compares
+    replay_only: bool = False
 
 
 def _from_folder(inputs: Inputs, ctx: GitHubContext) -> Baseline:
@@ -58,15 +64,17 @@ def _describe(artifact: BaseArtifact) -> str:
 
 def _fetch(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
     """The newest live artifact of this repository's base branch, unpacked into `scratch`."""
-    if inputs.shard:
-        raise BaselineUnavailable("a shard is not compared on its own; the job that merges the shards compares")
+    if inputs.shard and not inputs.replay:
+        raise BaselineUnavailable(
+            "a shard is not compared on its own (the job that merges the shards compares) and replay is false"
+        )
     if ctx.pr_number is None:
         raise BaselineUnavailable(f"not a pull request ({ctx.event_name or 'no event'}): nothing to compare with")
     if not ctx.base_ref:
         raise BaselineUnavailable("the event names no base branch")
     if not inputs.github_token:
         raise BaselineUnavailable("no github-token to read the base branch's artifacts with", warn=True)
-    name = safe_name(inputs.artifact_name)
+    name = safe_name(inputs.baseline_artifact or inputs.artifact_name)
     reader = ArtifactReader(ctx.api_url, ctx.repository, inputs.github_token)
     archive, folder = scratch / "artifact.zip", scratch / "results"
     for tries, artifact in enumerate(reader.candidates(name, ctx.base_ref, exclude_run=ctx.run_id), 1):
@@ -82,15 +90,44 @@ def _fetch(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
             raise BaselineUnavailable(f"{_describe(artifact)} was refused: {exc}", warn=True) from None
         finally:
             archive.unlink()
+        run_url = f"{ctx.server_url}/{ctx.repository}/actions/runs/{artifact.run_id}"
+        if inputs.shard:
+            return _for_replay(artifact, folder, run_url)
         try:
             summary = load_baseline(folder)
         except ConfigError:
             raise BaselineUnavailable(f"{_describe(artifact)} holds no readable summary.json", warn=True) from None
-        run_url = f"{ctx.server_url}/{ctx.repository}/actions/runs/{artifact.run_id}"
         return Baseline(summary, folder, _describe(artifact), f"Compared with {_describe(artifact)}.", run_url)
+    hint = f"the workflow must also run on push to {ctx.base_ref} to leave one"
+    if inputs.shard and not inputs.baseline_artifact:
+        hint += "; a shard with an artifact-name of its own sets baseline-artifact to the merge job's artifact"
     raise BaselineUnavailable(
-        f"no artifact {name} from a run on {ctx.base_ref} of this repository yet (or they expired); "
-        f"the workflow must also run on push to {ctx.base_ref} to leave one"
+        f"no artifact {name} from a run on {ctx.base_ref} of this repository yet (or they expired); {hint}"
+    )
+
+
+def _for_replay(artifact: BaseArtifact, folder: Path, run_url: str) -> Baseline:
+    """A shard's baseline: the base run's conversations to replay, nothing to compare with."""
+    if not (folder / RESULTS_FILE).is_file():
+        raise BaselineUnavailable(f"{_describe(artifact)} holds no {RESULTS_FILE} to replay", warn=True)
+    note = f"Replaying the users of {_describe(artifact)}; {MERGE_COMPARES}."
+    return Baseline(folder=folder, label=_describe(artifact), note=note, run_url=run_url, replay_only=True)
+
+
+def replayed_note(base: Baseline, replay: Mapping[str, Any] | None) -> str:
+    """A shard's line for its job summary once it ran: what it replayed (`run.replay` of its
+    summary.json, None when nothing could be replayed) and who compares."""
+    if not replay:
+        return f"No replay: the conversations of {base.label} could not be replayed; {MERGE_COMPARES}."
+    if not replay.get("conversations"):
+        return (
+            f"Nothing to replay from {base.label}: no LLM-played conversation of this shard is in it; {MERGE_COMPARES}."
+        )
+    return (
+        f"Replayed the users of {replay['conversations']} base conversation(s) of {base.label}: "
+        f"{replay.get('identical', 0)} identical, {replay.get('diverged', 0)} diverged; "
+        f"user-model calls saved {replay.get('llm_calls_saved', 0)}, made {replay.get('llm_calls_made', 0)}; "
+        f"{MERGE_COMPARES}."
     )
 
 

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..exit_codes import FAIL_ON
 from ..plan import parse_shard
 from . import commands
+from .artifact import safe_name
 
 COMMENT_MODES = ("always", "on-failure", "never")
 #: the YAML 1.2 core schema's spellings, which the runner's own boolean inputs accept
@@ -45,6 +46,8 @@ class Inputs:
     merge: list[str] = field(default_factory=list)
     #: "auto" (the base branch's newest artifact), "" (none) or a folder in the workspace
     baseline: str = "auto"
+    #: the artifact `baseline: auto` looks for; "" = `artifact_name` (what an unsharded run uploads)
+    baseline_artifact: str = ""
     #: where this run's report.html is published; the comment links each failed conversation there
     report_url: str = ""
     #: replay the baseline's user messages while the app answers as it did (paired comparison)
@@ -73,6 +76,13 @@ def _baseline(text: str | None) -> str:
     if value.lower() in ("", "none", "false"):
         return ""
     return "auto" if value.lower() == "auto" else value
+
+
+def _baseline_artifact(text: str) -> str:
+    """Empty when not given; else the name as the upload stores it (`safe_name`), so the same text
+    given to a base run's `artifact-name` and to this input names the same artifact."""
+    value = text.strip()
+    return safe_name(value) if value else ""
 
 
 def _report_url(text: str) -> str:
@@ -119,6 +129,7 @@ def read_inputs() -> Inputs:
         filters=_lines(get("filter")),
         merge=[line.strip() for line in get("merge").splitlines() if line.strip()],
         baseline=_baseline(_given("baseline")),
+        baseline_artifact=_baseline_artifact(get("baseline-artifact")),
         report_url=_report_url(get("report-url")),
         replay=_boolean(get("replay") or "true", "replay"),
         resume=_boolean(get("resume"), "resume"),
