@@ -56,6 +56,18 @@ def test_candidates_skip_other_branches_forks_expired_and_this_run(gh: FakeGitHu
     assert found[0].run_id == newer.run_id and found[0].head_sha == newer.head_sha
 
 
+def test_a_pull_requests_run_on_a_branch_named_like_the_base_is_not_a_baseline(gh: FakeGitHub) -> None:
+    """A branch of this repository named `main` elsewhere (say, a pull request from `main` of the
+    repository into `release`): its runs played that pull request's changes, not the base's own."""
+    pushed = gh.add_run_artifact("results", {"summary.json": SUMMARY})
+    dispatched = gh.add_run_artifact("results", {"summary.json": SUMMARY}, event="workflow_dispatch")
+    gh.add_run_artifact("results", {"summary.json": SUMMARY}, event="pull_request")
+    gh.add_run_artifact("results", {"summary.json": SUMMARY}, event="pull_request_target")
+    found = list(reader(gh).candidates("results", "main"))
+    assert [a.id for a in found] == [dispatched.id, pushed.id]
+    assert len(gh.run_requests) == 4  # each candidate's run asked once
+
+
 def test_download_follows_the_redirect_without_the_token_and_caps_the_size(gh: FakeGitHub, tmp_path: Path) -> None:
     artifact = gh.add_run_artifact("results", {"summary.json": SUMMARY})
     (candidate,) = reader(gh).candidates("results", "main")

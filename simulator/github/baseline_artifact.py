@@ -1,9 +1,12 @@
 """The base branch's newest results artifact, found through the REST API and downloaded.
 
 `GET /repos/{owner}/{repo}/actions/artifacts?name=...` lists artifacts newest first. One counts
-when it has not expired, its run's head branch is the pull request's base branch, and its run
-belongs to this repository: a fork's branch may carry the same name, and its artifact must never
-become the baseline (`workflow_run.head_repository_id` ≠ `repository_id`). Its `/zip` answers
+when it has not expired, its run's head branch is the pull request's base branch, its run
+belongs to this repository (a fork's branch may carry the same name, and its artifact must never
+become the baseline: `workflow_run.head_repository_id` ≠ `repository_id`), and its run was not a
+pull request's: a branch of this repository can be named like the base and have a pull request of
+its own, whose runs played that pull request's changes (`GET .../actions/runs/{id}` says the
+event, asked once per candidate run). Its `/zip` answers
 with a redirect to blob storage, which is fetched without the token: the signed URL is the
 credential, and the token must not travel to another host.
 """
@@ -23,6 +26,8 @@ from .http import session
 
 #: artifacts listed per page, and pages read at most (the newest 1,000 artifacts of that name)
 PER_PAGE, MAX_PAGES = 100, 10
+#: runs of these events played a pull request's changes, not the branch's own
+PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target", "pull_request_review", "merge_group"})
 #: a results zip larger than this is not downloaded
 MAX_DOWNLOAD_BYTES = 1024**3
 CHUNK = 1 << 20
@@ -80,6 +85,7 @@ class ArtifactReader:
 
     def __init__(self, api_url: str, repository: str, token: str, backoff: float = 1.0) -> None:
         self.base = f"{api_url.rstrip('/')}/repos/{repository}/actions/artifacts"
+        self.repository = repository
         self.api_url = api_url
         self.http = session(backoff=backoff, methods=frozenset({"GET"}))
         self.api_headers = {
@@ -122,9 +128,25 @@ class ArtifactReader:
                 raise BaselineUnavailable("listing the artifacts: the answer was not the expected JSON") from None
             for item in items if isinstance(items, list) else []:
                 artifact = _parse(item, name, branch, exclude_run)
-                if artifact is not None:
+                if artifact is not None and self._branch_run(artifact.run_id):
                     yield artifact
             url = response.links.get("next", {}).get("url")
+
+    def _branch_run(self, run_id: int) -> bool:
+        """Whether the run played its branch's own code (a push, a schedule, a dispatch), not a pull
+        request's; a run that no longer exists (404) does not count."""
+        what = f"reading run {run_id}"
+        response = self._get(
+            f"{self.api_url.rstrip('/')}/repos/{self.repository}/actions/runs/{run_id}", what, headers=self.api_headers
+        )
+        if response.status_code == 404:
+            return False
+        self._check(response, what)
+        try:
+            event = response.json().get("event")
+        except (ValueError, AttributeError):
+            raise BaselineUnavailable(f"{what}: the answer was not the expected JSON") from None
+        return isinstance(event, str) and event not in PULL_REQUEST_EVENTS
 
     def download(self, artifact: BaseArtifact, into: Path, limit: int = MAX_DOWNLOAD_BYTES) -> bool:
         """Write the artifact's zip to the new file `into`; False when it expired meanwhile (HTTP 410)."""

@@ -26,7 +26,8 @@ Parts and routes:
   ``comp=blocklist`` pair. Errors are Azure-style XML.
 * Artifacts of other workflow runs (:meth:`FakeGitHub.add_run_artifact`), read back through the
   REST API: ``GET /repos/{owner}/{repo}/actions/artifacts?name=...`` (newest first, paginated like
-  the comments, expired ones included) and ``GET .../actions/artifacts/{id}/zip``, which answers
+  the comments, expired ones included), ``GET .../actions/runs/{run_id}`` (the run's ``event``)
+  and ``GET .../actions/artifacts/{id}/zip``, which answers
   ``302`` to ``/storage/<id>?...&sig=...`` (``410`` when expired). Storage serves the zip and
   refuses (``400``) any request carrying an ``Authorization`` header, as a signed blob URL does.
   With :attr:`FakeGitHub.actions_read` false (a token without ``actions: read``), the artifact
@@ -84,6 +85,7 @@ _STORAGE_PREFIX = "/storage/"
 _ISSUE_COMMENTS_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")
 _RUN_ARTIFACTS_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/artifacts$")
 _RUN_ARTIFACT_ZIP_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/artifacts/(\d+)/zip$")
+_RUN_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/actions/runs/(\d+)$")
 _COMMENT_RE = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$")
 _TWIRP_STATUS = {
     "canceled": 408,
@@ -258,6 +260,8 @@ class RunArtifact:
     expired: bool
     created_at: str
     signature: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    event: str = "push"
+    """What triggered the run (``GET .../actions/runs/{id}`` says it)."""
 
     def listed(self, api_url: str, repository: str) -> dict[str, Any]:
         """The artifact object of ``GET /repos/{owner}/{repo}/actions/artifacts``."""
@@ -424,9 +428,11 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         run_id: int | None = None,
         expired: bool = False,
         fork: bool = False,
+        event: str = "push",
     ) -> RunArtifact:
         """An artifact of an earlier run, newer than every one added before: the zip of ``files``
-        (or ``content`` as is); ``fork`` makes it a run of a fork's branch of that name."""
+        (or ``content`` as is); ``fork`` makes it a run of a fork's branch of that name; ``event``
+        is what triggered its run."""
         if content is None:
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -448,6 +454,7 @@ class FakeGitHub(LocalServer[RecordedRequest]):
                 head_repository_id=self.repository_id + 1 if fork else self.repository_id,
                 expired=expired,
                 created_at=self._clock.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                event=event,
             )
             self.run_artifacts.append(artifact)
         return artifact
@@ -494,6 +501,11 @@ class FakeGitHub(LocalServer[RecordedRequest]):
     def storage_requests(self) -> list[RecordedRequest]:
         """Recorded requests to artifact storage (the ``/zip`` redirects' target)."""
         return self._select(lambda r: r.service == "storage")
+
+    @property
+    def run_requests(self) -> list[RecordedRequest]:
+        """Recorded ``GET .../actions/runs/{id}`` requests."""
+        return self._select(lambda r: r.service == "api" and bool(_RUN_RE.match(r.route)))
 
     @property
     def artifact_list_requests(self) -> list[RecordedRequest]:
@@ -653,7 +665,7 @@ class _Handler(LocalHandler):
             self._api_error(403, "Resource not accessible by integration")
             return
         route = request.route
-        artifacts_match = _RUN_ARTIFACTS_RE.match(route) or _RUN_ARTIFACT_ZIP_RE.match(route)
+        artifacts_match = _RUN_ARTIFACTS_RE.match(route) or _RUN_ARTIFACT_ZIP_RE.match(route) or _RUN_RE.match(route)
         if artifacts_match is not None:
             if f"{artifacts_match[1]}/{artifacts_match[2]}".lower() != fake.repository.lower() or method != "GET":
                 self._api_error(404, "Not Found")
@@ -661,6 +673,8 @@ class _Handler(LocalHandler):
                 self._api_error(403, "Resource not accessible by integration")
             elif artifacts_match.re is _RUN_ARTIFACTS_RE:
                 self._list_run_artifacts(fake, request)
+            elif artifacts_match.re is _RUN_RE:
+                self._get_run(fake, int(artifacts_match[3]))
             else:
                 self._redirect_to_storage(fake, int(artifacts_match[3]))
             return
@@ -747,6 +761,25 @@ class _Handler(LocalHandler):
             self._send_json(200, snapshot)
 
     # -- artifacts of other runs ------------------------------------------------------
+
+    def _get_run(self, fake: FakeGitHub, run_id: int) -> None:
+        """``GET .../actions/runs/{id}``: the fields of a workflow run the action reads."""
+        with fake._lock:
+            found = next((a for a in fake.run_artifacts if a.run_id == run_id), None)
+        if found is None:
+            self._api_error(404, "Not Found")
+            return
+        self._send_json(
+            200,
+            {
+                "id": run_id,
+                "event": found.event,
+                "head_branch": found.head_branch,
+                "head_sha": found.head_sha,
+                "repository": {"id": found.repository_id, "full_name": fake.repository},
+                "head_repository": {"id": found.head_repository_id},
+            },
+        )
 
     def _list_run_artifacts(self, fake: FakeGitHub, request: RecordedRequest) -> None:
         per_page = _int_param(request.query.get("per_page"), 30)
