@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from .clip import clip
 from .errors import ConfigError, PersonaError
 from .schema_check import schema_errors
 from .template import check_placeholders, render
@@ -40,7 +41,7 @@ def predefined_personas() -> list[str]:
 
 
 def _shorten(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text, limit, "...")
 
 
 def _format_meta_data(meta_data: dict | str | None) -> str:

@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from .clip import clip
 from .schema_fast import Predicate, compile_schema
 from .yaml_source import YamlDocument, format_path
 
@@ -94,7 +95,7 @@ def _short(value: Any) -> str:
         text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     except (TypeError, ValueError, RecursionError):  # keys that are not text, a value containing itself
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= 40 else text[:37] + "..."
+    return clip(text, 40, "...")
 
 
 def schema_errors(

@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..clip import clip
 from ..errors import ConfigError, FieldError
 from ..schema_fast import json_equal
 from ..targets.json_path import PathError, Segment, extract, parse_path
@@ -55,7 +56,7 @@ def _short(value: Any) -> str:
     if value is MISSING:
         return "missing"
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:79] + "…"
+    return clip(text, 80)
 
 
 def _is_number(value: Any) -> bool:

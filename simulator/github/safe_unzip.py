@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from ..clip import clip
+
 CHUNK = 1 << 20
 
 
@@ -37,7 +39,7 @@ class ZipLimits:
 
 
 def _short(name: str) -> str:
-    return repr(name if len(name) <= 100 else name[:99] + "…")
+    return repr(clip(name, 100))
 
 
 def _check_name(name: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ...clip import clip
 from ...known_secrets import scrub_text
 from ..json_path import PathError, Segment, extract
 from .format import HttpFormat
@@ -20,8 +21,7 @@ SNIPPET_CHARS = 300
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """The beginning of `text`, marked as cut when it goes on."""
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text.strip(), limit, "...")
 
 
 class StreamReply:
