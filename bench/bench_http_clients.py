@@ -67,14 +67,21 @@ async def httpx2_pools(url: str, pools: int, requests: int, concurrency: int) ->
             await client.aclose()
 
 
-async def openai_sdk(url: str, aiohttp: bool, requests: int, concurrency: int, pools: int = 1) -> float:
-    """The SDK's `post`, over `pools` clients in turn (one TLS context), as the user model sends."""
+async def openai_sdk(url: str, under: str, requests: int, concurrency: int, pools: int = 1) -> float:
+    """The SDK's `post`, over `pools` clients in turn, as the user model sends; `under` is the HTTP
+    client beneath: "httpx2" (the SDK's default, one TLS context), "aiohttp" (its
+    `DefaultAioHttpClient`) or "llm_transport" (`simulator.llm_transport`, one session for all)."""
     import openai
 
+    from simulator.llm_transport import LLMTransport
+
     tls = httpx2.create_ssl_context()
+    transport = LLMTransport()
 
     def http_client() -> httpx2.AsyncClient:
-        return openai.DefaultAioHttpClient() if aiohttp else openai.DefaultAsyncHttpxClient(verify=tls)
+        if under == "llm_transport":
+            return httpx2.AsyncClient(transport=transport, timeout=60.0, trust_env=False)
+        return openai.DefaultAioHttpClient() if under == "aiohttp" else openai.DefaultAsyncHttpxClient(verify=tls)
 
     clients = [
         openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, http_client=http_client())
@@ -89,32 +96,6 @@ async def openai_sdk(url: str, aiohttp: bool, requests: int, concurrency: int, p
     finally:
         for client in clients:
             await client.close()
-
-
-async def openai_sdk_llm_transport(url: str, requests: int, concurrency: int, pools: int = 1) -> float:
-    """The SDK's `post` on `simulator.llm_transport`: `pools` SDK clients over one aiohttp session."""
-    import openai
-
-    from simulator.llm_transport import LLMTransport
-
-    transport = LLMTransport()
-    transport.open()
-    clients = [
-        openai.AsyncOpenAI(
-            base_url=url + "/v1",
-            api_key="bench",
-            max_retries=0,
-            http_client=httpx2.AsyncClient(transport=transport, timeout=60.0, trust_env=False),
-        )
-        for _ in range(pools)
-    ]
-
-    async def send(index: int) -> object:
-        return await clients[index % pools].post("/chat/completions", body=MESSAGES, cast_to=httpx2.Response)
-
-    try:
-        return await _measure(send, requests, concurrency)
-    finally:
         await transport.aclose()
 
 
@@ -163,12 +144,12 @@ def main() -> None:
             f"httpx2, {pools} pool(s)": (lambda pools=pools: httpx2_pools(server.url, pools, *shape))
             for pools in (1, 4, 8)
         }
-        cases["openai SDK, default client"] = lambda: openai_sdk(server.url, False, *shape)
-        cases["openai SDK, 4 clients"] = lambda: openai_sdk(server.url, False, *shape, pools=4)
-        cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, True, *shape)
-        cases["SDK on simulator.llm_transport"] = lambda: openai_sdk_llm_transport(server.url, *shape)
-        cases["SDK on simulator.llm_transport, 4 clients"] = lambda: openai_sdk_llm_transport(
-            server.url, *shape, pools=4
+        cases["openai SDK, default client"] = lambda: openai_sdk(server.url, "httpx2", *shape)
+        cases["openai SDK, 4 clients"] = lambda: openai_sdk(server.url, "httpx2", *shape, pools=4)
+        cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, "aiohttp", *shape)
+        cases["SDK on simulator.llm_transport"] = lambda: openai_sdk(server.url, "llm_transport", *shape)
+        cases["SDK on simulator.llm_transport, 4 clients"] = lambda: openai_sdk(
+            server.url, "llm_transport", *shape, pools=4
         )
         measured: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):  # interleaved: a busy moment of the machine does not favour one client

@@ -86,18 +86,23 @@ def run_action(
     inputs: dict[str, str] | None = None,
     event: str = "pull_request",
 ) -> ActionRun:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    workspace = make_workspace(tmp_path, MANIFEST)
-    (workspace / ".github" / "app.py").write_text(APP.format(**app))
-    (tmp_path / "tmp").mkdir(exist_ok=True)  # the container's temporary folder: the download goes there
+    return run_in(tmp_path, gh, MANIFEST, APP.format(**app), event, {"concurrency": "1", **(inputs or {})})
+
+
+def run_in(path: Path, gh: FakeGitHub, manifest: str, app: str, event: str, inputs: dict[str, str]) -> ActionRun:
+    """`entrypoint.py` in a workspace under `path` holding `manifest` and the app `app`, for `event`."""
+    path.mkdir(parents=True, exist_ok=True)
+    workspace = make_workspace(path, manifest)
+    (workspace / ".github" / "app.py").write_text(app)
+    (path / "tmp").mkdir(exist_ok=True)  # the container's temporary folder: the download goes there
     env = {
         "GITHUB_EVENT_NAME": event,
-        "GITHUB_EVENT_PATH": str(write_event(tmp_path / "events", event)),
-        "TMPDIR": str(tmp_path / "tmp"),
+        "GITHUB_EVENT_PATH": str(write_event(path / "events", event)),
+        "TMPDIR": str(path / "tmp"),
     }
     if event == "pull_request":
         env["GITHUB_BASE_REF"] = "main"
-    return run_entrypoint(tmp_path, workspace, gh, {"concurrency": "1", **(inputs or {})}, env)
+    return run_entrypoint(path, workspace, gh, inputs, env)
 
 
 def base_run_artifact(tmp_path: Path, gh: FakeGitHub) -> RunArtifact:
@@ -299,19 +304,9 @@ def run_llm(
     path: Path, gh: FakeGitHub, manifest: str, event: str = "pull_request", inputs: dict[str, str] | None = None
 ) -> ActionRun:
     """The action in a fresh workspace whose manifest has an LLM-played user (the `llm` server)."""
-    path.mkdir(parents=True)
-    workspace = make_workspace(path, manifest)
-    (workspace / ".github" / "app.py").write_text(LLM_APP)
-    (path / "tmp").mkdir()
-    env = {
-        "GITHUB_EVENT_NAME": event,
-        "GITHUB_EVENT_PATH": str(write_event(path / "events", event)),
-        "TMPDIR": str(path / "tmp"),
-    }
-    if event == "pull_request":
-        env["GITHUB_BASE_REF"] = "main"
+    assert not path.exists()
     keys = {"concurrency": "1", "openai-api-key": "sk-user-model-key", **(inputs or {})}
-    return run_entrypoint(path, workspace, gh, keys, env)
+    return run_in(path, gh, manifest, LLM_APP, event, keys)
 
 
 def ask_twice(request) -> str:
