@@ -182,6 +182,7 @@ class Connections:
         Built lazily, the first conversations' clocks held the SDK import and the connection
         pools, and with several conversations at once every request in flight waited for them.
         """
+        self.state.warm(concurrency)
         for target in self._targets.values():
             await target.warm(concurrency)
         for model in [*self._users.values(), self.evaluation.judge]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .event_loops import PerLoop
-from .http_sessions import FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
+from .http_sessions import FATAL, MAX_CONNECTIONS, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
 from .known_secrets import scrub, scrub_text
 from .records import StateRecord
 from .state_requests import StateRequest
@@ -123,7 +123,13 @@ class StateClient:
     """Sends state requests: one session per event loop, shared by every conversation."""
 
     def __init__(self) -> None:
-        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(new_session)
+        self._connections = MAX_CONNECTIONS  # raised by `warm` for a run with more conversations at a time
+        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(lambda: new_session(limit=self._connections))
+
+    def warm(self, concurrency: int) -> None:
+        """Keep as many connections as conversations at a time: each may have a request in flight, and
+        one waiting for a free connection would count the wait in its timeout."""
+        self._connections = max(MAX_CONNECTIONS, concurrency)
 
     async def aclose(self) -> None:
         session = self._sessions.pop()

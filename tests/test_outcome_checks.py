@@ -7,6 +7,7 @@ seeds and removes them. Every manifest here is run by the CLI, as a user runs it
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.results_folder import read_results
+from simulator.state_client import Call, StateClient
+from simulator.state_requests import StateRequest
 from tests.servers.chat_app import AppReply, FakeChatApp
 
 SEED = 'setup: {method: PUT, url: "{{base}}/orders/5", body: {status: delivered, price: 250}}'
@@ -507,3 +510,32 @@ def test_base_needs_a_url_target_or_a_callback_with_a_base_url(tmp_path: Path, m
         and "has no base_url; write the full URL" in check["message"]
     )
     assert served["evaluation"]["status"] == "pass", served["evaluation"]
+
+
+def test_state_requests_of_many_conversations_at_a_time_each_get_a_connection() -> None:
+    """150 conversations at a time, each with an outcome request in flight: 150 connections, none
+    waiting for a free one inside its timeout (the default pool keeps 128)."""
+    with FakeChatApp() as app:
+        app.default = lambda request: AppReply(text="state", delay=0.5)
+        request = StateRequest(
+            method="POST",
+            url=app.url + "/promptflow",
+            headers={},
+            body={"question": "state?", "chat_history": []},
+            timeout=10,
+            source="expect.outcome[0]",
+            label="state",
+        )
+        client = StateClient()
+
+        async def play() -> list[str | None]:
+            client.warm(150)
+            try:
+                calls = [Call(target=None, values={"conversation_id": f"c{i}"}) for i in range(150)]
+                return [exchange.error for exchange in await asyncio.gather(*(client.send(request, c) for c in calls))]
+            finally:
+                await client.aclose()
+
+        errors = asyncio.run(play())
+    assert errors == [None] * 150
+    assert len(app.requests) == 150 and app.connection_count == 150
