@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -135,3 +139,24 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     assert text.splitlines()[1].split("#", 1)[1].strip() in (REPO / "requirements/README.md").read_text(
         encoding="utf-8"
     ), "requirements/README.md must give the lock's regeneration command"
+
+
+def test_the_image_compiles_the_package_so_no_run_compiles_it_again(tmp_path: Path) -> None:
+    """The Dockerfile's `compileall` step, run as the build runs it on the copied files: with the
+    image's PYTHONDONTWRITEBYTECODE, the entrypoint's imports then load every module of the package
+    from its compiled file (none is compiled at run time, and none is written)."""
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    (step,) = re.findall(r"^RUN (python -m compileall .*)$", dockerfile, re.MULTILINE)
+    app = tmp_path / "app"
+    shutil.copytree(REPO / "simulator", app / "simulator", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "entrypoint.py", app / "entrypoint.py")
+    command = shlex.split(step)
+    command[0] = sys.executable
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run(command, cwd=app, env=env, check=True)
+    imports = "import simulator.cli, simulator.github.action"
+    done = subprocess.run([sys.executable, "-v", "-c", imports], cwd=app, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = [line for line in done.stderr.splitlines() if "code object from" in line and str(app) in line]
+    assert len(ours) > 50 and all(".pyc" in line for line in ours), ours[:5]
+    assert not [line for line in done.stderr.splitlines() if "wrote" in line and str(app) in line]
