@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -95,6 +94,8 @@ def _timing() -> aiohttp.TraceConfig:
 
 @functools.lru_cache(maxsize=256)
 def _proxy(scheme: str, host: str) -> str | None:
+    import urllib.request  # on first use: it brings http.client, email and ssl, 20 ms of a start-up
+
     proxies = urllib.request.getproxies_environment()
     if not host or urllib.request.proxy_bypass(host):
         return None
