@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -342,13 +343,17 @@ def run_and_exit() -> NoReturn:
     """The `simulator` command: `main()`, then exit without tearing the interpreter down.
 
     Tearing down frees every module one by one: with the openai SDK loaded that takes 0.17-0.19 s,
-    more than the rest of a run's tail. Exit handlers (`atexit`, a callback's included) still run and
-    the output is flushed first; only the freeing is skipped. Under a profiler, tracer or coverage,
+    more than the rest of a run's tail. What the interpreter does before that still happens: threads
+    that are not daemons are waited for, exit handlers (`atexit`, a callback's included) run and the
+    output is flushed; only the freeing is skipped. Under a profiler, tracer or coverage,
     which write their data after the program returns, the command exits the usual way.
     """
     code = main()
     if _watched():
         sys.exit(code)
+    for thread in threading.enumerate():  # as the interpreter does first: a callback's own threads end
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if run_exit_handlers is not None:
         run_exit_handlers()

@@ -15,12 +15,20 @@ import pytest
 
 CALLBACK = """\
 import atexit
+import threading
+import time
 from pathlib import Path
 
 def _flush_telemetry():
     Path({marker!r}).write_text("flushed")
 
 atexit.register(_flush_telemetry)
+
+def _upload_later():
+    time.sleep(0.3)
+    Path({marker!r}).with_suffix(".thread").write_text("uploaded")
+
+threading.Thread(target=_upload_later).start()  # not a daemon: the process waits for it
 
 def respond(question, history, meta):
     return "no" if "refund" in question else "sure"
@@ -59,6 +67,7 @@ def test_the_command_runs_exit_handlers_and_keeps_its_output_and_code(
     )
     assert done.returncode == code, done.stderr
     assert (tmp_path / "marker.txt").read_text() == "flushed"  # the callback's atexit hook ran
+    assert (tmp_path / "marker.thread").read_text() == "uploaded"  # and its own thread was waited for
     assert "asks" in done.stdout and done.stdout.endswith("\n")  # the table, to its last line
     assert (tmp_path / "out" / "conversations.jsonl").read_text().count("\n") == 3
 
