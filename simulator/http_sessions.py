@@ -15,8 +15,10 @@ reading results never need it (its import is a tenth of a second).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -116,7 +118,8 @@ def proxy_for(url: str) -> str | None:
 def new_session(
     *, headers: dict[str, str] | None = None, limit: int = MAX_CONNECTIONS, timed: bool = False
 ) -> aiohttp.ClientSession:
-    """A session for the running event loop (sessions cannot cross loops).
+    """A session for the running event loop (sessions cannot cross loops), closed by its owner's
+    `aclose`, or else when `asyncio.run` ends the loop (`_close_with_loop`).
 
     Requests pass `proxy=proxy_for(url)`. `timed`: requests made with
     `trace_request_ctx=ExchangeClock()` have their exchange timed. Timeouts are the caller's
@@ -125,13 +128,41 @@ def new_session(
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None),
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         trace_configs=[_timing()] if timed else None,
     )
+    _close_with_loop(session)
+    return session
+
+
+#: the closers waiting for their loop's end, by session: the loop holds them only weakly
+_CLOSERS: dict[int, AsyncGenerator[None, None]] = {}
+
+
+async def _closes(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        _CLOSERS.pop(id(session), None)
+        if not session.closed:
+            await session.close()
+
+
+def _close_with_loop(session: aiohttp.ClientSession) -> None:
+    """Close `session` when the running loop shuts down, if nobody closed it before.
+
+    A library user may well call `asyncio.run(target.respond(...))` and never `aclose()`: aiohttp
+    then reports "Unclosed client session" at exit. An async generator left suspended is closed by
+    `asyncio.run` when its coroutine ends (`loop.shutdown_asyncgens`), and this one closes the session
+    then; stepping it to its `yield` now registers it with the running loop.
+    """
+    closer = _CLOSERS[id(session)] = _closes(session)
+    with contextlib.suppress(StopIteration):
+        closer.asend(None).send(None)
 
 
 #: what a failed exchange was, for the caller's retry decision and message

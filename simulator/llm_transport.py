@@ -14,8 +14,7 @@ connection"), and only a timeout a `TimeoutException` (the SDK's `APITimeoutErro
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -100,22 +99,12 @@ class _Body(httpx2.AsyncByteStream):
         self._response.release()
 
 
-async def _closed_with_loop(transport: LLMTransport) -> AsyncGenerator[None, None]:
-    """Stays suspended while the loop runs: `asyncio.run` closes the async generators still suspended
-    when its coroutine ends (`loop.shutdown_asyncgens`), and so closes a session nobody closed (a
-    script that never called `aclose()`), which aiohttp would otherwise report as an error."""
-    try:
-        yield
-    finally:
-        transport._closer = None  # closing now: `aclose` must not close this generator again
-        await transport.aclose()
-
-
 class LLMTransport(httpx2.AsyncBaseTransport):
     """Sends httpx2 requests over one aiohttp session of the running event loop.
 
     The session is made on first use, or by `open()`, inside the loop it will serve (aiohttp sessions
-    cannot cross loops), and closed by `aclose()`, or else when `asyncio.run` ends that loop.
+    cannot cross loops), and closed by `aclose()`, or else when `asyncio.run` ends that loop (as
+    every session of `new_session` is).
     Redirects are left to the httpx2 client and `Content-Encoding` to the httpx2 response, so each
     is done once.
     """
@@ -124,7 +113,6 @@ class LLMTransport(httpx2.AsyncBaseTransport):
         self._make_session = make_session
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._closer: AsyncGenerator[None, None] | None = None
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
     def open(self) -> aiohttp.ClientSession:
@@ -133,10 +121,6 @@ class LLMTransport(httpx2.AsyncBaseTransport):
             if self._closed:  # a session made now would never be closed
                 raise RuntimeError("the LLM transport is closed")
             self._session = self._make_session()
-            self._closer = closer = _closed_with_loop(self)
-            # run it to its `yield` now (it awaits nothing before): the loop registers it on this step
-            with contextlib.suppress(StopIteration):
-                closer.asend(None).send(None)
         return self._session
 
     def _timeout(self, extension: dict[str, Any]) -> aiohttp.ClientTimeout:
@@ -200,8 +184,5 @@ class LLMTransport(httpx2.AsyncBaseTransport):
         """Close the session and its connections; the transport cannot be used afterwards."""
         self._closed = True
         session, self._session = self._session, None
-        closer, self._closer = self._closer, None
         if session is not None and not session.closed:
             await session.close()
-        if closer is not None:
-            await closer.aclose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -12,6 +14,7 @@ import pytest
 from simulator import http_sessions
 from simulator.http_sessions import BROKEN, FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
 from simulator.targets import HttpTarget
+from tests.servers.chat_app import FakeChatApp
 from tests.servers.json_answer import serving
 
 NAMES = {"input": "question", "history": "chat_history", "output": "answer"}
@@ -108,3 +111,31 @@ def test_real_failures_are_classed_for_the_retry_decision(monkeypatch: pytest.Mo
     finally:
         listener.close()
     assert failure_kind(ValueError("not a transport failure")) is None
+
+
+_LIBRARY_USE = """
+import asyncio, sys
+from simulator import HttpTarget, Persona, ScriptedUser, Simulator
+
+target = HttpTarget(sys.argv[1], format="promptflow",
+                    promptflow={"input": "question", "history": "chat_history", "output": "answer"})
+print(asyncio.run(target.respond("hi", [], {"conversation_id": "c1"})).text)
+simulator = Simulator(systemConnection=target, userConnection=ScriptedUser(["hello"]))
+result = asyncio.run(simulator.simulate_async(Persona.load("jane"), "greet", max_conversation_turns=2))
+print(result["conversation"][1]["response"])
+"""
+
+
+def test_a_library_user_who_never_closes_the_target_sees_no_unclosed_session() -> None:
+    """Each `asyncio.run` ends its loop with the target's session still open: it is closed then, so
+    aiohttp has nothing to report at exit (it printed "Unclosed client session" twice)."""
+    with FakeChatApp() as app:
+        done = subprocess.run(
+            [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c", _LIBRARY_USE, app.url + "/promptflow"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["You said: hi", "You said: hello"]
+    assert "nclosed" not in done.stderr, done.stderr
