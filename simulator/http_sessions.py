@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import aiohttp
+
+T = TypeVar("T")
 
 USER_AGENT = "chat-simulator"
 #: connections kept open per session; conversations beyond this wait for a free one
@@ -192,3 +194,24 @@ def failure_kind(exc: BaseException) -> str | None:
     if isinstance(exc, ValueError) and "header" in str(exc).lower():
         return FATAL  # aiohttp refuses a header value with a line break before anything is sent
     return None
+
+
+class ExchangeFailed(Exception):
+    """An exchange that failed on the way, not an answer: `kind` (`failure_kind`) and the `cause`."""
+
+    def __init__(self, kind: str, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.kind = kind
+        self.cause = cause
+
+
+async def within(exchange: Awaitable[T], timeout: float) -> T:
+    """`exchange`, given `timeout` seconds: a transport failure (a timeout included) comes out as
+    `ExchangeFailed`, anything else as it was raised. Every caller decides on the kind alone."""
+    try:
+        return await asyncio.wait_for(exchange, timeout)
+    except Exception as exc:
+        kind = failure_kind(exc)
+        if kind is None:
+            raise
+        raise ExchangeFailed(kind, exc) from exc

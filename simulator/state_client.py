@@ -10,7 +10,6 @@ URL without secrets, headers as the target records them, the answer, the error);
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -19,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .event_loops import PerLoop
-from .http_sessions import FATAL, MAX_CONNECTIONS, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
+from .http_sessions import (
+    FATAL,
+    MAX_CONNECTIONS,
+    TIMEOUT,
+    UNREACHABLE,
+    ExchangeFailed,
+    new_session,
+    proxy_for,
+    within,
+)
 from .known_secrets import scrub, scrub_text
 from .records import StateRecord
 from .state_requests import StateRequest
@@ -215,13 +223,9 @@ class StateClient:
                 sent["Cookie"] = cookie
             try:
                 exchange = self._read(session, request.method, address, sent, content, proxy)
-                status, answer, wait = await asyncio.wait_for(exchange, timeout)
-            except StateError:
-                raise
-            except Exception as exc:
-                kind = failure_kind(exc)
-                if kind is None:
-                    raise
+                status, answer, wait = await within(exchange, timeout)
+            except ExchangeFailed as failed:
+                exc, kind = failed.cause, failed.kind
                 if kind == TIMEOUT:
                     raise RetryLater(StateError(f"no complete answer within {timeout:g} s{_after(retry)}")) from None
                 if kind == UNREACHABLE:

@@ -22,7 +22,6 @@ takes an input named `chat_history` as the chat history, and so does `flow_names
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ...errors import ConfigError
-from ...http_sessions import TIMEOUT, failure_kind, proxy_for
+from ...http_sessions import TIMEOUT, ExchangeFailed, proxy_for, within
 from ...template import PLACEHOLDER, render
 from ..redaction import safe_url
 from ..retry import RetryLater, RetryPolicy, retry_async
@@ -151,18 +150,16 @@ async def fetch_flow_names(
     async def attempt(retry_number: int) -> tuple[int, bytes, bool]:
         try:
             request = session.get(address, headers=sent, proxy=proxy_for(address), allow_redirects=False)
-            response = await asyncio.wait_for(request, timeout)
+            response = await within(request, timeout)
             try:
-                content, cut = await asyncio.wait_for(read_body(response, SWAGGER_BYTES), timeout)
+                content, cut = await within(read_body(response, SWAGGER_BYTES), timeout)
             finally:
                 response.release()
-        except Exception as exc:
-            kind = failure_kind(exc)
-            if kind is None:
-                raise
-            if kind == TIMEOUT:
+        except ExchangeFailed as failed:
+            if failed.kind == TIMEOUT:
                 raise RetryLater(SwaggerUnreadable(f"{shown} gave no answer within {timeout:g} s")) from None
-            raise RetryLater(SwaggerUnreadable(f"{shown} could not be read: {describe_transport(exc)}")) from None
+            why = describe_transport(failed.cause)
+            raise RetryLater(SwaggerUnreadable(f"{shown} could not be read: {why}")) from None
         status = response.status
         if status in (429, 503) or status >= 500:
             raise RetryLater(SwaggerUnreadable(f"{shown} answered HTTP {status}"))

@@ -8,7 +8,6 @@ here is the same for all formats.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
@@ -23,9 +22,10 @@ from ...http_sessions import (
     TIMEOUT,
     UNREACHABLE,
     ExchangeClock,
-    failure_kind,
+    ExchangeFailed,
     new_session,
     proxy_for,
+    within,
 )
 from ...known_secrets import scrub, scrub_text
 from ..base import AppReply, Target
@@ -185,13 +185,10 @@ class HttpTarget(Target):
                 sent["Cookie"] = cookie
             record.clear()
             record.update(self._record(full_url, headers, body, cookie=bool(cookie)))
-            exchange = self._exchange(session, full_url, sent, content, proxy, state)
             try:
-                answer = await asyncio.wait_for(exchange, self.timeout)
-            except Exception as exc:
-                kind = failure_kind(exc)
-                if kind is None:
-                    raise
+                answer = await within(self._exchange(session, full_url, sent, content, proxy, state), self.timeout)
+            except ExchangeFailed as failed:
+                exc, kind = failed.cause, failed.kind
                 if kind == TIMEOUT:
                     raise RetryLater(errors.timeout_error(record, retry, self.timeout)) from None
                 if kind == UNREACHABLE:
