@@ -14,7 +14,9 @@ answers at once, so the figures compare clients and nothing else:
 - the `openai` SDK's generic `post`, as the user model and the judge call it, on its default
   httpx2 client, one and over 4, and on its own `DefaultAioHttpClient`;
 - the SDK on `simulator.llm_transport` (an aiohttp session under an httpx2 client), as the user
-  model and the judge send, and over 4 SDK clients sharing that one session.
+  model and the judge send, and over 4 SDK clients sharing that one session;
+- the SDK alone, on a transport that answers from memory without a connection: the CPU the SDK
+  costs per request whatever carries it, the floor of an LLM call.
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ from tests.servers.steady_server import SteadyServer  # noqa: E402
 
 BODY = {"question": "hi", "chat_history": []}
 MESSAGES = {"model": "bench", "messages": [{"role": "user", "content": "hi"}]}
+COMPLETION = json.dumps(
+    {
+        "id": "bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    }
+).encode()
+
+
+class InMemory(httpx2.AsyncBaseTransport):
+    """Answers every request at once with the same completion, so only the SDK's own work is left."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, headers=[(b"content-type", b"application/json")], content=COMPLETION, request=request
+        )
 
 
 async def _measure(send: Callable[[int], Awaitable[object]], requests: int, concurrency: int) -> float:
@@ -70,7 +90,8 @@ async def httpx2_pools(url: str, pools: int, requests: int, concurrency: int) ->
 async def openai_sdk(url: str, under: str, requests: int, concurrency: int, pools: int = 1) -> float:
     """The SDK's `post`, over `pools` clients in turn, as the user model sends; `under` is the HTTP
     client beneath: "httpx2" (the SDK's default, one TLS context), "aiohttp" (its
-    `DefaultAioHttpClient`) or "llm_transport" (`simulator.llm_transport`, one session for all)."""
+    `DefaultAioHttpClient`), "llm_transport" (`simulator.llm_transport`, one session for all) or
+    "memory" (no connection at all: `InMemory`)."""
     import openai
 
     from simulator.llm_transport import LLMTransport
@@ -79,8 +100,9 @@ async def openai_sdk(url: str, under: str, requests: int, concurrency: int, pool
     transport = LLMTransport()
 
     def http_client() -> httpx2.AsyncClient:
-        if under == "llm_transport":
-            return httpx2.AsyncClient(transport=transport, timeout=60.0, trust_env=False)
+        if under in ("llm_transport", "memory"):
+            beneath = transport if under == "llm_transport" else InMemory()
+            return httpx2.AsyncClient(transport=beneath, timeout=60.0, trust_env=False)
         return openai.DefaultAioHttpClient() if under == "aiohttp" else openai.DefaultAsyncHttpxClient(verify=tls)
 
     clients = [
@@ -151,6 +173,7 @@ def main() -> None:
         cases["SDK on simulator.llm_transport, 4 clients"] = lambda: openai_sdk(
             server.url, "llm_transport", *shape, pools=4
         )
+        cases["openai SDK alone, answered from memory"] = lambda: openai_sdk(server.url, "memory", *shape)
         measured: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):  # interleaved: a busy moment of the machine does not favour one client
             for name, case in cases.items():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import math
 import statistics
@@ -145,6 +146,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
     shape = (args.conversations, args.turns, args.concurrency)
+    # as installed (pip and the image compile every module): a checkout under PYTHONDONTWRITEBYTECODE
+    # would otherwise compile the modules that have no bytecode yet at every start
+    compileall.compile_dir(REPO / "simulator", quiet=1)
     process = whole_process(*shape, args.latency)
     scripted = whole_process(*shape, args.latency, scripted=True)
     inside = in_process(*shape, args.latency)
