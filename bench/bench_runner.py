@@ -144,13 +144,14 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--repeats", type=int, default=3, help="whole-process runs of each kind; the best counts")
     args = parser.parse_args()
     shape = (args.conversations, args.turns, args.concurrency)
     # as installed (pip and the image compile every module): a checkout under PYTHONDONTWRITEBYTECODE
     # would otherwise compile the modules that have no bytecode yet at every start
     compileall.compile_dir(REPO / "simulator", quiet=1)
-    process = whole_process(*shape, args.latency)
-    scripted = whole_process(*shape, args.latency, scripted=True)
+    process = whole_process(*shape, args.latency, repeats=args.repeats)
+    scripted = whole_process(*shape, args.latency, scripted=True, repeats=args.repeats)
     inside = in_process(*shape, args.latency)
     zero = in_process(*shape, 0.0)
     zero_scripted = in_process(*shape, 0.0, scripted=True)

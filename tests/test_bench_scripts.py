@@ -1,0 +1,50 @@
+"""The bench scripts still run and report every figure the README quotes, at sizes too small to time.
+
+Figures come from the benches, not from tests: these only keep the benches from breaking unseen.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bench(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_runner_bench_reports_whole_process_in_process_and_zero_latency_figures() -> None:
+    shape = ("--conversations", "3", "--turns", "2", "--concurrency", "2", "--latency", "0", "--repeats", "1")
+    report = json.loads(bench("bench_runner.py", *shape))
+    for kind in ("whole_process_llm_user", "whole_process_scripted"):
+        figures = report[kind]
+        assert figures["wall_s"] > 0
+        assert 0 < figures["start_to_first_request_s"] < figures["wall_s"]
+        assert figures["last_answer_to_exit_s"] >= 0
+    assert report["in_process"]["turns"] == 6
+    assert report["zero_latency"]["cpu_ms_per_turn"] > 0
+    assert report["zero_latency_scripted"]["cpu_ms_per_turn"] > 0
+    assert report["imports_openai"] == {"validate": False, "scripted run": False}
+
+
+def test_the_http_clients_bench_measures_every_client_and_the_sdk_alone() -> None:
+    report = json.loads(bench("bench_http_clients.py", "--requests", "40", "--concurrency", "4", "--rounds", "1"))
+    figures = report["cpu_ms_per_request"]
+    assert len(figures) == 10
+    assert all(value > 0 for value in figures.values())
+    assert figures["openai SDK alone, answered from memory"] < figures["SDK on simulator.llm_transport"]
+
+
+def test_the_validate_and_memory_benches_run() -> None:
+    lines = [json.loads(line) for line in bench("bench_validate.py", "--simulations", "20", "--runs", "1").splitlines()]
+    assert [line["exit_code"] for line in lines] == [0, 0]
+    assert "20 simulation(s)" in lines[1]["output"]
+    assert "20 conversations: peak RSS" in bench("bench_memory.py", "--sizes", "20")
