@@ -11,7 +11,8 @@ passes through `scrub_text` / `scrub`:
   and every value of a variable whose name looks secret (`SECRET_NAME`), wherever it is used
   (`manifest.register_secrets`); a value that is itself a URL only gives its userinfo;
 - credentials a target is configured with (`targets.redaction.credential_values`);
-- whatever a front end knows besides (the GitHub Action's secret inputs and runtime token).
+- whatever a front end knows besides (the GitHub Action's secret inputs and runtime token, and the
+  signed storage URLs it uploads the artifact to and downloads the base artifact from).
 
 Values shorter than `MIN_SECRET_LENGTH` characters are ignored: scrubbing "yes" or "1234" would
 mangle ordinary text, and so short a value is no credential worth the name. A value is also
@@ -30,7 +31,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 REDACTED = "***"
 #: shorter values are never registered (see the module docstring)
@@ -90,6 +91,21 @@ class SecretRegistry:
         self.register(unquote(password))
         plain = f"{unquote(username or '')}:{unquote(password)}"
         self.register(base64.b64encode(plain.encode()).decode())
+
+    def register_signed_url(self, url: str | None) -> None:
+        """A URL that is itself a credential (a signed storage URL a service hands out): its userinfo
+        and every query value named like one (`sig`, `X-Amz-Signature`, `token`...), so an error
+        quoting the URL (a dropped connection names it) shows "***" instead."""
+        if not isinstance(url, str):
+            return
+        self.register_url(url)
+        try:
+            pairs = parse_qsl(urlsplit(url.strip()).query, keep_blank_values=True)
+        except ValueError:
+            return
+        for name, value in pairs:
+            if SECRET_NAME.search(name):
+                self.register(value)
 
     def values(self) -> frozenset[str]:
         """The registered values (not their other forms)."""
@@ -154,6 +170,7 @@ class SecretRegistry:
 registry = SecretRegistry()
 register = registry.register
 register_url = registry.register_url
+register_signed_url = registry.register_signed_url
 scrub_text = registry.scrub_text
 scrub = registry.scrub
 clear = registry.clear

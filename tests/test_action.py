@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator import known_secrets
 from simulator.github.artifact import ArtifactError, ArtifactUploader
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.servers.github_api import FakeGitHub, make_runtime_token
@@ -418,6 +419,18 @@ def test_shards_then_merge_comment_once(tmp_path: Path, gh: FakeGitHub, app: Fak
     assert merged.code == 0, merged.stdout
     assert merged.outputs["conversations"] == "5"
     assert len(gh.comment_posts) == 1 and "5 passed" in gh.comment_posts[0].body["body"].replace("**", "")
+
+
+def test_a_dropped_upload_does_not_show_the_signed_urls_signature(tmp_path: Path, gh: FakeGitHub) -> None:
+    """The signed upload URL lets anyone write the blob; the warning quoting it goes into the log."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    gh.fail_next("/blob/", 0, times=10)
+    with pytest.raises(ArtifactError, match="upload failed after 5 attempts") as failed:
+        ArtifactUploader(gh.env(), backoff=0.01).upload("results", folder)
+    shown = known_secrets.scrub_text(f"Uploading the results artifact failed: {failed.value}.")
+    assert "sig=***" in shown and gh.artifacts["results"].signature not in shown
 
 
 def test_artifact_upload_retries_transient_failures(tmp_path: Path, gh: FakeGitHub) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator import known_secrets
 from simulator.github.baseline_artifact import ArtifactReader, BaselineUnavailable
 from simulator.github.baseline_input import resolve_baseline
 from simulator.github.inputs import GitHubContext, Inputs
@@ -138,3 +139,14 @@ def test_none_and_a_folder(gh: FakeGitHub, tmp_path: Path) -> None:
     missing = resolve_baseline(Inputs(baseline="nowhere"), context(gh, tmp_path), tmp_path)
     assert missing.summary is None and missing.note is not None and "baseline summary not found" in missing.note
     assert not gh.requests
+
+
+def test_a_dropped_storage_connection_does_not_show_the_signed_urls_signature(gh: FakeGitHub, tmp_path: Path) -> None:
+    """The storage URL's signature reads the artifact; the error quoting the URL goes into the comment."""
+    artifact = gh.add_run_artifact("results", {"summary.json": SUMMARY})
+    (candidate,) = reader(gh).candidates("results", "main")
+    gh.fail_next("/storage/", 0, times=10)
+    with pytest.raises(BaselineUnavailable, match="downloading artifact .* failed") as failed:
+        reader(gh).download(candidate, tmp_path / "a.zip")
+    shown = known_secrets.scrub_text(f"No baseline: {failed.value}.")
+    assert "sig=***" in shown and artifact.signature not in shown

@@ -21,6 +21,7 @@ from urllib.parse import quote, urljoin
 
 import requests
 
+from .. import known_secrets
 from ..known_secrets import scrub_text
 from .http import session
 
@@ -162,7 +163,8 @@ class ArtifactReader:
             if answer.status_code not in (301, 302, 303, 307, 308) or not location:
                 self._save(answer, into, limit, what)
                 return True
-        # the signed storage URL is the credential: the token is not sent there
+        # the signed storage URL is the credential: the token is not sent there, and an error naming it shows none
+        known_secrets.register_signed_url(location)
         with self._get(urljoin(url, location), what, stream=True, allow_redirects=False) as storage:
             if storage.status_code >= 400:
                 raise BaselineUnavailable(f"{what}: the storage answered HTTP {storage.status_code}")

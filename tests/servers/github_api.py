@@ -463,7 +463,8 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         self, path_contains: str, status: int, times: int = 1, headers: dict[str, str] | None = None
     ) -> FakeGitHub:
         """Answer the next ``times`` requests whose target (path + query) contains ``path_contains``
-        with ``status`` and a JSON error body (Twirp-shaped on the results service).
+        with ``status`` and a JSON error body (Twirp-shaped on the results service); status ``0``
+        drops the connection without an answer.
 
         Applies to every part (API, results, blob), before auth; ``headers`` (e.g.
         ``{"Retry-After": "0"}``) are added to those answers. Rules are checked in order.
@@ -636,6 +637,9 @@ class _Handler(LocalHandler):
         return None, path
 
     def _send_fault(self, service: str | None, fault: _Fault) -> None:
+        if fault.status == 0:  # the connection drops without an answer
+            self._reset_connection()
+            return
         try:
             phrase = HTTPStatus(fault.status).phrase
         except ValueError:
