@@ -51,12 +51,14 @@ class Progress:
             width = 30
             filled = int(width * self.done / max(self.total, 1))
             elapsed = time.monotonic() - self.started
-            self.stream.write(
+            # counts only, and its carriage return must reach the terminal: past the neutralising stream
+            bar = getattr(self.stream, "unscrubbed", self.stream)
+            bar.write(
                 f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
                 f"{self.errors} error(s) {elapsed:5.1f}s"
             )
             if self.done == self.total:
-                self.stream.write("\n")
+                bar.write("\n")
         else:
             seconds = meta.get("duration_ms", 0) / 1000
             self.stream.write(

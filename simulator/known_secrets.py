@@ -33,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
+from .unicode_safety import visible_controls
+
 REDACTED = "***"
 #: shorter values are never registered (see the module docstring)
 MIN_SECRET_LENGTH = 6
@@ -186,13 +188,14 @@ def register_all(values: Iterable[str | None]) -> None:
 
 
 class ScrubbedStream:
-    """A text stream whose writes are scrubbed; `unscrubbed` is the stream underneath."""
+    """A text stream whose writes are scrubbed, and cannot steer the terminal or the log (control
+    characters and bidi overrides become visible escapes); `unscrubbed` is the stream underneath."""
 
     def __init__(self, stream: TextIO) -> None:
         self.unscrubbed = stream
 
     def write(self, text: str) -> int:
-        self.unscrubbed.write(scrub_text(text))
+        self.unscrubbed.write(visible_controls(scrub_text(text)))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:

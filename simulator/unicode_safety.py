@@ -32,3 +32,25 @@ def replace_lone_surrogates(node: Any) -> tuple[Any, int]:
 
 def surrogate_note(count: int, where: str) -> str:
     return f"{count} character(s) in {where} were not valid Unicode (lone surrogates) and were replaced with U+FFFD"
+
+
+#: characters that steer a terminal or the reading order rather than show: C0 controls but tab and
+#: newline, DEL, C1 controls (ESC starts ANSI sequences, CR rewrites a line, BEL rings) and the bidi
+#: embeddings, overrides, isolates and marks that reorder the text after them
+_STEERING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\r":
+        return "\\r"
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def visible_controls(text: str) -> str:
+    """`text` with every character that would steer a terminal, a CI log or the reading order of a
+    page written as a visible escape (`\\x1b`, `\\r`, `\\u202e`): text from an app or an LLM cannot
+    rewrite a console line, hide itself or reverse the words after it."""
+    if not isinstance(text, str) or _STEERING.search(text) is None:
+        return text
+    return _STEERING.sub(_visible, text)

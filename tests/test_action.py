@@ -346,6 +346,22 @@ def test_hostile_app_text_is_neutralised_everywhere(
     assert prose.count("<details>") == prose.count("</details>")
 
 
+def test_control_characters_and_bidi_overrides_from_the_app_show_as_escapes(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAIServer
+) -> None:
+    """ANSI escapes would colour, hide or rewrite log lines, and U+202E would reverse the words after
+    it in the comment; every sink shows them as visible escapes instead."""
+    llm.default = user_says("hi")
+    app.default = lambda request: AppReply(text="fine\x1b[8m hidden\x1b]0;title\x07 \u202eliaf\u202c \x9b2J done")
+    workspace = make_workspace(tmp_path)
+    run = run_entrypoint(tmp_path, workspace, gh, {"openai-api-key": OPENAI_KEY}, standard_env(app, llm))
+    assert run.code == 1
+    body = gh.comment_posts[0].body["body"]
+    for where, text in {"log": run.stdout + run.stderr, "comment": body, "job summary": run.step_summary}.items():
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e\u202c"), where
+        assert "fine\\x1b[8m hidden\\x1b]0;title\\x07 \\u202eliaf\\u202c \\x9b2J done" in text, where
+
+
 def test_oversized_report_is_trimmed_under_the_comment_limit(
     tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, llm: FakeOpenAIServer
 ) -> None:

@@ -202,3 +202,33 @@ def test_llm_error_bodies_quoting_the_key_are_scrubbed(tmp_path: Path, app: Fake
     assert "Incorrect API key provided: ***." in texts["report.md"] and "Incorrect API key" in texts["report.html"]
     found = leaks(texts)
     assert not found, "\n".join(found)
+
+
+STEERING = "ok\x1b[2K\x1b[1A\x1b]0;pwned-title\x07 \u202eevil\u202c\rALL PASSED"
+STEERING_MANIFEST = """\
+version: 1
+target: {url: "${APP_URL}/promptflow"}
+simulations:
+  - {name: steer, persona: jane, task: t, turns: ["hello"]}
+"""
+
+
+def test_an_apps_control_characters_never_steer_the_console_or_the_report(tmp_path: Path, app: FakeChatApp) -> None:
+    """A plain-text error body with ANSI escapes, a carriage return and a bidi override: the console
+    and report.md show them as escapes, so they cannot rewrite a line, retitle the terminal or
+    reverse the words after them."""
+    app.default = lambda request: AppReply(status=404, body=STEERING, content_type="text/plain")
+    (tmp_path / "m.yml").write_text(STEERING_MANIFEST)
+    proc = subprocess.run(  # bytes, so a carriage return is not read as a line end
+        [sys.executable, "-m", "simulator", "run", "m.yml", "--out", "out"],
+        cwd=tmp_path,
+        env={**os.environ, "APP_URL": app.url},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr
+    shown = {"stdout": proc.stdout, "stderr": proc.stderr, "report.md": (tmp_path / "out" / "report.md").read_bytes()}
+    for where, data in shown.items():
+        text = data.decode()
+        assert not any(c in text for c in "\x1b\x07\r\u202e\u202c"), where
+    assert "body: ok\\x1b[2K\\x1b[1A\\x1b]0;pwned-title\\x07 \\u202eevil\\u202c\\rALL PASSED" in proc.stderr.decode()

@@ -3,7 +3,8 @@
 App and LLM text is untrusted: it goes into code blocks with a fence longer than any backtick
 run in it, or is escaped for inline use (no raw HTML, no @mention pings, no broken tables).
 The output is kept under a size budget by dropping the least important parts with a note.
-Known credentials are scrubbed from what is rendered before any text is escaped or cut.
+Known credentials are scrubbed from what is rendered before any text is escaped or cut, and
+control characters and bidi overrides (ANSI escapes, carriage returns, U+202E) become visible escapes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
+from ..unicode_safety import visible_controls
 from .changes_markdown import changes_section, comparison_summary, vs_base
 from .escape import html_text, inline
 from .mermaid import pass_rate_chart
@@ -324,5 +326,6 @@ def render_markdown(
             )
     if footer:
         body.append(footer)
-    text = scrub_text("\n\n".join(body))
+    # and no control character or bidi override from an app or an LLM steers a terminal or reorders the page
+    text = visible_controls(scrub_text("\n\n".join(body)))
     return text if len(text) <= limit else text[: limit - 40] + "\n\n_(cut to fit)_"
