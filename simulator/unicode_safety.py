@@ -54,3 +54,15 @@ def visible_controls(text: str) -> str:
     if not isinstance(text, str) or _STEERING.search(text) is None:
         return text
     return _STEERING.sub(_visible, text)
+
+
+def visible_controls_in(node: Any) -> Any:
+    """`node` (text, or JSON-like lists and dicts) with `visible_controls` applied to every string in
+    it, keys included; parts without such characters are returned as they are."""
+    if isinstance(node, str):
+        return visible_controls(node)
+    if isinstance(node, dict):
+        return {visible_controls_in(key): visible_controls_in(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [visible_controls_in(value) for value in node]
+    return node

@@ -104,6 +104,17 @@ def test_hostile_text_is_shown_as_text(browser, tmp_path: Path) -> None:
     assert page.problems == []  # type: ignore[attr-defined]
 
 
+def test_control_characters_and_bidi_overrides_show_as_escapes(browser, tmp_path: Path) -> None:
+    steering = "fine\x1b[8m hidden\x07 \u202eliaf\u202c \u2067x\u2069\rdone"
+    out = make_run(tmp_path, APP.replace(f"return {HOSTILE!r}", f"return {steering!r}"))
+    page = open_report(browser, out / "report.html")
+    page.click("tr.sim[data-name='hostile-reply']")
+    page.click("tr.detail:not([hidden]) button.conv")
+    reply = page.text_content(".transcript .turn.assistant .text")
+    assert reply == "fine\\x1b[8m hidden\\x07 \\u202eliaf\\u202c \\u2067x\\u2069\\rdone"
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
 def test_cli_report_with_a_baseline_shows_changes(browser, tmp_path: Path, capsys) -> None:
     base = make_run(tmp_path / "base")
     better = APP.replace('"Sorry, I cannot help with that."', '"It shipped yesterday."')

@@ -1,9 +1,10 @@
 """report.html: one self-contained file (styles, script and data inline; no network).
 
 The data is embedded as JSON and the page builds itself with `textContent` only, so app and LLM
-text is always shown as text. Turn requests and raw replies are left out: they are in the JSONL,
-and leaving them out keeps a 1,000-conversation report small and quick to open. Known
-credentials are scrubbed from the data before it is embedded.
+text is always shown as text, with control characters and bidi overrides as visible escapes (as
+in the Markdown reports: a U+202E cannot reverse the words after it). Turn requests and raw
+replies are left out: they are in the JSONL, and leaving them out keeps a 1,000-conversation
+report small and quick to open. Known credentials are scrubbed from the data before it is embedded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import ConfigError
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Summary
 from ..results_reading import result_key
+from ..unicode_safety import visible_controls_in
 from .figures import Figures
 
 MARKER = "/*__DATA__*/"
@@ -69,8 +71,9 @@ def _base_conversation(result: ConversationResult) -> dict[str, Any]:
 
 
 def _embed(data: Any) -> str:
-    """JSON that cannot end the <script> element or open a comment inside it."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """JSON that cannot end the <script> element or open a comment inside it, nor carry a character
+    that steers the reading order or hides text."""
+    text = json.dumps(visible_controls_in(data), ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
