@@ -42,10 +42,15 @@ MIN_SECRET_LENGTH = 6
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SIG", re.IGNORECASE)
 
 
+_PERCENT_HEX = re.compile("%[0-9A-F]{2}")
+
+
 def _forms(value: str) -> set[str]:
-    """`value` as it may appear in text the run produces: as is, JSON-escaped, percent-encoded."""
+    """`value` as it may appear in text the run produces: as is, JSON-escaped, percent-encoded (with
+    upper- or lowercase hex digits: both are valid, and encoders differ)."""
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
-    forms |= {quote(value, safe=""), quote(value), quote_plus(value)}
+    encoded = {quote(value, safe=""), quote(value), quote_plus(value)}
+    forms |= encoded | {_PERCENT_HEX.sub(lambda escape: escape.group().lower(), form) for form in encoded}
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 

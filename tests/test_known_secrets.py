@@ -62,7 +62,13 @@ def test_json_escaped_and_percent_encoded_forms_are_scrubbed() -> None:
     escaped = json.dumps({"echo": f"got {tricky}"})
     assert tricky not in escaped and registry.scrub_text(escaped) == '{"echo": "got ***"}'
     assert registry.scrub_text(json.dumps(tricky, ensure_ascii=False)) == '"***"'
-    for encoded in ("pa%22ss%5Cword%2F%C3%A9%2B%201", "pa%22ss%5Cword/%C3%A9%2B%201", "pa%22ss%5Cword%2F%C3%A9%2B+1"):
+    for encoded in (
+        "pa%22ss%5Cword%2F%C3%A9%2B%201",
+        "pa%22ss%5Cword/%C3%A9%2B%201",
+        "pa%22ss%5Cword%2F%C3%A9%2B+1",
+        "pa%22ss%5cword%2f%c3%a9%2b%201",  # lowercase hex, as some encoders write it
+        "pa%22ss%5cword%2f%c3%a9%2b+1",
+    ):
         assert registry.scrub_text(f"http://h/x?q={encoded}&n=2") == "http://h/x?q=***&n=2"
 
 
