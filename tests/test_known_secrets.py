@@ -20,6 +20,7 @@ from simulator.errors import TurnError
 from simulator.known_secrets import REDACTED, SecretRegistry
 from simulator.manifest import load_manifest
 from simulator.report import render_html, render_markdown
+from simulator.report.markdown import Links
 from simulator.results_folder import ResultWriter, write_summary
 from simulator.summary import summarize
 from simulator.token_managers import PlainTokenManager
@@ -153,7 +154,15 @@ def test_reports_scrub_before_escaping_and_cutting(tmp_path: Path) -> None:
     summary = summarize([], {"fatal_error": f"stopped: {secret}"})
     markdown = render_markdown(summary, [result])
     html = render_html(summary, [result])
-    for text in (markdown, html):
+    # the lines around the table: where the comparison came from, and why the report is not linked
+    noted = render_markdown(
+        summary,
+        [result],
+        header=f"## Run with {secret}",
+        baseline_note=f"compared with the run of {secret}",
+        links=Links(report_note=f"upload failed for {secret}", artifact_name=f"results-{secret}"),
+    )
+    for text in (markdown, html, noted):
         assert secret not in text and "tok\\_with" not in text and "tok_with" not in text and "4242" not in text
 
 

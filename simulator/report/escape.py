@@ -6,12 +6,16 @@ import html
 import re
 from typing import Any
 
+from ..known_secrets import scrub_text
+
 _MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 
 
 def _flat(text: Any, limit: int) -> str:
-    value = " ".join(str(text).split())
+    """One line of at most `limit` characters, known credentials scrubbed first: once escaped
+    (`_` -> `\\_`) or cut, a credential is no longer recognisable."""
+    value = " ".join(scrub_text(str(text)).split())
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
