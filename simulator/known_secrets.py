@@ -97,7 +97,10 @@ class SecretRegistry:
         self.register(password)
         self.register(unquote(password))
         plain = f"{unquote(username or '')}:{unquote(password)}"
-        self.register(base64.b64encode(plain.encode()).decode())
+        # the Basic header as UTF-8 clients send it, and as latin-1 ones (aiohttp, requests) do
+        for encoding in ("utf-8", "latin-1"):
+            with contextlib.suppress(UnicodeEncodeError):
+                self.register(base64.b64encode(plain.encode(encoding)).decode())
 
     def register_signed_url(self, url: str | None) -> None:
         """A URL that is itself a credential (a signed storage URL a service hands out): its userinfo

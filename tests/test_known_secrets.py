@@ -79,6 +79,10 @@ def test_url_userinfo_gives_its_password_and_the_basic_auth_header() -> None:
     basic = base64.b64encode(b"deploy:s3cr@t-pass").decode()
     assert registry.scrub_text(f"Authorization: Basic {basic}") == "Authorization: Basic ***"
     assert registry.scrub_text("password s3cr@t-pass") == "password ***"
+    registry.register_url("https://d%C3%A9ploy:p%C3%A4ss-w%C3%B6rt@app.example.com/chat")  # non-ASCII
+    for encoding in ("utf-8", "latin-1"):  # clients differ; aiohttp and requests send latin-1
+        basic = base64.b64encode("déploy:päss-wört".encode(encoding)).decode()
+        assert registry.scrub_text(f"Authorization: Basic {basic}") == "Authorization: Basic ***"
     assert registry.scrub_text("https://app.example.com/chat") == "https://app.example.com/chat"
     registry.register_url("https://ghp_tokenAsUserName123@github.example.com/x")
     assert registry.scrub_text("ghp_tokenAsUserName123") == REDACTED
