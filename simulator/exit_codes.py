@@ -30,10 +30,11 @@ def exit_code(
     if received is not None:
         return 128 + int(received)
     status = summary["gate"]["status"]
+    errored = status == "error" or bool(summary["gate"].get("errored"))  # errors beyond the gate, failures or not
     run = summary.get("run") or {}
     if fail_on == "never" or status == "skipped":
         return EXIT_OK
-    if failed_internally or status == "error" or run.get("fatal_error") or run.get("interrupted"):
+    if failed_internally or errored or run.get("fatal_error") or run.get("interrupted"):
         return EXIT_RUN_ERRORS
     if status == "fail" and fail_on == "gate":
         return EXIT_GATE_FAILED

@@ -224,6 +224,9 @@ class GateVerdict(TypedDict):
 
     status: str
     reasons: list[str]
+    #: errors beyond the gate (too many, missing conversations, a required simulation without a
+    #: verdict, an internal error), whatever the failures made `status`
+    errored: bool
     pass_rate: float | None
     error_rate: float | None
     passes: int

@@ -101,6 +101,9 @@ def decide_gate(
     conversations + missing). `missing` counts planned conversations with no result at all (the run
     was killed, stopped early, or could not write them): a run that did not play its plan never
     passes. An internal error (the runner itself failed) makes the run an error whatever else it says.
+
+    A failure outranks errors in `status`, so `errored` says whether the errors alone are beyond
+    the gate too: `fail-on: errors` fails on them even when some conversations also failed.
     """
     config: GateConfig = {**DEFAULT_GATE, **(gate or {})}
     required = set(config.get("required") or []) | {n for n, s in simulations.items() if s.get("required")}
@@ -136,6 +139,7 @@ def decide_gate(
     return {
         "status": status,
         "reasons": failing + reasons,
+        "errored": bool(reasons),
         "pass_rate": _round(pass_rate),
         "error_rate": _round(error_rate),
         "passes": passes,
