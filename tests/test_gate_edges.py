@@ -59,3 +59,22 @@ def test_action_with_fail_on_errors_fails_the_job_when_the_app_errors_and_fails(
         )
     assert run.outputs["verdict"] == "fail" and run.outputs["errors"] == "3", run.stdout
     assert run.code == EXIT_RUN_ERRORS, run.stdout
+
+
+# --- min_passes with errors -------------------------------------------------------------------------
+
+
+def test_a_flaky_simulation_short_of_min_passes_only_by_errors_has_no_verdict_not_a_failure() -> None:
+    # 4 of 5 must pass; 3 passed and 2 errored: the app failed nothing, the errors hide the answer
+    verdict = simulation_verdict(fake_results("flaky", ["pass"] * 3 + ["error"] * 2, min_passes=4, required=True))
+    assert (verdict["passes"], verdict["failures"], verdict["errors"], verdict["status"]) == (3, 0, 2, "error")
+    gate = decide_gate({"flaky": verdict}, {"max_error_rate": 0.5, "min_pass_rate": 0.5})
+    assert gate["status"] == "error" and not any("failed" in reason for reason in gate["reasons"]), gate["reasons"]
+    # with one real failure the errored runs could still have made it: no verdict either
+    verdict = simulation_verdict(fake_results("flaky", ["pass"] * 3 + ["fail", "error"], min_passes=4))
+    assert verdict["status"] == "error"
+    # and where even passing errored runs would not reach min_passes, the simulation failed
+    verdict = simulation_verdict(fake_results("flaky", ["pass"] * 2 + ["fail", "fail", "error"], min_passes=4))
+    assert verdict["status"] == "fail"
+    verdict = simulation_verdict(fake_results("flaky", ["pass"] * 4 + ["error"], min_passes=4))
+    assert verdict["status"] == "pass"

@@ -62,7 +62,8 @@ def verdict_from_counts(
     """A simulation's verdict from its counts (a summary streams results, it does not keep them).
 
     The simulation passes when at least `min_passes` runs passed (default: every run that got a
-    verdict); it is an error when no run got a verdict.
+    verdict); it is an error when no run got a verdict, or when it is short of `min_passes` only
+    by runs without a verdict (they could have passed: errors are never counted as failures).
     """
     judged = passes + failures
     needed = judged if min_passes is None else min_passes
@@ -70,6 +71,8 @@ def verdict_from_counts(
         status = ERROR
     elif passes >= needed and (min_passes is not None or failures == 0):
         status = PASS
+    elif min_passes is not None and passes + errors >= min_passes:
+        status = ERROR
     else:
         status = FAIL
     ks = range(1, min(judged, MAX_K) + 1)
@@ -124,7 +127,8 @@ def decide_gate(
         elif sim["status"] == FAIL:
             failing.append(f"required simulation {name} failed ({sim['passes']}/{sim['runs']} passed)")
         elif sim["status"] == ERROR:
-            reasons.append(f"required simulation {name} has no verdict ({sim['errors']} errors)")
+            short = f"{sim['passes']} of {sim['min_passes']} needed passed, " if sim.get("min_passes") else ""
+            reasons.append(f"required simulation {name} has no verdict ({short}{sim['errors']} errors)")
     too_many_errors = error_rate > config["max_error_rate"]
     if too_many_errors:
         reasons.append(f"error rate {error_rate:.1%} is above {config['max_error_rate']:.1%}")
