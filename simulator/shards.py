@@ -21,7 +21,7 @@ from .results_folder import (
     write_results,
     write_summary,
 )
-from .results_reading import ReadNotes, iter_results
+from .results_reading import ReadNotes, iter_results, result_key
 
 
 def merge_plans(plans: list[PlanRecord | None], folders: list[Path]) -> tuple[PlanRecord | None, list[str]]:
@@ -31,8 +31,18 @@ def merge_plans(plans: list[PlanRecord | None], folders: list[Path]) -> tuple[Pl
         return None, []
     warnings = []
     keys: list[str] = []
-    for plan in known:
-        keys.extend(keys_of_record(plan))
+    planned_in: dict[str, Path] = {}
+    for plan, folder in zip(plans, folders, strict=True):
+        if plan is None:
+            continue
+        for key in keys_of_record(plan):
+            if key in planned_in:  # the missing ones would count twice
+                raise ConfigError(
+                    f"{folder}: conversation {key} was planned in {planned_in[key]} too: give each shard of one "
+                    "split once"
+                )
+            planned_in[key] = folder
+            keys.append(key)
     merged: PlanRecord = {"keys": keys, "gate": known[0].get("gate"), "order": known[0].get("order")}
     shards = {tuple(shard) for p in known if (shard := p.get("shard"))}
     counts = {count for _, count in shards}
@@ -77,6 +87,7 @@ def _merge_into(out: Path, folders: list[Path]) -> Summary:
     out.mkdir(parents=True, exist_ok=True)
     move_previous_run(out)
     seen: set[str] = set()
+    played_in: dict[str, Path] = {}
     notes = ReadNotes()
 
     def shard_results() -> Iterator[ConversationResult]:
@@ -85,6 +96,15 @@ def _merge_into(out: Path, folders: list[Path]) -> Summary:
                 if result["conversation_id"] in seen:
                     raise ConfigError(f"{folder}: conversation {result['conversation_id']} appears in two shards")
                 seen.add(result["conversation_id"])
+                # the same planned conversation played twice (a shard re-run into another folder,
+                # shards of two splits) would count twice against the gate
+                key = result_key(result)
+                if key in played_in:
+                    raise ConfigError(
+                        f"{folder}: conversation {key} was played in {played_in[key]} too: give each shard "
+                        "of one split once"
+                    )
+                played_in[key] = folder
                 yield result
 
     write_results(out / RESULTS_FILE, shard_results())

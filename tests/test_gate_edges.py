@@ -3,11 +3,13 @@ their thresholds, merged shards that overlap, re-checks of narrowed runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from simulator.checks import decide_gate
 from simulator.checks.gate import simulation_verdict
-from simulator.exit_codes import EXIT_OK, EXIT_RUN_ERRORS, exit_code
+from simulator.cli import main
+from simulator.exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, exit_code
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.test_action import make_workspace, run_entrypoint
 
@@ -78,3 +80,38 @@ def test_a_flaky_simulation_short_of_min_passes_only_by_errors_has_no_verdict_no
     assert verdict["status"] == "fail"
     verdict = simulation_verdict(fake_results("flaky", ["pass"] * 4 + ["error"], min_passes=4))
     assert verdict["status"] == "pass"
+
+
+# --- merged shards ------------------------------------------------------------------------------
+
+
+def _sharded_manifest(tmp_path: Path) -> Path:
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'no' if 'bad' in q else 'sure'\n")
+    manifest = tmp_path / "m.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+        "simulations:\n"
+        "  - {name: good, persona: jane, task: t, turns: [hi], repeat: 2, expect: {contains: sure}}\n"
+        "  - {name: bad, persona: jane, task: t, turns: [bad], repeat: 2, expect: {contains: sure}}\n"
+    )
+    return manifest
+
+
+def test_merge_refuses_a_conversation_two_shard_folders_both_played(tmp_path: Path) -> None:
+    manifest = _sharded_manifest(tmp_path)
+    shard = {name: tmp_path / name for name in ("s1", "s2", "s1-again", "t1of3")}
+    for name, spec in (("s1", "1/2"), ("s2", "2/2"), ("s1-again", "1/2"), ("t1of3", "1/3")):
+        main(["run", str(manifest), "--out", str(shard[name]), "--quiet", "--shard", spec])
+    merged = tmp_path / "merged"
+    # a shard re-run into another folder, or shards of two different splits: the same conversations twice
+    for extra in ("s1-again", "t1of3"):
+        code = main(["merge", str(merged), str(shard["s1"]), str(shard["s2"]), str(shard[extra])])
+        assert code == EXIT_CONFIG
+        assert not (merged / "summary.json").exists()
+    # a shard killed before it finished anything still planned conversations another shard played
+    (shard["t1of3"] / "conversations.jsonl").write_text("")
+    assert main(["merge", str(merged), str(shard["s1"]), str(shard["s2"]), str(shard["t1of3"])]) == EXIT_CONFIG
+    assert main(["merge", str(merged), str(shard["s1"]), str(shard["s2"])]) == EXIT_GATE_FAILED
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["gate"]["passes"] == 2 and summary["gate"]["failures"] == 2
+    assert summary["totals"]["conversations"] == summary["run"]["planned"] == 4
