@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .checks.gate import percent
 from .plan import Job
 from .records import ConversationResult, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
@@ -184,7 +185,8 @@ def _plan_line(summary: Summary) -> str:
 def gate_lines(summary: Summary) -> str:
     """The gate's verdict and its reasons, the last words of every command that judges a run."""
     gate = summary["gate"]
-    rate = "n/a" if gate["pass_rate"] is None else f"{gate['pass_rate']:.1%}"
+    threshold = (gate.get("config") or {}).get("min_pass_rate")
+    rate = "n/a" if gate["pass_rate"] is None else percent(gate["pass_rate"], threshold)
     lines = [
         f"Gate: {gate['status'].upper()}: {gate['passes']} passed, {gate['failures']} failed, "
         f"{gate['errors']} errors (pass rate {rate})"

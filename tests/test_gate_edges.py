@@ -4,12 +4,17 @@ their thresholds, merged shards that overlap, re-checks of narrowed runs."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from simulator.checks import decide_gate
 from simulator.checks.gate import simulation_verdict
 from simulator.cli import main
+from simulator.cli_output import gate_lines
 from simulator.exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, exit_code
+from simulator.report import render_markdown
+from simulator.summary import summarize
+from tests.browser import open_report
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.test_action import make_workspace, run_entrypoint
 
@@ -115,3 +120,51 @@ def test_merge_refuses_a_conversation_two_shard_folders_both_played(tmp_path: Pa
     summary = json.loads((merged / "summary.json").read_text())
     assert summary["gate"]["passes"] == 2 and summary["gate"]["failures"] == 2
     assert summary["totals"]["conversations"] == summary["run"]["planned"] == 4
+
+
+# --- rates at their thresholds ------------------------------------------------------------------------
+
+
+def _percents(text: str) -> list[str]:
+    return re.findall(r"[\d.]+%", text)
+
+
+def test_a_rate_just_short_of_its_threshold_never_reads_as_reaching_it() -> None:
+    sims = {
+        "many": simulation_verdict(fake_results("many", ["pass"] * 999 + ["fail"])),
+        "more": simulation_verdict(fake_results("more", ["pass"] * 999 + ["error"])),
+    }
+    gate = decide_gate(sims, None)  # every conversation must pass, none may error
+    assert gate["status"] == "fail" and gate["pass_rate"] < 1.0 and gate["error_rate"] > 0.0
+    markdown = render_markdown({"run": {}, "gate": gate, "totals": summarize([]).get("totals"), "simulations": {}})
+    line = next(line for line in markdown.splitlines() if "pass rate" in line)
+    assert "pass rate 99.9% (gate ≥ 100%)" in line and "error rate 0.1% (gate ≤ 0%)" in line, line
+    assert all(p not in ("100.0%", "0.0%") for reason in gate["reasons"] for p in _percents(reason)), gate["reasons"]
+    assert "pass rate 99.9%" in gate_lines({"gate": gate, "run": {}})
+
+    # 1899/1999 = 94.997%: below a 95% gate, so neither summary.json nor the comment may say 95%
+    sims = {"big": simulation_verdict(fake_results("big", ["pass"] * 1899 + ["fail"] * 100))}
+    gate = decide_gate(sims, {"min_pass_rate": 0.95})
+    assert gate["status"] == "fail" and gate["pass_rate"] < 0.95
+    assert not any(p == "95.0%" for p in _percents(" ".join(gate["reasons"]))), gate["reasons"]
+    # and a sub-percent threshold is shown as it is, not rounded to 100% or 0%
+    gate = decide_gate(sims, {"min_pass_rate": 0.945, "max_error_rate": 0.005})
+    markdown = render_markdown({"run": {}, "gate": gate, "totals": summarize([]).get("totals"), "simulations": {}})
+    assert "(gate ≥ 94.5%)" in markdown and "(gate ≤ 0.5%)" in markdown
+
+
+def test_the_html_report_does_not_round_a_failing_pass_rate_up_to_100_percent(browser, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'no' if 'bad' in q else 'sure'\n")
+    manifest = tmp_path / "m.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+        "simulations:\n"
+        "  - {name: good, persona: jane, task: t, turns: [hi], repeat: 199, expect: {contains: sure}}\n"
+        "  - {name: bad, persona: jane, task: t, turns: [bad], expect: {contains: sure}}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--concurrency", "32"]) == EXIT_GATE_FAILED
+    page = open_report(browser, out / "report.html")
+    stats = page.eval_on_selector_all("#stats .stat", "els => els.map(e => e.textContent)")
+    assert "99.5%pass rate" in stats, stats
+    assert page.problems == []  # type: ignore[attr-defined]

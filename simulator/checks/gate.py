@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from math import comb
 from typing import Any
@@ -29,6 +30,36 @@ def pass_at_k(n: int, c: int, k: int) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+#: decimals a stored run rate keeps
+RATE_DIGITS = 4
+
+
+def _rate_down(count: int, total: int) -> float:
+    """count/total cut (not rounded) to RATE_DIGITS: a pass rate just below its gate stays below it."""
+    return count * 10**RATE_DIGITS // total / 10**RATE_DIGITS
+
+
+def _rate_up(count: int, total: int) -> float:
+    """count/total raised to RATE_DIGITS: an error rate just above its gate stays above it."""
+    return -(-count * 10**RATE_DIGITS // total) / 10**RATE_DIGITS
+
+
+def percent(value: float, against: float | None = None) -> str:
+    """`value` (0..1) as a percentage with as few decimals as tell the truth: 0% and 100% only when
+    exact, and never on the other side of `against` (the gate's threshold) than the value is; a
+    threshold itself, `percent(t, t)`, is shown as it is (up to 4 decimals: 99.5%, not 100%)."""
+    text = f"{value:.0%}"
+    for digits in range(4):
+        text = f"{value:.{digits}%}"
+        shown = float(text[:-1]) / 100
+        if math.isclose(shown, value, rel_tol=0, abs_tol=1e-12):
+            return text
+        crossed = against is not None and (shown > against) - (shown < against) != (value > against) - (value < against)
+        if not crossed and shown not in (0.0, 1.0):
+            return text
+    return text
 
 
 def simulation_verdict(results: list[ConversationResult]) -> SimulationVerdict:
@@ -116,10 +147,11 @@ def decide_gate(
     total = passes + failures + errors + missing
     pass_rate = passes / (passes + failures) if passes + failures else None
     error_rate = (errors + missing) / total if total else 0.0
+    min_rate, max_errors = config["min_pass_rate"], config["max_error_rate"]
     reasons: list[str] = []
     failing: list[str] = []
-    if pass_rate is not None and pass_rate < config["min_pass_rate"]:
-        failing.append(f"pass rate {pass_rate:.1%} is below {config['min_pass_rate']:.1%}")
+    if pass_rate is not None and pass_rate < min_rate:
+        failing.append(f"pass rate {percent(pass_rate, min_rate)} is below {percent(min_rate, min_rate)}")
     for name in sorted(required):
         sim = simulations.get(name)
         if sim is None:
@@ -129,9 +161,9 @@ def decide_gate(
         elif sim["status"] == ERROR:
             short = f"{sim['passes']} of {sim['min_passes']} needed passed, " if sim.get("min_passes") else ""
             reasons.append(f"required simulation {name} has no verdict ({short}{sim['errors']} errors)")
-    too_many_errors = error_rate > config["max_error_rate"]
+    too_many_errors = error_rate > max_errors
     if too_many_errors:
-        reasons.append(f"error rate {error_rate:.1%} is above {config['max_error_rate']:.1%}")
+        reasons.append(f"error rate {percent(error_rate, max_errors)} is above {percent(max_errors, max_errors)}")
     if total and pass_rate is None and not too_many_errors:
         reasons.append("no conversation got a verdict")
     if missing:
@@ -144,8 +176,8 @@ def decide_gate(
         "status": status,
         "reasons": failing + reasons,
         "errored": bool(reasons),
-        "pass_rate": _round(pass_rate),
-        "error_rate": _round(error_rate),
+        "pass_rate": None if pass_rate is None else _rate_down(passes, passes + failures),
+        "error_rate": _rate_up(errors + missing, total) if total else 0.0,
         "passes": passes,
         "failures": failures,
         "errors": errors,

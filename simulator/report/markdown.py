@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from ..checks.gate import percent
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
 from ..unicode_safety import visible_controls
@@ -49,8 +50,8 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f} ms" if value >= 1 or value == 0 else f"{float(f'{value:.1g}'):g} ms"
 
 
-def _rate(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
+def _rate(value: float | None, against: float | None = None) -> str:
+    return "–" if value is None else percent(value, against)
 
 
 @dataclass
@@ -83,13 +84,14 @@ def gate_section(summary: Summary, title: str = "Conversation simulations") -> s
     gate = summary["gate"]
     status = gate["status"]
     totals = summary["totals"]
+    min_rate, max_errors = gate["config"]["min_pass_rate"], gate["config"]["max_error_rate"]
     lines = [
         f"## {ICONS.get(status, '')} {title}: {status.upper()}",
         "",
         f"**{gate['passes']} passed**, **{gate['failures']} failed**, **{gate['errors']} errors** "
-        f"of {totals['conversations']} conversations · pass rate {_rate(gate['pass_rate'])} "
-        f"(gate ≥ {gate['config']['min_pass_rate']:.0%}) · error rate {_rate(gate['error_rate'])} "
-        f"(gate ≤ {gate['config']['max_error_rate']:.0%}) · {totals['turns']} turns · "
+        f"of {totals['conversations']} conversations · pass rate {_rate(gate['pass_rate'], min_rate)} "
+        f"(gate ≥ {_rate(min_rate, min_rate)}) · error rate {_rate(gate['error_rate'], max_errors)} "
+        f"(gate ≤ {_rate(max_errors, max_errors)}) · {totals['turns']} turns · "
         f"{totals['tokens']['total_tokens']:,} tokens",
     ]
     run = summary.get("run") or {}
