@@ -22,6 +22,7 @@ from .results_folder import (
     RESULTS_FILE,
     ReadNotes,
     iter_results,
+    read_plan,
     read_summary,
     replaced_atomically,
     result_key,
@@ -30,6 +31,7 @@ from .results_folder import (
     utc_now,
     write_summary,
 )
+from .runner import narrowed_gate
 from .state_hooks import Requery, keep_outcomes, recheck_context
 from .targets import Target
 
@@ -92,7 +94,14 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8, 
         run["internal_errors"] = [*run.get("internal_errors", []), *problems[:LISTED_KEYS]]
     if notes.warnings:
         run["warnings"] = [*run.get("warnings", []), *notes.warnings]
-    rebuilt = summarize_folder(folder, run=run, gate=manifest.gate)
+    # held to what the run planned, as the run was: `--filter`, `--tag` or a shard left some
+    # required simulations out, and the manifest's whole gate would call them "did not run"
+    plan = read_plan(folder)
+    gate, narrowed = narrowed_gate(manifest.gate, plan) if plan is not None else (manifest.gate, [])
+    run.pop("gate_narrowed", None)
+    if narrowed:
+        run["gate_narrowed"] = narrowed
+    rebuilt = summarize_folder(folder, run=run, gate=gate)
     write_summary(folder, rebuilt.summary)
     return rebuilt.summary
 

@@ -168,3 +168,25 @@ def test_the_html_report_does_not_round_a_failing_pass_rate_up_to_100_percent(br
     stats = page.eval_on_selector_all("#stats .stat", "els => els.map(e => e.textContent)")
     assert "99.5%pass rate" in stats, stats
     assert page.problems == []  # type: ignore[attr-defined]
+
+
+# --- re-checks -------------------------------------------------------------------------------------------
+
+
+def test_check_of_a_filtered_or_sharded_run_holds_it_to_what_it_planned(tmp_path: Path) -> None:
+    manifest = _sharded_manifest(tmp_path)
+    manifest.write_text(
+        manifest.read_text()
+        .replace(
+            "expect: {contains: sure}}\n  - {name: bad", "expect: {contains: sure}, required: true}\n  - {name: bad"
+        )
+        .replace("version: 1\n", "version: 1\ngate: {required: [bad]}\n")
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--filter", "good"]) == EXIT_OK
+    before = json.loads((out / "summary.json").read_text())
+    assert before["gate"]["status"] == "pass" and before["run"]["gate_narrowed"] == ["bad"]
+    assert main(["check", str(out)]) == EXIT_OK
+    after = json.loads((out / "summary.json").read_text())
+    assert after["gate"]["status"] == "pass", after["gate"]["reasons"]
+    assert after["gate"]["config"]["required"] == before["gate"]["config"]["required"]
