@@ -90,10 +90,13 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8, 
             await asking.aclose()
     old: Mapping[str, Any] = read_summary(folder) or {}
     run: RunInfo = {**(old.get("run") or {}), "rechecked_at": utc_now(), "manifest": str(manifest.path)}
+    # this check's own problems replace the last check's: a check that failed once (a bug since
+    # fixed, a judge that was down) does not keep the gate at "error" through every later check
+    run.pop("check_errors", None)
     if problems:
-        run["internal_errors"] = [*run.get("internal_errors", []), *problems[:LISTED_KEYS]]
-    if notes.warnings:
-        run["warnings"] = [*run.get("warnings", []), *notes.warnings]
+        run["check_errors"] = problems[:LISTED_KEYS]
+    if notes.warnings:  # the same damaged line is not reported again at every check
+        run["warnings"] = list(dict.fromkeys([*run.get("warnings", []), *notes.warnings]))
     # held to what the run planned, as the run was: `--filter`, `--tag` or a shard left some
     # required simulations out, and the manifest's whole gate would call them "did not run"
     plan = read_plan(folder)

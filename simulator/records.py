@@ -297,6 +297,8 @@ class RunInfo(TypedDict, total=False):
     lost: list[str]
     storage_error: str | None
     internal_errors: list[str]
+    #: what went wrong in the last `simulator check` (each check replaces it); counts like internal_errors
+    check_errors: list[str]
     warnings: list[str]
     gate_narrowed: list[str]
     replay: dict[str, Any]

@@ -120,7 +120,8 @@ class SummaryBuilder:
         return self._all.conversations
 
     def build(self, run: RunInfo | None = None, gate: GateConfig | None = None) -> Summary:
-        """The summary; `run.missing_count` and `run.internal_errors` count against the gate."""
+        """The summary; `run.missing_count`, `run.internal_errors` and `run.check_errors` count
+        against the gate."""
         run = run or {}
         simulations: dict[str, SimulationSummary] = {}
         for name, tally in self._groups.items():
@@ -140,7 +141,7 @@ class SummaryBuilder:
                 verdicts,
                 gate,
                 missing=int(run.get("missing_count") or 0),
-                internal_errors=list(run.get("internal_errors") or []),
+                internal_errors=[*(run.get("internal_errors") or []), *(run.get("check_errors") or [])],
             ),
             "totals": self._all.totals(),
             "simulations": simulations,

@@ -11,6 +11,7 @@ import pytest
 
 from simulator import ScriptedUser, Simulator
 from simulator.checks import EvaluationContext, build_checks, decide_gate, evaluate, pass_at_k, pass_hat_k
+from simulator.checks.deterministic import TextCheck
 from simulator.checks.gate import simulation_verdict
 from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.errors import ConfigError
@@ -299,6 +300,33 @@ def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["simulations"]["refund"]["verdict"]["failed_checks"] == {"contains 'voucher' in any reply": 3}
     assert "rechecked_at" in summary["run"]
+
+
+def test_a_check_that_broke_holds_the_gate_only_until_the_next_check(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'Your refund is approved.'\n")
+    manifest = tmp_path / "m.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+        "simulations:\n"
+        "  - {name: refund, persona: jane, task: t, turns: [hi], repeat: 2, expect: {contains: refund}}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_OK
+
+    async def broken(self, result, context):  # a check with a bug, as a later release may fix it
+        raise RuntimeError("check bug")
+
+    monkeypatch.setattr(TextCheck, "evaluate", broken)
+    for _ in range(2):  # the same problem, checked twice, is listed once
+        assert main(["check", str(out)]) == EXIT_RUN_ERRORS
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["gate"]["status"] == "error" and len(summary["run"]["check_errors"]) == 2
+        assert all("check bug" in problem for problem in summary["run"]["check_errors"])
+        assert "internal_errors" not in summary["run"] or summary["run"]["internal_errors"] == []
+    monkeypatch.undo()
+    assert main(["check", str(out)]) == EXIT_OK
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gate"]["status"] == "pass" and "check_errors" not in summary["run"]
 
 
 def test_repeats_min_passes_and_required_through_the_runner(tmp_path: Path, llm: FakeOpenAIServer) -> None:
