@@ -177,3 +177,43 @@ def test_the_chart_stays_out_where_it_would_not_help_or_fit(runs: dict[str, Path
     printed = capsys.readouterr().out
     assert "| gives-up |" in printed and "mermaid" not in printed  # a terminal would only show the code
     assert "```mermaid" in (runs["head"] / "report.md").read_text()
+
+
+def test_failures_the_change_brought_come_first_so_the_size_limit_never_hides_them(tmp_path: Path) -> None:
+    manifest = (
+        "version: 1\ntarget: {callback: 'app.py:respond'}\ngate: {min_pass_rate: 0}\nsimulations:\n"
+        "  - {name: a-always-failing, persona: jane, task: t, turns: ['where is my order'], repeat: 3,"
+        " expect: {contains: shipped}}\n"
+        "  - {name: zz-refund, persona: alex, task: t, turns: ['I need a refund'], repeat: 6,"
+        " expect: {contains: approved}}\n"
+    )
+    folders = {}
+    for side, refund in (("base", "approved"), ("head", "declined")):
+        folder = tmp_path / side
+        folder.mkdir()
+        (folder / "app.py").write_text(f"def respond(q, h, m):\n    return 'Your refund is {refund}.' * 20\n")
+        (folder / "m.yml").write_text(manifest)
+        main(["run", str(folder / "m.yml"), "--out", str(folder / "out"), "--quiet"])
+        folders[side] = folder / "out"
+    changes = compare(summary_of(folders["head"]), summary_of(folders["base"]))
+    assert changes["zz-refund"]["verdict"] == "regressed" and changes["a-always-failing"]["verdict"] == "unchanged"
+
+    def shown(limit: int) -> list[str]:
+        text = render_markdown(
+            summary_of(folders["head"]),
+            read_results(folders["head"] / "conversations.jsonl"),
+            changes=changes,
+            limit=limit,
+        )
+        failed = text.split("### Failed and errored conversations", 1)[1]
+        return [next(n for n in changes if f"{n} #" in summary) for summary in rendered(failed).summaries]
+
+    assert shown(COMMENT_LIMIT) == ["zz-refund"] * 6 + ["a-always-failing"] * 3
+    # room for about half of them: the regression's are the ones kept
+    everything = len(
+        render_markdown(
+            summary_of(folders["head"]), read_results(folders["head"] / "conversations.jsonl"), changes=changes
+        )
+    )
+    cut = shown(everything - 1500)
+    assert 6 <= len(cut) < 9 and cut == shown(COMMENT_LIMIT)[: len(cut)]

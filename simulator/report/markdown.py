@@ -21,9 +21,11 @@ from ..checks.gate import percent
 from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
 from ..unicode_safety import visible_controls
+from .baseline import NEW
 from .changes_markdown import changes_section, comparison_summary, vs_base
 from .escape import html_text, inline
 from .mermaid import pass_rate_chart
+from .significance import REGRESSED, WITHIN_NOISE
 
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body
 SUMMARY_LIMIT = 1_048_576  # GitHub's maximum job summary per step
@@ -233,11 +235,20 @@ def _footer(links: Links) -> str:
     return " · ".join(items)
 
 
-def _worst(results: Iterable[ConversationResult]) -> tuple[list[ConversationResult], int]:
-    """The few failed or errored conversations that can be shown (failures first), and how many there are.
+#: with a baseline, the failed conversations of these simulations come first: they are what the
+#: change did, and the size limit must not push them out behind failures that were there before
+_CHANGE_RANK = {REGRESSED: 0, NEW: 1, WITHIN_NOISE: 2}
+
+
+def _worst(
+    results: Iterable[ConversationResult], changes: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[ConversationResult], int]:
+    """The few failed or errored conversations that can be shown, and how many there are: those of
+    simulations that regressed since the base run (or are new) first, then failures before errors.
 
     A large run is streamed through, never held.
     """
+    moved = {name: _CHANGE_RANK.get(str(change.get("verdict")), 3) for name, change in (changes or {}).items()}
     count = 0
 
     def not_passed() -> Iterator[ConversationResult]:
@@ -250,7 +261,11 @@ def _worst(results: Iterable[ConversationResult]) -> tuple[list[ConversationResu
     shown = heapq.nsmallest(
         SHOWN_AT_MOST,
         not_passed(),
-        key=lambda r: ((r.get("evaluation") or {}).get("status") != "fail", r["meta_data"].get("simulation", "")),
+        key=lambda r: (
+            moved.get(r["meta_data"].get("simulation", ""), 3),
+            (r.get("evaluation") or {}).get("status") != "fail",
+            r["meta_data"].get("simulation", ""),
+        ),
     )
     return shown, count
 
@@ -305,7 +320,7 @@ def render_markdown(
     links = links or Links()
     footer = _footer(links)
     head = _head(summary, changes, header, baseline_note, room=limit - len(footer) - 200, chart=chart)
-    bad, bad_count = _worst(results)
+    bad, bad_count = _worst(results, changes)
     if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
         head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
     body = [head]
