@@ -67,7 +67,7 @@ def build_target(config: dict[str, Any], folder: Path, source: str = "target", r
     """The app under test described by a manifest `target` mapping (callback files inside `root`)."""
     if "callback" in config:
         try:
-            return CallbackTarget(load_callback(config["callback"], folder, root))
+            return CallbackTarget(load_callback(config["callback"], folder, root), name=config["callback"])
         except ConfigError as exc:
             raise ConfigError(f"{source}.callback: {exc}") from None
     return HttpTarget.from_config(config, source=source)

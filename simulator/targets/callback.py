@@ -30,11 +30,13 @@ def _callback_name(fn: Callable[..., Any]) -> str:
 class CallbackTarget(Target):
     """Calls a sync or async function; a sync one runs in a worker thread so others go on."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+        """`name` is how messages and results call the callback: a manifest's `file.py:function`
+        spec reads better than the private module name its file was loaded under."""
         if not callable(fn):
             raise ConfigError(f"simulate_callback must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.name = _callback_name(fn)
+        self.name = name or _callback_name(fn)
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
         )

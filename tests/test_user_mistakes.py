@@ -1,0 +1,56 @@
+"""What a first-time user sees after the usual mistakes: each message names their own file, field or URL.
+
+The user model is the fake OpenAI server on 127.0.0.1; the app is a callback file in the test's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from simulator.cli import EXIT_RUN_ERRORS, main
+from tests.servers.openai_server import FakeOpenAIServer, Reply
+
+APP = """\
+def respond(question, history, meta):
+    return 'You said: ' + question
+
+def broken(question, history, meta):
+    raise RuntimeError('database is down')
+"""
+
+
+def project(tmp_path: Path, *, callback: str = "app.py:respond", user: str = "", name: str = "asks") -> Path:
+    """A manifest with one LLM-played simulation against a callback file, as a user writes one."""
+    (tmp_path / "app.py").write_text(APP)
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(
+        "version: 1\n"
+        f"target: {{callback: '{callback}'}}\n" + textwrap.dedent(user) + "simulations:\n"
+        f"  - {{name: '{name}', persona: jane, task: ask about order 5, max_turns: 4}}\n"
+    )
+    return manifest
+
+
+def user_block(llm: FakeOpenAIServer, model: str = "gpt-4o-mini", extra: str = "") -> str:
+    return f"user: {{model: {model}, endpoint: '{llm.openai_base_url}', api_key_env: MY_KEY{extra}}}\n"
+
+
+def results(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "conversations.jsonl").read_text().splitlines()]
+
+
+def test_a_raising_callback_file_is_named_as_the_manifest_names_it(tmp_path: Path, llm: FakeOpenAIServer) -> None:
+    """Not as the module the simulator loaded it under (`simulator_callback_8812...:broken`)."""
+    manifest = project(tmp_path, callback="app.py:broken", user=user_block(llm))
+    llm.default = lambda request: Reply(content="Where is order 5?")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MY_KEY", "k")
+        assert main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_RUN_ERRORS
+    [result] = results(tmp_path / "out")
+    assert result["meta_data"]["stop_detail"].startswith("callback app.py:broken raised RuntimeError: database is down")
+    assert result["meta_data"]["app"]["callback"] == "app.py:broken"
+    assert "simulator_callback_" not in json.dumps(result)
