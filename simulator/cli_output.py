@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .checks.gate import percent
+from .clip import clip
 from .plan import Job
-from .records import ConversationResult, Summary
+from .records import ConversationResult, MetaData, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line
 from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_results
@@ -48,7 +49,12 @@ class Progress:
         self.errors += bool(meta.get("is_error"))
         if self.quiet:
             return
+        why = self._why(meta)
         if self.tty:
+            if why:  # above the bar, which the next redraw puts back
+                bar = getattr(self.stream, "unscrubbed", self.stream)
+                bar.write("\r\033[K")
+                self.stream.write(f"{self._line(job, meta)}: {why}\n")
             width = 30
             filled = int(width * self.done / max(self.total, 1))
             elapsed = time.monotonic() - self.started
@@ -61,12 +67,21 @@ class Progress:
             if self.done == self.total:
                 bar.write("\n")
         else:
-            seconds = meta.get("duration_ms", 0) / 1000
-            self.stream.write(
-                f"[{self.done}/{self.total}] {job.key}: {meta['stop_reason']} after "
-                f"{meta['turn_count']} turns in {seconds:.1f}s\n"
-            )
+            self.stream.write(f"[{self.done}/{self.total}] {self._line(job, meta)}{f': {why}' if why else ''}\n")
         self.stream.flush()
+
+    @staticmethod
+    def _line(job: Job, meta: MetaData) -> str:
+        seconds = meta.get("duration_ms", 0) / 1000
+        turns = meta["turn_count"]
+        return f"{job.key}: {meta['stop_reason']} after {turns} turn{'' if turns == 1 else 's'} in {seconds:.1f}s"
+
+    @staticmethod
+    def _why(meta: MetaData) -> str:
+        """An errored conversation's cause (the URL, the status, what to change) where the run is
+        watched: a bare `llm_error` sent people digging through report.md for it."""
+        detail = meta.get("stop_detail") if meta.get("is_error") else None
+        return clip(" ".join(str(detail).split()), 400) if detail else ""
 
 
 @dataclass

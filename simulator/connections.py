@@ -13,7 +13,7 @@ from typing import Any
 from .checks import EvaluationContext
 from .errors import ConfigError, MissingCredentialError
 from .manifest import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
-from .models import OpenAIChatCompletionsModel
+from .models import FixHints, OpenAIChatCompletionsModel
 from .state_client import StateClient
 from .targets import CallbackTarget, HttpTarget, Target
 from .token_managers import PlainTokenManager
@@ -91,7 +91,7 @@ def build_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompl
         if key in config
     }
     try:
-        return OpenAIChatCompletionsModel(
+        model = OpenAIChatCompletionsModel(
             endpoint_url=config.get("endpoint") or None,
             token_manager=manager,
             api_version=config.get("api_version") or None,
@@ -100,6 +100,9 @@ def build_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompl
         )
     except ConfigError as exc:
         raise type(exc)(f"{source}: {exc}") from None
+    default_key_env = "AZURE_OPENAI_API_KEY" if model.is_azure else "OPENAI_API_KEY"
+    model.fix_hints = FixHints.for_manifest(source, key_env, default_key_env)
+    return model
 
 
 class Connections:

@@ -37,6 +37,33 @@ SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalt
 FIRST_RETRY_DELAY = 0.5
 
 
+@dataclass(frozen=True)
+class FixHints:
+    """What a user edits when the model fails: the constructor's arguments in the library; a
+    manifest's own fields (`user.endpoint`, the variable holding the key) when a manifest built it."""
+
+    credential: str = "check the API key or token manager"
+    model: str = "check endpoint_url and name"
+    endpoint: str = "check endpoint_url"
+    rate_limit: str = "lower the concurrency or raise max_retries"
+    timeout: str = "raise timeout"
+
+    @classmethod
+    def for_manifest(cls, section: str, key_env: str | None, default_key_env: str) -> FixHints:
+        """The hints for a model a manifest's `section` (`user`, `judge`, `simulations[2].user`) describes."""
+        if key_env:
+            credential = f"check the key in {key_env} ({section}.api_key_env)"
+        else:
+            credential = f"check the key in {default_key_env} (or name another variable in {section}.api_key_env)"
+        return cls(
+            credential=credential,
+            model=f"check {section}.endpoint and {section}.model",
+            endpoint=f"check {section}.endpoint",
+            rate_limit=f"lower --concurrency or raise {section}.max_retries",
+            timeout=f"raise {section}.timeout",
+        )
+
+
 @dataclass
 class ModelReply:
     """One completion: the text, the whole JSON answer, and the request that produced it.
@@ -121,6 +148,8 @@ class OpenAIChatCompletionsModel:
         self._formats = FormatNegotiation()
         self._connections = MAX_CONNECTIONS  # raised by `warm` for a run with more conversations at a time
         self._clients: PerLoop[Any] = PerLoop(self._make_sdk_client)
+        #: what a failure's message tells the user to change; a manifest sets its own fields' names
+        self.fix_hints = FixHints()
 
     # --- configuration ------------------------------------------------------------------
 
@@ -367,18 +396,20 @@ class OpenAIChatCompletionsModel:
         if isinstance(exc, openai.BadRequestError):
             return self._failure(exc, "rejected the request")
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            return self._failure(exc, "rejected the credential; check the API key or token manager", fatal=True)
+            return self._failure(exc, f"rejected the credential; {self.fix_hints.credential}", fatal=True)
         if isinstance(exc, openai.NotFoundError):
-            return self._failure(exc, "has no such model or deployment; check endpoint_url and name", fatal=True)
+            return self._failure(exc, f"has no such model or deployment; {self.fix_hints.model}", fatal=True)
         if isinstance(exc, openai.RateLimitError):
-            return self._failure(exc, f"kept rate-limiting after {self.max_retries} retries")
+            return self._failure(
+                exc, f"kept rate-limiting after {self.max_retries} retries; {self.fix_hints.rate_limit}"
+            )
         if isinstance(exc, openai.APIStatusError):
             return self._failure(exc, f"failed after {self.max_retries} retries")
         if isinstance(exc, openai.APITimeoutError):
             return TurnError(
                 "timeout",
                 f"{self.name} at {self.chat_url}: no answer within {self.timeout:g} s "
-                f"(after {self.max_retries} retries)",
+                f"(after {self.max_retries} retries); {self.fix_hints.timeout}",
             )
         return self._connection_failure(exc)
 
@@ -396,7 +427,7 @@ class OpenAIChatCompletionsModel:
         why = str(cause).strip() or f"{type(cause).__name__} (the connection was closed or reset)"
         return TurnError(
             "llm_error",
-            f"{self.name}: {what} {where}: {why} (after {self.max_retries} retries)",
+            f"{self.name}: {what} {where}: {why} (after {self.max_retries} retries); {self.fix_hints.endpoint}",
             detail={"url": self.chat_url},
         )
 

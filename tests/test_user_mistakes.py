@@ -54,3 +54,60 @@ def test_a_raising_callback_file_is_named_as_the_manifest_names_it(tmp_path: Pat
     assert result["meta_data"]["stop_detail"].startswith("callback app.py:broken raised RuntimeError: database is down")
     assert result["meta_data"]["app"]["callback"] == "app.py:broken"
     assert "simulator_callback_" not in json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    ("reply", "model", "extra", "says"),
+    [
+        (
+            Reply.error(401, "Incorrect API key provided", code="invalid_api_key"),
+            "gpt-4o-mini",
+            "",
+            "check the key in MY_KEY (user.api_key_env)",
+        ),
+        (
+            Reply.error(404, "The model `gpt-4o-mni` does not exist", code="model_not_found"),
+            "gpt-4o-mni",
+            "",
+            "check user.endpoint and user.model",
+        ),
+        (Reply.rate_limited(0.01), "gpt-4o-mini", ", max_retries: 1", "lower --concurrency or raise user.max_retries"),
+    ],
+    ids=["401", "404", "429"],
+)
+def test_a_user_model_failure_names_the_manifest_fields_to_fix_and_shows_on_the_console(
+    tmp_path: Path,
+    llm: FakeOpenAIServer,
+    capsys: pytest.CaptureFixture[str],
+    reply: Reply,
+    model: str,
+    extra: str,
+    says: str,
+) -> None:
+    """A manifest has no `endpoint_url`, `name` or token manager: the hint speaks of its own fields, and
+    the progress line says why the conversation ended instead of a bare `llm_error`."""
+    manifest = project(tmp_path, user=user_block(llm, model, extra))
+    llm.default = lambda request: reply
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MY_KEY", "wrong")
+        assert main(["run", str(manifest), "--out", str(tmp_path / "out")]) == EXIT_RUN_ERRORS
+    [result] = results(tmp_path / "out")
+    assert says in result["meta_data"]["stop_detail"]
+    err = capsys.readouterr().err
+    assert "asks#1: llm_error after 1 turn in " in err
+    assert says in err
+    assert "endpoint_url" not in err and "token manager" not in err
+
+
+def test_a_default_key_variable_is_named_when_the_manifest_names_none(
+    tmp_path: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = project(tmp_path, user=f"user: {{model: gpt-4o-mini, endpoint: '{llm.openai_base_url}'}}\n")
+    monkeypatch.setenv("OPENAI_API_KEY", "wrong")
+    llm.default = lambda request: Reply.error(401, "Incorrect API key provided", code="invalid_api_key")
+    assert main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == EXIT_RUN_ERRORS
+    [result] = results(tmp_path / "out")
+    assert (
+        "check the key in OPENAI_API_KEY (or name another variable in user.api_key_env)"
+        in (result["meta_data"]["stop_detail"])
+    )
