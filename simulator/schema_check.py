@@ -85,6 +85,11 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return path, f"expected {expected}, got {type(error.instance).__name__} {_short(error.instance)}"
+    if error.validator == "pattern":
+        # a shipped pattern says in words what it wants: a regular expression is no help to the reader
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        if schema.get("x-expected"):
+            return path, f"{_short(error.instance)} is not {schema['x-expected']}"
     if error.validator == "minLength" and error.instance == "":
         return path, "must not be empty"
     return path, error.message

@@ -17,7 +17,19 @@ Predicate = Callable[[Any], bool]
 
 #: keywords that never make a document invalid
 _ANNOTATIONS = frozenset(
-    {"$schema", "$id", "$comment", "$defs", "title", "description", "default", "examples", "format", "deprecated"}
+    {
+        "$schema",
+        "$id",
+        "$comment",
+        "$defs",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "format",
+        "deprecated",
+        "x-expected",  # the form a `pattern` wants, in words, for error messages
+    }
 )
 
 

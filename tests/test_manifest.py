@@ -113,7 +113,7 @@ def test_interpolation_rules() -> None:
         ),
         (
             "version: 1\ntarget: {callback: 'm:f'}\nsimulations:\n  - {name: 'bad name', persona: jane, task: t}\n",
-            ["simulations[0].name: 'bad name' does not match"],
+            ["simulations[0].name: 'bad name' is not a simulation name"],
         ),
         (
             "version: 1\ntarget: {url: 'http://x', format: soap}\nsimulations:\n  - {name: a, persona: jane, task: t}\n",
@@ -122,7 +122,7 @@ def test_interpolation_rules() -> None:
         (
             "version: 1\ntarget: {url: 'http://x', session: {read: 'query:sid'}}\n"
             "simulations:\n  - {name: a, persona: jane, task: t}\n",
-            ["target.session.read: 'query:sid' does not match"],
+            ["target.session.read: 'query:sid' is not json:PATH, header:NAME or cookie:NAME"],
         ),
         (
             "version: 1\ntarget: {url: 'http://x', callback: 'm:f'}\nsimulations:\n  - {name: a, persona: jane, task: t}\n",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cli import EXIT_RUN_ERRORS, main
+from simulator.cli import EXIT_CONFIG, EXIT_RUN_ERRORS, main
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 
 APP = """\
@@ -111,3 +111,39 @@ def test_a_default_key_variable_is_named_when_the_manifest_names_none(
         "check the key in OPENAI_API_KEY (or name another variable in user.api_key_env)"
         in (result["meta_data"]["stop_detail"])
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "manifest_kwargs", "says"),
+    [
+        ("target.callback", {"callback": "app.py"}, "'app.py' is not module:function or path/to/file.py:function"),
+        ("simulations[0].name", {"name": "jane returns"}, "'jane returns' is not a simulation name: letters"),
+    ],
+    ids=["callback", "name"],
+)
+def test_a_value_of_the_wrong_form_says_the_form_in_words_not_as_a_regular_expression(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, manifest_kwargs: dict[str, str], says: str
+) -> None:
+    manifest = project(tmp_path, **manifest_kwargs)
+    assert main(["validate", str(manifest)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"{field}: {says}" in err, err
+    assert "does not match" not in err and "^[" not in err
+
+
+def test_every_pattern_in_a_shipped_schema_says_in_words_what_it_wants() -> None:
+    """So no later field falls back to printing its regular expression to the user."""
+    from importlib import resources
+
+    def patterns(node: object) -> list[dict]:
+        if isinstance(node, dict):
+            found = [node] if "pattern" in node else []
+            return found + [p for value in node.values() for p in patterns(value)]
+        if isinstance(node, list):
+            return [p for value in node for p in patterns(value)]
+        return []
+
+    for schema_file in resources.files("simulator.schemas").iterdir():
+        if schema_file.name.endswith(".schema.json"):
+            for node in patterns(json.loads(schema_file.read_text())):
+                assert node.get("x-expected"), f"{schema_file.name}: pattern {node['pattern']} has no x-expected"
