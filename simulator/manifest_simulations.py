@@ -12,8 +12,9 @@ the defaults give is built once.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checks import build_checks
 from .errors import ConfigError, field_errors
@@ -21,6 +22,9 @@ from .persona import Persona, predefined_personas
 from .schema_check import schema_errors
 from .state_requests import PLACEHOLDERS, SETUP_PLACEHOLDERS, StateRequest, request_list
 from .yaml_source import YamlDocument, copy_plain, format_path
+
+if TYPE_CHECKING:
+    import ast
 
 DEFAULT_MAX_TURNS = 6
 DEFAULT_REPEAT = 1
@@ -115,6 +119,62 @@ def check_callback(
         )
     elif module.endswith(".py") and not (folder / module).is_file():
         problems.append(f"{doc.where(where)}: {format_path(where)}: callback file {folder / module} not found")
+    elif module.endswith(".py") and (why := missing_callback(folder / module, spec.rpartition(":")[2])):
+        problems.append(f"{doc.where(where)}: {format_path(where)}: {why}")
+
+
+def missing_callback(file: Path, attribute: str) -> str | None:
+    """Why `file` cannot hold the callback `attribute`, read without running it; None when it may.
+
+    `validate` must not run the manifest's code, yet a misspelt function only showed at `run`. The
+    file is parsed, not imported: a name bound nowhere at its top level (no def, class, assignment
+    or import) is missing, unless the file could make names up (`import *`, `__getattr__`, `globals()`).
+    """
+    import ast  # only for a manifest with a callback file
+    import difflib
+
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except SyntaxError as exc:
+        return f"{file.name}:{exc.lineno}: not valid Python: {exc.msg}"
+    except (OSError, ValueError):
+        return None  # unreadable or NUL bytes: the import at run time says what is wrong
+    bound: set[str] = set()
+    for node in _top_level(tree.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.Name) and node.id in ("globals", "vars", "exec", "setattr"):
+            return None
+    for node in ast.walk(tree):  # `global respond` in a function that then assigns it
+        if isinstance(node, ast.Global):
+            bound.update(node.names)
+    name = attribute.split(".")[0]
+    if name in bound or "__getattr__" in bound:
+        return None
+    functions = sorted(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    close = difflib.get_close_matches(name, sorted(bound), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"its functions: {', '.join(functions) or 'none'}"
+    return f"{file.name} defines no {name!r} ({hint})"
+
+
+def _top_level(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Every node of the module's own code, not inside a function or class body (those bind their own names)."""
+    import ast
+
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(node.decorator_list if not isinstance(node, ast.Lambda) else [])
+            continue
+        stack.extend(ast.iter_child_nodes(node))
 
 
 def check_sides(

@@ -275,7 +275,7 @@ def test_untrusted_manifest_is_data_only(tmp_path: Path) -> None:
     (folder / "people" / "ann.yaml").write_text(ann)
     (folder / "ann").write_text(ann)  # a bare name that is a file, not a predefined persona
     (folder / "jane").write_text(ann)  # a file named like a predefined persona: untrusted, the predefined one
-    (folder / "app.py").write_text("raise SystemExit('never imported')\n")
+    (folder / "app.py").write_text("raise SystemExit('never imported')\ndef respond(q, h, m):\n    return q\n")
     path = folder / "simulations.yml"
     path.write_text(
         "version: 1\n"

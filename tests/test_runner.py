@@ -176,7 +176,7 @@ def test_callback_that_cannot_be_imported_is_a_config_error(tmp_path: Path, caps
     manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [x]}\n")
     manifest.write_text(manifest.read_text().replace("app.py:respond", "app.py:nope"))
     assert main(["run", str(manifest), "--out", str(tmp_path / "out")]) == EXIT_CONFIG
-    assert "has no attribute 'nope'" in capsys.readouterr().err
+    assert "target.callback: app.py defines no 'nope'" in capsys.readouterr().err  # before anything runs
 
 
 def test_shards_then_merge_equal_one_run(tmp_path: Path) -> None:

@@ -147,3 +147,43 @@ def test_every_pattern_in_a_shipped_schema_says_in_words_what_it_wants() -> None
         if schema_file.name.endswith(".schema.json"):
             for node in patterns(json.loads(schema_file.read_text())):
                 assert node.get("x-expected"), f"{schema_file.name}: pattern {node['pattern']} has no x-expected"
+
+
+@pytest.mark.parametrize(
+    ("callback", "source", "says"),
+    [
+        ("app.py:respnd", APP, "target.callback: app.py defines no 'respnd' (did you mean 'respond'?)"),
+        ("app.py:answer", APP, "target.callback: app.py defines no 'answer' (its functions: broken, respond)"),
+        ("app.py:respond", "def respond(q, h, m)\n    return q\n", "target.callback: app.py:1: not valid Python"),
+    ],
+    ids=["misspelt", "absent", "syntax error"],
+)
+def test_validate_finds_a_callback_file_without_the_function_before_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], callback: str, source: str, says: str
+) -> None:
+    """`validate` reads the file without running it, so it no longer says "valid" for what `run` refuses."""
+    manifest = project(tmp_path, callback=callback)
+    (tmp_path / "app.py").write_text(source)
+    assert main(["validate", str(manifest)]) == EXIT_CONFIG
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from helpers import *\n",
+        "def __getattr__(name):\n    return lambda q, h, m: q\n",
+        "globals()['respond'] = lambda q, h, m: q\n",
+        "def _install():\n    global respond\n    respond = lambda q, h, m: q\n_install()\n",
+        "try:\n    from fast import respond\nexcept ImportError:\n    respond = lambda q, h, m: q\n",
+        "if True:\n    class respond:\n        pass\n",
+    ],
+    ids=["star import", "module __getattr__", "globals()", "global statement", "import in try", "class in if"],
+)
+def test_a_callback_file_that_may_define_the_function_is_not_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str
+) -> None:
+    manifest = project(tmp_path)
+    (tmp_path / "app.py").write_text(source)
+    main(["validate", str(manifest)])
+    assert "target.callback" not in capsys.readouterr().err
