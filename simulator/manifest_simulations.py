@@ -128,7 +128,8 @@ def missing_callback(file: Path, attribute: str) -> str | None:
 
     `validate` must not run the manifest's code, yet a misspelt function only showed at `run`. The
     file is parsed, not imported: a name bound nowhere at its top level (no def, class, assignment
-    or import) is missing, unless the file could make names up (`import *`, `__getattr__`, `globals()`).
+    or import) is missing, unless the file could make names up (`import *`, `__getattr__`, `globals()`,
+    `exec`, `setattr`, an assignment to an attribute of that name), wherever in the file it does.
     """
     import ast  # only for a manifest with a callback file
     import difflib
@@ -149,18 +150,29 @@ def missing_callback(file: Path, attribute: str) -> str | None:
             bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             bound.add(node.id)
-        elif isinstance(node, ast.Name) and node.id in ("globals", "vars", "exec", "setattr"):
-            return None
-    for node in ast.walk(tree):  # `global respond` in a function that then assigns it
+    name = attribute.split(".")[0]
+    # anywhere in the file, a function run at import may bind it: `global respond`, `globals()[...]`,
+    # `exec`, `setattr`, or an attribute of the module itself (`sys.modules[__name__].respond = ...`)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Global):
             bound.update(node.names)
-    name = attribute.split(".")[0]
+        elif _may_bind(node, name):
+            return None
     if name in bound or "__getattr__" in bound:
         return None
     functions = sorted(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
     close = difflib.get_close_matches(name, sorted(bound), n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"its functions: {', '.join(functions) or 'none'}"
     return f"{file.name} defines no {name!r} ({hint})"
+
+
+def _may_bind(node: ast.AST, name: str) -> bool:
+    """Whether `node` may bind `name` in the module in a way a parse cannot follow."""
+    import ast
+
+    if isinstance(node, ast.Name):
+        return node.id in ("globals", "vars", "exec", "setattr")
+    return isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and node.attr == name
 
 
 def _top_level(body: list[ast.stmt]) -> Iterator[ast.AST]:

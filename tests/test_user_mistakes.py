@@ -177,8 +177,19 @@ def test_validate_finds_a_callback_file_without_the_function_before_run_does(
         "def _install():\n    global respond\n    respond = lambda q, h, m: q\n_install()\n",
         "try:\n    from fast import respond\nexcept ImportError:\n    respond = lambda q, h, m: q\n",
         "if True:\n    class respond:\n        pass\n",
+        "def _install():\n    globals()['respond'] = lambda q, h, m: q\n_install()\n",
+        "import sys\ndef _install():\n    sys.modules[__name__].respond = lambda q, h, m: q\n_install()\n",
     ],
-    ids=["star import", "module __getattr__", "globals()", "global statement", "import in try", "class in if"],
+    ids=[
+        "star import",
+        "module __getattr__",
+        "globals()",
+        "global statement",
+        "import in try",
+        "class in if",
+        "globals() in a function",
+        "attribute of the module",
+    ],
 )
 def test_a_callback_file_that_may_define_the_function_is_not_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str
