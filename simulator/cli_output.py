@@ -190,7 +190,7 @@ class Console:
 
 def _plan_line(summary: Summary) -> str:
     run = summary.get("run") or {}
-    line = plan_line(run)
+    line = plan_line(run, summary.get("totals"))
     if run.get("missing_count"):
         shown = ", ".join(run.get("missing", [])[:10])
         line += f" ({shown}{', …' if run['missing_count'] > 10 else ''})"

@@ -216,7 +216,7 @@ def test_a_signal_mid_run_keeps_finished_conversations(tmp_path: Path, sig: sign
             break
         time.sleep(0.02)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=20)
+    stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == code, stderr
     results = read_results(results_file)
     finished = [r for r in results if r["meta_data"]["stop_reason"] == "max_turns"]
@@ -228,6 +228,9 @@ def test_a_signal_mid_run_keeps_finished_conversations(tmp_path: Path, sig: sign
     assert summary["totals"]["conversations"] == len(results)
     assert summary["run"]["missing_count"] == 300 - len(results)
     assert f"Interrupted by {sig.name}" in stderr
+    # a conversation the signal cut short has a result, but is not counted as finished
+    cut = f", {len(cancelled)} cut short" if cancelled else ""
+    assert f"300 planned, {len(finished)} finished{cut}, {300 - len(results)} missing" in stdout
 
 
 def test_cli_exit_codes_and_commands(tmp_path: Path, capsys) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import html
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -75,11 +75,15 @@ def deep_link(report_url: str, simulation: str, repeat: int) -> str:
     return f"{report_url.split('#', 1)[0]}#{quote(simulation, safe='')}/{repeat}"
 
 
-def plan_line(run: RunInfo) -> str:
-    """ "N planned, M finished, K missing", the same words in every command and report."""
+def plan_line(run: RunInfo, totals: Mapping[str, Any] | None = None) -> str:
+    """ "N planned, M finished, K missing", the same words in every command and report; with the
+    summary's `totals`, the conversations an interrupt cut short are counted apart from finished
+    ones (they have a result, an error, and `--resume` plays them again)."""
+    cut = int(((totals or {}).get("stop_reasons") or {}).get("cancelled") or 0)
+    finished = f"{run.get('finished', 0) - cut} finished" + (f", {cut} cut short" if cut else "")
     if "planned" not in run:
-        return f"{run.get('finished', 0)} finished (the run kept no plan)"
-    return f"{run['planned']} planned, {run['finished']} finished, {run.get('missing_count', 0)} missing"
+        return f"{finished} (the run kept no plan)"
+    return f"{run['planned']} planned, {finished}, {run.get('missing_count', 0)} missing"
 
 
 def gate_section(summary: Summary, title: str = "Conversation simulations") -> str:
@@ -102,7 +106,7 @@ def gate_section(summary: Summary, title: str = "Conversation simulations") -> s
         more = "…" if run["missing_count"] > 10 else ""
         lines += [
             "",
-            f"> ⚠️ {plan_line(run)}: the missing ones count as errors ({missing}{more}).",
+            f"> ⚠️ {plan_line(run, totals)}: the missing ones count as errors ({missing}{more}).",
         ]
     if run.get("interrupted"):
         lines += ["", "> ⚠️ The run was interrupted (finished conversations were kept)."]
