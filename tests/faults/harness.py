@@ -664,13 +664,19 @@ def signal_manifest(app_url: str) -> dict[str, Any]:
     }
 
 
-def signal_run(folder: Path, sig: signal.Signals, after_s: float) -> SignalRun:
-    """Start `python -m simulator run`, send `sig` `after_s` seconds after it opened its results, check the folder."""
+def signal_run(
+    folder: Path, sig: signal.Signals, after_s: float, app_delay: float = SIGNAL_APP_DELAY, after_lines: int = 0
+) -> SignalRun:
+    """Start `python -m simulator run`, send `sig` `after_s` seconds after it opened its results (and,
+    with `after_lines`, after it wrote that many conversations), check the folder.
+
+    `app_delay` is how long the app takes per reply: a long one makes sure that nothing can have
+    finished when the signal comes, however slow the machine is at that moment."""
     run = SignalRun(sig, after_s)
     folder.mkdir(parents=True, exist_ok=True)
     manifest, out = folder / "simulations.yml", folder / "out"
     with FakeChatApp() as app:
-        app.default = lambda request: AppReply(text=f"You said: {request.user_text}", delay=SIGNAL_APP_DELAY)
+        app.default = lambda request: AppReply(text=f"You said: {request.user_text}", delay=app_delay)
         manifest.write_text(json.dumps(signal_manifest(app.url)), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")}
         proc = subprocess.Popen(
@@ -693,7 +699,12 @@ def signal_run(folder: Path, sig: signal.Signals, after_s: float) -> SignalRun:
             text=True,
         )
         deadline = time.monotonic() + 20
-        while not (out / "conversations.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        results_file = out / "conversations.jsonl"
+        while not results_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        while after_lines and proc.poll() is None and time.monotonic() < deadline:
+            if results_file.read_bytes().count(b"\n") >= after_lines:
+                break
             time.sleep(0.005)
         time.sleep(after_s)
         if proc.poll() is not None:

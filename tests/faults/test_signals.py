@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,10 +15,15 @@ def test_signals_at_random_points_keep_every_finished_conversation(tmp_path: Pat
     plan = signal_plan(RUNS)
     with ThreadPoolExecutor(3) as pool:  # three CLI runs at a time keep the loop short
         runs = list(pool.map(lambda item: signal_run(tmp_path / f"run-{item[0]}", *item[1]), enumerate(plan)))
+        # and both ends for sure, whatever the machine's load does to the random points: a signal
+        # before any conversation can finish (three replies take the app 1.5 s) and one after two have
+        early = pool.submit(signal_run, tmp_path / "early", signal.SIGINT, 0.0, app_delay=0.5)
+        late = pool.submit(signal_run, tmp_path / "late", signal.SIGTERM, 0.0, after_lines=2)
+        runs += [early.result(), late.result()]
     kept = [run for run in runs if not run.problems]
     record_property("signal_runs", len(runs))
     record_property("signal_kept", len(kept))
     report = [f"{r.signal.name} after {r.after_s}s: exit {r.returncode}, {r.lines} lines: {r.problems}" for r in runs]
-    assert len(kept) == RUNS, "\n".join(report)
+    assert len(kept) == RUNS + 2, "\n".join(report)
     assert {r.signal.name for r in runs} == {"SIGTERM", "SIGINT"}
     assert any(r.finished == 0 for r in runs) and any(r.finished > 0 for r in runs), report  # early and late
