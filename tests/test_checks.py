@@ -18,6 +18,7 @@ from simulator.errors import ConfigError
 from simulator.manifest import ManifestError, load_manifest
 from simulator.models import OpenAIChatCompletionsModel
 from simulator.results_folder import read_results
+from tests.callback_project import callback_project
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 
@@ -272,16 +273,20 @@ def test_manifest_expect_problems(tmp_path: Path) -> None:
     assert "goal_completed and rubric need a judge model" in message
 
 
-def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(tmp_path: Path, capsys) -> None:
-    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'Your refund is approved, label RL-1.'\n")
-    manifest = tmp_path / "m.yml"
-    manifest.write_text(
-        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
-        "simulations:\n"
-        "  - {name: refund, persona: jane, task: t, turns: [hi], repeat: 3, expect: {contains: refund}}\n"
+def refund_run(folder: Path, repeat: int) -> tuple[Path, Path]:
+    """A passing run of `repeat` refund conversations with a callback app: its manifest and results folder."""
+    manifest = callback_project(
+        folder,
+        "return 'Your refund is approved, label RL-1.'",
+        f"  - {{name: refund, persona: jane, task: t, turns: [hi], repeat: {repeat}, expect: {{contains: refund}}}}\n",
     )
-    out = tmp_path / "out"
+    out = folder / "out"
     assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_OK
+    return manifest, out
+
+
+def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(tmp_path: Path, capsys) -> None:
+    manifest, out = refund_run(tmp_path, 3)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["gate"]["status"] == "pass" and summary["simulations"]["refund"]["verdict"]["passes"] == 3
     before = (out / "conversations.jsonl").read_text()
@@ -303,15 +308,7 @@ def test_gate_decides_the_exit_code_and_check_rejudges_without_calling_the_app(t
 
 
 def test_a_check_that_broke_holds_the_gate_only_until_the_next_check(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'Your refund is approved.'\n")
-    manifest = tmp_path / "m.yml"
-    manifest.write_text(
-        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
-        "simulations:\n"
-        "  - {name: refund, persona: jane, task: t, turns: [hi], repeat: 2, expect: {contains: refund}}\n"
-    )
-    out = tmp_path / "out"
-    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_OK
+    _, out = refund_run(tmp_path, 2)
 
     async def broken(self, result, context):  # a check with a bug, as a later release may fix it
         raise RuntimeError("check bug")
@@ -354,11 +351,8 @@ def test_repeats_min_passes_and_required_through_the_runner(tmp_path: Path, llm:
 
 
 def test_errors_exceeding_the_gate_exit_with_the_errors_code(tmp_path: Path) -> None:
-    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    raise ValueError('boom')\n")
-    manifest = tmp_path / "m.yml"
-    manifest.write_text(
-        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
-        "simulations:\n  - {name: a, persona: jane, task: t, turns: [hi]}\n"
+    manifest = callback_project(
+        tmp_path, "raise ValueError('boom')", "  - {name: a, persona: jane, task: t, turns: [hi]}\n"
     )
     assert main(["run", str(manifest), "--out", str(tmp_path / "o1"), "--quiet"]) == EXIT_RUN_ERRORS
     manifest.write_text(manifest.read_text().replace("turns: [hi]", "turns: [hi], expect: {no_errors: true}"))

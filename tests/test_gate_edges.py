@@ -15,6 +15,7 @@ from simulator.exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RU
 from simulator.report import render_markdown
 from simulator.summary import summarize
 from tests.browser import open_report
+from tests.callback_project import callback_project
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.test_action import make_workspace, run_entrypoint
 
@@ -91,15 +92,12 @@ def test_a_flaky_simulation_short_of_min_passes_only_by_errors_has_no_verdict_no
 
 
 def _sharded_manifest(tmp_path: Path) -> Path:
-    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'no' if 'bad' in q else 'sure'\n")
-    manifest = tmp_path / "m.yml"
-    manifest.write_text(
-        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
-        "simulations:\n"
+    return callback_project(
+        tmp_path,
+        "return 'no' if 'bad' in q else 'sure'",
         "  - {name: good, persona: jane, task: t, turns: [hi], repeat: 2, expect: {contains: sure}}\n"
-        "  - {name: bad, persona: jane, task: t, turns: [bad], repeat: 2, expect: {contains: sure}}\n"
+        "  - {name: bad, persona: jane, task: t, turns: [bad], repeat: 2, expect: {contains: sure}}\n",
     )
-    return manifest
 
 
 def test_merge_refuses_a_conversation_two_shard_folders_both_played(tmp_path: Path) -> None:
@@ -154,13 +152,11 @@ def test_a_rate_just_short_of_its_threshold_never_reads_as_reaching_it() -> None
 
 
 def test_the_html_report_does_not_round_a_failing_pass_rate_up_to_100_percent(browser, tmp_path: Path) -> None:
-    (tmp_path / "app.py").write_text("def respond(q, h, m):\n    return 'no' if 'bad' in q else 'sure'\n")
-    manifest = tmp_path / "m.yml"
-    manifest.write_text(
-        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
-        "simulations:\n"
+    manifest = callback_project(
+        tmp_path,
+        "return 'no' if 'bad' in q else 'sure'",
         "  - {name: good, persona: jane, task: t, turns: [hi], repeat: 199, expect: {contains: sure}}\n"
-        "  - {name: bad, persona: jane, task: t, turns: [bad], expect: {contains: sure}}\n"
+        "  - {name: bad, persona: jane, task: t, turns: [bad], expect: {contains: sure}}\n",
     )
     out = tmp_path / "out"
     assert main(["run", str(manifest), "--out", str(out), "--quiet", "--concurrency", "32"]) == EXIT_GATE_FAILED
