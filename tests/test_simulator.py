@@ -397,3 +397,28 @@ def test_a_replay_ends_the_way_the_original_did(last: str, reason: str) -> None:
         t["response"] for t in first["conversation"] if t["actor"] == "user"
     ]
     assert sent_again == sent_first  # the marked message is not sent, in the original or the replay
+
+
+def test_a_callback_that_changes_its_arguments_changes_nothing_of_the_callers() -> None:
+    """Apps append to the history they are given or edit meta_data in place; the persona (shared by
+    every later conversation) and the recorded request (what the app was sent) must not follow."""
+    persona = Persona(name="Ann", profile="buyer", meta_data={"order": 5, "items": ["tent"]})
+
+    def app(question, conversation_history, meta_data):
+        conversation_history.append({"role": "user", "content": question})
+        conversation_history[0]["content"] = "EDITED"
+        meta_data["persona_meta_data"]["order"] = 999
+        meta_data["persona_meta_data"]["items"].append("stove")
+        meta_data["task"] = "EDITED"
+        return "noted"
+
+    simulator = Simulator(simulate_callback=app, userConnection=ScriptedUser(["one", "two", "three"]))
+    result = simulator.simulate(persona, TASK, 6)
+
+    assert persona.meta_data == {"order": 5, "items": ["tent"]}
+    assert result["meta_data"]["persona"]["meta_data"] == {"order": 5, "items": ["tent"]}
+    sent = result["conversation"][3]["request"]
+    assert sent["meta_data"]["task"] == TASK
+    assert sent["meta_data"]["persona_meta_data"] == {"order": 5, "items": ["tent"]}
+    assert sent["question"] == "two"
+    assert sent["conversation_history"] == {"$turns": [0, 1]}

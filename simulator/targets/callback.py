@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import time
@@ -43,6 +44,9 @@ class CallbackTarget(Target):
 
     async def respond(self, question: str, history: list[dict[str, str]], meta_data: dict[str, Any]) -> AppReply:
         request = {"question": question, "conversation_history": history, "meta_data": meta_data}
+        # the app gets its own copies: one that appends to the history or edits meta_data in place
+        # must change neither the persona (shared by later conversations) nor the recorded request
+        history, meta_data = copy.deepcopy((history, meta_data))
         try:
             if self._is_async:
                 started = time.perf_counter()
