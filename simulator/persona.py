@@ -165,8 +165,9 @@ class Persona:
         return clone
 
     def to_dict(self) -> dict[str, Any]:
-        """The persona's fields, as written by `export` (custom template included)."""
-        return {k: v for k, v in self._fields().items() if v not in (None, {})}
+        """The persona's fields, as written by `export` (custom template included); an empty
+        `meta_data` is kept, so the file loads back equal."""
+        return {k: v for k, v in self._fields().items() if v is not None}
 
     def export(self, path: str | Path) -> None:
         """Write YAML that `Persona.load` reads back equal."""

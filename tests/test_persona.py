@@ -173,3 +173,10 @@ def test_constructor_validates_fields() -> None:
 def test_export_writes_plain_yaml(tmp_path: Path) -> None:
     Persona(name="A", profile="B").export(tmp_path / "a.yaml")
     assert yaml.safe_load((tmp_path / "a.yaml").read_text()) == {"name": "A", "profile": "B"}
+
+
+@pytest.mark.parametrize("meta_data", [{}, "", None, {"note": ""}])
+def test_empty_meta_data_round_trips_equal(tmp_path: Path, meta_data: object) -> None:
+    persona = Persona(name="A", profile="B", tone="", meta_data=meta_data)  # type: ignore[arg-type]
+    persona.export(tmp_path / "a.yaml")
+    assert Persona.load(tmp_path / "a.yaml") == persona
