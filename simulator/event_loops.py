@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import signal
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+#: True while `run_sync` runs its work on a private loop because the caller's loop was busy: an
+#: error about a future "attached to a different loop" then most likely comes from the caller's code
+#: using an object of its own loop, and the message can say what to do instead.
+_beside_caller_loop: contextvars.ContextVar[bool] = contextvars.ContextVar("beside_caller_loop", default=False)
+
+
+def beside_caller_loop() -> bool:
+    """Whether this code runs on `run_sync`'s private loop while the caller's loop is running."""
+    return _beside_caller_loop.get()
 
 
 def run_sync(make: Callable[[], Awaitable[T]]) -> T:
@@ -23,8 +34,13 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(main())
+
+    async def beside() -> T:
+        _beside_caller_loop.set(True)
+        return await make()
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, main()).result()
+        return pool.submit(asyncio.run, beside()).result()
 
 
 class PerLoop(Generic[T]):

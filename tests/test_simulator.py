@@ -422,3 +422,39 @@ def test_a_callback_that_changes_its_arguments_changes_nothing_of_the_callers() 
     assert sent["meta_data"]["persona_meta_data"] == {"order": 5, "items": ["tent"]}
     assert sent["question"] == "two"
     assert sent["conversation_history"] == {"$turns": [0, 1]}
+
+
+def test_simulate_inside_a_running_loop_names_the_fix_when_the_callback_needs_that_loop() -> None:
+    """In a notebook or an async web app, simulate() runs the conversation on its own loop in a
+    worker thread; an async callback using an object of the caller's loop cannot run there."""
+
+    async def caller() -> tuple[dict, dict]:
+        ready = asyncio.get_running_loop().create_future()  # bound to the caller's loop, like a client session
+
+        async def app(question, conversation_history, meta_data):
+            await asyncio.wait_for(ready, 1)
+            return "ok"
+
+        simulator = Simulator(simulate_callback=app, userConnection=ScriptedUser(["one"]))
+        blocked = simulator.simulate(Persona.load("jane"), TASK, 4)
+        ready.set_result(None)
+        awaited = await simulator.simulate_async(Persona.load("jane"), TASK, 4)
+        return blocked, awaited
+
+    blocked, awaited = asyncio.run(caller())
+    assert blocked["meta_data"]["stop_reason"] == "app_error"
+    assert "different loop" in blocked["meta_data"]["error"]["message"]
+    assert "await simulator.simulate_async(" in blocked["meta_data"]["error"]["message"]
+    assert awaited["meta_data"]["stop_reason"] == "user_done"
+
+
+def test_a_loop_error_from_simulate_async_gets_no_advice_about_simulate() -> None:
+    async def app(question, conversation_history, meta_data):
+        raise RuntimeError("got Future attached to a different loop")
+
+    async def caller() -> dict:
+        return await Simulator(simulate_callback=app, userConnection=ScriptedUser(["one"])).simulate_async("jane", TASK, 4)
+
+    message = asyncio.run(caller())["meta_data"]["error"]["message"]
+    assert "different loop" in message and "await simulator.simulate_async(" not in message
+

@@ -6,15 +6,18 @@ import asyncio
 import copy
 import inspect
 import json
+import re
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError, TurnError
+from ..event_loops import beside_caller_loop
 from .base import AppReply, Target
 
 ANSWER_KEY = "answer"
+_OTHER_LOOP = re.compile(r"different (event )?loop")
 
 
 def _jsonable(value: Any) -> Any:
@@ -26,6 +29,20 @@ def _callback_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     return f"{module}:{name}" if module else name
+
+
+def _other_loop_advice(exc: Exception) -> str:
+    """What to do when an async callback used an object of the caller's event loop from the private
+    loop that a blocking `simulate()` runs on (a notebook, an async web app)."""
+    # asyncio says "attached to a different loop", "belongs to a different loop" or "is bound to a
+    # different event loop", depending on the object
+    if not (beside_caller_loop() and isinstance(exc, (RuntimeError, ValueError)) and _OTHER_LOOP.search(str(exc))):
+        return ""
+    return (
+        ". simulate() was called inside a running event loop, so the conversation ran on a separate "
+        "loop in a worker thread, where objects of your loop (a client session, a lock, a future) "
+        "cannot be used; call `await simulator.simulate_async(...)` instead"
+    )
 
 
 class CallbackTarget(Target):
@@ -65,7 +82,7 @@ class CallbackTarget(Target):
             tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
             raise TurnError(
                 "app_error",
-                f"callback {self.name} raised {type(exc).__name__}: {exc}",
+                f"callback {self.name} raised {type(exc).__name__}: {exc}{_other_loop_advice(exc)}",
                 detail={"traceback": tail},
             ) from None
         reply = self._reply(result, request)
