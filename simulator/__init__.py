@@ -3,7 +3,7 @@
 from simulator import Persona, Simulator, OpenAIChatCompletionsModel, PlainTokenManager
 """
 
-from .conversation import Simulator
+from .conversation import ConversationCancelled, Simulator
 from .errors import (
     ConfigError,
     MissingCredentialError,
@@ -43,6 +43,7 @@ __all__ = [
     "CallbackTarget",
     "CheckOutcome",
     "ConfigError",
+    "ConversationCancelled",
     "ConversationResult",
     "ErrorRecord",
     "Evaluation",

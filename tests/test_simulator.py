@@ -458,3 +458,32 @@ def test_a_loop_error_from_simulate_async_gets_no_advice_about_simulate() -> Non
     message = asyncio.run(caller())["meta_data"]["error"]["message"]
     assert "different loop" in message and "await simulator.simulate_async(" not in message
 
+
+
+def test_cancelling_simulate_async_hands_back_the_turns_so_far() -> None:
+    from simulator import ConversationCancelled
+
+    started = threading.Event()
+
+    async def app(question, conversation_history, meta_data):
+        started.set()
+        await asyncio.sleep(30)
+        return "too late"
+
+    async def caller() -> ConversationCancelled:
+        task = asyncio.create_task(
+            Simulator(simulate_callback=app, userConnection=ScriptedUser(["one"])).simulate_async("jane", TASK, 4)
+        )
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(ConversationCancelled) as raised:
+            await task
+        return raised.value
+
+    cancelled = asyncio.run(caller())
+    assert isinstance(cancelled, asyncio.CancelledError)
+    partial = cancelled.partial_result
+    validate_result(partial)
+    assert partial["meta_data"]["stop_reason"] == "cancelled"
+    assert [t["response"] for t in partial["conversation"]] == ["one"]
