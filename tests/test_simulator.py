@@ -487,3 +487,17 @@ def test_cancelling_simulate_async_hands_back_the_turns_so_far() -> None:
     validate_result(partial)
     assert partial["meta_data"]["stop_reason"] == "cancelled"
     assert [t["response"] for t in partial["conversation"]] == ["one"]
+
+
+def test_a_partial_callback_is_named_after_its_function() -> None:
+    import functools
+
+    async def app(greeting, question, conversation_history, meta_data):
+        return f"{greeting} {question}"
+
+    result = Simulator(simulate_callback=functools.partial(app, "hi"), userConnection=ScriptedUser(["one"])).simulate(
+        "jane", TASK, 4
+    )
+    assert result["conversation"][1]["response"] == "hi one"
+    assert result["meta_data"]["app"]["callback"].endswith("app (partial)")
+    assert result["meta_data"]["app"]["callback"].startswith("tests.test_simulator:")

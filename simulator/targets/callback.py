@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import inspect
 import json
 import re
@@ -26,6 +27,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _callback_name(fn: Callable[..., Any]) -> str:
+    if isinstance(fn, functools.partial):  # "functools:partial" would not say which app ran
+        return f"{_callback_name(fn.func)} (partial)"
     module = getattr(fn, "__module__", None)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     return f"{module}:{name}" if module else name
