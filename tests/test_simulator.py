@@ -453,11 +453,12 @@ def test_a_loop_error_from_simulate_async_gets_no_advice_about_simulate() -> Non
         raise RuntimeError("got Future attached to a different loop")
 
     async def caller() -> dict:
-        return await Simulator(simulate_callback=app, userConnection=ScriptedUser(["one"])).simulate_async("jane", TASK, 4)
+        return await Simulator(simulate_callback=app, userConnection=ScriptedUser(["one"])).simulate_async(
+            "jane", TASK, 4
+        )
 
     message = asyncio.run(caller())["meta_data"]["error"]["message"]
     assert "different loop" in message and "await simulator.simulate_async(" not in message
-
 
 
 def test_cancelling_simulate_async_hands_back_the_turns_so_far() -> None:
