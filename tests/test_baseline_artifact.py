@@ -149,4 +149,4 @@ def test_a_dropped_storage_connection_does_not_show_the_signed_urls_signature(gh
     with pytest.raises(BaselineUnavailable, match="downloading artifact .* failed") as failed:
         reader(gh).download(candidate, tmp_path / "a.zip")
     shown = known_secrets.scrub_text(f"No baseline: {failed.value}.")
-    assert "sig=***" in shown and artifact.signature not in shown
+    assert artifact.signature not in shown

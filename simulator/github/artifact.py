@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import re
-import time
 import zipfile
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -22,11 +21,10 @@ import requests
 
 from .. import known_secrets
 from ..known_secrets import scrub_text
-from .http import session
+from .http import TRANSIENT, rate_limit_note, rate_limited, session
 
 SERVICE = "twirp/github.actions.results.api.v1.ArtifactService"
 _FORBIDDEN = re.compile(r'[":<>|*?\r\n\\/]')
-TRANSIENT = (429, 500, 502, 503, 504)
 
 
 class ArtifactError(Exception):
@@ -66,6 +64,10 @@ def zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
+
+
 class ArtifactUploader:
     """Talks to the results service named by the runner's environment."""
 
@@ -76,7 +78,7 @@ class ArtifactUploader:
         self.run_id, self.job_id = backend_ids(self.token)
         self.attempts = attempts
         self.backoff = backoff
-        self.http = session(retries=0)
+        self.http = session(retries=attempts - 1, backoff=backoff, factor=1.5, methods=frozenset({"POST", "PUT"}))
 
     def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.results_url}{SERVICE}/{method}"
@@ -88,23 +90,22 @@ class ArtifactUploader:
         return data
 
     def _with_retries(self, send: Any, what: str) -> requests.Response:
-        """The official client's policy: transient statuses and dropped connections, backoff × 1.5^n."""
-        last = ""
-        for attempt in range(self.attempts):
-            try:
-                response = send()
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code not in TRANSIENT:
-                    if response.status_code >= 400:
-                        body = scrub_text(response.text)[:200]  # scrubbed before the cut: no piece of a token left
-                        raise ArtifactError(f"{what}: HTTP {response.status_code} {body}")
-                    return response
-                last = f"HTTP {response.status_code}"
-            if attempt + 1 < self.attempts:
-                time.sleep(self.backoff * 1.5**attempt)
-        raise ArtifactError(f"{what} failed after {self.attempts} attempts ({last})")
+        """The session's retry policy (the official client's: transient statuses and dropped
+        connections, backoff × 1.5^n, a Retry-After honoured); a failure says what to do."""
+        try:
+            response = send()
+        except requests.RequestException as exc:
+            tries = _attempts(getattr(exc, "attempts", 1))
+            raise ArtifactError(f"{what} failed after {tries} ({type(exc).__name__}: {exc})") from None
+        if response.status_code < 400:
+            return response
+        if rate_limited(response):
+            raise ArtifactError(f"{what}: {rate_limit_note(response)}")
+        if response.status_code in TRANSIENT:
+            tries = _attempts(getattr(response, "attempts", 1))
+            raise ArtifactError(f"{what} failed after {tries} (HTTP {response.status_code})")
+        body = scrub_text(response.text)[:200]  # scrubbed before the cut: no piece of a token left
+        raise ArtifactError(f"{what}: HTTP {response.status_code} {body}")
 
     def upload(self, name: str, folder: Path) -> tuple[str, int]:
         """Upload `folder` as artifact `name`; returns (artifact id, zip size)."""

@@ -23,7 +23,7 @@ import requests
 
 from .. import known_secrets
 from ..known_secrets import scrub_text
-from .http import session
+from .http import rate_limit_note, rate_limited, session
 
 #: artifacts listed per page, and pages read at most (the newest 1,000 artifacts of that name)
 PER_PAGE, MAX_PAGES = 100, 10
@@ -104,6 +104,8 @@ class ArtifactReader:
 
     def _check(self, response: requests.Response, what: str) -> None:
         status = response.status_code
+        if rate_limited(response):
+            raise BaselineUnavailable(f"{what}: {rate_limit_note(response)}", warn=True)
         if status == 401:
             raise BaselineUnavailable(f"{what}: the github-token was refused (HTTP 401)", warn=True)
         if status in (403, 404):

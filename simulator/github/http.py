@@ -1,29 +1,116 @@
-"""One `requests` session for GitHub calls: retries with back-off that honour Retry-After."""
+"""One `requests` session for every GitHub call (REST API, results service, blob storage), with one
+retry policy: 429, 5xx, dropped connections and rate limits (a 403 or 429 with
+`x-ratelimit-remaining: 0` or `Retry-After`) are tried again after the wait GitHub asks for, or a
+growing back-off; a wait longer than `max_wait` is not waited for, and `rate_limit_note` says until
+when the limit holds."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
+from typing import Any
+
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 USER_AGENT = "chat-simulator-action"
+TRANSIENT = frozenset({429, 500, 502, 503, 504})
+#: the longest wait for a rate limit or a Retry-After; past it the call gives up and says why
+MAX_WAIT = 60.0
 
 
-def session(retries: int = 4, backoff: float = 1.0, methods: frozenset[str] | None = None) -> requests.Session:
-    """A session that retries 429/5xx and dropped connections on the given (idempotent) methods."""
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        backoff_factor=backoff,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=methods or frozenset({"GET", "PUT", "PATCH"}),
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
-    http = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def rate_limited(response: requests.Response) -> bool:
+    """GitHub's primary (remaining 0) or secondary (Retry-After, "secondary rate limit") limit."""
+    if response.status_code not in (403, 429):
+        return False
+    if response.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in response.headers:
+        return True
+    return response.status_code == 429 or "rate limit" in response.text[:1000].lower()
+
+
+def requested_wait(response: requests.Response) -> float | None:
+    """Seconds GitHub asks to wait (Retry-After, else until x-ratelimit-reset when none remain)."""
+    retry_after = _number(response.headers.get("Retry-After"))
+    if retry_after is not None:
+        return max(retry_after, 0.0)
+    reset = _number(response.headers.get("x-ratelimit-reset"))
+    if response.headers.get("x-ratelimit-remaining") == "0" and reset is not None:
+        return max(reset - time.time(), 0.0) + 1.0
+    return None
+
+
+def rate_limit_note(response: requests.Response) -> str:
+    """What a rate-limited answer means for the user, with the time it lifts when GitHub says it."""
+    wait = requested_wait(response)
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        resource = response.headers.get("x-ratelimit-resource", "core")
+        what = f"GitHub's API rate limit ({resource}) for this token is used up"
+    else:
+        what = "GitHub's secondary rate limit stopped the call"
+    if wait is None:
+        return f"{what}; run the job again later"
+    lifts = datetime.fromtimestamp(time.time() + wait, timezone.utc).strftime("%H:%M:%S UTC")
+    return f"{what} until {lifts} (more than the {MAX_WAIT:.0f} s the action waits); run the job again after that"
+
+
+class GitHubSession(requests.Session):
+    """A session whose `send` applies the retry policy to the methods it may repeat."""
+
+    def __init__(
+        self, retries: int, backoff: float, factor: float, methods: frozenset[str], max_wait: float = MAX_WAIT
+    ) -> None:
+        super().__init__()
+        self.retries = retries
+        self.backoff = backoff
+        self.factor = factor
+        self.methods = methods
+        self.max_wait = max_wait
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        repeatable = request.method in self.methods
+        attempt = 0
+        while True:
+            final = not repeatable or attempt >= self.retries
+            delay = self.backoff * self.factor**attempt
+            attempt += 1
+            try:
+                response = super().send(request, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                setattr(exc, "attempts", attempt)  # noqa: B010 - read back with getattr
+                if final:
+                    raise
+                wait = delay
+            else:
+                setattr(response, "attempts", attempt)  # noqa: B010 - read back with getattr
+                if response.status_code in TRANSIENT or rate_limited(response):
+                    asked = requested_wait(response)
+                    wait = delay if asked is None else asked
+                    if final or wait > self.max_wait or (response.status_code == 403 and asked is None):
+                        return response
+                    response.close()
+                else:
+                    return response
+            time.sleep(wait)
+
+
+def session(
+    retries: int = 4,
+    backoff: float = 1.0,
+    methods: frozenset[str] | None = None,
+    factor: float = 2.0,
+    max_wait: float = MAX_WAIT,
+) -> requests.Session:
+    """A session that tries the given (idempotent) methods `retries` more times: after
+    `backoff × factor^n` seconds, or the wait GitHub asks for up to `max_wait`."""
+    http = GitHubSession(retries, backoff, factor, methods or frozenset({"GET", "PUT", "PATCH", "DELETE"}), max_wait)
+    adapter = HTTPAdapter(max_retries=0)
     http.mount("http://", adapter)
     http.mount("https://", adapter)
     http.headers["User-Agent"] = USER_AGENT

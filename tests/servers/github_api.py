@@ -295,6 +295,7 @@ class _Fault:
     status: int
     remaining: int
     headers: dict[str, str]
+    method: str | None = None
 
 
 def _now_iso() -> str:
@@ -460,19 +461,25 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         return artifact
 
     def fail_next(
-        self, path_contains: str, status: int, times: int = 1, headers: dict[str, str] | None = None
+        self,
+        path_contains: str,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        method: str | None = None,
     ) -> FakeGitHub:
         """Answer the next ``times`` requests whose target (path + query) contains ``path_contains``
         with ``status`` and a JSON error body (Twirp-shaped on the results service); status ``0``
         drops the connection without an answer.
 
         Applies to every part (API, results, blob), before auth; ``headers`` (e.g.
-        ``{"Retry-After": "0"}``) are added to those answers. Rules are checked in order.
+        ``{"Retry-After": "0"}``) are added to those answers; ``method`` (e.g. ``"POST"``) limits the
+        rule to requests of that method. Rules are checked in order.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
         with self._lock:
-            self._faults.append(_Fault(path_contains, status, times, dict(headers or {})))
+            self._faults.append(_Fault(path_contains, status, times, dict(headers or {}), method))
         return self
 
     @property
@@ -541,9 +548,11 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         with self._lock:
             return [r for r in self.requests if predicate(r)]
 
-    def _take_fault(self, target: str) -> _Fault | None:
+    def _take_fault(self, target: str, method: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
+                if fault.method not in (None, method):
+                    continue
                 if fault.remaining > 0 and fault.path_contains in target:
                     fault.remaining -= 1
                     if fault.remaining == 0:
@@ -602,7 +611,7 @@ class _Handler(LocalHandler):
         )
         fake._record(request)
 
-        fault = fake._take_fault(self.path)
+        fault = fake._take_fault(self.path, self.command)
         if fault is not None:
             self._send_fault(service, fault)
             return

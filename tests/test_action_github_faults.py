@@ -1,0 +1,167 @@
+"""The action when GitHub misbehaves: rate limits, 5xx and dropped connections, a read-only token,
+a comment deleted or doubled by someone else, GITHUB_* files that cannot be written. The results,
+the job summary and the outputs always come out, and each warning says what to do."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator.github.comment import MARKER, PullRequestComments
+from tests.servers.chat_app import FakeChatApp
+from tests.servers.github_api import FakeGitHub
+from tests.test_action import PR, make_workspace, run_entrypoint
+
+SCRIPTED = """\
+version: 1
+target: {url: "${APP_URL}", format: promptflow}
+gate: {min_pass_rate: 1.0}
+simulations:
+  - name: scripted-greeting
+    persona: jane
+    task: Say hello
+    turns: ["Hello there"]
+    expect: {contains: "you said"}
+"""
+
+COMMENTS = "/issues/7/comments"
+
+
+@pytest.fixture
+def gh():
+    with FakeGitHub() as server:
+        yield server
+
+
+@pytest.fixture
+def app():
+    with FakeChatApp() as server:
+        yield server
+
+
+def run(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, inputs: dict[str, str] | None = None, **env: str):
+    workspace = tmp_path / "workspace"
+    if not workspace.exists():
+        make_workspace(tmp_path, SCRIPTED)
+    return run_entrypoint(tmp_path, workspace, gh, inputs or {}, {"APP_URL": app.url + "/promptflow", **env})
+
+
+def marked(gh: FakeGitHub) -> list[dict]:
+    return [c for c in gh.comments_on(PR) if c["body"].startswith("<!-- chat-simulator:")]
+
+
+def assert_reported(result) -> None:
+    """What a run must leave whatever GitHub did: outputs, the job summary, the results."""
+    assert result.code == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.outputs["verdict"] == "pass" and result.outputs["conversations"] == "1"
+    assert "Conversation simulations: PASS" in result.step_summary
+    assert (result.workspace / "simulation-results" / "conversations.jsonl").is_file()
+
+
+def test_a_used_up_rate_limit_that_resets_soon_is_waited_for(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp) -> None:
+    reset = str(int(time.time()) + 1)
+    gh.fail_next(COMMENTS, 403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert len(marked(gh)) == 1 and result.outputs["comment-url"]
+    assert "pull-requests: write" not in result.stdout
+
+
+def test_secondary_rate_limits_and_429_on_the_create_are_retried_once_each(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp
+) -> None:
+    gh.fail_next(COMMENTS, 403, headers={"Retry-After": "1"})  # the listing
+    gh.fail_next(COMMENTS, 429, headers={"Retry-After": "0"})  # the listing again
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert len(marked(gh)) == 1 and len(gh.comment_posts) == 1
+
+
+def test_a_rate_limit_that_lasts_says_until_when_not_to_add_a_permission(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp
+) -> None:
+    reset = str(int(time.time()) + 3600)
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset, "x-ratelimit-resource": "core"}
+    gh.fail_next(COMMENTS, 403, times=5, headers=headers)
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert not marked(gh) and result.outputs["comment-url"] == ""
+    assert "rate limit (core) for this token is used up until" in result.stdout
+    assert "run the job again after that" in result.stdout
+    assert "pull-requests: write" not in result.stdout and "read-only" not in result.stdout
+    assert gh.pending_failures == 4  # gave up at once instead of sleeping for an hour
+
+
+@pytest.mark.parametrize("status", [502, 0])
+def test_a_failed_list_or_create_is_tried_again_without_doubling_the_comment(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, status: int
+) -> None:
+    gh.fail_next(COMMENTS, status, method="GET").fail_next(COMMENTS, status, method="POST")
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert len(marked(gh)) == 1 and len(gh.comment_posts) == 2 and not gh.pending_failures
+    assert result.outputs["comment-url"].endswith(f"#issuecomment-{marked(gh)[0]['id']}")
+    gh.fail_next("/issues/comments/", status, method="PATCH")  # the next push updates it
+    again = run(tmp_path, gh, app)
+    assert_reported(again)
+    assert len(marked(gh)) == 1 and len(gh.comment_patches) == 2
+
+
+def test_a_read_only_token_names_the_permission_and_still_reports(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp
+) -> None:
+    gh.read_only = True
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert "::warning title=No pull request comment::" in result.stdout
+    assert "Resource not accessible by integration" in result.stdout
+    assert "permissions: pull-requests: write" in result.stdout
+
+
+def test_a_comment_deleted_between_runs_or_while_updating_is_written_again(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp
+) -> None:
+    first = run(tmp_path, gh, app)
+    assert_reported(first)
+    (comment,) = marked(gh)
+    gh.comments[PR].clear()  # a maintainer deleted it
+    second = run(tmp_path, gh, app)
+    assert_reported(second)
+    (again,) = marked(gh)
+    assert again["id"] != comment["id"]
+    gh.fail_next("/issues/comments/", 404)  # deleted between the listing and the update
+    third = run(tmp_path, gh, app)
+    assert_reported(third)
+    assert [c["id"] for c in marked(gh)] == [again["id"]] and third.outputs["comment-url"]
+    assert "pull-requests: write" not in third.stdout
+
+
+def test_a_comment_that_quotes_the_marker_is_not_overwritten(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp) -> None:
+    assert_reported(run(tmp_path, gh, app))
+    (ours,) = marked(gh)
+    marker = ours["body"].splitlines()[0]
+    quoted = gh.add_comment(PR, f"Why does this say\n\n> {marker}\n> PASS", login="someone")
+    gh.comments[PR].remove(next(c for c in gh.comments[PR] if c["id"] == ours["id"]))  # then ours was deleted
+    assert_reported(run(tmp_path, gh, app))
+    by_id = {c["id"]: c for c in gh.comments_on(PR)}
+    assert by_id[quoted["id"]]["body"] == quoted["body"] and len(marked(gh)) == 1
+
+
+def test_two_runs_racing_to_create_the_comment_leave_one(gh: FakeGitHub) -> None:
+    marker = MARKER.format(key="race")
+    comments = PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01)
+    listed = comments.find_all
+
+    def other_run_posts_right_after_our_listing(marker: str) -> list[dict]:
+        found = listed(marker)
+        if not marked(gh):
+            gh.add_comment(PR, f"{marker}\nthe other run's report")
+        return found
+
+    comments.find_all = other_run_posts_right_after_our_listing  # type: ignore[method-assign]
+    posted = comments.upsert(marker, "our report")
+    (kept,) = [c for c in gh.comments_on(PR) if c["body"].startswith(marker)]
+    assert kept["body"] == f"{marker}\nour report" and posted.id == kept["id"] and not posted.created
