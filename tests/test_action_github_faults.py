@@ -165,3 +165,21 @@ def test_two_runs_racing_to_create_the_comment_leave_one(gh: FakeGitHub) -> None
     posted = comments.upsert(marker, "our report")
     (kept,) = [c for c in gh.comments_on(PR) if c["body"].startswith(marker)]
     assert kept["body"] == f"{marker}\nour report" and posted.id == kept["id"] and not posted.created
+
+
+def test_an_unwritable_job_summary_costs_only_the_summary(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp) -> None:
+    result = run(tmp_path, gh, app, GITHUB_STEP_SUMMARY=str(tmp_path / "gone" / "step_summary"))
+    assert result.code == 0, result.stdout + result.stderr
+    assert "::warning title=No job summary::The job summary could not be written: $GITHUB_STEP_SUMMARY" in result.stdout
+    assert "simulation-results/report.md" in result.stdout
+    assert result.outputs["verdict"] == "pass" and len(marked(gh)) == 1
+
+
+def test_an_unwritable_output_file_is_named_and_the_gate_decides_the_exit(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp
+) -> None:
+    result = run(tmp_path, gh, app, GITHUB_OUTPUT=str(tmp_path / "gone" / "output"))
+    assert result.code == 0, result.stdout + result.stderr
+    assert "::error title=Outputs not set::The step's outputs could not be written: $GITHUB_OUTPUT" in result.stdout
+    assert "the verdict was pass" in result.stdout
+    assert "Conversation simulations: PASS" in result.step_summary and len(marked(gh)) == 1

@@ -125,11 +125,13 @@ def run_action(env: Mapping[str, str] | None = None) -> int:
             commands.error(f"The action failed: {type(exc).__name__}: {exc}", title="Internal error")
             commands.print_untrusted(traceback.format_exc())
             with contextlib.suppress(Exception):
-                commands.set_outputs({"verdict": "error"})
-            summary_file = env.get("GITHUB_STEP_SUMMARY")
-            if summary_file:
-                with contextlib.suppress(OSError), open(summary_file, "a", encoding="utf-8", errors="replace") as out:
-                    out.write(f"## ⚠️ Conversation simulations: ERROR\n\nThe action failed: {type(exc).__name__}\n")
+                commands.set_outputs({"verdict": "error"}, env)
+            with contextlib.suppress(Exception):
+                commands.append_file_command(
+                    "GITHUB_STEP_SUMMARY",
+                    f"## ⚠️ Conversation simulations: ERROR\n\nThe action failed: {type(exc).__name__}\n",
+                    env,
+                )
             return EXIT_RUN_ERRORS
 
 
@@ -204,9 +206,9 @@ def _publish(
     def render(limit: int = COMMENT_LIMIT) -> str:
         return render_markdown(summary, results(), links, limit=limit, changes=changes, baseline_note=base.note)
 
-    _write_step_summary(env, render)
+    _write_step_summary(env, render, inputs.results_dir)
     comment_url = post_comment(inputs, ctx, summary, render())
-    _set_outputs(inputs, summary, comment_url, artifact_id)
+    _set_outputs(env, inputs, summary, comment_url, artifact_id)
     return code
 
 
@@ -220,30 +222,50 @@ def _baseline(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
         return Baseline(note=note)
 
 
-def _write_step_summary(env: Mapping[str, str], render: Callable[[int], str]) -> None:
+def _write_step_summary(env: Mapping[str, str], render: Callable[[int], str], results_dir: str) -> None:
+    """The report in the job summary; a summary file that cannot take it costs only a warning."""
     summary_file = env.get("GITHUB_STEP_SUMMARY")
     if not summary_file:
-        return
-    used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
-    with open(summary_file, "a", encoding="utf-8") as handle:
-        limit = max(SUMMARY_LIMIT - used - 1024, 4096)
-        handle.write(scrub_text(render(limit)) + "\n")
+        return  # outside a runner step: nothing asks for a summary
+    try:
+        used = Path(summary_file).stat().st_size if Path(summary_file).is_file() else 0
+    except OSError:
+        used = 0
+    limit = max(SUMMARY_LIMIT - used - 1024, 4096)
+    try:
+        commands.append_file_command("GITHUB_STEP_SUMMARY", scrub_text(render(limit)) + "\n", env)
+    except commands.FileCommandError as exc:
+        commands.warning(
+            f"The job summary could not be written: {exc}. The report is in {results_dir}/report.md "
+            "(and in the pull request comment).",
+            title="No job summary",
+        )
 
 
-def _set_outputs(inputs: Inputs, summary: Summary, comment_url: str | None, artifact_id: str | None) -> None:
+def _set_outputs(
+    env: Mapping[str, str], inputs: Inputs, summary: Summary, comment_url: str | None, artifact_id: str | None
+) -> None:
+    """The step's outputs; a file that cannot take them is an error annotation that names it, and
+    the exit code stays the gate's."""
     gate = summary["gate"]
     relative = Path(inputs.results_dir).as_posix()
-    commands.set_outputs(
-        {
-            "verdict": gate["status"],
-            "pass-rate": "" if gate["pass_rate"] is None else gate["pass_rate"],
-            "passed": gate["passes"],
-            "failed": gate["failures"],
-            "errors": gate["errors"],
-            "conversations": summary["totals"]["conversations"],
-            "results-dir": relative,
-            "report-path": f"{relative}/report.html",
-            "comment-url": comment_url or "",
-            "artifact-id": artifact_id or "",
-        }
-    )
+    outputs = {
+        "verdict": gate["status"],
+        "pass-rate": "" if gate["pass_rate"] is None else gate["pass_rate"],
+        "passed": gate["passes"],
+        "failed": gate["failures"],
+        "errors": gate["errors"],
+        "conversations": summary["totals"]["conversations"],
+        "results-dir": relative,
+        "report-path": f"{relative}/report.html",
+        "comment-url": comment_url or "",
+        "artifact-id": artifact_id or "",
+    }
+    try:
+        commands.set_outputs(outputs, env)
+    except commands.FileCommandError as exc:
+        commands.error(
+            f"The step's outputs could not be written: {exc}. Later steps reading steps.<id>.outputs get empty "
+            f"values; the verdict was {gate['status']} and the results are in {relative}/.",
+            title="Outputs not set",
+        )

@@ -1,16 +1,18 @@
 """Workflow commands: outputs, masks, groups, annotations, and untrusted text that cannot issue any.
 
-Built on actions-toolkit's `core`, which writes the file commands (GITHUB_OUTPUT with a random
-delimiter) and escapes command data; this module adds what it lacks: a stop-commands wrapper for
-text the app or an LLM wrote, and annotation messages cut to the runner's limit. Every message,
+Built on actions-toolkit's `core`, which escapes command data; this module adds what it lacks: the
+file commands written in one place that reports a missing or unwritable file instead of raising
+(outputs with a random delimiter, the job summary), a stop-commands wrapper for text the app or an
+LLM wrote, and annotation messages cut to the runner's limit. Every message,
 output and untrusted text has the run's known credentials scrubbed (`simulator.known_secrets`).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,9 +34,38 @@ def mask(value: str | None) -> None:
                 core.set_secret(line)
 
 
-def set_outputs(outputs: dict[str, Any]) -> None:
+class FileCommandError(Exception):
+    """A GITHUB_* file (outputs, job summary) could not be written; the message says which and why."""
+
+
+def append_file_command(variable: str, text: str, env: Mapping[str, str] | None = None) -> None:
+    """Append `text` to the file the runner names in `variable` (GITHUB_OUTPUT, GITHUB_STEP_SUMMARY)."""
+    path = (os.environ if env is None else env).get(variable)
+    if not path:
+        raise FileCommandError(f"${variable} is not set (the runner sets it for every step)")
+    try:
+        with open(path, "a", encoding="utf-8", errors="replace", newline="") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise FileCommandError(f"${variable} ({path}) cannot be written: {exc.strerror or exc}") from None
+
+
+def output_lines(outputs: Mapping[str, Any]) -> str:
+    """`name<<delimiter` blocks: a value may hold newlines and anything else; the delimiter is random
+    and checked absent from the value, so no value can end its block and set another output."""
+    blocks = []
     for name, value in outputs.items():
-        core.set_output(name, "" if value is None else scrub_text(str(value)))
+        text = "" if value is None else scrub_text(str(value))
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        while delimiter in text:  # pragma: no cover - 128 random bits
+            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        blocks.append(f"{name}<<{delimiter}\n{text}\n{delimiter}\n")
+    return "".join(blocks)
+
+
+def set_outputs(outputs: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """All the outputs in one write; raises FileCommandError when $GITHUB_OUTPUT cannot take them."""
+    append_file_command("GITHUB_OUTPUT", output_lines(outputs), env)
 
 
 @contextmanager
