@@ -183,3 +183,11 @@ def test_an_unwritable_output_file_is_named_and_the_gate_decides_the_exit(
     assert "::error title=Outputs not set::The step's outputs could not be written: $GITHUB_OUTPUT" in result.stdout
     assert "the verdict was pass" in result.stdout
     assert "Conversation simulations: PASS" in result.step_summary and len(marked(gh)) == 1
+
+
+def test_a_refused_artifact_says_how_to_keep_the_results(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp) -> None:
+    gh.fail_next("CreateArtifact", 403)
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert "::warning title=Results not uploaded::" in result.stdout
+    assert "uses: actions/upload-artifact@v4" in result.stdout and result.outputs["artifact-id"] == ""

@@ -124,7 +124,11 @@ def upload_results(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[s
     try:
         artifact_id, size = ArtifactUploader(env).upload(name, out)
     except (ArtifactError, KeyError) as exc:
-        commands.warning(f"Uploading the results artifact failed: {exc}. They stay in {inputs.results_dir}/.")
+        commands.warning(
+            f"Uploading the results artifact failed: {exc}. The results stay in {inputs.results_dir}/: add a step "
+            f"`uses: actions/upload-artifact@v4` with `if: always()` and `path: {inputs.results_dir}` to keep them.",
+            title="Results not uploaded",
+        )
         return None, name
     print(f"Uploaded artifact {name} ({size:,} bytes), id {artifact_id}", flush=True)
     return artifact_id, name
