@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from simulator.github.comment import MARKER, PullRequestComments
+from simulator.github.inputs import GitHubContext, Inputs
+from simulator.github.publish import post_comment
+from simulator.report import COMMENT_LIMIT
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.github_api import FakeGitHub
 from tests.test_action import PR, make_workspace, run_entrypoint
@@ -191,3 +195,12 @@ def test_a_refused_artifact_says_how_to_keep_the_results(tmp_path: Path, gh: Fak
     assert_reported(result)
     assert "::warning title=Results not uploaded::" in result.stdout
     assert "uses: actions/upload-artifact@v4" in result.stdout and result.outputs["artifact-id"] == ""
+
+
+def test_a_report_that_fills_the_comment_limit_still_fits_beside_the_marker(gh: FakeGitHub, tmp_path: Path) -> None:
+    inputs = Inputs(github_token=gh.token)
+    ctx = GitHubContext(tmp_path, gh.repository, gh.api_url, "https://github.com", "1", "w", "j", PR, False)
+    summary: Any = {"gate": {"status": "fail"}}
+    url = post_comment(inputs, ctx, summary, lambda limit: "x" * limit)
+    (comment,) = marked(gh)
+    assert url and len(comment["body"]) == COMMENT_LIMIT

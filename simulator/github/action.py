@@ -207,7 +207,7 @@ def _publish(
         return render_markdown(summary, results(), links, limit=limit, changes=changes, baseline_note=base.note)
 
     _write_step_summary(env, render, inputs.results_dir)
-    comment_url = post_comment(inputs, ctx, summary, render())
+    comment_url = post_comment(inputs, ctx, summary, render)
     _set_outputs(env, inputs, summary, comment_url, artifact_id)
     return code
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..manifest import Manifest
 from ..plan import parse_shard
 from ..records import ConversationResult, Summary
+from ..report import COMMENT_LIMIT
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
 from .comment import MARKER, CommentError, PullRequestComments
@@ -80,7 +81,9 @@ def annotate(summary: Summary, manifest: Manifest | None, ctx: GitHubContext) ->
             commands.warning(message, file=file, line=line, title=f"Simulation {name} has no verdict")
 
 
-def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, body: str) -> str | None:
+def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, render: Callable[[int], str]) -> str | None:
+    """The sticky comment; `render(limit)` writes the report in at most `limit` characters, the
+    room GitHub's comment limit leaves beside the marker."""
     if inputs.comment == "never" or ctx.pr_number is None:
         return None
     if not inputs.github_token:
@@ -93,7 +96,7 @@ def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, body: str
         passing = summary["gate"]["status"] in ("pass", "skipped")
         if inputs.comment == "on-failure" and passing and comments.find(marker) is None:
             return None  # nothing failed and no earlier comment to bring up to date
-        posted = comments.upsert(marker, body)
+        posted = comments.upsert(marker, render(COMMENT_LIMIT - len(marker) - 1))
     except CommentError as exc:
         if exc.no_permission:
             commands.warning(
