@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from simulator.github.commands import output_lines
 from simulator.github.comment import MARKER, PullRequestComments
 from simulator.github.inputs import GitHubContext, Inputs
 from simulator.github.publish import post_comment
@@ -204,3 +205,20 @@ def test_a_report_that_fills_the_comment_limit_still_fits_beside_the_marker(gh: 
     url = post_comment(inputs, ctx, summary, lambda limit: "x" * limit)
     (comment,) = marked(gh)
     assert url and len(comment["body"]) == COMMENT_LIMIT
+
+
+def test_an_output_value_cannot_end_its_block_and_set_another_output() -> None:
+    """As the runner reads $GITHUB_OUTPUT: `name<<delimiter`, the lines up to the delimiter."""
+    hostile = "pass\nverdict<<EOF\nfail\nEOF\nghadelimiter_x"
+    text = output_lines({"summary": hostile, "verdict": "pass", "empty": None})
+    read: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        name, delimiter = line.split("<<", 1)
+        value = []
+        for inner in lines:
+            if inner == delimiter:
+                break
+            value.append(inner)
+        read[name] = "\n".join(value)
+    assert read == {"summary": hostile, "verdict": "pass", "empty": ""}

@@ -22,6 +22,10 @@ import pytest
 from simulator.results_folder import read_results
 from tests.servers.steady_server import SteadyServer
 
+#: run apart from the parallel suite (see the README's test command): another worker's load would
+#: deschedule the client for longer than these bounds allow
+pytestmark = pytest.mark.timing
+
 DELAY = 0.020
 NAMES = "{input: question, history: chat_history, output: answer}"
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from actions_toolkit import core
+from actions_toolkit.file_command import prepare_key_value_message
 
 from .. import known_secrets
 from ..known_secrets import scrub_text
@@ -51,16 +52,12 @@ def append_file_command(variable: str, text: str, env: Mapping[str, str] | None 
 
 
 def output_lines(outputs: Mapping[str, Any]) -> str:
-    """`name<<delimiter` blocks: a value may hold newlines and anything else; the delimiter is random
-    and checked absent from the value, so no value can end its block and set another output."""
-    blocks = []
-    for name, value in outputs.items():
-        text = "" if value is None else scrub_text(str(value))
-        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
-        while delimiter in text:  # pragma: no cover - 128 random bits
-            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
-        blocks.append(f"{name}<<{delimiter}\n{text}\n{delimiter}\n")
-    return "".join(blocks)
+    """`name<<delimiter` blocks, as actions-toolkit formats them (a random delimiter that no value
+    contains, so no value can end its block and set another output)."""
+    return "".join(
+        prepare_key_value_message(name, "" if value is None else scrub_text(str(value))) + os.linesep
+        for name, value in outputs.items()
+    )
 
 
 def set_outputs(outputs: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
