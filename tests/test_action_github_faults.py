@@ -222,3 +222,18 @@ def test_an_output_value_cannot_end_its_block_and_set_another_output() -> None:
             value.append(inner)
         read[name] = "\n".join(value)
     assert read == {"summary": hostile, "verdict": "pass", "empty": ""}
+
+
+def test_a_next_page_on_another_host_is_not_followed_with_the_token(gh: FakeGitHub) -> None:
+    """The session carries the token: a listing's `Link` must not be able to send it elsewhere."""
+    marker = MARKER.format(key="pages")
+    gh.add_comments(PR, 150)
+    with FakeGitHub() as elsewhere:
+        gh.link_base = elsewhere.api_url
+        comments = PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01)
+        assert comments.find_all(marker) == []
+        assert elsewhere.api_requests == []
+    gh.link_base = None
+    gh.add_comment(PR, f"{marker}\nours")  # on the second page, where the pages of this API go
+    (found,) = PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01).find_all(marker)
+    assert found["body"] == f"{marker}\nours"

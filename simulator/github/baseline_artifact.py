@@ -23,7 +23,7 @@ import requests
 
 from .. import known_secrets
 from ..known_secrets import scrub_text
-from .http import rate_limit_note, rate_limited, session
+from .http import next_page, rate_limit_note, rate_limited, session
 
 #: artifacts listed per page, and pages read at most (the newest 1,000 artifacts of that name)
 PER_PAGE, MAX_PAGES = 100, 10
@@ -133,7 +133,7 @@ class ArtifactReader:
                 artifact = _parse(item, name, branch, exclude_run)
                 if artifact is not None and self._branch_run(artifact.run_id):
                     yield artifact
-            url = response.links.get("next", {}).get("url")
+            url = next_page(response, self.base)
 
     def _branch_run(self, run_id: int) -> bool:
         """Whether the run played its branch's own code (a push, a schedule, a dispatch), not a pull

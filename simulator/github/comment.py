@@ -10,9 +10,12 @@ from typing import Any
 import requests
 
 from ..known_secrets import scrub_text
-from .http import TRANSIENT, rate_limit_note, rate_limited, session
+from .http import TRANSIENT, next_page, rate_limit_note, rate_limited, session
 
 MARKER = "<!-- chat-simulator:{key} -->"
+#: pages of 100 comments read at most: a pull request with more is not one people read either, and
+#: an answer whose `Link` pages back to itself must not keep the job going
+MAX_PAGES = 100
 
 
 class CommentError(Exception):
@@ -78,10 +81,12 @@ class PullRequestComments:
         looking through every page; a comment that only quotes the marker is not one of them."""
         url: str | None = f"{self.base}/issues/{self.number}/comments?per_page=100"
         found = []
-        while url:
+        pages = 0
+        while url and pages < MAX_PAGES:
             response = self._send("GET", url, "listing the pull request's comments")
             found += [c for c in response.json() if (c.get("body") or "").lstrip().startswith(marker)]
-            url = response.links.get("next", {}).get("url")
+            url = next_page(response, self.base)
+            pages += 1
         return sorted(found, key=lambda c: c.get("id", 0))
 
     def find(self, marker: str) -> dict | None:

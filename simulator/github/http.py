@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -115,3 +116,13 @@ def session(
     http.mount("https://", adapter)
     http.headers["User-Agent"] = USER_AGENT
     return http
+
+
+def next_page(response: requests.Response, base: str) -> str | None:
+    """The `Link: rel=next` page of a listing, only on `base`'s own scheme and host: the session
+    carries the token, and an answer must not be able to send it (or the reader) elsewhere."""
+    url = response.links.get("next", {}).get("url")
+    if not url:
+        return None
+    here, there = urlsplit(base), urlsplit(url)
+    return url if (there.scheme, there.netloc) == (here.scheme, here.netloc) else None

@@ -345,6 +345,8 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         self.server_url = "https://github.example"
         """Base of the comments' ``html_url`` (``GITHUB_SERVER_URL``)."""
         self.read_only = False
+        #: where listings' `Link` pages point (None: this server): an answer that sends the reader elsewhere
+        self.link_base: str | None = None
         """True: every API POST/PATCH/PUT/DELETE answers 403, as with a fork PR's token."""
         self.missing_repo = False
         """True: every (authenticated) API request answers 404."""
@@ -818,7 +820,7 @@ class _Handler(LocalHandler):
             links.append((1, "first"))
         if not links:
             return {}
-        base = fake.api_url + request.route
+        base = (fake.link_base or fake.api_url) + request.route
         parts = []
         for target_page, rel in links:
             query = {**request.query, "per_page": str(per_page), "page": str(target_page)}
