@@ -9,6 +9,8 @@ from playwright.sync_api import Browser
 
 from simulator import known_secrets
 from tests.browser import launch
+from tests.servers.chat_app import FakeChatApp
+from tests.servers.github_api import FakeGitHub
 from tests.servers.openai_server import FakeOpenAIServer
 
 
@@ -16,6 +18,20 @@ from tests.servers.openai_server import FakeOpenAIServer
 def llm() -> Iterator[FakeOpenAIServer]:
     """An OpenAI-compatible chat server whose replies the test scripts."""
     with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def app() -> Iterator[FakeChatApp]:
+    """A chat app under test (promptflow, openai, http routes) whose replies the test scripts."""
+    with FakeChatApp() as server:
+        yield server
+
+
+@pytest.fixture
+def gh() -> Iterator[FakeGitHub]:
+    """GitHub's REST API and the runner's artifact service, recording what they receive."""
+    with FakeGitHub() as server:
         yield server
 
 

@@ -30,7 +30,17 @@ PR = 7
 OPENAI_KEY = "sk-live-openai-0123456789abcdef"
 APP_TOKEN = "app-bearer-token-9876543210"
 
-MANIFEST = """\
+#: a scripted simulation the fake app passes
+GREETING = """\
+  - name: scripted-greeting
+    persona: jane
+    task: Say hello
+    turns: ["Hello there"]
+    expect: {contains: "you said"}
+"""
+
+MANIFEST = (
+    """\
 version: 1
 target:
   url: ${APP_URL}
@@ -39,17 +49,16 @@ target:
 user: {model: sim-user, endpoint: "${USER_LLM_URL}", api_key_env: OPENAI_API_KEY}
 gate: {min_pass_rate: 1.0, max_error_rate: 0.0}
 simulations:
-  - name: scripted-greeting
-    persona: jane
-    task: Say hello
-    turns: ["Hello there"]
-    expect: {contains: "you said"}
+"""
+    + GREETING
+    + """\
   - name: llm-refund
     persona: marcus
     task: Get a refund
     max_turns: 4
     expect: {not_contains: "error"}
 """
+)
 
 
 @dataclass
@@ -60,18 +69,6 @@ class ActionRun:
     outputs: dict[str, str]
     step_summary: str
     workspace: Path
-
-
-@pytest.fixture
-def gh():
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
-def app():
-    with FakeChatApp() as server:
-        yield server
 
 
 def parse_outputs(text: str) -> dict[str, str]:

@@ -54,12 +54,6 @@ BASE_APP = {"broken": 0, "fixed": 0, "flaky_fails": 1}
 HEAD_APP = {"broken": 1, "fixed": 1, "flaky_fails": 2}
 
 
-@pytest.fixture
-def gh():
-    with FakeGitHub() as server:
-        yield server
-
-
 def write_event(folder: Path, event: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{event}-event.json"

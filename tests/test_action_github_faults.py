@@ -17,33 +17,19 @@ from simulator.github.publish import post_comment
 from simulator.report import COMMENT_LIMIT
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.github_api import FakeGitHub
-from tests.test_action import PR, make_workspace, run_entrypoint
+from tests.test_action import GREETING, PR, make_workspace, run_entrypoint
 
-SCRIPTED = """\
+SCRIPTED = (
+    """\
 version: 1
 target: {url: "${APP_URL}", format: promptflow}
 gate: {min_pass_rate: 1.0}
 simulations:
-  - name: scripted-greeting
-    persona: jane
-    task: Say hello
-    turns: ["Hello there"]
-    expect: {contains: "you said"}
 """
+    + GREETING
+)
 
 COMMENTS = "/issues/7/comments"
-
-
-@pytest.fixture
-def gh():
-    with FakeGitHub() as server:
-        yield server
-
-
-@pytest.fixture
-def app():
-    with FakeChatApp() as server:
-        yield server
 
 
 def run(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, inputs: dict[str, str] | None = None, **env: str):

@@ -31,12 +31,6 @@ ROUTE_CASES: dict[str, tuple[dict[str, Any], Any]] = {
 
 
 @pytest.fixture
-def app() -> Iterator[FakeChatApp]:
-    with FakeChatApp() as server:
-        yield server
-
-
-@pytest.fixture
 def client(app: FakeChatApp) -> Iterator[OpenAI]:
     c = OpenAI(base_url=app.url + "/v1", api_key="x", max_retries=0)
     yield c

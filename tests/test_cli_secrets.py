@@ -13,10 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from simulator.checks.judge import JUDGE_SYSTEM
 from tests.servers.chat_app import AppReply, FakeChatApp, RecordedRequest
@@ -28,12 +25,6 @@ ROUTE_SECRET = "cli-route-segment-Hh88Ii99"
 REF_SECRET = "cli-plain-query-Jj00Kk11"
 SECRETS = {"openai key": OPENAI_KEY, "azure key": AZURE_KEY, "path segment": ROUTE_SECRET, "query ref": REF_SECRET}
 OUTPUTS = ("conversations.jsonl", "summary.json", "report.md", "report.html")
-
-
-@pytest.fixture
-def app() -> Iterator[FakeChatApp]:
-    with FakeChatApp() as server:
-        yield server
 
 
 def echo_or_fail(request: RecordedRequest) -> AppReply:

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 
-import pytest
 import requests
 
 from tests.servers.github_api import DEFAULT_TOKEN, FakeGitHub
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}", "Accept": "application/vnd.github+json"}
-
-
-@pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 def test_listing_is_newest_first_filtered_by_name_and_paginated(gh: FakeGitHub) -> None:

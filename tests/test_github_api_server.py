@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,12 +24,6 @@ from tests.servers.github_api import (
 )
 
 REPO = "octo-org/octo-repo"
-
-
-@pytest.fixture
-def gh() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as server:
-        yield server
 
 
 def _auth(token: str = DEFAULT_TOKEN, scheme: str = "Bearer") -> dict[str, str]:
