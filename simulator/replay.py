@@ -14,6 +14,7 @@ why), and the user messages replayed (`llm_calls_saved`) and played live (`llm_c
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from .results_reading import iter_results
 from .users import ScriptedUser, UserMessage, UserSide, split_signal
 
 MATCHES = ("exact", "whitespace")
+#: why a conversation played live from its start: its simulation's persona or task changed
+OTHER_USER = "the persona or task differs from the baseline's"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,16 @@ class ReplayScript:
     user_messages: tuple[str, ...]
     app_replies: tuple[str, ...]
     stop_reason: str
+    #: the persona (as `Persona.to_dict`) and task the baseline's user played; None when not recorded
+    persona: Any = None
+    task: str | None = None
+
+    def plays(self, persona: Persona, task: str) -> bool:
+        """Whether these messages were a user with this persona and task: a user of another one
+        would say other things, so its messages say nothing about how the app answers this one."""
+        if self.task is not None and self.task != task:
+            return False
+        return self.persona is None or self.persona == json.loads(json.dumps(persona.to_dict(), default=str))
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> ReplayScript | None:
@@ -79,7 +92,15 @@ class ReplayScript:
             for turn in result["conversation"]
             if isinstance(turn, Mapping) and turn.get("actor") == "assistant" and not turn.get("error")
         )
-        return cls(tuple(messages), replies, str((result.get("meta_data") or {}).get("stop_reason", "")))
+        meta = result.get("meta_data") or {}
+        task = meta.get("task")
+        return cls(
+            tuple(messages),
+            replies,
+            str(meta.get("stop_reason", "")),
+            persona=meta.get("persona") if isinstance(meta.get("persona"), Mapping) else None,
+            task=task if isinstance(task, str) else None,
+        )
 
 
 class ReplayBook:
@@ -132,6 +153,8 @@ class PairedUser(UserSide):
         self.took_over: tuple[int, str] | None = None  # (turn number, why) where the live side took over
 
     async def next_message(self, persona: Persona, task: str, history: list[dict[str, str]]) -> UserMessage:
+        if self.took_over is None and not self.replayed and not self.script.plays(persona, task):
+            self.took_over = (len(history), OTHER_USER)
         if self.took_over is None:
             self.took_over = self._why_not_replay(history)
         if self.took_over is not None:
@@ -168,11 +191,11 @@ class PairedUser(UserSide):
             for turn in result["conversation"]
             if turn["actor"] == "assistant" and not turn.get("error")
         ]
-        diverged: tuple[int, str] | None = None
+        # a user with another persona or task played from the start: the replies are not comparable
+        diverged = self.took_over if self.took_over is not None and self.took_over[1] == OTHER_USER else None
         for (turn_number, new), old in zip(replies, self.script.app_replies, strict=False):
-            if not self.matcher.same(new, old):
+            if diverged is None and not self.matcher.same(new, old):
                 diverged = (turn_number, "the app's reply differs from the baseline's")
-                break
         stop_reason = result["meta_data"]["stop_reason"]
         if diverged is None and (
             len(replies) != len(self.script.app_replies) or stop_reason != self.script.stop_reason

@@ -142,3 +142,29 @@ def test_bad_replay_options_are_config_errors(tmp_path: Path, llm: FakeOpenAISer
     )
     assert "no conversations.jsonl there" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("Find out when my order ships", "Cancel my subscription"),
+        ("persona: jane", "persona: {name: Bob, profile: A grumpy man who wants a refund}"),
+    ],
+    ids=["task", "persona"],
+)
+def test_a_simulation_whose_persona_or_task_changed_plays_live_instead_of_replaying_another_user(
+    tmp_path: Path, llm: FakeOpenAIServer, edit: tuple[str, str]
+) -> None:
+    _script_llm(llm)
+    manifest = _project(tmp_path, llm)
+    _run(tmp_path, manifest, "base")
+    manifest.write_text(manifest.read_text().replace(*edit))
+    calls = len(llm.chat_requests)
+    head = _run(tmp_path, manifest, "head", "--replay", str(tmp_path / "base"))
+    assert len(llm.chat_requests) - calls == 9  # every user message from the user model, none from the old user
+    for result in head:
+        replay = result["meta_data"]["replay"]
+        assert replay["identical"] is False  # the app answered another user: not "unchanged"
+        assert replay["diverged_at_turn"] == 0
+        assert replay["diverged_because"] == "the persona or task differs from the baseline's"
+        assert (replay["llm_calls_saved"], replay["llm_calls_made"]) == (0, 3)
