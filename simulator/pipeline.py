@@ -72,6 +72,8 @@ async def run_manifest_async(manifest: Manifest, settings: RunSettings) -> RunOu
     """Plan, skip what cannot run, play the rest into `settings.out`, summarise."""
     plan = plan_for(manifest, settings)
     run_info = {"shard": "/".join(map(str, settings.shard)) if settings.shard else None, **settings.run_info}
+    if settings.filters or settings.tags:  # part of the manifest: what else it has was not played, not removed
+        run_info.update(filters=list(settings.filters), tags=list(settings.tags))
     skipped: dict[str, str] = {}
     if settings.skip_without_key:
         skipped = Connections(manifest).missing_credentials(distinct_simulations(plan))

@@ -280,6 +280,9 @@ class RunInfo(TypedDict, total=False):
     concurrency: int
     interrupted: bool
     shard: str | None
+    #: `--filter` and `--tag`, when the run played only the simulations they select
+    filters: list[str]
+    tags: list[str]
     resumed: int
     rechecked_at: str
     merged_from: list[str]

@@ -100,6 +100,32 @@ def test_each_simulation_gets_a_noise_aware_verdict_with_its_counts(runs: tuple[
     assert broken["base"]["turns_per_conversation"] == 4 and broken["base"]["p95_ms"] is not None
 
 
+@pytest.mark.parametrize("narrowed", [["--filter", "steady"], ["--shard", "2/19"]], ids=["filter", "shard"])
+def test_a_run_of_part_of_the_manifest_does_not_call_the_rest_removed(
+    runs: tuple[Path, Path], tmp_path: Path, narrowed: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, _ = runs
+    manifest = base.parent / "simulations.yml"
+    out = tmp_path / "part"
+    main(["run", str(manifest), "--out", str(out), "--quiet", "--baseline", str(base), *narrowed])
+    changes = compare(json.loads((out / "summary.json").read_text()), summaries(runs)[0])
+    unplayed = {name: change["verdict"] for name, change in changes.items() if "head" not in change}
+    assert unplayed and set(unplayed.values()) == {"not run"}  # still in the manifest: not removed
+    report = (out / "report.md").read_text()
+    assert "Removed" not in report and "**Not run here (only the base run has results):**" in report
+
+
+def test_a_simulation_skipped_or_unfinished_is_not_run_and_one_left_out_of_the_manifest_is_removed(
+    runs: tuple[Path, Path],
+) -> None:
+    before, after = summaries(runs)
+    after = json.loads(json.dumps(after))
+    del after["simulations"]["steady"], after["simulations"]["flaky"]
+    after["run"].update(skipped_simulations=["steady"], missing=["flaky#1", "flaky#2"])
+    verdicts = {name: change["verdict"] for name, change in compare(after, before).items()}
+    assert (verdicts["steady"], verdicts["flaky"], verdicts["gone"]) == ("not run", "not run", "removed")
+
+
 def test_the_comment_leads_with_regressions_and_folds_the_rest(runs: tuple[Path, Path]) -> None:
     before, after = summaries(runs)
     text = render_markdown(after, changes=compare(after, before), baseline_note="Compared with run 41 on main.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ from .significance import compare_counts
 
 NEW = "new"
 REMOVED = "removed"
+#: a simulation only the base run has, which this run did not select or finish (filter, tag, shard,
+#: a missing key, an interruption): it may still be in the manifest, so it is not "removed"
+NOT_RUN = "not run"
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def _no_comparison() -> dict[str, Any]:
 def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per simulation of `summary` (then those only the base had): how it differs from the
     same-named simulation in `baseline`; `verdict` is regressed, improved, unchanged, within
-    noise, new or removed."""
+    noise, new, removed or not run (only the base has it, and this run did not play all it could)."""
     changes: dict[str, dict[str, Any]] = {}
     before_all = baseline.get("simulations", {})
     for name, sim in summary["simulations"].items():
@@ -137,10 +140,25 @@ def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, A
             changes[name] = compare_simulation(sim, before)
         else:
             changes[name] = {"verdict": NEW, "change": NEW, "head": _side(sim), **_no_comparison()}
+    not_run = _not_run(summary)
     for name, before in before_all.items():
         if name not in summary["simulations"] and isinstance(before, dict):
-            changes[name] = {"verdict": REMOVED, "change": REMOVED, "base": _side(before), **_no_comparison()}
+            verdict = NOT_RUN if not_run(name) else REMOVED
+            changes[name] = {"verdict": verdict, "change": verdict, "base": _side(before), **_no_comparison()}
     return changes
+
+
+def _not_run(summary: Summary) -> Callable[[str], bool]:
+    """Whether a simulation this run has no result of may only have gone unplayed: every one when
+    the run played part of the manifest (a filter, a tag, a shard, shards missing from a merge), else
+    those it skipped or did not finish."""
+    run: Mapping[str, Any] = _mapping(summary.get("run"))
+    if run.get("filters") or run.get("tags") or run.get("shard") or run.get("unseen_shards"):
+        return lambda name: True
+    unplayed = {str(name) for name in run.get("skipped_simulations") or ()}
+    for key in [*(run.get("missing") or ()), *(run.get("not_run") or ())]:
+        unplayed.add(str(key).rpartition("#")[0])
+    return unplayed.__contains__
 
 
 def note_divergence(changes: dict[str, dict[str, Any]], results: Iterable[ConversationResult]) -> None:

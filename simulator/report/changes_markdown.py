@@ -15,6 +15,7 @@ MOVES = {
     "unchanged": "unchanged",
     "new": "🆕 new",
     "removed": "removed",
+    "not run": "not run here",
 }
 
 
@@ -96,7 +97,11 @@ def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None)
             lines += [_lead_line(name, changes[name]) for name in names]
     others = [
         f"**{title}:** " + ", ".join(inline(n, 80) for n in by_move[move][:20]) + _more(by_move[move], 20)
-        for move, title in (("new", "New"), ("removed", "Removed"))
+        for move, title in (
+            ("new", "New"),
+            ("removed", "Removed"),
+            ("not run", "Not run here (only the base run has results)"),
+        )
         if by_move.get(move)
     ]
     flipped = [
@@ -105,7 +110,7 @@ def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None)
         for name, change in changes.items()
         if change["verdict"] in ("within noise", "unchanged")
         and change["status_before"] is not None
-        and change["change"] not in ("same", "new", "removed")
+        and change["change"] not in ("same", "new", "removed", "not run")
     ]
     if flipped:
         others.append(
