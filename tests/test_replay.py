@@ -168,3 +168,18 @@ def test_a_simulation_whose_persona_or_task_changed_plays_live_instead_of_replay
         assert replay["diverged_at_turn"] == 0
         assert replay["diverged_because"] == "the persona or task differs from the baseline's"
         assert (replay["llm_calls_saved"], replay["llm_calls_made"]) == (0, 3)
+
+
+def test_a_verdict_that_moved_on_the_base_runs_own_conversations_is_put_down_to_the_checks_not_the_app(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
+    _script_llm(llm)
+    manifest = _project(tmp_path, llm)
+    _run(tmp_path, manifest, "base")
+    # the app did not change; a check was added that its replies do not meet
+    manifest.write_text(manifest.read_text().replace("max_turns: 10}", "max_turns: 10, expect: {contains: refund}}"))
+    base = str(tmp_path / "base")
+    main(["run", str(manifest), "--out", str(tmp_path / "head"), "--quiet", "--replay", base, "--baseline", base])
+    report = (tmp_path / "head" / "report.md").read_text()
+    assert "**Verdict flipped, same conversations:** order pass → fail (3/3 → 0/3)" in report
+    assert "the checks judged them differently" in report and "too few conversations" not in report

@@ -73,10 +73,22 @@ def _more(items: list[str], shown: int) -> str:
     return f" and {len(items) - shown} more" if len(items) > shown else ""
 
 
+#: a verdict that moved while every conversation replayed the base run's exactly: not the app's doing
+SAME_CONVERSATIONS = "the conversations were the base run's, reply for reply: the checks judged them differently"
+
+
+def _same_conversations(change: dict[str, Any]) -> bool:
+    """Every conversation of the simulation replayed the base run's with the same app replies."""
+    replay, head = change.get("replay") or {}, change.get("head") or {}
+    return bool(replay) and not replay["diverged"] and replay["conversations"] >= head.get("runs", 0) > 0
+
+
 def _lead_line(name: str, change: dict[str, Any]) -> str:
     p_value = _p(change.get("p_value"))
     parts = [f"{_counts(change['base'])} → {_counts(change['head'])} passed" + (f" ({p_value})" if p_value else "")]
     parts += _figures(change)
+    if _same_conversations(change):
+        parts.append(SAME_CONVERSATIONS)
     if change.get("new_failing_checks"):
         parts.append("newly failing: " + "; ".join(inline(c, 100) for c in change["new_failing_checks"][:5]))
     return f"- **{inline(name, 80)}**: " + " · ".join(parts)
@@ -104,21 +116,29 @@ def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None)
         )
         if by_move.get(move)
     ]
-    flipped = [
-        f"{inline(name, 80)} {inline(change['status_before'], 20)} → {inline(change['head']['status'], 20)} "
-        f"({_counts(change['base'])} → {_counts(change['head'])})"
+    moved = [
+        (name, change)
         for name, change in changes.items()
         if change["verdict"] in ("within noise", "unchanged")
         and change["status_before"] is not None
         and change["change"] not in ("same", "new", "removed", "not run")
     ]
-    if flipped:
-        others.append(
-            "**Verdict flipped, within noise:** "
-            + "; ".join(flipped[:20])
-            + _more(flipped, 20)
-            + " — too few conversations to tell a change from chance (`repeat` the simulation to know)"
-        )
+    for same, title, why in (
+        (
+            False,
+            "Verdict flipped, within noise",
+            "too few conversations to tell a change from chance (`repeat` the simulation to know)",
+        ),
+        (True, "Verdict flipped, same conversations", SAME_CONVERSATIONS),
+    ):
+        flipped = [
+            f"{inline(name, 80)} {inline(change['status_before'], 20)} → {inline(change['head']['status'], 20)} "
+            f"({_counts(change['base'])} → {_counts(change['head'])})"
+            for name, change in moved
+            if _same_conversations(change) == same
+        ]
+        if flipped:
+            others.append(f"**{title}:** " + "; ".join(flipped[:20]) + _more(flipped, 20) + f" — {why}")
     if others:
         lines += ["", *others]
     if not (by_move.get("regressed") or by_move.get("improved") or others):
