@@ -61,6 +61,11 @@ class ReplyMatcher:
         return new == old or self.key(new) == self.key(old)
 
 
+def _filled(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A persona's fields without the empty ones (None, "", {}, [])."""
+    return {key: value for key, value in fields.items() if value not in (None, "", {}, [])}
+
+
 @dataclass(frozen=True)
 class ReplayScript:
     """One baseline conversation as a replay needs it: its user messages (stop markers restored)
@@ -75,10 +80,12 @@ class ReplayScript:
 
     def plays(self, persona: Persona, task: str) -> bool:
         """Whether these messages were a user with this persona and task: a user of another one
-        would say other things, so its messages say nothing about how the app answers this one."""
+        would say other things, so its messages say nothing about how the app answers this one.
+        Empty fields do not count (a base run recorded by another version may leave them out)."""
         if self.task is not None and self.task != task:
             return False
-        return self.persona is None or self.persona == json.loads(json.dumps(persona.to_dict(), default=str))
+        now = json.loads(json.dumps(persona.to_dict(), default=str))
+        return self.persona is None or _filled(self.persona) == _filled(now)
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> ReplayScript | None:

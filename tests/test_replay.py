@@ -170,6 +170,28 @@ def test_a_simulation_whose_persona_or_task_changed_plays_live_instead_of_replay
         assert (replay["llm_calls_saved"], replay["llm_calls_made"]) == (0, 3)
 
 
+def test_a_base_run_that_recorded_empty_persona_fields_otherwise_still_replays(
+    tmp_path: Path, llm: FakeOpenAIServer
+) -> None:
+    """Another version may leave an empty field out of the recorded persona, or write it: the same user."""
+    _script_llm(llm)
+    manifest = _project(tmp_path, llm)
+    _run(tmp_path, manifest, "base")
+    results = tmp_path / "base" / "conversations.jsonl"
+    lines = []
+    for line in results.read_text().splitlines():
+        result = json.loads(line)
+        recorded = result["meta_data"]["persona"]
+        for field, empty in (("template", None), ("instructions", ""), ("examples", []), ("meta_data", {})):
+            recorded.setdefault(field, empty)  # written empty where the running version leaves it out
+        lines.append(json.dumps(result))
+    results.write_text("\n".join(lines) + "\n")
+    calls = len(llm.chat_requests)
+    head = _run(tmp_path, manifest, "head", "--replay", str(tmp_path / "base"))
+    assert len(llm.chat_requests) == calls  # every user message replayed
+    assert all(r["meta_data"]["replay"]["identical"] for r in head)
+
+
 def test_a_verdict_that_moved_on_the_base_runs_own_conversations_is_put_down_to_the_checks_not_the_app(
     tmp_path: Path, llm: FakeOpenAIServer
 ) -> None:
