@@ -102,7 +102,7 @@ def test_each_simulation_gets_a_noise_aware_verdict_with_its_counts(runs: tuple[
 
 @pytest.mark.parametrize("narrowed", [["--filter", "steady"], ["--shard", "2/19"]], ids=["filter", "shard"])
 def test_a_run_of_part_of_the_manifest_does_not_call_the_rest_removed(
-    runs: tuple[Path, Path], tmp_path: Path, narrowed: list[str], capsys: pytest.CaptureFixture[str]
+    runs: tuple[Path, Path], tmp_path: Path, narrowed: list[str], browser
 ) -> None:
     base, _ = runs
     manifest = base.parent / "simulations.yml"
@@ -113,6 +113,9 @@ def test_a_run_of_part_of_the_manifest_does_not_call_the_rest_removed(
     assert unplayed and set(unplayed.values()) == {"not run"}  # still in the manifest: not removed
     report = (out / "report.md").read_text()
     assert "Removed" not in report and "**Not run here (only the base run has results):**" in report
+    page = open_report(browser, out / "report.html")
+    assert page.text_content("#not-run") == "Not run here (only the base run has results): " + ", ".join(unplayed)
+    assert page.query_selector("#removed") is None and page.problems == []  # type: ignore[attr-defined]
 
 
 def test_a_simulation_skipped_or_unfinished_is_not_run_and_one_left_out_of_the_manifest_is_removed(
