@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from .deadlines import deadline
 from .errors import ConfigError, TurnError
 from .event_loops import run_sync
 from .history_refs import compact_request
@@ -240,7 +241,7 @@ class Simulator:
         if self.turn_timeout is None:
             return await awaitable
         try:
-            return await asyncio.wait_for(awaitable, self.turn_timeout)
+            return await deadline(awaitable, self.turn_timeout)
         except asyncio.TimeoutError:
             who = "the app" if actor == ASSISTANT else "the user model"
             raise TurnError("timeout", f"{who} gave no answer within {self.turn_timeout:g} s") from None

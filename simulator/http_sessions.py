@@ -22,6 +22,8 @@ from collections.abc import AsyncGenerator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from .deadlines import deadline
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -209,7 +211,7 @@ async def within(exchange: Awaitable[T], timeout: float) -> T:
     """`exchange`, given `timeout` seconds: a transport failure (a timeout included) comes out as
     `ExchangeFailed`, anything else as it was raised. Every caller decides on the kind alone."""
     try:
-        return await asyncio.wait_for(exchange, timeout)
+        return await deadline(exchange, timeout)
     except Exception as exc:
         kind = failure_kind(exc)
         if kind is None:

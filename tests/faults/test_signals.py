@@ -27,3 +27,13 @@ def test_signals_at_random_points_keep_every_finished_conversation(tmp_path: Pat
     assert len(kept) == RUNS + 2, "\n".join(report)
     assert {r.signal.name for r in runs} == {"SIGTERM", "SIGINT"}
     assert any(r.finished == 0 for r in runs) and any(r.finished > 0 for r in runs), report  # early and late
+
+
+def test_a_signal_as_the_first_turns_complete_still_cancels_the_conversations_in_flight(tmp_path: Path) -> None:
+    """Sent as the run starts, the signal meets each conversation just as its first (scripted) user
+    turn completes: before Python 3.12 `asyncio.wait_for` dropped a cancellation that arrived then,
+    and the conversations in flight played on to their end (1.5 s here) instead of stopping."""
+    for attempt in range(3):
+        run = signal_run(tmp_path / f"start-{attempt}", signal.SIGINT, 0.0, app_delay=0.5)
+        assert not run.problems, run.problems
+        assert run.finished == 0 and run.lines > 0, (run.finished, run.lines)

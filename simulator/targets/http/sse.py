@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import contextlib
 import json
@@ -10,6 +9,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from ...deadlines import deadline
 from .bounded import BoundedBody
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ async def read_events(response: aiohttp.ClientResponse, limit: int, on_event: Ca
         cut = body.cut and not done
         if done:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(_drain(pieces), DRAIN_SECONDS)
+                await deadline(_drain(pieces), DRAIN_SECONDS)
     return cut
 
 
