@@ -45,6 +45,14 @@ def _script_llm(llm: FakeOpenAIServer) -> None:
     llm.default = lambda request: _user_turns((len(request.messages) - 2) // 2)
 
 
+def _base_run(tmp_path: Path, llm: FakeOpenAIServer) -> Path:
+    """The base run (`base/`) of the scripted user's order conversations; the manifest's path."""
+    _script_llm(llm)
+    manifest = _project(tmp_path, llm)
+    _run(tmp_path, manifest, "base")
+    return manifest
+
+
 def _run(tmp_path: Path, manifest: Path, out: str, *extra: str) -> list[dict]:
     assert main(["run", str(manifest), "--out", str(tmp_path / out), "--quiet", *extra]) == EXIT_OK
     return read_results(tmp_path / out / "conversations.jsonl")
@@ -85,9 +93,7 @@ def test_an_unchanged_app_replays_identically_without_calling_the_user_model(
 def test_a_changed_reply_hands_over_to_the_live_user_model_from_that_history(
     tmp_path: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _script_llm(llm)
-    manifest = _project(tmp_path, llm)
-    _run(tmp_path, manifest, "base")
+    manifest = _base_run(tmp_path, llm)
     calls = len(llm.chat_requests)
     monkeypatch.setenv("APP_CHANGED", "1")
     head = _run(tmp_path, manifest, "head", "--replay", str(tmp_path / "base"))
@@ -155,9 +161,7 @@ def test_bad_replay_options_are_config_errors(tmp_path: Path, llm: FakeOpenAISer
 def test_a_simulation_whose_persona_or_task_changed_plays_live_instead_of_replaying_another_user(
     tmp_path: Path, llm: FakeOpenAIServer, edit: tuple[str, str]
 ) -> None:
-    _script_llm(llm)
-    manifest = _project(tmp_path, llm)
-    _run(tmp_path, manifest, "base")
+    manifest = _base_run(tmp_path, llm)
     manifest.write_text(manifest.read_text().replace(*edit))
     calls = len(llm.chat_requests)
     head = _run(tmp_path, manifest, "head", "--replay", str(tmp_path / "base"))
@@ -174,9 +178,7 @@ def test_a_base_run_that_recorded_empty_persona_fields_otherwise_still_replays(
     tmp_path: Path, llm: FakeOpenAIServer
 ) -> None:
     """Another version may leave an empty field out of the recorded persona, or write it: the same user."""
-    _script_llm(llm)
-    manifest = _project(tmp_path, llm)
-    _run(tmp_path, manifest, "base")
+    manifest = _base_run(tmp_path, llm)
     results = tmp_path / "base" / "conversations.jsonl"
     lines = []
     for line in results.read_text().splitlines():
@@ -195,9 +197,7 @@ def test_a_base_run_that_recorded_empty_persona_fields_otherwise_still_replays(
 def test_a_verdict_that_moved_on_the_base_runs_own_conversations_is_put_down_to_the_checks_not_the_app(
     tmp_path: Path, llm: FakeOpenAIServer
 ) -> None:
-    _script_llm(llm)
-    manifest = _project(tmp_path, llm)
-    _run(tmp_path, manifest, "base")
+    manifest = _base_run(tmp_path, llm)
     # the app did not change; a check was added that its replies do not meet
     manifest.write_text(manifest.read_text().replace("max_turns: 10}", "max_turns: 10, expect: {contains: refund}}"))
     base = str(tmp_path / "base")
