@@ -223,3 +223,13 @@ def test_a_next_page_on_another_host_is_not_followed_with_the_token(gh: FakeGitH
     gh.add_comment(PR, f"{marker}\nours")  # on the second page, where the pages of this API go
     (found,) = PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01).find_all(marker)
     assert found["body"] == f"{marker}\nours"
+
+
+def test_comment_listings_stop_after_a_hundred_pages(gh: FakeGitHub) -> None:
+    """An answer that keeps offering a next page (a loop, a huge thread) must not keep the job going."""
+    marker = MARKER.format(key="cap")
+    gh.add_comments(PR, 100 * 100 + 50)
+    gh.add_comment(PR, f"{marker}\nbeyond the pages read")
+    assert PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01).find_all(marker) == []
+    listed = [r for r in gh.api_requests if r.method == "GET" and COMMENTS in r.path]
+    assert len(listed) == 100
