@@ -334,14 +334,12 @@ def test_a_pull_requests_run_replays_the_base_runs_users(tmp_path: Path, gh: Fak
     assert len(llm.chat_requests) == base_calls + 4  # replay: false plays every conversation live
 
 
-SHARDED_LLM_MANIFEST = """\
-version: 1
-target: {{callback: 'app.py:respond'}}
-user: {{model: sim-user, endpoint: '{endpoint}'}}
-simulations:
-  - {{name: order, persona: jane, task: Ask when order 5 ships, repeat: 2, max_turns: 6, expect: {{contains: ships}}}}
+SHARDED_LLM_MANIFEST = (
+    LLM_MANIFEST
+    + """\
   - {{name: parcel, persona: alex, task: Ask when order 5 ships, repeat: 2, max_turns: 6, expect: {{contains: ships}}}}
 """
+)
 
 
 def sharded_base_run(tmp_path: Path, gh: FakeGitHub, manifest: str) -> RunArtifact:

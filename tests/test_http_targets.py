@@ -70,6 +70,19 @@ def fail(t: HttpTarget, question: str = "hello", **meta_kw: Any) -> TurnError:
     return info.value
 
 
+def talk(t: HttpTarget, *turns: tuple[str, str]) -> None:
+    """Send each (question, conversation id) in order, then close the target."""
+
+    async def run() -> None:
+        try:
+            for question, conversation_id in turns:
+                await t.respond(question, [], meta(conversation_id=conversation_id))
+        finally:
+            await t.aclose()
+
+    asyncio.run(run())
+
+
 def http_chat(app: FakeChatApp, **config: Any) -> HttpTarget:
     """The /chat route in the generic format, with the client's conversation id in the body."""
     config.setdefault("request", {"body": {"text": "{{question}}", "conversation_id": "{{conversation_id}}"}})
@@ -269,34 +282,14 @@ def test_server_session_is_sent_back_and_never_shared(app: FakeChatApp, mode: st
 
 def test_set_cookies_are_kept_per_conversation(app: FakeChatApp) -> None:
     app.script(AppReply(text="hi", set_cookie="affinity=node-7; Path=/"))
-    t = http_chat(app)
-
-    async def run() -> None:
-        try:
-            await t.respond("one", [], meta(conversation_id="x"))
-            await t.respond("two", [], meta(conversation_id="y"))
-            await t.respond("three", [], meta(conversation_id="x"))
-        finally:
-            await t.aclose()
-
-    asyncio.run(run())
+    talk(http_chat(app), ("one", "x"), ("two", "y"), ("three", "x"))
     assert [r.cookies for r in app.requests] == [{}, {}, {"affinity": "node-7"}]
 
 
 def test_cookies_go_back_as_the_app_set_them_and_only_where_their_path_allows(app: FakeChatApp) -> None:
     app.script(AppReply(text="hi", set_cookie='token="a b;c"; Path=/chat'), "again")
     app.script(AppReply(text="hi", set_cookie="elsewhere=1; Path=/admin"))
-    t = http_chat(app)
-
-    async def run() -> None:
-        try:
-            await t.respond("one", [], meta(conversation_id="x"))
-            await t.respond("two", [], meta(conversation_id="x"))
-            await t.respond("three", [], meta(conversation_id="x"))
-        finally:
-            await t.aclose()
-
-    asyncio.run(run())
+    talk(http_chat(app), ("one", "x"), ("two", "x"), ("three", "x"))
     assert [r.headers.get("cookie") for r in app.requests] == [None, 'token="a b;c"', 'token="a b;c"']
 
 
