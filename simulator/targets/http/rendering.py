@@ -12,14 +12,17 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from ...template import PLACEHOLDER, render
+from ...template import PLACEHOLDER, check_placeholders, placeholders, render
 from ..redaction import BENIGN_HEADERS, REDACTED, is_sensitive_header
 
 
 def render_url(template: str, values: Mapping[str, Any], source: str, raw: Collection[str] = ()) -> str:
     """`template` with every placeholder filled in; values are percent-encoded, except those in `raw`
-    (a value that is itself the start of a URL)."""
-    url_values = {k: (str(v) if k in raw else quote(str(v), safe="")) for k, v in values.items()}
+    (a value that is itself the start of a URL). Only the values the template uses are encoded: one
+    it does not use (a persona's name that UTF-8 cannot hold) can never fail the request."""
+    check_placeholders(template, values, source)
+    used = {name: values[name] for name in placeholders(template)}
+    url_values = {k: (str(v) if k in raw else quote(str(v), safe="")) for k, v in used.items()}
     return render(template, url_values, source)
 
 
