@@ -39,16 +39,20 @@ def comment(runs: dict[str, Path], **options) -> str:
 
 
 class _Reader(HTMLParser):
-    """What a test needs of rendered HTML: summary texts, how <details> nest, links, code blocks."""
+    """What a test needs of rendered HTML: summary texts, how <details> nest, links, images, code
+    blocks, and the text a reader sees outside code."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.summaries: list[str] = []
         self.links: list[str] = []
+        self.images: list[str] = []
         self.code_classes: list[str] = []
+        self.prose = ""  # the text outside <pre> and <code>
         self.depth = 0
         self.lowest = 0
         self._in_summary = False
+        self._in_code = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "details":
@@ -58,8 +62,12 @@ class _Reader(HTMLParser):
             self.summaries.append("")
         elif tag == "a":
             self.links.append(dict(attrs).get("href") or "")
-        elif tag == "code":
+        elif tag == "img":
+            self.images.append(dict(attrs).get("src") or "")
+        if tag == "code":
             self.code_classes.append(dict(attrs).get("class") or "")
+        if tag in ("pre", "code"):
+            self._in_code += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "details":
@@ -67,10 +75,14 @@ class _Reader(HTMLParser):
             self.lowest = min(self.lowest, self.depth)
         elif tag == "summary":
             self._in_summary = False
+        elif tag in ("pre", "code"):
+            self._in_code -= 1
 
     def handle_data(self, data: str) -> None:
         if self._in_summary:
             self.summaries[-1] += data
+        if not self._in_code:
+            self.prose += data
 
 
 def rendered(markdown: str) -> _Reader:
@@ -217,3 +229,76 @@ def test_failures_the_change_brought_come_first_so_the_size_limit_never_hides_th
     )
     cut = shown(everything - 1500)
     assert 6 <= len(cut) < 9 and cut == shown(COMMENT_LIMIT)[: len(cut)]
+
+
+#: text an app, a simulated user or a judge may write that GitHub would make a link or load as an image
+LINKING = [
+    "https://evil.example/login?next=%2F",
+    "http://x.y",
+    "HTTPS://EVIL.EXAMPLE/SHOUT",
+    "ftp://files.evil.example/payload.zip",
+    "www.evil.example/path",
+    "WWW.Evil.Example",
+    "evil@example.com",
+    "evil.user+tag@.example.com",
+    "mailto:evil@example.com",
+    "xmpp:evil@example.com/resource",
+    "<https://angle.evil.example/x>",
+    "<evil@angle.example>",
+    "[click here](https://evil.example/phish)",
+    '[click](https://evil.example/t "title")',
+    "![](https://evil.example/pixel.png)",
+    "[ref link][r]\n\n[r]: https://evil.example/ref",
+    '<a href="https://evil.example/raw">raw</a>',
+    '<img src="https://evil.example/raw.png">',
+    "(see https://evil.example/paren) *www.evil.example* _https://evil.example/em_ ~~www.evil.example~~",
+    "`https://evil.example/tick` | www.evil.example | cell",
+    "https&#58;//evil.example/entity and https\\://evil.example/backslash",
+    "http://user@evil.example:8080/x",
+]
+#: the comment's own addresses: the only links it may hold
+OWN = ("https://github.com/o/r/actions/runs/1", "https://github.com/o/r/actions/runs/1/artifacts/9", REPORT_URL)
+
+
+def with_hostile_text(runs: dict[str, Path], text: str) -> list[str]:
+    """The comment, in each of its forms, with `text` wherever the app, a simulated user, a judge
+    or a manifest puts text: simulation, persona, task and check names, check messages and
+    evidence, errors, replies, the gate's reasons, the run's warnings and the baseline note."""
+    head, base = summary_of(runs["head"]), summary_of(runs["base"])
+    for summary in (head, base):
+        summary["simulations"] = {f"{name} {text}": sim for name, sim in summary["simulations"].items()}
+    head["gate"]["reasons"] = [f"gate: {text}"]
+    head["run"].update(warnings=[f"warning: {text}"], fatal_error=f"fatal: {text}", skipped=f"skipped: {text}")
+    results = []
+    for result in read_results(runs["head"] / "conversations.jsonl"):
+        meta = result["meta_data"]
+        meta["simulation"] = f"{meta['simulation']} {text}"
+        meta["persona"]["name"], meta["task"] = f"persona {text}", f"task {text}"
+        for turn in result["conversation"]:
+            turn["response"] = f"{turn['response']} {text}"
+        evaluation = result["evaluation"]
+        evaluation["failed"] = [f"failed {text}" for _ in evaluation.get("failed", [])]
+        evaluation["errors"] = [f"error {text}" for _ in evaluation.get("errors", [])]
+        for check in evaluation["checks"]:
+            check.update(name=f"{check['name']} {text}", message=f"judge: {text}", evidence={"turn": 1, "text": text})
+        results.append(result)
+    links = Links(run_url=OWN[0], artifact_url=OWN[1], artifact_name="results", report_url=REPORT_URL, report_note=text)
+    changes = compare(head, base)
+    return [
+        render_markdown(head, results, links, baseline_note=f"note: {text}"),
+        render_markdown(head, results, links, changes=changes, baseline_note=f"note: {text}"),
+    ]
+
+
+@pytest.mark.parametrize("text", LINKING)
+def test_no_text_from_outside_becomes_a_link_or_an_image(runs: dict[str, Path], text: str) -> None:
+    """GitHub autolinks bare URLs, `www.` addresses and emails in Markdown text (the cmark-gfm
+    `autolink` extension) and loads images; what an app or an LLM wrote reads as text, unclickable.
+    Raw HTML is kept (`--unsafe`) as GitHub keeps `<a>` and `<img>`, so an escape that let HTML
+    through would show here too."""
+    for markdown in with_hostile_text(runs, text):
+        page = rendered(markdown)
+        assert page.images == []
+        assert page.links and [link for link in page.links if not link.startswith(OWN)] == []
+        # the same words to a reader: only an invisible joiner told the renderer it is no address
+        assert " ".join(text.split()) in page.prose.replace("\u2060", "")
