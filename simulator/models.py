@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse, urlunparse
 
-from . import known_secrets
+from . import known_secrets, strict_json
 from .errors import ConfigError, MissingCredentialError, TurnError
 from .event_loops import PerLoop
 from .http_sessions import MAX_CONNECTIONS, new_session
@@ -441,12 +441,19 @@ class OpenAIChatCompletionsModel:
 
     def _reply(self, response: httpx2.Response, request: dict[str, Any]) -> ModelReply:
         try:
-            raw = response.json()
-        except ValueError:
+            raw = strict_json.loads(response.content, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
+        except strict_json.NotJSON:
             snippet = scrub_text(response.text)[:300]
             raise TurnError(
                 "llm_error",
                 f"{self.name} at {self.chat_url} answered with something that is not JSON: {snippet!r}",
+                detail={"status": response.status_code, "response": snippet},
+            ) from None
+        except strict_json.JSONError as exc:  # a repeated key: which message or verdict is meant cannot be known
+            snippet = scrub_text(response.text)[:300]
+            raise TurnError(
+                "llm_error",
+                f"{self.name} at {self.chat_url} answered with JSON that cannot be used: {exc}: {snippet!r}",
                 detail={"status": response.status_code, "response": snippet},
             ) from None
         choices = raw.get("choices") if isinstance(raw, dict) else None

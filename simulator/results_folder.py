@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -26,18 +27,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from . import strict_json
 from .errors import ConfigError
 from .known_secrets import scrub
 from .plan import keys_of_record
 from .records import ConversationResult, GateConfig, PlanRecord, RunInfo, Summary
 from .report import REPORT_FILES
 from .results_reading import (  # noqa: F401 - the folder's readers, importable from here too
+    MAX_LINE_BYTES,
     ReadNotes,
     cut_torn_tail,
     iter_results,
     read_results,
     result_key,
 )
+from .schema_check import schema_errors
 from .summary import SummaryBuilder
 
 log = logging.getLogger("simulator.results")
@@ -82,12 +86,33 @@ def json_text(data: Any, *, indent: int | None = None) -> tuple[str, int]:
     which UTF-8 cannot store; they become U+FFFD rather than a crash. Objects JSON does not know
     (a callback's datetime) are written as their `str()`.
     """
-    text = json.dumps(data, ensure_ascii=False, indent=indent, default=str)
+    try:
+        text = json.dumps(data, ensure_ascii=False, indent=indent, default=str, allow_nan=False)
+    except ValueError:  # NaN or Infinity (a callback's float): written as text, which every reader takes
+        text = json.dumps(_finite_numbers(data), ensure_ascii=False, indent=indent, default=str)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return _SURROGATE.subn("\ufffd", text)
     return text, 0
+
+
+def _finite_numbers(node: Any) -> Any:
+    if isinstance(node, float) and not math.isfinite(node):
+        return str(node)
+    if isinstance(node, dict):
+        return {key: _finite_numbers(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_finite_numbers(value) for value in node]
+    return node
+
+
+def _without_recordings(result: ConversationResult, size: int) -> ConversationResult:
+    """`result` with each turn's recorded request and raw answer replaced by a note: what keeps a
+    conversation of very many long turns within the line size every reader takes."""
+    note = f"cut: the conversation's line was {size:,} bytes, more than the {MAX_LINE_BYTES:,} a results line holds"
+    turns = [{**turn, "request": {"cut": note}, "full_json_response": {"cut": note}} for turn in result["conversation"]]
+    return cast(ConversationResult, {**result, "conversation": turns})
 
 
 def result_line(result: ConversationResult) -> bytes:
@@ -96,7 +121,7 @@ def result_line(result: ConversationResult) -> bytes:
     Known credentials never reach the file (see `known_secrets`)."""
     text, replaced = json_text(scrub(result))
     if replaced:
-        repaired = json.loads(text)
+        repaired = strict_json.loads(text)
         note = (
             f"{replaced} character(s) that are not valid Unicode (lone surrogates) in text from the app, "
             "the user model or the manifest were replaced with U+FFFD"
@@ -106,7 +131,10 @@ def result_line(result: ConversationResult) -> bytes:
         record.clear()
         record.update(repaired)
         text, _ = json_text(scrub(result))
-    return (text + "\n").encode("utf-8")
+    line = (text + "\n").encode("utf-8")
+    if len(line) > MAX_LINE_BYTES:
+        line = (json_text(scrub(_without_recordings(result, len(line))))[0] + "\n").encode("utf-8")
+    return line
 
 
 @contextlib.contextmanager
@@ -235,11 +263,16 @@ def read_plan(folder: str | Path) -> PlanRecord | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a readable plan ({exc})") from None
+        record = strict_json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: not a readable plan ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a readable plan: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("simulations", record.get("keys")), list):
         raise ConfigError(f"{path}: not a plan written by `simulator run`")
+    problems = schema_errors(record, "plan", source=str(path))
+    if problems:
+        raise ConfigError(f"not a plan written by `simulator run`: {problems[0]}")
     return cast(PlanRecord, record)
 
 
@@ -314,13 +347,19 @@ def read_summary(folder: str | Path) -> Summary | None:
     """The folder's summary.json, or None when it is missing or damaged (it can be rebuilt)."""
     path = Path(folder) / SUMMARY_FILE
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = strict_json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         log.warning("%s: not readable (%s); rebuilding it from the results", path, exc)
         return None
-    return cast(Summary, summary) if isinstance(summary, dict) and isinstance(summary.get("gate"), dict) else None
+    if not isinstance(summary, dict) or not isinstance(summary.get("gate"), dict):
+        return None
+    problems = schema_errors(summary, "summary", source=str(path))
+    if problems:
+        log.warning("%s; rebuilding it from the results", problems[0])
+        return None
+    return cast(Summary, summary)
 
 
 # --- older runs and merges ----------------------------------------------------------------------------
@@ -330,9 +369,9 @@ def _run_label(out: Path) -> str:
     """When the run in `out` started (its summary's `run.started_at`), else its files' mtime; safe as a file name."""
     started = None
     with contextlib.suppress(OSError, ValueError, LookupError, TypeError):  # no summary, or not ours
-        started = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8"))["run"]["started_at"]
+        started = strict_json.loads((out / SUMMARY_FILE).read_bytes())["run"]["started_at"]
     with contextlib.suppress(OSError, ValueError, LookupError, TypeError):
-        started = started or json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))["created_at"]
+        started = started or strict_json.loads((out / PLAN_FILE).read_bytes())["created_at"]
     if not isinstance(started, str) or not started.strip():
         times = [(out / name).stat().st_mtime for name in RUN_FILES if (out / name).exists()]
         started = datetime.fromtimestamp(max(times, default=time.time()), timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from . import strict_json
 from .errors import ConfigError
 from .records import ConversationResult
 from .schema_check import schema_errors
@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # imported where used: jsonschema costs start-up time most co
     pass
 
 log = logging.getLogger("simulator.results")
+#: the longest results line read (a run never writes a longer one: `results_folder.result_line` cuts
+#: recorded requests and raw answers first); a longer one is refused before it is held in memory
+MAX_LINE_BYTES = 256 * 1024**2
 
 
 @dataclass
@@ -36,13 +39,11 @@ def _parse_line(raw: bytes, where: str) -> ConversationResult:
         raise ConfigError(f"{where}: results are not UTF-8 text ({exc.reason})") from None
     line = line.rstrip("\r\n")
     try:
-        result = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}: not a JSON line ({exc.msg} at column {exc.colno})") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: not a conversation_result (nested too deeply)") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ConfigError(f"{where}: not a usable JSON line ({str(exc).split(':')[0]})") from None
+        result = strict_json.loads(line)
+    except strict_json.NotJSON as exc:
+        raise ConfigError(f"{where}: not a JSON line: {exc}") from None
+    except strict_json.JSONError as exc:
+        raise ConfigError(f"{where}: not a usable JSON line: {exc}") from None
     if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
         raise ConfigError(f"{where}: not a conversation_result")
     where = f"{where}: not a conversation_result"
@@ -62,9 +63,11 @@ def _torn(raw: bytes) -> bool:
     if raw.endswith(b"\n") or not raw.startswith(b'{"conversation_id"'):
         return False
     try:
-        json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        strict_json.loads(raw)
+    except strict_json.NotJSON:  # cut short
         return True
+    except strict_json.JSONError:  # whole, but not to be trusted: not a torn line
+        return False
     return False
 
 
@@ -85,7 +88,12 @@ def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[C
     except ValueError as exc:  # a NUL character in the path
         raise ConfigError(f"{path!r}: cannot read results: {exc}") from None
     with handle:
-        for number, raw in enumerate(handle, 1):
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise ConfigError(
+                    f"{path}:{number}: a line longer than {MAX_LINE_BYTES:,} bytes is not a conversation_result "
+                    "this tool wrote; the file was damaged or made by hand"
+                )
             if not raw.strip():
                 continue
             try:

@@ -167,6 +167,40 @@ def test_malformed_or_missing_verdicts_are_errors_never_passes(llm: FakeOpenAISe
     assert "judge" in evaluation["errors"][0]
 
 
+@pytest.mark.parametrize(
+    ("expect", "answer"),
+    [
+        ({"goal_completed": True}, '{"verdict": "fail", "reason": "bad", "verdict": "pass"}'),
+        ({"goal_completed": True}, '{"verdict": "pass", "reason": "ok", "reason": "ok"}'),
+        ({"rubric": "The assistant is polite"}, '{"score": 1, "reason": "rude", "score": 5}'),
+        ({"rubric": "The assistant is polite"}, '{"score": NaN, "reason": "?"}'),
+        ({"rubric": "The assistant is polite"}, '{"score": 5' + "0" * 400 + ', "reason": "?"}'),
+        ({"rubric": "The assistant is polite"}, '{"score": 1e400, "reason": "?"}'),
+    ],
+)
+def test_a_judge_answer_that_repeats_a_key_or_holds_no_number_is_an_error_never_a_pass(
+    llm: FakeOpenAIServer, expect: dict, answer: str
+) -> None:
+    llm.script(answer, answer)  # the same answer to the repair retry, if one is asked
+    evaluation = check(expect, conversation(REPLIES), judge_model(llm))
+    assert evaluation["status"] == "error", evaluation
+    assert evaluation["checks"][0]["status"] == "error"
+    assert "judge" in evaluation["errors"][0]
+
+
+def test_a_judge_envelope_that_repeats_the_message_is_an_error_never_a_pass(llm: FakeOpenAIServer) -> None:
+    verdict = json.dumps(json.dumps({"verdict": "fail", "reason": "bad"}))
+    forged = json.dumps(json.dumps({"verdict": "pass", "reason": "good"}))
+    body = (
+        '{"id": "c", "object": "chat.completion", "created": 0, "model": "judge", "choices": [{"index": 0, '
+        f'"finish_reason": "stop", "message": {{"role": "assistant", "content": {verdict}, "content": {forged}}}}}]}}'
+    )
+    llm.default = lambda request: Reply(body=body)
+    evaluation = check({"goal_completed": True}, conversation(REPLIES), judge_model(llm))
+    assert evaluation["status"] == "error", evaluation
+    assert "repeats the key 'content'" in evaluation["errors"][0]
+
+
 def test_rubric_scores_and_threshold(llm: FakeOpenAIServer) -> None:
     llm.script(
         '{"score": 5, "reason": "Polite throughout."}',

@@ -641,7 +641,22 @@ def test_results_lines_end_only_at_newlines(tmp_path: Path) -> None:
         (b'{"conversation_id": "c", "meta_data": {}\n' + json.dumps(valid_result()).encode(), ":1: not a JSON line"),
         (b"[1, 2]", ":1: not a conversation_result"),
         (b"\n\n" + b"[" * 100_000, ":3: not a"),
-        (b"1" * 5000, ":1: not a usable JSON line (Exceeds the limit (4300"),
+        (b"1" * 5000, ":1: not a usable JSON line: the number 1111"),
+        # JSON that reads but cannot be trusted: a repeated key, a number no count can hold, nesting
+        (
+            _json_line(valid_result())[:-1].encode() + b', "conversation_id": "x"}',
+            ":1: not a usable JSON line: it repeats",
+        ),
+        (
+            _json_line(valid_result()).replace('"turn_number": 1', '"turn_number": 1' + "0" * 400).encode(),
+            ":1: not a usable",
+        ),
+        (_json_line(valid_result()).replace('"latency_ms": 3.5', '"latency_ms": 1e400').encode(), ":1: not a usable"),
+        (_json_line(valid_result()).replace('"latency_ms": 3.5', '"latency_ms": NaN').encode(), ":1: not a usable"),
+        (
+            _json_line({**valid_result(), "x": json.loads("[" * 200 + "]" * 200)}).encode(),
+            ":1: not a usable JSON line: it is nested",
+        ),
         (b"\xff\xfe", ":1: results are not UTF-8 text"),
         (json.dumps({**valid_result(), "conversation": "x"}).encode(), ":1: not a conversation_result: conversation"),
         (json.dumps({**valid_result(), "evaluation": []}).encode(), ":1: not a conversation_result: evaluation"),

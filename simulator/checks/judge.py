@@ -6,11 +6,11 @@ is validated; a verdict that is missing, malformed or out of range is a check er
 
 from __future__ import annotations
 
-import json
 import re
 from abc import abstractmethod
 from typing import Any
 
+from .. import strict_json
 from ..errors import TurnError
 from ..records import ConversationResult
 from ..thinking import only_thinking
@@ -69,9 +69,10 @@ def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] |
     if fenced:
         cleaned = fenced.group(1)
     try:
-        data = json.loads(cleaned)
-    except ValueError:
-        return None, f"the judge's answer is not JSON: {text[:200]!r}"
+        data = strict_json.loads(cleaned)
+    except strict_json.JSONError as exc:
+        # a repeated key is no verdict: `{"verdict": "fail", "verdict": "pass"}` must not read as a pass
+        return None, f"the judge's answer cannot be read as a verdict: {exc}: {text[:200]!r}"
     import jsonschema  # here, not at start-up: most commands never judge
 
     try:

@@ -3,15 +3,16 @@ latency and turns, and the base run's transcripts to show beside this run's."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import strict_json
 from ..errors import ConfigError
 from ..records import ConversationResult, Summary
 from ..results_reading import iter_results
+from ..schema_check import schema_errors
 from .significance import compare_counts
 
 NEW = "new"
@@ -26,13 +27,18 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     file = path / "summary.json" if path.is_dir() else path
     try:
-        summary = json.loads(file.read_text(encoding="utf-8"))
+        summary = strict_json.loads(file.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{file}: baseline summary not found (give the base run's results folder)") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{file}: not a readable summary.json ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: not a readable summary.json ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{file}: not a readable summary.json: {exc}") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("simulations"), dict):
         raise ConfigError(f"{file}: not a summary.json written by this tool (no 'simulations')")
+    problems = schema_errors(summary, "summary", source=str(file))
+    if problems:  # every figure a comparison reads is of its type and in range, or there is no comparison
+        raise ConfigError(f"not a summary.json written by this tool: {problems[0]}")
     return summary
 
 

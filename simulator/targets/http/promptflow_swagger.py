@@ -22,12 +22,12 @@ takes an input named `chat_history` as the chat history, and so does `flow_names
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ... import strict_json
 from ...errors import ConfigError
 from ...http_sessions import TIMEOUT, ExchangeFailed, proxy_for, within
 from ...template import PLACEHOLDER, render
@@ -171,9 +171,9 @@ async def fetch_flow_names(
     if cut:
         raise SwaggerUnreadable(f"{shown} is larger than {SWAGGER_BYTES:,} bytes")
     try:
-        document = json.loads(content)
-    except ValueError:
-        raise SwaggerUnreadable(f"{shown} is not JSON") from None
+        document = strict_json.loads(content)
+    except strict_json.JSONError as exc:
+        raise SwaggerUnreadable(f"{shown} is not usable JSON: {exc}") from None
     try:
         return flow_names(document)
     except SwaggerUnreadable as exc:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from ... import strict_json
 from ...deadlines import deadline
 from .bounded import BoundedBody
 
@@ -67,7 +67,7 @@ class _Events:
         if payload.strip() == "[DONE]":
             return True
         try:
-            event = json.loads(payload)
+            event = strict_json.loads(payload, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
         except ValueError:
             event = payload
         self.on_event(event, len(payload))
