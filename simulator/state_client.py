@@ -213,7 +213,7 @@ class StateClient:
         from yarl import URL  # with aiohttp, on first use
 
         session = self._sessions.get()
-        address = URL(url)
+        address = URL(url, encoded=True)  # as rendered: normalising it again would resolve a `..` value
         proxy = proxy_for(url)
 
         async def attempt(retry: int) -> tuple[bytes, int]:

@@ -173,8 +173,10 @@ class HttpTarget(Target):
         content = None if body is None else encode_body(body)
         from yarl import URL  # with aiohttp, on first use (validate never needs it)
 
-        # query values are merged into the URL's own query (params= would replace it)
-        full_url = URL(url).update_query(query) if query else URL(url)
+        # sent as rendered (encoded: normalising it again would resolve a `..` value); query values
+        # are merged into the URL's own query (params= would replace it)
+        address = URL(url, encoded=True)
+        full_url = address.update_query(query) if query else address
         proxy = proxy_for(url)
         record: dict[str, Any] = {}
 
