@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import header_numbers
 from .known_secrets import scrub_text
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 #: a Retry-After longer than this is not waited for (the SDK's own rule)
 MAX_RETRY_AFTER = 60.0
+#: a retry-after read as at most this (a day): longer is as good as "not now", which MAX_RETRY_AFTER says
+LONGEST_RETRY_AFTER = 24 * 3600.0
 
 
 def validation_problems(body: object) -> list[tuple[str, str]]:
@@ -71,11 +74,11 @@ def retry_after(exc: openai.APIStatusError | openai.APIConnectionError) -> float
     response = getattr(exc, "response", None)
     if response is None:
         return None
-    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return float(response.headers[header]) * scale
-        except (KeyError, ValueError):
-            continue
+    # milliseconds have no date form; a bad value (`nan`, `-5`) is as if the header were absent
+    for header, unit, dates in (("retry-after-ms", 0.001, False), ("retry-after", 1.0, True)):
+        delay = header_numbers.seconds(response.headers.get(header), LONGEST_RETRY_AFTER, unit=unit, dates=dates)
+        if delay is not None:
+            return delay
     return None
 
 

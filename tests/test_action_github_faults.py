@@ -86,6 +86,27 @@ def test_a_rate_limit_that_lasts_says_until_when_not_to_add_a_permission(
     assert gh.pending_failures == 4  # gave up at once instead of sleeping for an hour
 
 
+@pytest.mark.parametrize(("value", "status"), [("nan", 429), ("inf", 403), ("1e400", 429), ("-1", 403)])
+def test_a_retry_after_that_is_no_number_is_backed_off_and_the_comment_posted(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, value: str, status: int
+) -> None:
+    gh.fail_next(COMMENTS, status, headers={"Retry-After": value}, method="GET")
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert len(marked(gh)) == 1 and result.outputs["comment-url"] and not gh.pending_failures
+
+
+@pytest.mark.parametrize("reset", ["nan", "1e400", "-5", str(10**40)])
+def test_a_rate_limit_reset_that_is_no_time_says_to_run_again_later(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, reset: str
+) -> None:
+    gh.fail_next(COMMENTS, 403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+    result = run(tmp_path, gh, app)
+    assert_reported(result)
+    assert not marked(gh) and result.outputs["comment-url"] == ""
+    assert "rate limit (core) for this token is used up; run the job again later" in result.stdout
+
+
 @pytest.mark.parametrize("status", [502, 0])
 def test_a_failed_list_or_create_is_tried_again_without_doubling_the_comment(
     tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, status: int

@@ -316,6 +316,15 @@ def test_retry_after_is_capped_at_max_backoff(app: FakeChatApp) -> None:
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "-5", "0x10", ""])
+def test_a_retry_after_that_is_no_wait_backs_off_exponentially(app: FakeChatApp, value: str) -> None:
+    app.script(AppReply.rate_limited(value), "after the back-off")
+    reply = ask(http_chat(app, retry={"attempts": 2, "backoff": 0.4, "max_backoff": 0.4}))
+    assert reply.text == "after the back-off" and reply.raw["retries"] == 1
+    gap = app.requests[1].received_at - app.requests[0].received_at
+    assert 0.19 <= gap < 2  # the policy's back-off (0.2-0.4 s), neither at once nor a crash
+
+
 @pytest.mark.parametrize(
     "failure",
     [

@@ -167,6 +167,20 @@ def test_rate_limit_is_retried_honouring_retry_after(llm: FakeOpenAIServer) -> N
     assert len(llm.chat_requests) == 3
 
 
+@pytest.mark.parametrize(
+    ("header", "value"), [("retry-after", "inf"), ("retry-after", "1e400"), ("retry-after-ms", "inf")]
+)
+def test_a_probe_rate_limited_with_a_retry_after_that_is_no_wait_is_retried(
+    llm: FakeOpenAIServer, header: str, value: str
+) -> None:
+    """A wait that is no number is no wait at all: the 429 is retried after the first delay, not
+    taken for a wait longer than anyone would (which would end the turn)."""
+    llm.script(Reply.error(429, "slow down", code="rate_limit_exceeded", headers={header: value}), '{"ok": true}')
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=1)
+    reply = asyncio.run(model.complete(HELLO, response_format={"type": "json_object"}))  # a probe
+    assert reply.content == '{"ok": true}' and len(llm.chat_requests) == 2
+
+
 def test_rate_limit_that_never_ends_is_an_llm_error(llm: FakeOpenAIServer) -> None:
     llm.default = lambda request: Reply.rate_limited(0.01)
     model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=2)

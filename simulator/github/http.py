@@ -14,43 +14,47 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from .. import header_numbers
+
 USER_AGENT = "chat-simulator-action"
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 #: the longest wait for a rate limit or a Retry-After; past it the call gives up and says why
 MAX_WAIT = 60.0
+#: a Retry-After or rate limit reset further off than this is not believed (a day; GitHub's reset hourly)
+LONGEST_WAIT = 24 * 3600.0
 
 
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
+def _used_up(response: requests.Response) -> bool:
+    """`x-ratelimit-remaining: 0`: the primary rate limit is used up."""
+    return header_numbers.count(response.headers.get("x-ratelimit-remaining")) == 0
 
 
 def rate_limited(response: requests.Response) -> bool:
     """GitHub's primary (remaining 0) or secondary (Retry-After, "secondary rate limit") limit."""
     if response.status_code not in (403, 429):
         return False
-    if response.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in response.headers:
+    if _used_up(response) or "Retry-After" in response.headers:
         return True
     return response.status_code == 429 or "rate limit" in response.text[:1000].lower()
 
 
 def requested_wait(response: requests.Response) -> float | None:
-    """Seconds GitHub asks to wait (Retry-After, else until x-ratelimit-reset when none remain)."""
-    retry_after = _number(response.headers.get("Retry-After"))
+    """Seconds GitHub asks to wait (Retry-After, else until x-ratelimit-reset when none remain), at
+    most `LONGEST_WAIT`; None when it says none, or nothing readable (`nan`, `-1`, `1e400`)."""
+    retry_after = header_numbers.seconds(response.headers.get("Retry-After"), LONGEST_WAIT)
     if retry_after is not None:
-        return max(retry_after, 0.0)
-    reset = _number(response.headers.get("x-ratelimit-reset"))
-    if response.headers.get("x-ratelimit-remaining") == "0" and reset is not None:
-        return max(reset - time.time(), 0.0) + 1.0
+        return retry_after
+    reset = header_numbers.count(response.headers.get("x-ratelimit-reset"))
+    if _used_up(response) and reset is not None:
+        wait = reset - time.time()
+        return max(wait, 0.0) + 1.0 if wait <= LONGEST_WAIT else None
     return None
 
 
 def rate_limit_note(response: requests.Response) -> str:
     """What a rate-limited answer means for the user, with the time it lifts when GitHub says it."""
     wait = requested_wait(response)
-    if response.headers.get("x-ratelimit-remaining") == "0":
+    if _used_up(response):
         resource = response.headers.get("x-ratelimit-resource", "core")
         what = f"GitHub's API rate limit ({resource}) for this token is used up"
     else:
@@ -93,7 +97,10 @@ class GitHubSession(requests.Session):
                 if response.status_code in TRANSIENT or rate_limited(response):
                     asked = requested_wait(response)
                     wait = delay if asked is None else asked
-                    if final or wait > self.max_wait or (response.status_code == 403 and asked is None):
+                    # a 403 is a rate limit to wait for when GitHub says so (a wait, or a Retry-After
+                    # too garbled to read: then the growing back-off), else a refusal
+                    told = asked is not None or "Retry-After" in response.headers
+                    if final or wait > self.max_wait or (response.status_code == 403 and not told):
                         return response
                     response.close()
                 else:

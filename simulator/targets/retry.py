@@ -8,14 +8,13 @@ to raise when the retries run out). Anything else it raises ends the retries at 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import header_numbers
 from ..errors import ConfigError
 
 T = TypeVar("T")
@@ -23,6 +22,8 @@ T = TypeVar("T")
 DEFAULT_ATTEMPTS = 3
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_BACKOFF = 30.0
+#: a Retry-After read as at most this (a day); the policy's `max_backoff` caps the wait itself
+LONGEST_RETRY_AFTER = 24 * 3600.0
 
 
 class RetryLater(Exception):
@@ -77,25 +78,9 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """A `Retry-After` header as seconds from now: delta-seconds or an HTTP date; None if absent/bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
+    """A `Retry-After` header as seconds from now: delta-seconds or an HTTP date; None if absent or
+    not one of those (`nan`, `-5`, `1e400`): then the policy backs off exponentially."""
+    return header_numbers.seconds(value, LONGEST_RETRY_AFTER, now=now)
 
 
 async def retry_async(
