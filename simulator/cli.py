@@ -26,7 +26,7 @@ from typing import Any, NoReturn, cast
 
 from . import known_secrets
 from .cli_output import FORMATS, Console, Progress
-from .errors import ConfigError
+from .errors import ConfigError, UnreadableRecord
 from .event_loops import run_sync
 from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's interface
     EXIT_CONFIG,
@@ -334,9 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     with known_secrets.scrubbed_output():
         try:
             return _dispatch(args)
-        except Exception:  # a bug: its traceback may quote a credential too, so it is printed scrubbed here
+        except Exception as exc:  # a bug: its traceback may quote a credential too, so it is printed scrubbed here
             traceback.print_exc()
-            return 1  # what Python exits with after an uncaught exception
+            # never 1, which says the gate failed: a job gated on the exit code must not read a crash as a verdict
+            sys.stderr.write(f"internal error: {type(exc).__name__}; nothing above is a verdict on the app\n")
+            return EXIT_RUN_ERRORS
 
 
 def run_and_exit() -> NoReturn:
@@ -371,18 +373,21 @@ def _watched() -> bool:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
+    except UnreadableRecord as exc:  # a results folder's or a base run's file: the data, not the setup
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_RUN_ERRORS
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_CONFIG
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:  # the disk or the folder failed outside a run (reports, merges)
         sys.stderr.write(f"error: {exc.filename or ''}: {exc.strerror or exc}\n")
         return EXIT_RUN_ERRORS
     except KeyboardInterrupt:  # Ctrl-C outside a run (loading, reporting): nothing finished is lost
         sys.stderr.write("interrupted\n")
         return EXIT_SIGINT
-    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -126,7 +126,9 @@ class Console:
         the gate line is left out because the problems say why the run has no verdict to trust.
         The reports stream the results file; a disk that refuses them is a warning, not a lost run.
         """
-        changes = baseline_changes(summary, baseline)
+        changes, why_not = baseline_changes(summary, baseline)
+        if why_not:
+            self.note(f"warning: {why_not}")
         path = folder / RESULTS_FILE
         files: dict[str, str] = {"results": str(path), "summary": str(folder / SUMMARY_FILE)}
         try:
@@ -135,8 +137,9 @@ class Console:
                 summary,
                 lambda: iter_results(path) if path.is_file() else iter(()),
                 changes,
-                baseline_label=baseline,
-                baseline_dir=baseline,
+                baseline_label=baseline if changes is not None else None,
+                baseline_dir=baseline if changes is not None else None,
+                baseline_note=why_not,
             )
             files.update(report_html=str(written[HTML_FILE]), report_md=str(written[MARKDOWN_FILE]))
             where = f"report: {written[HTML_FILE]}"

@@ -37,6 +37,11 @@ def field_errors(exc: ConfigError) -> list[tuple[tuple[str | int, ...], str]]:
     return [(getattr(exc, "field", ()), str(exc))]
 
 
+class UnreadableRecord(ConfigError):
+    """A record a run left (results lines, plan.json, summary.json, a base run's) that cannot be
+    read: the data is damaged or not ours, not the configuration (commands exit with 3, not 2)."""
+
+
 class PersonaError(ConfigError):
     """A persona file or persona argument is invalid."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from . import strict_json
-from .errors import ConfigError
+from .errors import ConfigError, UnreadableRecord
 from .known_secrets import scrub
 from .plan import keys_of_record
 from .records import ConversationResult, GateConfig, PlanRecord, RunInfo, Summary
@@ -265,14 +265,14 @@ def read_plan(folder: str | Path) -> PlanRecord | None:
     try:
         record = strict_json.loads(path.read_bytes())
     except OSError as exc:
-        raise ConfigError(f"{path}: not a readable plan ({exc.strerror or exc})") from None
+        raise UnreadableRecord(f"{path}: not a readable plan ({exc.strerror or exc})") from None
     except ValueError as exc:
-        raise ConfigError(f"{path}: not a readable plan: {exc}") from None
+        raise UnreadableRecord(f"{path}: not a readable plan: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("simulations", record.get("keys")), list):
-        raise ConfigError(f"{path}: not a plan written by `simulator run`")
+        raise UnreadableRecord(f"{path}: not a plan written by `simulator run`")
     problems = schema_errors(record, "plan", source=str(path))
     if problems:
-        raise ConfigError(f"not a plan written by `simulator run`: {problems[0]}")
+        raise UnreadableRecord(f"not a plan written by `simulator run`: {problems[0]}")
     return cast(PlanRecord, record)
 
 

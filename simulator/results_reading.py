@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from . import strict_json
-from .errors import ConfigError
+from .errors import ConfigError, UnreadableRecord
 from .records import ConversationResult
 from .schema_check import schema_errors
 
@@ -36,16 +36,16 @@ def _parse_line(raw: bytes, where: str) -> ConversationResult:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: results are not UTF-8 text ({exc.reason})") from None
+        raise UnreadableRecord(f"{where}: results are not UTF-8 text ({exc.reason})") from None
     line = line.rstrip("\r\n")
     try:
         result = strict_json.loads(line)
     except strict_json.NotJSON as exc:
-        raise ConfigError(f"{where}: not a JSON line: {exc}") from None
+        raise UnreadableRecord(f"{where}: not a JSON line: {exc}") from None
     except strict_json.JSONError as exc:
-        raise ConfigError(f"{where}: not a usable JSON line: {exc}") from None
+        raise UnreadableRecord(f"{where}: not a usable JSON line: {exc}") from None
     if not isinstance(result, dict) or "conversation_id" not in result or "meta_data" not in result:
-        raise ConfigError(f"{where}: not a conversation_result")
+        raise UnreadableRecord(f"{where}: not a conversation_result")
     where = f"{where}: not a conversation_result"
     try:
         # the compiled predicate answers for valid lines (jsonschema took 3 ms a line); only a line
@@ -54,7 +54,7 @@ def _parse_line(raw: bytes, where: str) -> ConversationResult:
     except RecursionError:
         problems = [f"{where}: nested too deeply"]
     if problems:
-        raise ConfigError(problems[0])
+        raise UnreadableRecord(problems[0])
     return cast(ConversationResult, result)
 
 
@@ -75,7 +75,7 @@ def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[C
     """Conversation results from a JSONL file, one at a time.
 
     Every line must be a conversation_result (its JSON Schema) with, when present, an `evaluation`
-    as the runner writes it; a damaged line is a `ConfigError` naming file and line. The one
+    as the runner writes it; a damaged line is an `UnreadableRecord` naming file and line. The one
     exception is a last line without its newline that begins a result and does not parse: a writer
     killed mid-line left it, so it is dropped with a warning (in `notes`, and logged). Lines end only at "\\n":
     U+2028 and U+0085, which JSON keeps unescaped inside strings, are text.
@@ -84,13 +84,13 @@ def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[C
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read results: {exc.strerror or exc}") from None
+        raise UnreadableRecord(f"{path}: cannot read results: {exc.strerror or exc}") from None
     except ValueError as exc:  # a NUL character in the path
-        raise ConfigError(f"{path!r}: cannot read results: {exc}") from None
+        raise UnreadableRecord(f"{path!r}: cannot read results: {exc}") from None
     with handle:
         for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
             if len(raw) > MAX_LINE_BYTES:
-                raise ConfigError(
+                raise UnreadableRecord(
                     f"{path}:{number}: a line longer than {MAX_LINE_BYTES:,} bytes is not a conversation_result "
                     "this tool wrote; the file was damaged or made by hand"
                 )

@@ -81,3 +81,40 @@ def test_under_a_profiler_the_command_exits_the_usual_way_so_the_profile_is_writ
     assert done.returncode == 0, done.stderr
     assert profile.stat().st_size > 0
     assert (tmp_path / "marker.txt").read_text() == "flushed"
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "said"),
+    [
+        ("plan.json", "[" * 5000 + "]" * 5000, "plan.json: not a readable plan: it is nested"),
+        ("plan.json", '{"simulations": [["asks", 1' + "0" * 400 + ']], "order": null, "gate": null}', "out of range"),
+        ("plan.json", '{"simulations": [["asks", 1000000000000]], "order": null, "gate": null}', "simulations"),
+        ("conversations.jsonl", "[" * 5000 + "]" * 5000 + "\n", "conversations.jsonl:1: not a usable JSON line"),
+    ],
+)
+def test_a_results_file_that_cannot_be_read_is_a_clear_error_with_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, content: str, said: str
+) -> None:
+    from simulator import cli
+
+    manifest = _manifest(tmp_path, "hello")
+    assert cli.main(["run", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    capsys.readouterr()
+    (tmp_path / "out" / file).write_text(content)
+    code = cli.main(["report", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 3 and said in err and "Traceback" not in err, err
+
+
+def test_an_unexpected_exception_is_never_the_gate_failed_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulator import cli
+
+    def broken(args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_personas", broken)
+    assert cli.main(["personas"]) == 3
+    err = capsys.readouterr().err
+    assert "RuntimeError: a bug" in err and "internal error" in err

@@ -28,7 +28,7 @@ from ..pipeline import RunSettings, run_manifest
 from ..plan import Job, parse_shard
 from ..records import ConversationResult, Summary
 from ..replay import ReplayBook
-from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, compare, render_markdown, write_reports
+from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, comparison_or_why, render_markdown, write_reports
 from ..results_folder import RESULTS_FILE, iter_results
 from ..shards import merge_results
 from . import commands
@@ -176,7 +176,10 @@ def _publish(
     make_readable(out)
     log_simulations(summary, results)
     annotate(summary, manifest, ctx)
-    changes = compare(summary, base.summary) if base.summary is not None else None
+    changes, why_not = comparison_or_why(summary, base.summary)
+    if why_not:
+        commands.warning(why_not, title="No comparison")
+        base = replace(base, note=why_not)
     try:
         write_reports(
             out,

@@ -1,6 +1,6 @@
 """Renderers of a run: Markdown (PR comment, job summary, CLI, report.md) and report.html."""
 
-from .baseline import compare, load_baseline
+from .baseline import compare, comparison_or_why, load_baseline
 from .files import HTML_FILE, MARKDOWN_FILE, RENDERERS, REPORT_FILES, baseline_changes, write_reports
 from .html import render_html
 from .markdown import COMMENT_LIMIT, SUMMARY_LIMIT, Links, code_block, inline, render_markdown
@@ -16,6 +16,7 @@ __all__ = [
     "baseline_changes",
     "code_block",
     "compare",
+    "comparison_or_why",
     "inline",
     "load_baseline",
     "render_html",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import strict_json
-from ..errors import ConfigError
+from ..errors import ConfigError, UnreadableRecord
 from ..records import ConversationResult, Summary
 from ..results_reading import iter_results
 from ..schema_check import schema_errors
@@ -31,14 +31,14 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{file}: baseline summary not found (give the base run's results folder)") from None
     except OSError as exc:
-        raise ConfigError(f"{file}: not a readable summary.json ({exc.strerror or exc})") from None
+        raise UnreadableRecord(f"{file}: not a readable summary.json ({exc.strerror or exc})") from None
     except ValueError as exc:
-        raise ConfigError(f"{file}: not a readable summary.json: {exc}") from None
+        raise UnreadableRecord(f"{file}: not a readable summary.json: {exc}") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("simulations"), dict):
-        raise ConfigError(f"{file}: not a summary.json written by this tool (no 'simulations')")
+        raise UnreadableRecord(f"{file}: not a summary.json written by this tool (no 'simulations')")
     problems = schema_errors(summary, "summary", source=str(file))
     if problems:  # every figure a comparison reads is of its type and in range, or there is no comparison
-        raise ConfigError(f"not a summary.json written by this tool: {problems[0]}")
+        raise UnreadableRecord(f"not a summary.json written by this tool: {problems[0]}")
     return summary
 
 
@@ -152,6 +152,23 @@ def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, A
             verdict = NOT_RUN if not_run(name) else REMOVED
             changes[name] = {"verdict": verdict, "change": verdict, "base": _side(before), **_no_comparison()}
     return changes
+
+
+def comparison_or_why(
+    summary: Summary, base: Mapping[str, Any] | str | Path | None
+) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
+    """The changes since the base run (its summary, or its folder), or None and one line saying why
+    there are none: whatever is wrong with a base run costs the comparison, never this run's own
+    report, comment or gate."""
+    if base is None:
+        return None, None
+    try:
+        before = load_baseline(base) if isinstance(base, (str, Path)) else base
+        return compare(summary, dict(before)), None
+    except ConfigError as exc:
+        return None, f"No comparison with the base run: {exc}"
+    except Exception as exc:  # a base run shaped in a way no check foresaw: this run's report still stands
+        return None, f"No comparison with the base run: it could not be read ({type(exc).__name__}: {exc})"
 
 
 def _not_run(summary: Summary) -> Callable[[str], bool]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import ConversationResult, Summary
-from .baseline import baseline_results, compare, load_baseline, note_divergence
+from .baseline import baseline_results, comparison_or_why, note_divergence
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
 
@@ -64,9 +64,12 @@ RENDERERS: dict[str, Callable[[Path, ReportContext], None]] = {
 REPORT_FILES = tuple(RENDERERS)
 
 
-def baseline_changes(summary: Summary, baseline_dir: str | Path | None) -> dict[str, dict[str, Any]] | None:
-    """Per-simulation changes since the baseline run, or None without one."""
-    return None if baseline_dir is None else compare(summary, load_baseline(baseline_dir))
+def baseline_changes(
+    summary: Summary, baseline_dir: str | Path | None
+) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
+    """Per-simulation changes since the baseline run (None without one), and why there are none
+    when a baseline was given but cannot be compared with."""
+    return comparison_or_why(summary, baseline_dir)
 
 
 def write_reports(

@@ -122,6 +122,8 @@ def _pieces(
                 paired += 1
     except ConfigError as exc:  # a damaged base file: this run's report still stands
         problem = scrub_text(str(exc))
+    except Exception as exc:  # a base conversation shaped as no check foresaw: the same
+        problem = scrub_text(f"{type(exc).__name__}: {exc}")
     yield f'],"base_problem":{_embed(problem)},"figures":{_embed(scrub(figures.build()))}'
     yield f',"base_figures":{_embed(scrub(base_figures.build()) if len(base_figures) else None)}}}'
     yield after
