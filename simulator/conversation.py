@@ -192,8 +192,9 @@ class Simulator:
                 f"simulate: max_conversation_turns must be a whole number >= 1, got {max_conversation_turns!r}"
             )
         task, replaced = replace_lone_surrogates(task)
-        if replaced:
-            meta_data = {**(meta_data or {}), "notes": [surrogate_note(replaced, "the task")]}
+        notes = [*persona.notes, *([surrogate_note(replaced, "the task")] if replaced else [])]
+        if notes:  # after those the caller's meta_data brought (e.g. a manifest's)
+            meta_data = {**(meta_data or {}), "notes": [*(meta_data or {}).get("notes", []), *notes]}
         recorder = ConversationRecorder(
             conversation_id=conversation_id or str(uuid.uuid4()),
             persona=persona.to_dict(),

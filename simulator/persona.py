@@ -14,6 +14,7 @@ from .clip import clip
 from .errors import ConfigError, PersonaError
 from .schema_check import schema_errors
 from .template import check_placeholders, render
+from .unicode_safety import replace_lone_surrogates, surrogate_note
 from .yaml_source import YamlDocument, copy_plain, load_yaml_file, parse_yaml, plain_data, problems_message
 
 STOP_MARKER = "###STOP###"
@@ -68,6 +69,8 @@ class Persona:
     template_vars: dict[str, Any] = field(default_factory=dict)
     prompt_template_file: dataclasses.InitVar[str | Path | None] = None
     source: str | None = field(default=None, compare=False, repr=False)
+    #: what happened to the fields on the way in (text UTF-8 cannot hold, replaced); a conversation notes it
+    notes: list[str] = field(default_factory=list, init=False, compare=False, repr=False)
     _rendered: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self, prompt_template_file: str | Path | None) -> None:
@@ -87,6 +90,14 @@ class Persona:
         problems = schema_errors(data, "persona", source=where)
         if problems:
             raise PersonaError(problems_message(problems))
+        # lone surrogates (a `"\\ud800"` escape) become U+FFFD here, where every persona enters: no request,
+        # prompt or results file meets text UTF-8 cannot hold
+        data, replaced = replace_lone_surrogates(data)
+        if replaced:
+            self.name, self.profile, self.tone = data["name"], data["profile"], data["tone"]
+            self.prompt_template = data.get("prompt_template", self.prompt_template)
+            self.template_vars = data.get("template_vars", self.template_vars)
+            self.notes = [surrogate_note(replaced, f"the persona {self.name!r}")]
         self.meta_data = data["meta_data"]  # dates in the facts become ISO text, so results stay JSON
         self.template_vars = dict(self.template_vars or {})
         clash = sorted(set(self.template_vars) & set(BUILTIN_VARIABLES))
@@ -161,6 +172,7 @@ class Persona:
         clone.__dict__.update(self.__dict__)
         clone.meta_data = copy_plain(self.meta_data)
         clone.template_vars = copy_plain(self.template_vars)
+        clone.notes = list(self.notes)
         clone._rendered = {}
         return clone
 
@@ -207,7 +219,7 @@ class Persona:
         self, text: str | None = None, *, path: str | Path | None = None, **template_vars: Any
     ) -> Persona:
         """A copy that uses another prompt template (text or file) and extra variables."""
-        return Persona(
+        changed = Persona(
             name=self.name,
             profile=self.profile,
             tone=self.tone,
@@ -217,6 +229,8 @@ class Persona:
             template_vars={**self.template_vars, **template_vars},
             source=self.source,
         )
+        changed.notes = [*self.notes, *changed.notes]
+        return changed
 
     @property
     def _template_source(self) -> str:

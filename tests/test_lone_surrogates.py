@@ -9,11 +9,14 @@ surrogates replaced with U+FFFD where it enters, with a note.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from simulator import Persona, ScriptedUser, Simulator, validate_result
 from simulator.state_client import Call, StateClient
 from simulator.state_requests import StateRequest
 from simulator.targets.base import AppReply as TargetReply
@@ -76,3 +79,73 @@ def test_a_value_a_state_request_does_not_use_never_fails_it(app: FakeChatApp) -
     exchange = asyncio.run(send())
     assert exchange.error is None
     assert exchange.document == {"status": "delivered", "id": "c1"}
+
+
+# --- every field that enters: a persona, a task, a manifest, an app's answer ----------------------
+
+#: URL templates of the app: one uses other placeholders only, one the persona's name and the task too
+OTHERS = "/chat?c={{conversation_id}}&n={{turn_number}}"
+EVERYTHING = "/chat?c={{conversation_id}}&n={{turn_number}}&who={{persona}}&task={{task}}"
+PERSONA_YAML = r"""name: "Jo\ud800"
+profile: "A customer \udfff"
+tone: "calm \ud800"
+meta_data: {order: "5\ud800", "k\udc00": ["\ud800"]}
+"""
+
+
+def personas(tmp_path: Path) -> dict[str, tuple[Persona, str]]:
+    """A persona and a task, with a lone surrogate in one field each."""
+    (tmp_path / "jo.yaml").write_text(PERSONA_YAML)
+    return {
+        "name": (Persona(name=f"Jo{LONE}", profile="A customer"), "Return a tent"),
+        "meta_data": (Persona(name="Jo", profile="A customer", meta_data={"order": f"5{LONE}"}), "Return a tent"),
+        "meta_data key": (Persona(name="Jo", profile="A customer", meta_data={f"o{LONE}": {"n": [1]}}), "Return"),
+        "tone": (Persona(name="Jo", profile="A customer", tone=f"calm{LONE}"), "Return a tent"),
+        "task": (Persona(name="Jo", profile="A customer"), f"Return {LONE} a tent"),
+        "yaml file": (Persona.load(tmp_path / "jo.yaml"), "Return a tent"),
+    }
+
+
+@pytest.mark.parametrize("template", [OTHERS, EVERYTHING])
+@pytest.mark.parametrize("case", ["name", "meta_data", "meta_data key", "tone", "task", "yaml file"])
+def test_a_lone_surrogate_in_a_persona_or_task_still_reaches_the_app(
+    app: FakeChatApp, tmp_path: Path, case: str, template: str
+) -> None:
+    persona, task = personas(tmp_path)[case]
+    sim = Simulator(systemConnection=chat_target(app.url + template), userConnection=ScriptedUser(["hi", "again"]))
+    result = sim.simulate(persona, task, max_conversation_turns=4)
+    validate_result(result)
+    json.dumps(result, ensure_ascii=False).encode("utf-8")  # valid UTF-8 throughout
+    assert result["meta_data"]["stop_reason"] == "max_turns", result["meta_data"].get("error")
+    assert [t["response"] for t in result["conversation"]] == ["hi", "You said: hi", "again", "You said: again"]
+    assert len(app.requests) == 2
+    assert any("lone surrogates" in note for note in result["meta_data"]["notes"])
+    if template == EVERYTHING:
+        sent = app.requests[0].query
+        assert sent["who"] == result["meta_data"]["persona"]["name"] and sent["task"] == result["meta_data"]["task"]
+        assert LONE not in sent["who"] + sent["task"]
+
+
+def test_a_persona_keeps_no_lone_surrogate_in_any_field() -> None:
+    persona = Persona(
+        name=f"Jo{LONE}",
+        profile=f"p{LONE}",
+        tone=f"t{LONE}",
+        meta_data={f"k{LONE}": [f"v{LONE}", {"n": f"\udfff{LONE}"}]},
+        prompt_template=f"You are {{{{name}}}} {LONE}. {{{{task}}}} {{{{city}}}}",
+        template_vars={"city": f"Oslo{LONE}"},
+    )
+    assert persona.to_dict() == {
+        "name": "Jo\ufffd",
+        "profile": "p\ufffd",
+        "tone": "t\ufffd",
+        "meta_data": {"k\ufffd": ["v\ufffd", {"n": "\ufffd\ufffd"}]},
+        "prompt_template": "You are {{name}} \ufffd. {{task}} {{city}}",
+        "template_vars": {"city": "Oslo\ufffd"},
+    }
+    assert persona.notes == [
+        "9 character(s) in the persona 'Jo\ufffd' were not valid Unicode (lone surrogates) "
+        "and were replaced with U+FFFD"
+    ]
+    persona.render("a task").encode("utf-8")
+    assert persona.copy().notes == persona.with_template("{{name}} {{task}}").notes == persona.notes
