@@ -7,6 +7,7 @@ raw HTML kept as GitHub keeps it, and read back with an HTML parser.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
+from simulator.github.comment import MARKER
 from simulator.report import COMMENT_LIMIT, Links, compare, render_markdown
 from simulator.results_reading import read_results
 from tests.test_report_charts import run
@@ -302,3 +304,102 @@ def test_no_text_from_outside_becomes_a_link_or_an_image(runs: dict[str, Path], 
         assert page.links and [link for link in page.links if not link.startswith(OWN)] == []
         # the same words to a reader: only an invisible joiner told the renderer it is no address
         assert " ".join(text.split()) in page.prose.replace("\u2060", "")
+
+
+#: what grows once written: controls become visible escapes (`\x1b`, `\u202e`: 4 to 6 characters)
+CONTROLS = ["\x1b[31m", "\x00", "\u202e", "\x07", "\r", "\x9b"]
+#: what is escaped, lengthens a fence, or would open or close structure if it were not
+MARKUP = ["`", "```", "~~~", "</details>", "<details>", "|", "_*[]", "<&>", "\n", "\n```\n", "x" * 300, "word "]
+
+
+def swollen(rng: random.Random, size: int, share: float) -> str:
+    """`size` pieces, about `share` of them control characters, the rest markup and long lines."""
+    return "".join(rng.choice(CONTROLS) if rng.random() < share else rng.choice(MARKUP) for _ in range(size))
+
+
+def comment_near_the_limit(runs: dict[str, Path], seed: int) -> tuple[str, int, str]:
+    """The marker a comment is posted under, the room it leaves, and the comment: many failed
+    conversations (with some seeds, many simulations) whose text is full of what grows when
+    written. Every sixth seed has less room, so that the table itself must be cut."""
+    rng = random.Random(seed)
+    share = rng.choice([0.3, 0.6, 0.95])
+
+    def text(size: int) -> str:
+        return swollen(rng, size, share)
+
+    head, base = summary_of(runs["head"]), summary_of(runs["base"])
+    template = next(
+        r for r in read_results(runs["head"] / "conversations.jsonl") if r["meta_data"]["simulation"] == "gives-up"
+    )
+    simulations = {
+        f"sim-{i} {text(rng.randint(0, 40))}": head["simulations"]["gives-up"] for i in range(rng.choice([3, 60, 400]))
+    }
+    head["simulations"] = simulations
+    head["gate"]["reasons"] = [text(60) for _ in range(rng.randint(0, 5))]
+    head["run"]["warnings"] = [text(80) for _ in range(rng.randint(0, 5))]
+    names = list(simulations)
+    results = []
+    for i in range(rng.randint(20, 300)):
+        result = json.loads(json.dumps(template))
+        result["meta_data"].update(simulation=rng.choice(names), repeat=i, task=text(50))
+        result["meta_data"]["persona"]["name"] = text(20)
+        for turn in result["conversation"]:
+            turn["response"] = text(rng.randint(5, 400))
+        result["evaluation"]["failed"] = [text(60)]
+        result["evaluation"]["checks"] = [
+            {"name": text(30), "status": "fail", "message": text(100), "evidence": {"turn": 1, "text": text(80)}}
+            for _ in range(rng.randint(1, 14))
+        ]
+        results.append(result)
+    changes = compare(head, base) if seed % 2 else None
+    marker = MARKER.format(key=f"{seed:012d}")
+    links = Links(
+        run_url=OWN[0], artifact_url=OWN[1], artifact_name="results", report_note=FOOTER_NOTE, report_url=REPORT_URL
+    )
+    limit = rng.choice([2_500, 6_000, 20_000]) if seed % 6 == 5 else COMMENT_LIMIT - len(marker) - 1
+    return marker, limit, render_markdown(head, results, links, limit=limit, changes=changes)
+
+
+FOOTER_NOTE = "report.html in the artifact shows every conversation as a chat transcript"
+
+
+@pytest.mark.parametrize("seed", range(36))
+def test_a_comment_near_the_limit_fits_with_its_structure_closed_and_its_footer_kept(
+    runs: dict[str, Path], seed: int
+) -> None:
+    """The size budget counts what is written: text that grows when escaped (controls made visible,
+    Markdown escaped) is measured grown, so whole conversations and table rows are left out to fit
+    and nothing is cut off the end at the last moment."""
+    marker, limit, body = comment_near_the_limit(runs, seed)
+    assert len(body) <= limit and len(f"{marker}\n{body}") <= COMMENT_LIMIT
+    assert "(cut to fit" not in body  # no last-resort cut off the end was needed
+    page = rendered(body)
+    assert page.depth == 0 and page.lowest == 0  # every <details> closed, none closed twice
+    assert FOOTER_NOTE in page.prose  # outside any code block: no fence was left open to swallow it
+    assert OWN[0] in page.links and OWN[1] in page.links
+
+
+def test_a_cut_comment_closes_what_it_leaves_open() -> None:
+    """The last resort, for a comment that comes out too long all the same: it is cut between lines,
+    and a fence or a `<details>` the cut leaves open is closed before the note that says so."""
+    from simulator.report.markdown import code_block, cut_to_fit
+
+    reply = "```\n</details>\n~~~\n| a | b |\n" + "x" * 200
+    markdown = "\n\n".join(
+        [
+            "## Title\n\n| A | B |\n|---|---|\n" + "\n".join(f"| {i} | row |" for i in range(30)),
+            "<details><summary>outer</summary>",
+            "- a finding\n- another",
+            "<details><summary>inner</summary>\n\n" + code_block(reply * 3) + "\n\n</details>",
+            code_block(reply, "json"),
+            "</details>",
+            "tail",
+        ]
+    )
+    note = "NOTE: cut"
+    for room in range(len(note), len(markdown) + 1, 7):
+        cut = cut_to_fit(markdown, room, note)
+        assert len(cut) <= room
+        page = rendered(cut)
+        assert page.depth == 0 and page.lowest == 0, room
+        assert (note in page.prose) if cut != markdown else "tail" in page.prose, room

@@ -14,36 +14,67 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..known_secrets import scrub_text
+from ..unicode_safety import visible_controls
 
 #: where an autolink or an @mention would start: `scheme:|//`, `www|.` and `@|host` (any case)
 _LINK_START = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)(?=\S)", re.IGNORECASE)
 _INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 
 
-def _flat(text: Any, limit: int) -> str:
-    """One line of at most `limit` characters, known credentials scrubbed first: once escaped
-    (`_` -> `\\_`) or cut, a credential is no longer recognisable."""
-    value = " ".join(scrub_text(str(text)).split())
-    return value if len(value) <= limit else value[: limit - 1] + "…"
+def clipped(text: str, limit: int, escape: Callable[[str], str]) -> str:
+    """`escape(text)` in at most `limit` characters, counted as written: when it is longer, the
+    longest start of `text` whose escaped form leaves room for "…" (so a cut never splits an
+    escape, and text that grows when escaped, such as a control character shown as `\\x1b`, is
+    measured grown). `escape` must never shorten text, and only lengthen it as text is added."""
+    if len(text) <= limit:  # an escape never shortens: a longer text never fits, nor a longer start
+        written = escape(text)
+        if len(written) <= limit:
+            return written
+    low, high = 0, min(len(text), max(limit - 1, 0))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(escape(text[:middle])) <= limit - 1:
+            low = middle
+        else:
+            high = middle - 1
+    return escape(text[:low]) + "…"
+
+
+def _flat(text: Any) -> str:
+    """One line, known credentials scrubbed first: once escaped (`_` -> `\\_`) or cut, a
+    credential is no longer recognisable."""
+    return " ".join(scrub_text(str(text)).split())
+
+
+def _inline(value: str) -> str:
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _unlinked(visible_controls(_INLINE_SPECIAL.sub(r"\\\1", value)))
+
+
+def _html(value: str) -> str:
+    return _unlinked(visible_controls(html.escape(value, quote=False)))
 
 
 def inline(text: Any, limit: int = 300) -> str:
-    """Untrusted text made safe for a table cell or a sentence."""
-    value = _flat(text, limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _unlinked(_INLINE_SPECIAL.sub(r"\\\1", value))
+    """Untrusted text made safe for a table cell or a sentence, in at most `limit` characters as
+    written: Markdown and HTML characters escaped, control characters and bidi overrides shown as
+    escapes (`visible_controls`), addresses and @mentions kept from linking."""
+    return clipped(_flat(text), limit, _inline)
 
 
 def html_text(text: Any, limit: int = 300) -> str:
-    """Untrusted text made safe inside raw HTML, such as a comment's `<summary>`.
+    """Untrusted text made safe inside raw HTML, such as a comment's `<summary>`, in at most
+    `limit` characters as written.
 
     GitHub reads an HTML block as HTML, not Markdown, so a Markdown escape there would show its
-    backslash: only `&`, `<` and `>` are escaped, and addresses and @mentions are kept from
-    becoming links and pings.
+    backslash: only `&`, `<` and `>` are escaped, control characters and bidi overrides are shown
+    as escapes, and addresses and @mentions are kept from becoming links and pings.
     """
-    return _unlinked(html.escape(_flat(text, limit), quote=False))
+    return clipped(_flat(text), limit, _html)
 
 
 def _unlinked(text: str) -> str:

@@ -5,6 +5,8 @@ run in it, or is escaped for inline use (no raw HTML, no @mention pings, no brok
 The output is kept under a size budget by dropping the least important parts with a note.
 Known credentials are scrubbed from what is rendered before any text is escaped or cut, and
 control characters and bidi overrides (ANSI escapes, carriage returns, U+202E) become visible escapes.
+Every part is measured as written (escaped, controls made visible), so the budget counts what is
+posted; a comment still too long is cut between lines, with what was opened closed and the footer kept.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..records import ConversationResult, Evaluation, RunInfo, Summary
 from ..unicode_safety import visible_controls
 from .baseline import NEW
 from .changes_markdown import changes_section, comparison_summary, vs_base
-from .escape import html_text, inline
+from .escape import clipped, html_text, inline
 from .mermaid import pass_rate_chart
 from .significance import REGRESSED, WITHIN_NOISE
 
@@ -174,11 +176,11 @@ def _transcript(result: ConversationResult, focus: set[int]) -> str:
         skipped = False
         error = turn.get("error")
         text = f"[no reply: {error.get('message', '')}]" if error else turn["response"]
-        if len(text) > TURN_TEXT_LIMIT:
-            text = text[: TURN_TEXT_LIMIT - 1] + "…"
+        text = clipped(text, TURN_TEXT_LIMIT, visible_controls)  # counted as written: "\x1b" is 4
         marker = " ◀" if turn["turn_number"] in focus else ""
         latency = f" ({turn['latency_ms']:,.0f} ms)" if turn["actor"] == "assistant" and "latency_ms" in turn else ""
-        lines.append(f"[{turn['turn_number']}] {turn['actor']}{latency}{marker}: {text}")
+        actor = visible_controls(str(turn["actor"]))
+        lines.append(f"[{turn['turn_number']}] {actor}{latency}{marker}: {text}")
     return "\n".join(lines)
 
 
@@ -201,7 +203,8 @@ def conversation_details(result: ConversationResult, report_url: str | None = No
         f"<details><summary>{ICONS.get(status, '')} {label}: {html_text(first, 160)}</summary>",
         "",
         f"**Persona** {inline(meta['persona']['name'], 60)} · **Task** {inline(meta['task'], 200)} · "
-        f"**Ended** {meta['stop_reason']} after {meta.get('turn_count', len(result['conversation']))} turns",
+        f"**Ended** {inline(meta['stop_reason'], 40)} "
+        f"after {meta.get('turn_count', len(result['conversation']))} turns",
         "",
     ]
     findings = [
@@ -220,10 +223,45 @@ def conversation_details(result: ConversationResult, report_url: str | None = No
     lines += findings
     head = "\n".join(lines)
     transcript = _transcript(result, _turn_numbers(evaluation))
-    room = DETAIL_LIMIT - len(head) - 40
+    fences = len(code_block(transcript)) - len(transcript)  # a fence grows with the backticks inside
+    room = DETAIL_LIMIT - len(head) - 40 - fences
     if len(transcript) > room:  # trim the plain text before fencing it, so the fence always closes
         transcript = transcript[: max(room, 200)] + "\n…"
     return "\n".join([head, "", code_block(transcript), "", "</details>"])
+
+
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+
+
+def cut_to_fit(markdown: str, room: int, note: str) -> str:
+    """`markdown` in at most `room` characters: when longer, as many of its first whole lines as
+    fit with `note` and the closing of whatever they leave open (a code fence, `<details>`), so
+    nothing after it is swallowed into a code block or a fold.
+
+    A `<details>` is ours: untrusted text has its `<` escaped, or is in a fence, where a
+    `</details>` is only text and is not counted.
+    """
+    if len(markdown) <= room:
+        return markdown
+    fence = ""  # the code fence open after the lines so far
+    folds = 0  # <details> open after the lines so far
+    kept, best, best_closing = 0, 0, ""
+    for line in markdown.split("\n"):
+        if kept > room:
+            break
+        closing = (f"\n{fence}" if fence else "") + "\n\n</details>" * folds
+        if kept + len(closing) + 2 + len(note) <= room:
+            best, best_closing = kept, closing
+        opened = _FENCE.match(line)
+        if not fence:
+            fence = opened.group(1) if opened else ""
+            folds += 0 if opened else line.count("<details>") - line.count("</details>")
+        elif opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+            fence = "" if not line[opened.end() :].strip() else fence
+        kept += len(line) + 1
+    if not best:
+        return note[:room]
+    return markdown[:best].rstrip("\n") + best_closing + "\n\n" + note
 
 
 def _footer(links: Links) -> str:
@@ -325,8 +363,8 @@ def render_markdown(
     footer = _footer(links)
     head = _head(summary, changes, header, baseline_note, room=limit - len(footer) - 200, chart=chart)
     bad, bad_count = _worst(results, changes)
-    if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it
-        head = head[: max(0, limit - len(footer) - 300)] + "\n\n_The table was cut to fit; see the artifact._"
+    if len(head) + len(footer) + 200 > limit:  # even the table is too long: cut it between rows
+        head = cut_to_fit(head, max(0, limit - len(footer) - 300), "_The table was cut to fit; see the artifact._")
     body = [head]
     used = len(head) + len(footer) + 400
     shown = 0
@@ -345,8 +383,10 @@ def render_markdown(
                 f"_{bad_count - shown} more failed or errored conversation(s) are not shown here to stay "
                 "within GitHub's size limit; they are in the results artifact._"
             )
-    if footer:
-        body.append(footer)
-    # and no control character or bidi override from an app or an LLM steers a terminal or reorders the page
+    # the parts were escaped as they were measured; once more, whole, so that nothing from an app or
+    # an LLM steers a terminal or reorders the page whichever way it came in
     text = visible_controls(scrub_text("\n\n".join(body)))
-    return text if len(text) <= limit else text[: limit - 40] + "\n\n_(cut to fit)_"
+    footer = visible_controls(scrub_text(footer))
+    if len(text) + len(footer) + 2 > limit:  # cut between lines, what was opened closed, the footer kept
+        text = cut_to_fit(text, max(0, limit - len(footer) - 2), "_(cut to fit; the rest is in the results artifact)_")
+    return "\n\n".join(part for part in (text, footer) if part)
