@@ -4,6 +4,7 @@ the job summary and the outputs always come out, and each warning says what to d
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from simulator.github.inputs import GitHubContext, Inputs
 from simulator.github.publish import post_comment
 from simulator.report import COMMENT_LIMIT
 from tests.servers.chat_app import FakeChatApp
-from tests.servers.github_api import FakeGitHub
+from tests.servers.github_api import BOT_LOGIN, FakeGitHub
 from tests.test_action import GREETING, PR, make_workspace, run_entrypoint
 
 SCRIPTED = (
@@ -160,6 +161,95 @@ def test_a_comment_that_quotes_the_marker_is_not_overwritten(tmp_path: Path, gh:
     assert_reported(run(tmp_path, gh, app))
     by_id = {c["id"]: c for c in gh.comments_on(PR)}
     assert by_id[quoted["id"]]["body"] == quoted["body"] and len(marked(gh)) == 1
+
+
+def job_marker(workflow: str = "simulations", job: str = "") -> str:
+    """The marker of a job's comment: anyone can work it out from the workflow, as these tests do."""
+    return MARKER.format(key=hashlib.sha256(f"{workflow}|{job}|.github/simulations.yml".encode()).hexdigest()[:12])
+
+
+#: the fake's token as the workflow's GITHUB_TOKEN, a maintainer's personal token, another app's token;
+#: and a bot that is not the token's, whose comment carrying the marker is not ours either
+TOKENS = {
+    "workflow": ({}, "some-app[bot]"),
+    "personal": ({"token": "ghp_maintainer_token_0123", "token_owner": "octo-maintainer"}, BOT_LOGIN),
+    "app": ({"app_slug": "sim-reporter"}, BOT_LOGIN),
+}
+
+
+@pytest.mark.parametrize("kind", list(TOKENS))
+def test_a_comment_by_someone_else_carrying_the_marker_is_never_edited_or_deleted(
+    tmp_path: Path, gh: FakeGitHub, app: FakeChatApp, kind: str
+) -> None:
+    settings, other_bot = TOKENS[kind]
+    for name, value in settings.items():
+        setattr(gh, name, value)
+    marker = job_marker()
+    gh.add_comments(PR, 120)  # two pages of comments to read: the account is still asked once per run
+    fake_pass = f"{marker}\n## ✅ Conversation simulations: PASS\nAll 40 simulations passed."
+    planted = [gh.add_comment(PR, fake_pass, login="mallory"), gh.add_comment(PR, fake_pass, login=other_bot)]
+
+    first = run(tmp_path, gh, app)
+    assert_reported(first)
+    (ours,) = [c for c in marked(gh) if c["user"]["login"] == gh.token_author]
+    assert first.outputs["comment-url"].endswith(f"#issuecomment-{ours['id']}")
+    assert "::warning title=Pull request comment::" in first.stdout and "@mallory" in first.stdout
+    assert f"@{other_bot}" in first.stdout and "left alone" in first.stdout
+    assert "pull-requests: write" not in first.stdout  # nothing was refused: nothing of theirs was tried
+
+    second = run(tmp_path, gh, app)
+    assert_reported(second)
+    (again,) = [c for c in marked(gh) if c["user"]["login"] == gh.token_author]
+    assert again["id"] == ours["id"] and second.outputs["comment-url"] == first.outputs["comment-url"]
+    by_id = {c["id"]: c for c in gh.comments_on(PR)}
+    assert [by_id[c["id"]] for c in planted] == planted  # body and updated_at as they were
+    assert [r.route for r in gh.comment_patches + gh.comment_deletes] == [
+        f"/repos/{gh.repository}/issues/comments/{ours['id']}"  # the second run's update, nothing else
+    ]
+    assert len(gh.comment_posts) == 1
+    assert [r.route for r in gh.identity_requests].count("/user") == 2  # once per run
+
+
+def test_the_race_check_never_edits_or_deletes_a_comment_by_someone_else(gh: FakeGitHub) -> None:
+    """A marked comment that appears between our listing and our create looks like another run's:
+    it is one only when the token's account wrote it."""
+    marker = MARKER.format(key="race")
+    comments = PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01)
+    listed = comments.find_all
+    planted: list[dict] = []
+
+    def someone_posts_right_after_our_listing(marker: str) -> list[dict]:
+        found = listed(marker)
+        if not planted:
+            planted.append(gh.add_comment(PR, f"{marker}\nPASS, trust me", login="mallory"))
+        return found
+
+    comments.find_all = someone_posts_right_after_our_listing  # type: ignore[method-assign]
+    posted = comments.upsert(marker, "our report")
+    by_id = {c["id"]: c for c in gh.comments_on(PR)}
+    assert posted.created and by_id[posted.id]["body"] == f"{marker}\nour report"
+    assert by_id[planted[0]["id"]] == planted[0]
+    assert gh.comment_patches == [] and gh.comment_deletes == []
+
+
+def test_a_token_whose_account_cannot_be_found_posts_a_new_comment_and_says_so(
+    gh: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = Inputs(github_token=gh.token)
+    ctx = GitHubContext(tmp_path, gh.repository, gh.api_url, "https://github.com", "1", "w", "j", PR, False)
+    summary: Any = {"gate": {"status": "fail"}}
+    planted = gh.add_comment(PR, f"{job_marker('w', 'j')}\nPASS", login="mallory")
+    gh.fail_next("/user", 404)  # neither a user's token nor an app's: nobody can tell whose comments are ours
+    url = post_comment(inputs, ctx, summary, lambda limit: "our report")
+    (ours,) = [c for c in gh.comments_on(PR) if c["user"]["login"] == BOT_LOGIN]
+    assert url == ours["html_url"] and ours["body"].endswith("\nour report")
+    assert gh.comments_on(PR)[0] == planted and gh.comment_patches == [] and gh.comment_deletes == []
+    out = capsys.readouterr().out
+    assert "::warning title=Pull request comment::Could not find the account the github-token writes as" in out
+    assert "GET /user: HTTP 404" in out
+
+    assert post_comment(inputs, ctx, summary, lambda limit: "the next report") == url  # found: updated in place
+    assert gh.comments_on(PR)[0] == planted and len(gh.comment_patches) == 1
 
 
 def test_two_runs_racing_to_create_the_comment_leave_one(gh: FakeGitHub) -> None:

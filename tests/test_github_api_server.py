@@ -292,6 +292,38 @@ def test_custom_token(gh: FakeGitHub) -> None:
     assert requests.get(_comments_url(gh, 1), headers=_auth("ghp_other"), timeout=5).status_code == 200
 
 
+def test_who_the_token_is_depends_on_its_kind(gh: FakeGitHub) -> None:
+    """An installation token (the workflow's own by default) may not ask GET /user; GraphQL's viewer
+    names its bot. A personal token is its user's. A comment created is by the token's account."""
+    viewer = {"query": "query { viewer { login } }"}
+    graphql = f"{gh.url}/api/graphql"
+    assert gh.graphql_url == graphql
+    user = requests.get(f"{gh.api_url}/user", headers=_auth(), timeout=5)
+    assert user.status_code == 403 and user.json()["message"] == "Resource not accessible by integration"
+    assert requests.post(graphql, json=viewer, headers=_auth(), timeout=5).json() == {
+        "data": {"viewer": {"login": BOT_LOGIN}}
+    }
+    created = requests.post(_comments_url(gh, 3), json={"body": "by the app"}, headers=_auth(), timeout=5).json()
+    assert created["user"] == {"login": BOT_LOGIN, "type": "Bot"}
+    assert created["performed_via_github_app"]["slug"] == "github-actions"
+
+    gh.app_slug = "sim-reporter"
+    assert requests.post(graphql, json=viewer, headers=_auth(), timeout=5).json()["data"]["viewer"] == {
+        "login": "sim-reporter[bot]"
+    }
+    gh.token, gh.token_owner = "ghp_personal", "octo-maintainer"
+    assert requests.get(f"{gh.api_url}/user", headers=_auth("ghp_personal"), timeout=5).json()["login"] == (
+        "octo-maintainer"
+    )
+    created = requests.post(_comments_url(gh, 3), json={"body": "by hand"}, headers=_auth("ghp_personal"), timeout=5)
+    assert created.json()["user"] == {"login": "octo-maintainer", "type": "User"}
+    assert created.json()["performed_via_github_app"] is None
+    assert requests.get(f"{gh.api_url}/user", headers=_auth(), timeout=5).status_code == 401
+    assert len(gh.identity_requests) == 5
+    requests.delete(_comment_url(gh, created.json()["id"]), headers=_auth("ghp_personal"), timeout=5)
+    assert [r.route for r in gh.comment_deletes] == [f"/repos/{REPO}/issues/comments/{created.json()['id']}"]
+
+
 def test_read_only_token_gets_403_on_writes_only(gh: FakeGitHub) -> None:
     existing = gh.add_comment(8, "old")
     gh.read_only = True

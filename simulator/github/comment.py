@@ -1,8 +1,17 @@
-"""The one sticky pull request comment: found by a hidden marker, updated in place on every push."""
+"""The one sticky pull request comment: found by a hidden marker, updated in place on every push.
+
+Anyone can write the marker into a comment of their own, so a comment is ours only when the
+github-token's account wrote it: asked once per run (`GET /user` names a user's token; an app's
+installation token, which may not ask that, writes as `<slug>[bot]`, which GraphQL's `viewer`
+names, else the workflow token's `github-actions[bot]`), and confirmed by the author of a comment
+the run creates. A marked comment by anyone else is never edited or deleted; when the account
+cannot be found at all, no comment is edited before a new one, the run's own, shows it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +22,10 @@ from ..known_secrets import scrub_text
 from .http import TRANSIENT, next_page, rate_limit_note, rate_limited, session
 
 MARKER = "<!-- chat-simulator:{key} -->"
+#: who the workflow's own GITHUB_TOKEN (an installation token of the GitHub Actions app) writes as
+ACTIONS_BOT = "github-actions[bot]"
+#: a login as GitHub names an account (users, `<slug>[bot]` apps, `_shortcode` managed users)
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(?:\[bot\])?", re.ASCII)
 #: pages of 100 comments read at most: a pull request with more is not one people read either, and
 #: an answer whose `Link` pages back to itself must not keep the job going
 MAX_PAGES = 100
@@ -43,12 +56,49 @@ class _Gone(Exception):
     """The marked comment was deleted between listing and updating it."""
 
 
+@dataclass(frozen=True)
+class Author:
+    """The account a token writes comments as; a bot's comments must also say `type: Bot`."""
+
+    login: str
+    bot: bool = False
+
+    def wrote(self, comment: Any) -> bool:
+        other = author_of(comment)
+        return other is not None and other.login.casefold() == self.login.casefold() and (other.bot or not self.bot)
+
+
+def author_of(comment: Any) -> Author | None:
+    """Who wrote `comment` (its `user`), None when the answer does not say in a usable form."""
+    user = comment.get("user") if isinstance(comment, dict) else None
+    if not isinstance(user, dict):
+        return None
+    login = user.get("login")
+    if not isinstance(login, str) or not _LOGIN.fullmatch(login):
+        return None
+    return Author(login, bot=user.get("type") == "Bot")
+
+
+def graphql_url(api_url: str) -> str:
+    """GitHub's GraphQL endpoint beside the REST API: `api.github.com/graphql`, or `/api/graphql`
+    beside GitHub Enterprise Server's `/api/v3`."""
+    base = api_url.rstrip("/")
+    return base[: -len("/v3")] + "/graphql" if base.endswith("/api/v3") else base + "/graphql"
+
+
 class PullRequestComments:
     """Comments of one pull request through the REST API at `api_url` (GitHub or GHES)."""
 
     def __init__(self, api_url: str, repository: str, number: int, token: str, backoff: float = 1.0) -> None:
-        self.base = f"{api_url.rstrip('/')}/repos/{repository}"
+        self.api = api_url.rstrip("/")
+        self.base = f"{self.api}/repos/{repository}"
         self.number = number
+        self._author: Author | None = None
+        self._looked_up = False
+        #: why the token's account could not be found, when it could not
+        self.unknown_author: str | None = None
+        #: comments seen that start with a marker, by id: those by others are named in `notes`
+        self._marked: dict[Any, dict] = {}
         self.backoff = backoff
         self.http = session(backoff=backoff)
         self.http.headers.update(
@@ -76,15 +126,88 @@ class PullRequestComments:
         except requests.RequestException as exc:
             raise CommentError(f"{what}: {type(exc).__name__}: {exc}") from None
 
+    def author(self) -> Author | None:
+        """The account this token writes as, found once per run; None when it cannot be found."""
+        if not self._looked_up:
+            self._looked_up = True
+            self._author = self._look_up_author()
+        return self._author
+
+    def _look_up_author(self) -> Author | None:
+        what = "finding the account the github-token writes as"
+        try:
+            response = self.http.get(f"{self.api}/user", timeout=30)
+        except requests.RequestException as exc:
+            self.unknown_author = f"GET /user: {type(exc).__name__}"
+            return None
+        if rate_limited(response):
+            self._check(response, what)  # raises: every call after it would be refused too
+        if response.status_code in (401, 403):
+            return self._app_author()  # an app's installation token may not ask who it is
+        if response.status_code >= 400:
+            self.unknown_author = f"GET /user: HTTP {response.status_code}"
+            return None
+        try:
+            found = author_of({"user": response.json()})
+        except ValueError:
+            found = None
+        if found is None:
+            self.unknown_author = "GET /user answered no login"
+        return found
+
+    def _app_author(self) -> Author:
+        """An installation token writes as `<slug>[bot]`; GraphQL's `viewer` names it (REST's
+        `GET /app` wants the app's own JWT). Failing that: the workflow token's `github-actions[bot]`."""
+        login = None
+        with contextlib.suppress(requests.RequestException, ValueError, AttributeError):
+            response = self.http.post(graphql_url(self.api), json={"query": "query { viewer { login } }"}, timeout=30)
+            if response.status_code == 200:
+                login = ((response.json().get("data") or {}).get("viewer") or {}).get("login")
+        if isinstance(login, str) and login.endswith("[bot]") and _LOGIN.fullmatch(login):
+            return Author(login, bot=True)
+        return Author(ACTIONS_BOT, bot=True)
+
+    def notes(self) -> list[str]:
+        """What the user should know about whose comments were left alone, one line each."""
+        notes = []
+        if self.unknown_author:
+            notes.append(
+                f"Could not find the account the github-token writes as ({self.unknown_author}): no comment "
+                "carrying the marker was edited before this run's own comment showed it, so the report may be "
+                "in a new comment."
+            )
+        ours = self._author
+        others = sorted(
+            {a.login for c in self._marked.values() if (a := author_of(c)) is not None and not (ours and ours.wrote(c))}
+        )
+        unnamed = sum(1 for c in self._marked.values() if author_of(c) is None)
+        if others or unnamed:
+            who = ", ".join(f"@{login}" for login in others[:3]) + (" and others" if len(others) > 3 else "")
+            who = who or "an author the answer does not name"
+            mine = f" (it writes as @{ours.login})" if ours else ""
+            notes.append(
+                f"Comments by {who} start with this job's marker but were not written with the github-token{mine}: "
+                "they were left alone, never edited or deleted."
+            )
+        return notes
+
     def find_all(self, marker: str) -> list[dict]:
-        """Every comment this action wrote with `marker` (it starts the body), oldest first,
-        looking through every page; a comment that only quotes the marker is not one of them."""
+        """Every comment with `marker` (it starts the body) that this token's account wrote, oldest
+        first, looking through every page. A comment that only quotes the marker is not one of
+        them, nor one anybody else wrote starting with it."""
+        author = self.author()
         url: str | None = f"{self.base}/issues/{self.number}/comments?per_page=100"
         found = []
         pages = 0
         while url and pages < MAX_PAGES:
             response = self._send("GET", url, "listing the pull request's comments")
-            found += [c for c in response.json() if (c.get("body") or "").lstrip().startswith(marker)]
+            for comment in response.json():
+                body = comment.get("body") if isinstance(comment, dict) else None
+                if not isinstance(body, str) or not body.lstrip().startswith(marker):
+                    continue
+                self._marked[comment.get("id")] = comment
+                if author is not None and author.wrote(comment):
+                    found.append(comment)
             url = next_page(response, self.base)
             pages += 1
         return sorted(found, key=lambda c: c.get("id", 0))
@@ -129,11 +252,16 @@ class PullRequestComments:
                 time.sleep(self.backoff * 2**attempt)
                 continue
             comment = self._check(response, "creating the comment").json()
+            self._author = author_of(comment) or self._author  # who wrote it is who this token writes as
             return self._keep_oldest(marker, text, comment)
         raise CommentError("writing the comment: it was deleted each time it was about to be updated")
 
     def _keep_oldest(self, marker: str, text: str, created: dict) -> PostedComment:
-        """One comment per marker even when two runs created one at the same time."""
+        """One comment per marker even when two runs created one at the same time; only comments
+        of this token's account are compared, updated or deleted."""
+        author = self._author
+        if author is None or not author.wrote(created):
+            return PostedComment(created.get("html_url", ""), created["id"], created=True)
         try:
             marked = self.find_all(marker)
         except CommentError:

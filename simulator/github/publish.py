@@ -98,6 +98,7 @@ def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, render: C
             return None  # nothing failed and no earlier comment to bring up to date
         posted = comments.upsert(marker, render(COMMENT_LIMIT - len(marker) - 1))
     except CommentError as exc:
+        _warn_about_authors(comments)
         if exc.no_permission:
             commands.warning(
                 f"Cannot write the pull request comment ({exc}). Pull requests from forks get a read-only "
@@ -107,8 +108,15 @@ def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, render: C
         else:
             commands.warning(f"The pull request comment failed: {exc}. The job summary has the report.")
         return None
+    _warn_about_authors(comments)
     print(f"{'Posted' if posted.created else 'Updated'} the pull request comment: {posted.url}", flush=True)
     return posted.url
+
+
+def _warn_about_authors(comments: PullRequestComments) -> None:
+    """Marked comments someone else wrote, or a token whose account could not be found."""
+    for note in comments.notes():
+        commands.warning(note, title="Pull request comment")
 
 
 def upload_results(inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str]) -> tuple[str | None, str]:

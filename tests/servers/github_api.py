@@ -17,6 +17,15 @@ Parts and routes:
   ``GET``/``POST /repos/{owner}/{repo}/issues/{number}/comments`` (paginated with ``per_page``,
   ``page`` and a ``Link`` header), ``GET``/``PATCH``/``DELETE
   /repos/{owner}/{repo}/issues/comments/{id}``. Only :attr:`FakeGitHub.repository` exists.
+  A comment carries its author (``user.login``, ``user.type``, ``performed_via_github_app``);
+  one created through the API is by the token's account, :attr:`FakeGitHub.token_author`.
+  ``GET /user`` answers as GitHub does per token kind: the login for a personal token
+  (:attr:`FakeGitHub.token_owner` set), ``403 Resource not accessible by integration`` for an
+  app's installation token (the default, like ``GITHUB_TOKEN``).
+* GraphQL at :attr:`FakeGitHub.graphql_url` (``/api/graphql`` beside ``/api/v3``, as on GitHub
+  Enterprise): ``POST`` ``{"query": "... viewer { login } ..."}`` answers
+  ``{"data": {"viewer": {"login": <token_author>}}}``, for an installation token too; any other
+  query answers a GraphQL error.
 * Results service under :attr:`FakeGitHub.results_url` (``http://127.0.0.1:PORT/results/``, with
   the trailing slash the runner puts in ``ACTIONS_RESULTS_URL``): Twirp JSON ``POST
   twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact`` and ``.../FinalizeArtifact``,
@@ -306,6 +315,14 @@ def _user(login: str) -> dict[str, Any]:
     return {"login": login, "type": "Bot" if login.endswith("[bot]") else "User"}
 
 
+def _app(login: str) -> dict[str, Any] | None:
+    """``performed_via_github_app`` of a comment by ``login``: the app of a ``<slug>[bot]``."""
+    if not login.endswith("[bot]"):
+        return None
+    slug = login[: -len("[bot]")]
+    return {"id": 15368 if slug == "github-actions" else 900_000 + len(slug), "slug": slug, "name": slug}
+
+
 class FakeGitHub(LocalServer[RecordedRequest]):
     """GitHub REST API + Actions results service + blob storage in a daemon thread.
 
@@ -338,6 +355,12 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         self._next_artifact_id = 1000
         self.token = DEFAULT_TOKEN
         """The REST API token (``Authorization: Bearer <token>`` or ``token <token>``)."""
+        self.token_owner: str | None = None
+        """None: :attr:`token` is an app's installation token (``GET /user`` answers 403); a
+        login: it is that user's personal access token."""
+        self.app_slug = "github-actions"
+        """The app whose installation token :attr:`token` is (when :attr:`token_owner` is None);
+        ``github-actions`` is the workflow's own ``GITHUB_TOKEN``."""
         self.runtime_token = make_runtime_token()
         """The ``ACTIONS_RUNTIME_TOKEN`` the results service accepts."""
         self.repository = repository
@@ -374,6 +397,16 @@ class FakeGitHub(LocalServer[RecordedRequest]):
     def api_url(self) -> str:
         """``GITHUB_API_URL``, e.g. ``http://127.0.0.1:PORT/api/v3`` (no trailing slash)."""
         return self.url + self._api_prefix
+
+    @property
+    def graphql_url(self) -> str:
+        """GraphQL endpoint: ``/api/graphql`` beside an ``/api/v3`` prefix, else ``<api_url>/graphql``."""
+        return self.url + _graphql_path(self._api_prefix)
+
+    @property
+    def token_author(self) -> str:
+        """Who :attr:`token` writes as: :attr:`token_owner`, or the app's ``<slug>[bot]``."""
+        return self.token_owner or f"{self.app_slug}[bot]"
 
     @property
     def results_url(self) -> str:
@@ -534,6 +567,16 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         """Recorded ``PATCH .../issues/comments/{id}`` requests (whatever their answer)."""
         return self._select(lambda r: r.service == "api" and r.method == "PATCH" and bool(_COMMENT_RE.match(r.route)))
 
+    @property
+    def comment_deletes(self) -> list[RecordedRequest]:
+        """Recorded ``DELETE .../issues/comments/{id}`` requests (whatever their answer)."""
+        return self._select(lambda r: r.service == "api" and r.method == "DELETE" and bool(_COMMENT_RE.match(r.route)))
+
+    @property
+    def identity_requests(self) -> list[RecordedRequest]:
+        """Recorded ``GET /user`` and GraphQL requests: asking who the token is."""
+        return self._select(lambda r: (r.service == "api" and r.route == "/user") or r.service == "graphql")
+
     # -- internals (call with self._lock held where noted) ---------------------
 
     def _forget(self) -> None:
@@ -571,6 +614,7 @@ class FakeGitHub(LocalServer[RecordedRequest]):
             "id": cid,
             "body": body,
             "user": _user(login),
+            "performed_via_github_app": _app(login),
             "html_url": f"{self.server_url}/{self.repository}/pull/{number}#issuecomment-{cid}",
             "url": f"{self.api_url if self._httpd else ''}/repos/{self.repository}/issues/comments/{cid}",
             "created_at": now,
@@ -626,6 +670,8 @@ class _Handler(LocalHandler):
                 self._handle_blob(fake, request)
             elif service == "storage":
                 self._handle_storage(fake, request)
+            elif service == "graphql":
+                self._handle_graphql(fake, request, json_ok)
             else:
                 self._send_json(404, {"message": "Not Found", "documentation_url": _DOCS_URL})
         except Exception as exc:  # a bug in the fake: report it and answer 500
@@ -638,6 +684,8 @@ class _Handler(LocalHandler):
             return "blob", path[len(_BLOB_PREFIX) :]
         if path.startswith(_STORAGE_PREFIX):
             return "storage", path[len(_STORAGE_PREFIX) :]
+        if path == _graphql_path(prefix):
+            return "graphql", path
         if path.startswith(_RESULTS_PREFIX):
             rest = path[len(_RESULTS_PREFIX) :]
             if rest.startswith(ARTIFACT_SERVICE_PATH):
@@ -671,6 +719,9 @@ class _Handler(LocalHandler):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token") or not token.strip() or token.strip() != fake.token:
             self._api_error(401, "Bad credentials")
+            return
+        if request.route == "/user" and request.method == "GET":
+            self._authenticated_user(fake)
             return
         if fake.missing_repo:
             self._api_error(404, "Not Found")
@@ -718,6 +769,28 @@ class _Handler(LocalHandler):
         else:
             self._api_error(404, "Not Found")
 
+    def _authenticated_user(self, fake: FakeGitHub) -> None:
+        """``GET /user``: a personal token's user; an installation token may not ask (403)."""
+        if fake.token_owner is None:
+            docs = f"{_DOCS_URL}/users/users#get-the-authenticated-user"
+            self._send_json(403, {"message": "Resource not accessible by integration", "documentation_url": docs})
+            return
+        self._send_json(200, {**_user(fake.token_owner), "id": 583231, "site_admin": False})
+
+    def _handle_graphql(self, fake: FakeGitHub, request: RecordedRequest, json_ok: bool) -> None:
+        """``POST /graphql`` with ``{ viewer { login } }``, the one query the fake knows."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "token") or token.strip() != fake.token:
+            self._send_json(401, {"message": "Bad credentials", "documentation_url": _DOCS_URL})
+            return
+        query = request.body.get("query") if json_ok and isinstance(request.body, dict) else None
+        if request.method != "POST" or not isinstance(query, str):
+            self._send_json(400, {"message": "Problems parsing JSON", "documentation_url": _DOCS_URL})
+        elif re.search(r"\bviewer\s*\{\s*login\s*\}", query):
+            self._send_json(200, {"data": {"viewer": {"login": fake.token_author}}})
+        else:
+            self._send_json(200, {"errors": [{"message": "the fake GraphQL API answers only { viewer { login } }"}]})
+
     def _list_comments(self, fake: FakeGitHub, request: RecordedRequest, number: int) -> None:
         per_page = _int_param(request.query.get("per_page"), 30)
         per_page = 30 if per_page < 1 else min(per_page, 100)
@@ -752,7 +825,7 @@ class _Handler(LocalHandler):
         if not self._validate_comment_body(request.body):
             return
         with fake._lock:
-            comment = dict(fake._new_comment(number, request.body["body"], BOT_LOGIN))
+            comment = dict(fake._new_comment(number, request.body["body"], fake.token_author))
         self._send_json(201, comment, {"Location": comment["url"]})
 
     def _comment_item(self, fake: FakeGitHub, request: RecordedRequest, comment_id: int) -> None:
@@ -1112,6 +1185,11 @@ def _commit(artifact: Artifact, content: bytes, mode: str) -> None:
     artifact.sha256 = hashlib.sha256(content).hexdigest()
     artifact.uploaded = True
     artifact.upload_mode = mode
+
+
+def _graphql_path(api_prefix: str) -> str:
+    """Where GraphQL is, from the REST prefix: ``/api/v3`` -> ``/api/graphql`` (GitHub Enterprise), else ``/graphql``."""
+    return api_prefix[: -len("/v3")] + "/graphql" if api_prefix.endswith("/v3") else api_prefix + "/graphql"
 
 
 def _int_param(value: str | None, default: int) -> int:
