@@ -20,7 +20,7 @@ from .plan import Job
 from .records import ConversationResult, MetaData, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line
-from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_results
+from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results
 
 FORMATS = ("text", "json")
 
@@ -135,7 +135,7 @@ class Console:
             written = write_reports(
                 folder,
                 summary,
-                lambda: iter_results(path) if path.is_file() else iter(()),
+                lambda: iter_unique_results(path) if path.is_file() else iter(()),
                 changes,
                 baseline_label=baseline if changes is not None else None,
                 baseline_dir=baseline if changes is not None else None,

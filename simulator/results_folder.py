@@ -38,6 +38,7 @@ from .results_reading import (  # noqa: F401 - the folder's readers, importable 
     ReadNotes,
     cut_torn_tail,
     iter_results,
+    iter_unique_results,
     read_results,
     result_key,
 )
@@ -330,7 +331,8 @@ def summarize_folder(
     builder = SummaryBuilder(plan["order"] if plan else None)
     finished: set[str] = set()
     if (folder / RESULTS_FILE).is_file():
-        for result in iter_results(folder / RESULTS_FILE, notes):
+        planned = set(keys_of_record(plan)) if plan else None
+        for result in iter_unique_results(folder / RESULTS_FILE, notes, planned):
             builder.add(result)
             finished.add(result_key(result))
             if on_result is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -21,6 +22,8 @@ log = logging.getLogger("simulator.results")
 #: the longest results line read (a run never writes a longer one: `results_folder.result_line` cuts
 #: recorded requests and raw answers first); a longer one is refused before it is held in memory
 MAX_LINE_BYTES = 256 * 1024**2
+#: repeated or unplanned conversations named one by one (the count is always exact)
+LISTED_PROBLEMS = 20
 
 
 @dataclass
@@ -111,6 +114,38 @@ def iter_results(path: str | Path, notes: ReadNotes | None = None) -> Iterator[C
                     notes.torn_bytes = len(raw)
                 return
             yield result
+
+
+def iter_unique_results(
+    path: str | Path, notes: ReadNotes | None = None, planned: Container[str] | None = None
+) -> Iterator[ConversationResult]:
+    """`iter_results`, each conversation once: a line appended twice (a copied line, a file edited by
+    hand) is counted once and named in `notes`; with the plan's keys as `planned`, a conversation
+    the plan never had is named and left out, so no folder reads as more than was planned."""
+    seen: set[str] = set()
+    repeats: Counter[str] = Counter()
+    unplanned: list[str] = []
+    for result in iter_results(path, notes):
+        key = result_key(result)
+        if key in seen:
+            repeats[key] += 1
+            continue
+        seen.add(key)
+        if planned is not None and key not in planned:
+            unplanned.append(key)
+            continue
+        yield result
+    warnings = [
+        f"{path}: conversation {key} appears {count + 1} times; it is counted once (the first)"
+        for key, count in list(repeats.items())[:LISTED_PROBLEMS]
+    ]
+    if unplanned:
+        shown = ", ".join(unplanned[:LISTED_PROBLEMS]) + (" …" if len(unplanned) > LISTED_PROBLEMS else "")
+        warnings.append(f"{path}: {len(unplanned)} conversation(s) the plan does not have are left out: {shown}")
+    for warning in warnings:
+        log.warning("%s", warning)
+    if notes is not None:
+        notes.warnings.extend(warnings)
 
 
 def read_results(path: str | Path, notes: ReadNotes | None = None) -> list[ConversationResult]:

@@ -74,6 +74,12 @@ def merge_results(out_dir: str | Path, shard_dirs: Sequence[str | Path]) -> Summ
     unreadable = [str(f) for f in folders if not (f / RESULTS_FILE).is_file()]
     if unreadable:  # before anything is created: a failed merge leaves no empty folder behind
         raise ConfigError(f"merge: no {RESULTS_FILE} in {', '.join(unreadable)}")
+    own = [str(f) for f in folders if _same_folder(f, out)]
+    if own:  # before anything moves: merging would first move that shard's own files aside
+        raise ConfigError(
+            f"merge: the output folder {out} is also a shard given to merge ({', '.join(own)}); "
+            "write the merged results to a new folder"
+        )
     created = not out.exists()
     try:
         return _merge_into(out, folders)
@@ -81,6 +87,13 @@ def merge_results(out_dir: str | Path, shard_dirs: Sequence[str | Path]) -> Summ
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _same_folder(folder: Path, other: Path) -> bool:
+    try:
+        return other.exists() and folder.resolve() == other.resolve()
+    except OSError:  # a loop of links: not the same folder as anything we write
+        return False
 
 
 def _merge_into(out: Path, folders: list[Path]) -> Summary:

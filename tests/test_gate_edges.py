@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from simulator.checks import decide_gate
 from simulator.checks.gate import simulation_verdict
 from simulator.cli import main
@@ -186,3 +188,41 @@ def test_check_of_a_filtered_or_sharded_run_holds_it_to_what_it_planned(tmp_path
     after = json.loads((out / "summary.json").read_text())
     assert after["gate"]["status"] == "pass", after["gate"]["reasons"]
     assert after["gate"]["config"]["required"] == before["gate"]["config"]["required"]
+
+
+@pytest.mark.parametrize("how", ["same path", "through a link", "spelled another way"])
+def test_merge_into_one_of_its_own_shards_is_refused_before_anything_moves(tmp_path: Path, capsys, how: str) -> None:
+    manifest = _sharded_manifest(tmp_path)
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    for folder, spec in ((s1, "1/2"), (s2, "2/2")):
+        main(["run", str(manifest), "--out", str(folder), "--quiet", "--shard", spec])
+    before = {path.name: path.read_bytes() for path in s1.iterdir() if path.is_file()}
+    out = {"same path": s1, "through a link": tmp_path / "link", "spelled another way": tmp_path / "s2" / ".." / "s1"}[
+        how
+    ]
+    if how == "through a link":
+        out.symlink_to(s1)
+    capsys.readouterr()
+    assert main(["merge", str(out), str(s1), str(s2)]) == EXIT_CONFIG
+    assert "is also a shard given to merge" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in s1.iterdir() if path.is_file()} == before
+    assert not (s1 / "previous").exists()
+
+
+def test_a_results_line_written_twice_is_counted_once_and_named(tmp_path: Path, capsys) -> None:
+    manifest = _sharded_manifest(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_GATE_FAILED
+    results = out / "conversations.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    failed = next(line for line in lines if '"bad"' in line)
+    passed = next(line for line in lines if '"good"' in line)
+    results.write_text("".join(lines) + failed + passed + passed)  # appended again, and again
+    (out / "summary.json").unlink()
+    capsys.readouterr()
+    main(["report", str(out)])
+    err = capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"]["conversations"] == summary["run"]["planned"] == 4
+    assert summary["gate"]["passes"] == 2 and summary["gate"]["failures"] == 2
+    assert "appears 2 times" in err or "appears 3 times" in err, err

@@ -140,3 +140,26 @@ def test_a_compression_method_zipfile_cannot_read_is_refused_before_anything_is_
     with pytest.raises(UnsafeArchive, match="compression method zipfile cannot read"):
         extract(archive, tmp_path / "out")
     assert not list(tmp_path.rglob("*.jsonl")) and not list(tmp_path.rglob("*.json"))
+
+
+def test_a_member_that_unpacks_far_beyond_its_packed_size_is_refused(tmp_path: Path) -> None:
+    # one line of 300 MB packs to about 300 KB: a reader would hold it whole
+    bomb = make_zip({"conversations.jsonl": b'{"conversation_id": "' + b"a" * (300 * 1024**2) + b'"}\n'})
+    assert len(bomb) < 1024**2
+    with pytest.raises(UnsafeArchive, match=r"member 'conversations.jsonl' unpacks to 314,572,824 bytes from .* 250:1"):
+        extract(bomb, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    # its header lying about the size: the writing stops at the ratio all the same
+    lying = forge_size(bomb, "conversations.jsonl", 1000)
+    with pytest.raises(UnsafeArchive):
+        extract(lying, tmp_path / "second")
+    assert not (tmp_path / "second" / "conversations.jsonl").exists() or (
+        (tmp_path / "second" / "conversations.jsonl").stat().st_size <= 250 * len(bomb)
+    )
+    # ordinary results (a long run of similar replies) are far from the ratio
+    usual = b"".join(
+        b'{"conversation_id": "c%d", "reply": "Your refund for order %d is on its way."}\n' % (i, i)
+        for i in range(40_000)
+    )
+    extract(make_zip({"conversations.jsonl": usual}), tmp_path / "usual")
+    assert (tmp_path / "usual" / "conversations.jsonl").read_bytes() == usual

@@ -234,6 +234,13 @@ def test_callable_object_with_async_call() -> None:
     assert result["conversation"][1]["response"] == "object answer"
 
 
+def _nested(depth: int) -> list:
+    node: list = []
+    for _ in range(depth):
+        node = [node]
+    return node
+
+
 @pytest.mark.parametrize(
     ("callback", "reason", "message"),
     [
@@ -242,6 +249,9 @@ def test_callable_object_with_async_call() -> None:
         (lambda q, h, m: 42, "app_error", "returned int"),
         (lambda q, h, m: "   ", "app_error", "empty"),
         (lambda q, h, m: time.sleep(2) or "late", "timeout", "within 0.3 s"),
+        # what no results line could hold, or no reader take back, is the app's error, not a broken file
+        (lambda q, h, m: {"answer": "ok", "score": float("nan")}, "app_error", "NaN is not a JSON number"),
+        (lambda q, h, m: {"answer": "ok", "deep": _nested(200)}, "app_error", "nested more than"),
     ],
 )
 def test_callback_failures_end_the_conversation_with_a_reason(callback, reason: str, message: str) -> None:

@@ -29,7 +29,7 @@ from ..plan import Job, parse_shard
 from ..records import ConversationResult, Summary
 from ..replay import ReplayBook
 from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, comparison_or_why, render_markdown, write_reports
-from ..results_folder import RESULTS_FILE, iter_results
+from ..results_folder import RESULTS_FILE, iter_unique_results
 from ..shards import merge_results
 from . import commands
 from .baseline_input import Baseline, replayed_note, resolve_baseline
@@ -171,7 +171,7 @@ def _publish(
     path = out / RESULTS_FILE
 
     def results() -> Iterator[ConversationResult]:  # a fresh pass over the file each time: nothing held in memory
-        return iter_results(path) if path.is_file() else iter(())
+        return iter_unique_results(path) if path.is_file() else iter(())
 
     make_readable(out)
     log_simulations(summary, results)

@@ -36,6 +36,13 @@ class ZipLimits:
 
     max_files: int = 1000
     max_unpacked_bytes: int = 2 * 1024**3
+    #: the most a member may unpack to per packed byte, past `RATIO_FREE` bytes: results compress
+    #: about 10:1 (a run of repeated replies under 100:1); a bomb's single line a thousand times more
+    max_ratio: int = 250
+
+
+#: a member this small unpacks to whatever it likes: the ratio only matters for large ones
+RATIO_FREE = 1024**2
 
 
 def _short(name: str) -> str:
@@ -114,6 +121,7 @@ def check_archive(archive: zipfile.ZipFile, limits: ZipLimits) -> dict[str, zipf
     files: dict[str, zipfile.ZipInfo] = {}
     seen: set[str] = set()
     declared = 0
+    bomb = None
     for info in members:
         name = _check_name(info.filename)
         _check_kind(info)
@@ -123,15 +131,24 @@ def check_archive(archive: zipfile.ZipFile, limits: ZipLimits) -> dict[str, zipf
             raise UnsafeArchive(f"member {_short(name)} appears twice")
         seen.add(name)
         declared += info.file_size
+        if bomb is None and info.file_size > max(RATIO_FREE, info.compress_size * limits.max_ratio):
+            bomb = (
+                f"member {_short(name)} unpacks to {info.file_size:,} bytes from {info.compress_size:,}, "
+                f"more than {limits.max_ratio}:1"
+            )
         if not info.is_dir():
             files[name] = info
     if declared > limits.max_unpacked_bytes:
         raise UnsafeArchive(f"it unpacks to {declared:,} bytes, more than the {limits.max_unpacked_bytes:,} allowed")
+    if bomb is not None:
+        raise UnsafeArchive(bomb)
     return files
 
 
-def _write(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> int:
-    """Copy one member into a new file; returns the bytes written, refusing past `budget`."""
+def _write(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int, ratio: int) -> int:
+    """Copy one member into a new file; returns the bytes written, refusing past `budget` or past
+    `ratio` bytes per packed byte (headers can lie about both sizes)."""
+    budget = min(budget, max(RATIO_FREE, info.compress_size * ratio))
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -164,7 +181,7 @@ def extract(
                 for name, info in files.items():
                     if wanted is not None and name not in wanted:
                         continue
-                    budget -= _write(archive, info, dest.joinpath(*name.split("/")), budget)
+                    budget -= _write(archive, info, dest.joinpath(*name.split("/")), budget, limits.max_ratio)
                     written.append(name)
                 return written
         except zipfile.BadZipFile as exc:

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .. import strict_json
 from ..errors import ConfigError, TurnError
 from ..event_loops import beside_caller_loop
 from .base import AppReply, Target
@@ -21,9 +22,18 @@ ANSWER_KEY = "answer"
 _OTHER_LOOP = re.compile(r"different (event )?loop")
 
 
-def _jsonable(value: Any) -> Any:
-    """Results are JSON lines: anything else a callback returns is kept as its string form."""
-    return json.loads(json.dumps(value, default=str))
+def _jsonable(value: Any, name: str) -> Any:
+    """Results are JSON lines: anything else a callback returns is kept as its string form; what
+    no results line could hold and every reader take back (NaN, a loop, nesting past the limit) is
+    the app's error, named."""
+    try:
+        return strict_json.loads(json.dumps(value, default=str), max_depth=strict_json.EMBEDDED_MAX_DEPTH)
+    except (ValueError, RecursionError) as exc:
+        raise TurnError(
+            "app_error",
+            f"callback {name} returned a value that cannot be recorded as JSON ({exc}); "
+            "return text, finite numbers, lists and dicts",
+        ) from None
 
 
 def _callback_name(fn: Callable[..., Any]) -> str:
@@ -101,7 +111,7 @@ class CallbackTarget(Target):
         if isinstance(result, str):
             return AppReply(text=result, raw=result, request=request)
         if isinstance(result, dict):
-            raw = _jsonable(result)
+            raw = _jsonable(result, self.name)
             answer = result.get(ANSWER_KEY)
             if not isinstance(answer, str):
                 found = "no 'answer' key" if answer is None else f"'answer' is a {type(answer).__name__}"
@@ -116,7 +126,7 @@ class CallbackTarget(Target):
         raise TurnError(
             "app_error",
             f"callback {self.name} returned {type(result).__name__}; return a string or a dict with 'answer'",
-            detail={"response": _jsonable(result)},
+            detail={"response": _jsonable(result, self.name)},
         )
 
     def describe(self) -> dict[str, Any]:
