@@ -60,6 +60,7 @@ from .records import GateConfig
 from .schema_check import schema_errors
 from .state_requests import StateRequest
 from .target_validation import checked_target
+from .unicode_safety import lone_surrogate_fields, replace_lone_surrogates, surrogate_note
 from .yaml_source import YamlDocument, format_path, load_yaml_file, paused_gc
 
 __all__ = [
@@ -123,6 +124,8 @@ class Simulation:
     #: requests made before each conversation (seeding the app's test data) and after it (cleaning up)
     setup: list[StateRequest] = field(default_factory=list, repr=False)
     teardown: list[StateRequest] = field(default_factory=list, repr=False)
+    #: what happened to its text on the way in (lone surrogates replaced); each conversation notes it
+    notes: list[str] = field(default_factory=list, repr=False)
 
     @property
     def needs_llm(self) -> bool:
@@ -192,15 +195,21 @@ def load_manifest(
         doc = _read(path, lambda doc: _persona_problems(doc, path.parent, allowed_root, refusal))
         variables = resolve_variables(doc, environ, need)
         data, problems = variables.data, variables.problems
-        register_secrets(variables.used, environ)
-        known_secrets.register_url(app_url)
         _override_url(data, app_url, doc, problems)
+        replaced = lone_surrogate_fields(data)  # as written, from a variable or --app-url: U+FFFD from here on
+        if replaced:
+            data = replace_lone_surrogates(data)[0]
+        register_secrets(variables.used, environ)
+        known_secrets.register_url(replace_lone_surrogates(app_url)[0])
         _check_callback(data.get("target"), ("target",), doc, path.parent, allowed_root, problems, refusal)
         simulations = _simulations(data, doc, path.parent, allowed_root, problems, refusal)
         _check_run_level(data, simulations, doc, problems)
         _resolve_required(data, simulations)
     if problems:
         raise ManifestError(str(path), list(dict.fromkeys(problems)))
+    for sim in simulations:
+        sim.notes = [surrogate_note(n, _field(at)) for at, n in replaced if at[:2] == ("simulations", sim.index)]
+    replacements = [f"{doc.where(at)}: {_field(at)}: {surrogate_note(n, 'its text')}" for at, n in replaced]
     return Manifest(
         path=path,
         simulations=simulations,
@@ -211,8 +220,13 @@ def load_manifest(
         gate=data.get("gate"),
         variables=variables.used,
         root=allowed_root,
-        warnings=list(dict.fromkeys([*variables.warnings, *marker_comments(path)])),
+        warnings=list(dict.fromkeys([*variables.warnings, *replacements, *marker_comments(path)])),
     )
+
+
+def _field(path: tuple) -> str:
+    """A field's path as messages spell it, its keys valid text."""
+    return format_path(tuple(replace_lone_surrogates(part)[0] for part in path))
 
 
 def _read(path: Path, files_of: Callable[[YamlDocument], list[str]]) -> YamlDocument:

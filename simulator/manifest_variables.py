@@ -22,6 +22,7 @@ from typing import Any
 from . import known_secrets
 from .errors import ConfigError
 from .targets.redaction import BENIGN_HEADERS
+from .unicode_safety import replace_lone_surrogates
 from .yaml_source import YamlDocument, format_path
 
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -216,6 +217,7 @@ def register_secrets(variables: Mapping[str, list[str]], environ: Mapping[str, s
         value = environ.get(name)
         if not value:
             continue
+        value = replace_lone_surrogates(value)[0]  # as the manifest's fields hold it
         known_secrets.register_url(value)
         secret_name = bool(known_secrets.SECRET_NAME.search(name))
         sent_to_app = not _URL.match(value.strip()) and any(_sent_to_app(path) for path in paths)

@@ -156,6 +156,7 @@ class _Run:
             "tags": sim.tags,
             "min_passes": sim.min_passes,
             "required": sim.required,
+            **({"notes": list(sim.notes)} if sim.notes else {}),
         }
         around = AroundConversation(self.connections.state, sim, target, str(uuid.uuid4()), meta)
         try:  # setup, the conversation, its checks and teardown (see state_hooks)

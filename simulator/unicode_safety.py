@@ -30,6 +30,29 @@ def replace_lone_surrogates(node: Any) -> tuple[Any, int]:
     return node, 0
 
 
+def lone_surrogate_fields(node: Any) -> list[tuple[tuple, int]]:
+    """Where in `node` (JSON-like) lone surrogates are: each field's path (keys as they are) and how
+    many it holds, in the order met; a key that holds some counts for the field it names."""
+    found: dict[tuple, int] = {}
+
+    def walk(value: Any, path: tuple) -> None:
+        if isinstance(value, str):
+            count = len(_SURROGATE.findall(value))
+            if count:
+                found[path] = found.get(path, 0) + count
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    walk(key, (*path, key))
+                walk(item, (*path, key))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, (*path, index))
+
+    walk(node, ())
+    return list(found.items())
+
+
 def surrogate_note(count: int, where: str) -> str:
     return f"{count} character(s) in {where} were not valid Unicode (lone surrogates) and were replaced with U+FFFD"
 

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from simulator import Persona, ScriptedUser, Simulator, validate_result
+from simulator.cli import EXIT_OK, main
+from simulator.results_folder import read_results
 from simulator.state_client import Call, StateClient
 from simulator.state_requests import StateRequest
 from simulator.targets.base import AppReply as TargetReply
@@ -149,3 +151,53 @@ def test_a_persona_keeps_no_lone_surrogate_in_any_field() -> None:
     ]
     persona.render("a task").encode("utf-8")
     assert persona.copy().notes == persona.with_template("{{name}} {{task}}").notes == persona.notes
+
+
+MANIFEST = r"""version: 1
+target:
+  url: "{url}/chat?c={{{{conversation_id}}}}&who={{{{persona}}}}&task={{{{task}}}}"
+  format: http
+  headers: {{X-Who: "${{WHO}}"}}
+  request: {{body: {{text: "{{{{question}}}}", conversation_id: "{{{{conversation_id}}}}"}}}}
+  response: data.reply.text
+  retry: {{attempts: 0}}
+simulations:
+  - name: inline
+    persona: {{name: "Jo\ud800", profile: "A customer", meta_data: {{order: "5\udfff"}}}}
+    task: "Return \ud800 a tent"
+    turns: ["hi \ud800", "again"]
+  - name: file
+    persona: jo.yaml
+    task: Return a tent
+    turns: [hi, again]
+"""
+
+
+def test_a_manifest_with_lone_surrogates_runs_every_turn_and_says_where_they_were(
+    app: FakeChatApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WHO", "\udcff-tester")  # a variable's bytes that are no UTF-8 come as lone surrogates
+    (tmp_path / "jo.yaml").write_text(PERSONA_YAML)
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(MANIFEST.format(url=app.url))
+    assert main(["validate", str(manifest)]) == EXIT_OK
+    warned = capsys.readouterr().err
+    for field in ("target.headers.X-Who", "simulations[0].persona.name", "simulations[0].task"):
+        assert f"{field}: 1 character(s) in its text were not valid Unicode" in warned, warned
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", str(manifest), "--out", str(out), "--quiet", "--concurrency", "1"]) == EXIT_OK
+    (out / "conversations.jsonl").read_bytes().decode("utf-8")  # valid UTF-8 throughout
+    results = {r["meta_data"]["simulation"]: r for r in read_results(out / "conversations.jsonl")}
+    assert set(results) == {"inline", "file"}
+    for result in results.values():
+        assert result["meta_data"]["stop_reason"] == "user_done", result["meta_data"].get("error")
+        assert any("lone surrogates" in note for note in result["meta_data"]["notes"]), result["meta_data"]
+    inline = results["inline"]
+    assert inline["meta_data"]["task"] == "Return \ufffd a tent"
+    assert inline["meta_data"]["persona"]["meta_data"] == {"order": "5\ufffd"}
+    assert [t["response"] for t in inline["conversation"]][:2] == ["hi \ufffd", "You said: hi \ufffd"]
+    assert len(app.requests) == 4  # every turn reached the app
+    assert {r.query["who"] for r in app.requests} == {"Jo\ufffd"}
+    assert all(r.headers["x-who"].encode("latin-1").decode("utf-8") == "\ufffd-tester" for r in app.requests)
