@@ -167,6 +167,8 @@ class StateRecord(TypedDict, total=False):
     answer_cut: str
     answer_snippet: str
     error: str
+    #: what happened to the answer on the way in (lone surrogates replaced)
+    notes: list[str]
 
 
 class StateRequests(TypedDict, total=False):

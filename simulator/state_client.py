@@ -39,6 +39,7 @@ from .targets.http.rendering import recorded_headers, render_headers, render_url
 from .targets.redaction import safe_url
 from .targets.retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
 from .template import render
+from .unicode_safety import replace_lone_surrogates, surrogate_note
 
 if TYPE_CHECKING:
     import aiohttp
@@ -287,6 +288,9 @@ def _answer(status: int, content: bytes, json_answer: bool, record: StateRecord)
         what = "an empty body" if not text.strip() else f"a body that is not JSON: {snippet(scrub_text(text), 120)}"
         raise StateError(f"answered HTTP {status} with {what}")
     if parsed:
+        document, replaced = replace_lone_surrogates(document)  # U+FFFD as it is read: results can hold it
+        if replaced:
+            record["notes"] = [surrogate_note(replaced, "the answer")]
         kept = json.dumps(document, ensure_ascii=False)
         if len(kept) <= KEPT_CHARS:
             record["answer"] = scrub(document)

@@ -23,7 +23,7 @@ from simulator.state_client import Call, StateClient
 from simulator.state_requests import StateRequest
 from simulator.targets.base import AppReply as TargetReply
 from simulator.targets.http import HttpTarget
-from tests.servers.chat_app import FakeChatApp
+from tests.servers.chat_app import AppReply, FakeChatApp
 
 LONE = "\ud800"
 
@@ -201,3 +201,76 @@ def test_a_manifest_with_lone_surrogates_runs_every_turn_and_says_where_they_wer
     assert len(app.requests) == 4  # every turn reached the app
     assert {r.query["who"] for r in app.requests} == {"Jo\ufffd"}
     assert all(r.headers["x-who"].encode("latin-1").decode("utf-8") == "\ufffd-tester" for r in app.requests)
+
+
+# --- an app's answer ---------------------------------------------------------------------------------
+
+
+def test_an_app_answer_with_lone_surrogates_gives_a_usable_session_reply_and_state(app: FakeChatApp) -> None:
+    """The session id in a JSON answer and in a header (bytes that are no UTF-8), the reply, and the
+    answer of a state request: U+FFFD where each is read, so the next request can carry them."""
+    app.script(
+        AppReply(
+            body=b'{"data": {"reply": {"text": "hi \\ud800"}}, "session": "s\\ud800"}', content_type="application/json"
+        ),
+        "second",
+    )
+    app.orders.put("s%EF%BF%BD", {"status": f"x{LONE}"})  # sent as the JSON escape "x\ud800"
+    target = HttpTarget.from_config(
+        {
+            "url": app.url + "/chat",
+            "format": "http",
+            "headers": {"X-Session-Id": "{{session_id}}"},
+            "request": {"body": {"text": "{{question}}"}},
+            "response": "data.reply.text",
+            "session": {"read": "json:session"},
+            "retry": {"attempts": 0},
+        }
+    )
+    order = StateRequest.from_config({"url": "{{base}}/orders/{{session_id}}"}, "expect.outcome")
+    client = StateClient()
+
+    async def play() -> tuple[list[TargetReply], Any]:
+        try:
+            replies = [await target.respond(q, [], {"conversation_id": "c1", "turn_number": 1}) for q in ("a", "b")]
+            call = Call.of(target, "c1", {"simulation": "s"}, target.conversation_state("c1"))
+            return replies, await client.send(order, call, json_answer=True)
+        finally:
+            await target.aclose()
+            await client.aclose()
+
+    (first, second), exchange = asyncio.run(play())
+    assert first.text == "hi \ufffd" and first.raw["body"]["session"] == "s\ufffd"
+    assert first.notes == [
+        "2 character(s) in the app's answer were not valid Unicode (lone surrogates) and were replaced with U+FFFD"
+    ]
+    assert second.text == "second" and app.requests[1].headers["x-session-id"].encode("latin-1").decode() == "s\ufffd"
+    assert exchange.error is None and exchange.document == {"status": "x\ufffd", "id": "s%EF%BF%BD"}
+    assert exchange.record["notes"] == [
+        "1 character(s) in the answer were not valid Unicode (lone surrogates) and were replaced with U+FFFD"
+    ]
+
+
+def test_a_session_header_that_is_no_utf8_is_sent_back(app: FakeChatApp) -> None:
+    app.script(AppReply(text="first", headers={"X-Session-Id": "s\xff"}), "second")  # the byte 0xff, alone
+    target = HttpTarget.from_config(
+        {
+            "url": app.url + "/chat?s={{session_id}}",
+            "format": "http",
+            "headers": {"X-Session-Id": "{{session_id}}"},
+            "request": {"body": {"text": "{{question}}"}},
+            "response": "data.reply.text",
+            "session": {"read": "header:X-Session-Id"},
+            "retry": {"attempts": 0},
+        }
+    )
+
+    async def play() -> list[str]:
+        try:
+            return [(await target.respond(q, [], {"conversation_id": "c1"})).text for q in ("a", "b")]
+        finally:
+            await target.aclose()
+
+    assert asyncio.run(play()) == ["first", "second"]
+    assert [r.query for r in app.requests] == [{"s": ""}, {"s": "s\ufffd"}]
+    assert app.requests[1].headers["x-session-id"].encode("latin-1").decode("utf-8") == "s\ufffd"

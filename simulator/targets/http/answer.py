@@ -10,6 +10,7 @@ from typing import Any
 
 from ...clip import clip
 from ...known_secrets import scrub_text
+from ...unicode_safety import replace_lone_surrogates
 from ..json_path import PathError, Segment, extract
 from .format import HttpFormat
 
@@ -38,6 +39,8 @@ class StreamReply:
         self.usage: dict[str, Any] | None = None
         self.filtered: dict[str, Any] | None = None  # the first event the content filter withheld
         self.session: Any = None
+        #: lone surrogates (a `"\\ud800"` escape) replaced with U+FFFD in the events as they came
+        self.replaced = 0
         self._pieces: list[str] = []
         self._kept_bytes = 0
         self._keeping = True
@@ -49,6 +52,8 @@ class StreamReply:
     def add(self, event: Any, size: int) -> None:
         """Take one event (`size`: the length of its data)."""
         self.count += 1
+        event, replaced = replace_lone_surrogates(event)
+        self.replaced += replaced
         if self._keeping and (self._kept_bytes + size <= RAW_EVENT_BYTES or not self.events):
             self.events.append(event)
             self._kept_bytes += size

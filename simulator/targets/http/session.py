@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
+from ...unicode_safety import replace_lone_surrogates
 from ..json_path import Segment, parse_path
 
 if TYPE_CHECKING:
@@ -87,4 +88,5 @@ class Conversation:
         elif spec.kind == "cookie":
             found = next((c.value for c in self.cookies or () if c.key == spec.name), None)
         if isinstance(found, (str, int)) and not isinstance(found, bool) and str(found).strip():
-            self.session_id = str(found).strip()
+            # a header's bytes that are no UTF-8 come as lone surrogates: U+FFFD, so the id can be sent back
+            self.session_id = replace_lone_surrogates(str(found).strip())[0]

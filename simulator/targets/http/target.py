@@ -28,6 +28,7 @@ from ...http_sessions import (
     within,
 )
 from ...known_secrets import scrub, scrub_text
+from ...unicode_safety import replace_lone_surrogates, surrogate_note
 from ..base import AppReply, Target
 from ..json_path import PathError, extract, format_path, parse_path
 from ..redaction import credential_values, redact_body, safe_url
@@ -262,8 +263,11 @@ class HttpTarget(Target):
         if answer.stream is not None:
             text, usage, parts = self._read_stream(answer.stream, answer, record, raw, notes)
             session = answer.stream.session
+            replaced = answer.stream.replaced
         else:
-            document = self._document(answer, record)
+            # lone surrogates (a `"\\ud800"` escape) become U+FFFD as the answer is read: its session id,
+            # reply and raw answer never hold text UTF-8 cannot hold
+            document, replaced = replace_lone_surrogates(self._document(answer, record))
             raw["body"] = document
             text, usage, parts = self._text_from_document(document, answer, record)
             session = None
@@ -272,6 +276,8 @@ class HttpTarget(Target):
                     session = extract(document, self.session.json_path)
         if parts is not None:
             raw["parts"] = parts
+        if replaced:
+            notes.append(surrogate_note(replaced, "the app's answer"))
         if not text.strip():
             place = "the stream" if answer.stream is not None else f"path {self.settings.response_path()!r}"
             raise errors.app_error(f"gave an empty reply (the text at {place} is empty)", answer, record)
