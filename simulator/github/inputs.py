@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import known_secrets
+from .. import known_secrets, strict_json
 from ..errors import ConfigError
 from ..exit_codes import FAIL_ON
 from ..plan import parse_shard
@@ -29,6 +28,17 @@ KEY_INPUTS = {
 SECRET_INPUTS = ("openai-api-key", "azure-openai-api-key", "github-token")
 #: the runner's own credentials in the container's environment
 RUNNER_SECRETS = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
+
+
+def _field(node: Any, key: str | None = None) -> dict[str, Any]:
+    """An object of the event payload (`node[key]`), or {} when it is anything else."""
+    value = node.get(key) if key is not None and isinstance(node, dict) else node
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: object) -> int | None:
+    """A pull request's number from the event, only when it is one (it goes into API paths)."""
+    return value if type(value) is int and 0 < value < 2**53 else None
 
 
 @dataclass
@@ -163,13 +173,14 @@ class GitHubContext:
         event_path = env.get("GITHUB_EVENT_PATH")
         if event_path and Path(event_path).is_file():
             try:
-                payload = json.loads(Path(event_path).read_text(encoding="utf-8"))
+                payload = strict_json.loads(Path(event_path).read_bytes())
             except (OSError, ValueError):
                 payload = {}
-        pull = payload.get("pull_request") or {}
-        base_ref = (pull.get("base") or {}).get("ref")
-        head_repo = ((pull.get("head") or {}).get("repo") or {}).get("full_name")
-        base_repo = ((pull.get("base") or {}).get("repo") or {}).get("full_name")
+        payload = _field(payload)
+        pull = _field(payload, "pull_request")
+        base_ref = _field(pull, "base").get("ref")
+        head_repo = _field(_field(pull, "head"), "repo").get("full_name")
+        base_repo = _field(_field(pull, "base"), "repo").get("full_name")
         return cls(
             workspace=Path(env.get("GITHUB_WORKSPACE") or "."),
             repository=env.get("GITHUB_REPOSITORY", ""),
@@ -178,7 +189,7 @@ class GitHubContext:
             run_id=env.get("GITHUB_RUN_ID", ""),
             workflow=env.get("GITHUB_WORKFLOW", ""),
             job=env.get("GITHUB_JOB", ""),
-            pr_number=pull.get("number") if isinstance(pull.get("number"), int) else None,
+            pr_number=_number(pull.get("number")),
             is_fork=bool(head_repo and base_repo and head_repo != base_repo),
             event_name=env.get("GITHUB_EVENT_NAME", ""),
             sha=env.get("GITHUB_SHA", ""),
