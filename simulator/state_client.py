@@ -66,14 +66,17 @@ class Exchange:
 
 
 def origin(url: str) -> str | None:
-    """`scheme://host[:port]` of an http(s) URL; None when it has none (or placeholders in it)."""
+    """`scheme://[userinfo@]host[:port]` of an http(s) URL; None when it has none (or placeholders in it).
+
+    Only the scheme and the host are case-insensitive: credentials in the URL stay as written."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc or "{{" in parts.netloc:
         return None
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return f"{parts.scheme.lower()}://{userinfo}{at}{host.lower()}"
 
 
 def base_of(target: Target | None) -> tuple[str | None, str]:

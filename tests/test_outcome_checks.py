@@ -8,6 +8,7 @@ seeds and removes them. Every manifest here is run by the CLI, as a user runs it
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.results_folder import read_results
-from simulator.state_client import Call, StateClient
+from simulator.state_client import Call, StateClient, origin
 from simulator.state_requests import StateRequest
 from tests.servers.chat_app import AppReply, FakeChatApp
 
@@ -123,7 +124,8 @@ expect:
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["simulations"]["refund"]["verdict"]["failed_checks"] == {did["name"]: 1}
-    assert message.replace("_", "\\_") in (out / "report.md").read_text()
+    # escaped for Markdown, and the address kept from becoming a link (a word joiner after the scheme)
+    assert message.replace("_", "\\_").replace("://", ":\u2060//") in (out / "report.md").read_text()
     assert f'GET {app.url}/orders/5 (HTTP 200): status is \\"delivered\\"' in (out / "report.html").read_text()
     assert "Gate: FAIL" in capsys.readouterr().out
 
@@ -267,6 +269,22 @@ def test_the_session_and_the_targets_auth_go_to_the_apps_own_origin_only(
     assert all(r.headers["x-session-id"] == "sess-1" for r in own)
     recorded = result["state_requests"]["outcome"][0]["headers"]
     assert recorded == {"Authorization": "***", "X-Session-Id": "sess-1"}
+
+
+def test_base_keeps_the_target_urls_credentials_as_written(tmp_path: Path, app: FakeChatApp) -> None:
+    """Only the scheme and the host of `{{base}}` are case-insensitive: a password in the target's URL
+    reaches setup and outcome requests as it was written, not lowercased."""
+    app.require_header = ("Authorization", "Basic " + base64.b64encode(b"User:PassWord").decode())
+    path = manifest(
+        tmp_path, app, f'turns: ["refund order 5", "thanks ###STOP###"]\n{SEED}\nexpect: {{outcome: {REFUNDED}}}'
+    )
+    path.write_text(
+        path.read_text().replace(f"'{app.url}/", f"'{app.url.replace('http://', 'HTTP://User:PassWord@')}/")
+    )
+    assert run(path, tmp_path / "out") == EXIT_OK
+    assert paths(app) == [("PUT", "/orders/5"), ("POST", "/promptflow"), ("GET", "/orders/5")]
+    assert origin("HTTPS://User:PassWord@App.Example.COM:8443/chat") == "https://User:PassWord@app.example.com:8443"
+    assert "PassWord" not in (tmp_path / "out" / "conversations.jsonl").read_text()
 
 
 def test_secrets_in_state_requests_never_reach_the_results_folder(
