@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import strict_json
 from .event_loops import PerLoop
 from .http_sessions import (
     FATAL,
@@ -283,10 +284,12 @@ def _answer(status: int, content: bytes, json_answer: bool, record: StateRecord)
     if not 200 <= status < 300:
         raise StateError(f"answered HTTP {status}: {snippet(scrub_text(text)) or '(empty)'}")
     try:
-        document = json.loads(text) if text.strip() else None
+        document = strict_json.loads(text, max_depth=strict_json.EMBEDDED_MAX_DEPTH) if text.strip() else None
         parsed = bool(text.strip())
-    except ValueError:
+    except strict_json.NotJSON:
         document, parsed = None, False
+    except strict_json.JSONError as exc:
+        raise StateError(f"answered HTTP {status} with JSON that cannot be used: {exc}") from None
     if json_answer and not parsed:
         what = "an empty body" if not text.strip() else f"a body that is not JSON: {snippet(scrub_text(text), 120)}"
         raise StateError(f"answered HTTP {status} with {what}")

@@ -800,3 +800,20 @@ def test_concurrent_conversations_keep_their_connections_alive_between_turns() -
     assert len([r for r in app.requests if r.method == "POST"]) == 48  # and the flow's swagger, read once
     assert app.connection_count <= 12
     assert all(later is None for turns in connects for later in turns[1:])  # kept-alive: no set-up after the first
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"answer": "refund refused", "answer": "refund approved"}', "repeats the key 'answer'"),
+        (b'{"answer": "ok", "score": NaN}', "NaN is not a JSON number"),
+        (b'{"answer": "ok", "total": 1e400}', "the number 1e400 is out of range"),
+        (b'{"answer": "ok", "x": ' + b"[" * 120 + b"]" * 120 + b"}", "nested more than"),
+    ],
+)
+def test_app_json_that_cannot_be_trusted_is_a_clear_app_error_not_its_last_value(
+    app: FakeChatApp, body: bytes, said: str
+) -> None:
+    app.script(AppReply(body=body, content_type="application/json"))
+    err = fail(target(app, "/promptflow"))
+    assert err.reason == "app_error" and said in str(err) and "JSON that cannot be used" in str(err), str(err)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ... import known_secrets
+from ... import known_secrets, strict_json
 from ...errors import TurnError
 from ...event_loops import PerLoop
 from ...http_sessions import (
@@ -308,9 +308,15 @@ class HttpTarget(Target):
                 record,
             )
         try:
-            document = json.loads(answer.content) if answer.content.strip() else None
-        except ValueError:
+            document = (
+                strict_json.loads(answer.content, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
+                if answer.content.strip()
+                else None
+            )
+        except strict_json.NotJSON:
             document = None
+        except strict_json.JSONError as exc:  # JSON, but which value is meant, or what a number is, cannot be known
+            raise errors.app_error(f"answered with JSON that cannot be used: {exc}", answer, record) from None
         if document is None:
             what = "an empty body" if not answer.content.strip() else "a body that is not JSON"
             ctype = answer.headers.get("content-type", "no content type")
