@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import known_secrets
+from .checks.outcome import OutcomeCheck
 from .errors import ConfigError
 from .manifest_simulations import (
     DEFAULT_MAX_TURNS,
@@ -60,6 +61,8 @@ from .records import GateConfig
 from .schema_check import schema_errors
 from .state_requests import StateRequest
 from .target_validation import checked_target
+from .targets.redaction import authorization_header, url_credentials
+from .template import placeholders
 from .unicode_safety import lone_surrogate_fields, replace_lone_surrogates, surrogate_note
 from .yaml_source import YamlDocument, format_path, load_yaml_file, paused_gc
 
@@ -222,6 +225,25 @@ def load_manifest(
         root=allowed_root,
         warnings=list(dict.fromkeys([*variables.warnings, *replacements, *marker_comments(path)])),
     )
+
+
+def _base_credentials(
+    target: Any, own: Any, requests: list[StateRequest], doc: YamlDocument, at: tuple, problems: list[str]
+) -> None:
+    """`{{base}}` carries the credentials of the target's URL: a state request to it that sends its own
+    Authorization header cannot be sent, so it is a problem at the line of that URL."""
+    url = target.get("url") if isinstance(target, dict) and "callback" not in target else None
+    if not isinstance(url, str) or not url_credentials(url):
+        return
+    written = (*at, "target", "url") if isinstance(own, dict) and "url" in own else ("target", "url")
+    for request in requests:
+        name = authorization_header(request.headers)
+        if name is not None and "base" in placeholders(request.url):
+            problems.append(
+                f"{doc.where(written)}: {format_path(written)}: carries credentials (user:password@) that {{{{base}}}} "
+                f"passes on to {request.source}, whose headers.{name} sets them too, but a request can send only one: "
+                "use one of them (remove the user:password@ from the URL, or the header)"
+            )
 
 
 def _field(path: tuple) -> str:
@@ -388,6 +410,8 @@ def _simulations(
         _check_sides(entry, target, user, doc, at, problems)
         target = checked_target(doc, data.get("target"), entry.get("target"), target, at, problems)  # as run builds it
         around = around_of.build(entry, at)
+        state = [*around["setup"], *around["teardown"], *(c.request for c in checks if isinstance(c, OutcomeCheck))]
+        _base_credentials(target, entry.get("target"), state, doc, at, problems)
         if persona is None:
             continue
         simulations.append(

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from . import known_secrets
 from .errors import ConfigError, FieldError, FieldErrors
-from .targets.redaction import credential_values, safe_url
+from .targets.redaction import credential_values, credentials_twice, safe_url
 from .template import check_placeholders, placeholders
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -94,6 +94,9 @@ class StateRequest:
         if method == "GET" and body is not None:
             raise FieldError(("body",), f"{source}.body: a GET request sends no body; use POST, or put it in the url")
         headers = _headers(config.get("headers"), source)
+        twice = credentials_twice(url, headers, source)
+        if twice is not None:
+            raise FieldError(("url",), twice)
         timeout = config.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise FieldError(("timeout",), f"{source}.timeout: must be a positive number of seconds, got {timeout!r}")

@@ -96,6 +96,10 @@ TOP_LEVEL = {
     ),
     "a request template on openai": ("url: http://app.test/v1\nformat: openai\nrequest:\n  body: {m: x}", [5]),
     "not an http url": ("url: ftp://app.test/chat", [3]),
+    "credentials in the url and an Authorization header": (
+        'url: "http://user:PassWord@app.test/chat"\nheaders: {authorization: "Bearer t0ken"}',
+        [3],
+    ),
     "every problem at once": (
         """\
         url: "http://app.test/{{nope}}"
@@ -217,6 +221,70 @@ def test_validate_exits_2_on_an_unknown_placeholder(tmp_path: Path, capsys: pyte
     assert main(["validate", str(path)]) == 2
     error = capsys.readouterr().err
     assert f"{path}:3: target.url: unknown placeholder {{{{nope}}}}" in error
+
+
+def test_validate_refuses_credentials_in_the_url_and_an_authorization_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The client cannot send both (every turn would fail): validate names both fields and says to use one."""
+    target = (
+        'target:\n  url: "http://user:PassWord@127.0.0.1:1/chat"\n  headers: {Authorization: "Bearer ${APP_TOKEN}"}\n'
+    )
+    path = write(tmp_path, f"version: 1\n{target}{SIMULATION}")  # the token unset: validate still sees the header
+    assert main(["validate", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"{path}:3: target.url: carries credentials (user:password@) and target.headers.Authorization sets them too, "
+        "but a request can send only one: use one of them" in error
+    ), error
+    with pytest.raises(TargetConfigError, match="use one of them"):
+        HttpTarget("http://user@127.0.0.1:1/chat", headers={"AUTHORIZATION": "Basic dXNlcjo="})
+    for one in ("http://user:PassWord@127.0.0.1:1/chat", "http://127.0.0.1:1/chat"):  # either alone is fine
+        headers = {} if "@" in one else {"Authorization": "Bearer t"}
+        assert HttpTarget(one, headers=headers).url == one
+
+
+def test_validate_refuses_state_requests_that_would_send_credentials_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Setup, teardown and outcome requests: their own URL's credentials, or the target's that `{{base}}`
+    passes on, beside an Authorization header of their own."""
+    path = write(
+        tmp_path,
+        """\
+        version: 1
+        target: {url: "http://app:Secret@127.0.0.1:1/chat"}
+        simulations:
+          - name: a
+            persona: jane
+            task: t
+            turns: [hi]
+            setup: {method: PUT, url: "http://admin:Pw@127.0.0.1:1/orders/5", headers: {Authorization: "Bearer x"}}
+          - name: b
+            persona: jane
+            task: t
+            turns: [hi]
+            expect:
+              outcome: {url: "{{base}}/orders/5", headers: {Authorization: "Bearer x"}, path: status, equals: ok}
+          - name: c
+            persona: jane
+            task: t
+            turns: [hi]
+            teardown: {method: DELETE, url: "{{base}}/orders/5", headers: {X-Key: "k"}}
+        """,
+    )
+    assert main(["validate", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"{path}:8: simulations[0].setup.url: carries credentials (user:password@) and "
+        "simulations[0].setup.headers.Authorization sets them too, but a request can send only one: use one of them"
+    ) in error, error
+    assert (
+        f"{path}:2: target.url: carries credentials (user:password@) that {{{{base}}}} passes on to "
+        "simulations[1].expect.outcome, whose headers.Authorization sets them too, but a request can send only one: "
+        "use one of them"
+    ) in error, error
+    assert "simulations[2]" not in error  # credentials from {{base}} and no Authorization of its own: fine
 
 
 def test_a_simulation_switching_format_leaves_the_other_formats_fields(tmp_path: Path) -> None:

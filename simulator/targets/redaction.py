@@ -57,6 +57,33 @@ def safe_url(url: str) -> str:
 BENIGN_HEADERS = frozenset({"content-type", "accept", "user-agent", "accept-language"})
 
 
+def url_credentials(url: str) -> bool:
+    """Whether `url` carries credentials (`user:password@` or a bare `user@`), which the client sends
+    as Basic auth."""
+    try:
+        parts = urlsplit(url.strip())
+        return bool(parts.username or parts.password)
+    except ValueError:
+        return False
+
+
+def authorization_header(headers: Mapping[str, str]) -> str | None:
+    """The name of an `Authorization` header (any case) that is sent, i.e. not empty."""
+    return next((n for n, v in headers.items() if n.strip().lower() == "authorization" and str(v).strip()), None)
+
+
+def credentials_twice(url: str, headers: Mapping[str, str], source: str) -> str | None:
+    """Why a request with credentials in its URL and an `Authorization` header cannot be sent (the
+    client refuses to send both), or None when it has at most one of them."""
+    name = authorization_header(headers)
+    if name is None or not url_credentials(url):
+        return None
+    return (
+        f"{source}.url: carries credentials (user:password@) and {source}.headers.{name} sets them too, "
+        "but a request can send only one: use one of them (remove the user:password@ from the URL, or the header)"
+    )
+
+
 def credential_values(url: str, headers: Mapping[str, str], query: Mapping[str, str], body: Any) -> list[str]:
     """The literal credentials this target sends (from its configuration, `${VAR}`s filled in).
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from ...errors import ConfigError
 from ...template import PLACEHOLDER, check_placeholders
 from ..json_path import Segment, parse_path
-from ..redaction import safe_url
+from ..redaction import credentials_twice, safe_url
 from ..retry import RetryPolicy
 from .format import HttpFormat, Template
 from .problems import Field, Problem, Problems, TargetConfigError, where
@@ -99,6 +99,9 @@ def check_config(config: Any, source: str = "target") -> tuple[HttpSettings | No
     path = _response(config.get("response"), dialect, source, problems)
     session = _session(config.get("session"), source, problems)
     retry = problems.call(("retry",), RetryPolicy.from_config, config.get("retry"), f"{source}.retry")
+    twice = credentials_twice(url, headers, source) if url is not None and headers is not None else None
+    if twice is not None:
+        problems.add(("url",), twice)
     _check_templates(_templates(config, dialect), source, config.get("session") is not None, problems)
     if problems or url is None or headers is None or dialect is None or retry is None or timeout is None:
         return None, problems
