@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from simulator.github.artifact import ArtifactError, ArtifactUploader
 from simulator.github.commands import output_lines
 from simulator.github.comment import MARKER, PullRequestComments
 from simulator.github.inputs import GitHubContext, Inputs
@@ -267,6 +268,33 @@ def test_two_runs_racing_to_create_the_comment_leave_one(gh: FakeGitHub) -> None
     posted = comments.upsert(marker, "our report")
     (kept,) = [c for c in gh.comments_on(PR) if c["body"].startswith(marker)]
     assert kept["body"] == f"{marker}\nour report" and posted.id == kept["id"] and not posted.created
+
+
+@pytest.mark.parametrize("bad_id", [True, 0, -1, 2.5, "12", float("nan"), float("inf"), 2**64])
+def test_a_marked_comment_whose_id_is_no_id_is_never_put_into_a_url(gh: FakeGitHub, bad_id: object) -> None:
+    marker = MARKER.format(key="ids")
+    gh.add_comment(PR, f"{marker}\nan earlier report")
+    gh.comments[PR][-1]["id"] = bad_id  # as the listing will show it
+    comments = PullRequestComments(gh.api_url, gh.repository, PR, gh.token, backoff=0.01)
+    posted = comments.upsert(marker, "our report")
+    assert posted.created and isinstance(posted.id, int) and posted.id >= 1
+    assert [r.route for r in gh.api_requests if "/issues/comments/" in r.route] == []  # no PATCH, no DELETE
+    (note,) = [n for n in comments.notes() if "which is no id" in n]
+    assert note.startswith("GitHub's answer gives a comment carrying the marker the id ")
+
+
+@pytest.mark.parametrize("bad_id", [True, 0, -1, 1.5, "", "12abc", "-3", "1e3", float("nan"), 2**64, str(2**64)])
+def test_an_artifact_id_that_is_no_id_is_an_upload_error_not_an_output(
+    tmp_path: Path, gh: FakeGitHub, bad_id: object
+) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    gh.finalized_id = bad_id
+    with pytest.raises(ArtifactError, match="FinalizeArtifact answered the artifact id .*, which is no id"):
+        ArtifactUploader(gh.env(), backoff=0.01).upload("results", folder)
+    gh.finalized_id = None
+    assert ArtifactUploader(gh.env(), backoff=0.01).upload("results-2", folder)[0] == str(gh.artifacts["results-2"].id)
 
 
 def test_an_unwritable_job_summary_costs_only_the_summary(tmp_path: Path, gh: FakeGitHub, app: FakeChatApp) -> None:

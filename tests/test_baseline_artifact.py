@@ -100,6 +100,40 @@ def test_refusals_say_what_to_do(gh: FakeGitHub) -> None:
         list(reader(gh).candidates("results", "main"))
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("id", True, "id true"),
+        ("id", -4, "id -4"),
+        ("id", 1001.0, "id 1001.0"),
+        ("id", "1001", 'id "1001"'),
+        ("id", 2**64, f"id {2**64}"),
+        ("size_in_bytes", float("nan"), "size_in_bytes NaN"),
+        ("size_in_bytes", float("inf"), "size_in_bytes Infinity"),
+        ("size_in_bytes", -1, "size_in_bytes -1"),
+        ("size_in_bytes", None, "size_in_bytes null"),
+        ("workflow_run.id", False, "workflow_run.id false"),
+        ("workflow_run.id", 0, "workflow_run.id 0"),
+    ],
+)
+def test_an_artifact_listed_with_numbers_that_are_no_numbers_is_passed_over_and_named(
+    gh: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object, said: str
+) -> None:
+    older = gh.add_run_artifact("simulation-results", {"summary.json": SUMMARY})
+    broken = gh.add_run_artifact("simulation-results", {"summary.json": SUMMARY})
+    broken.listed_as = {field: value}
+    assert [a.id for a in reader(gh).candidates("simulation-results", "main")] == [older.id]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    base = resolve_baseline(Inputs(github_token=DEFAULT_TOKEN), context(gh, tmp_path), scratch)
+    assert base.summary is not None and base.note is not None and f"run {older.run_id} on main" in base.note
+    out = capsys.readouterr().out
+    assert f"::warning title=Base artifact skipped::Passed over an artifact listed with {said}, which cannot" in out
+    repo = f"/repos/{gh.repository}/actions"
+    assert {r.route for r in gh.api_requests if r.route.endswith("/zip")} == {f"{repo}/artifacts/{older.id}/zip"}
+    assert {r.route for r in gh.run_requests} == {f"{repo}/runs/{older.run_id}"}  # no URL of the broken one
+
+
 def test_an_artifact_expiring_after_listing_gives_way_to_the_next(gh: FakeGitHub, tmp_path: Path) -> None:
     older = gh.add_run_artifact("simulation-results", {"summary.json": SUMMARY, "report.html": b"<html>"})
     gh.add_run_artifact("simulation-results", {"summary.json": SUMMARY})

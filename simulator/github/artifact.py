@@ -22,6 +22,7 @@ import requests
 from .. import known_secrets
 from ..known_secrets import scrub_text
 from .http import TRANSIENT, rate_limit_note, rate_limited, session
+from .json_numbers import NotJSON, answer_json, int64_id, shown
 
 SERVICE = "twirp/github.actions.results.api.v1.ArtifactService"
 _FORBIDDEN = re.compile(r'[":<>|*?\r\n\\/]')
@@ -84,8 +85,11 @@ class ArtifactUploader:
         url = f"{self.results_url}{SERVICE}/{method}"
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         response = self._with_retries(lambda: self.http.post(url, json=body, headers=headers, timeout=60), method)
-        data = response.json() if response.content else {}
-        if not data.get("ok"):
+        try:
+            data = answer_json(response) if response.content else {}
+        except NotJSON:
+            raise ArtifactError(f"{method} answered something that is not JSON") from None
+        if not isinstance(data, dict) or not data.get("ok"):
             raise ArtifactError(f"{method} answered without ok: {scrub_text(str(data))[:200]}")
         return data
 
@@ -115,7 +119,9 @@ class ArtifactUploader:
         if self.retention_days and self.retention_days.isdigit():
             expires = datetime.now(timezone.utc) + timedelta(days=int(self.retention_days))
             create["expires_at"] = expires.isoformat().replace("+00:00", "Z")
-        signed_url = self._call("CreateArtifact", create)["signed_upload_url"]
+        signed_url = self._call("CreateArtifact", create).get("signed_upload_url")
+        if not isinstance(signed_url, str) or not signed_url.startswith(("https://", "http://")):
+            raise ArtifactError("CreateArtifact answered no signed upload URL")
         known_secrets.register_signed_url(signed_url)  # its signature lets anyone write the blob
         content = zip_folder(folder)
         headers = {
@@ -126,4 +132,10 @@ class ArtifactUploader:
         self._with_retries(lambda: self.http.put(signed_url, data=content, headers=headers, timeout=300), "upload")
         digest = hashlib.sha256(content).hexdigest()
         final = self._call("FinalizeArtifact", {**ids, "size": str(len(content)), "hash": f"sha256:{digest}"})
-        return str(final["artifact_id"]), len(content)
+        artifact_id = int64_id(final.get("artifact_id"))
+        if artifact_id is None:  # it names the artifact in a URL and an output
+            raise ArtifactError(
+                f"FinalizeArtifact answered the artifact id {shown(final.get('artifact_id'))}, which is no id; "
+                "the artifact may be there all the same"
+            )
+        return str(artifact_id), len(content)

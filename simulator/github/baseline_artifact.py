@@ -24,6 +24,7 @@ import requests
 from .. import known_secrets
 from ..known_secrets import scrub_text
 from .http import next_page, rate_limit_note, rate_limited, session
+from .json_numbers import NotJSON, answer_count, answer_id, answer_json, shown
 
 #: artifacts listed per page, and pages read at most (the newest 1,000 artifacts of that name)
 PER_PAGE, MAX_PAGES = 100, 10
@@ -56,25 +57,36 @@ class BaseArtifact:
 
 
 def _same_repository(run: dict[str, Any]) -> bool:
-    head, repository = run.get("head_repository_id"), run.get("repository_id")
-    return isinstance(head, int) and head == repository
+    head, repository = answer_id(run.get("head_repository_id")), answer_id(run.get("repository_id"))
+    return head is not None and head == repository
 
 
-def _parse(item: Any, name: str, branch: str, exclude_run: str) -> BaseArtifact | None:
-    """The artifact, when it is a live one of `name` from a run of this repository's `branch`."""
+def _parse(item: Any, name: str, branch: str, exclude_run: str) -> BaseArtifact | str | None:
+    """The artifact, when it is a live one of `name` from a run of this repository's `branch`; None
+    when it is not one; why not, when it is one whose numbers cannot be used (an id that is no id
+    must not go into a URL, a size that is no size must not pass the size limit)."""
     if not isinstance(item, dict) or item.get("name") != name or item.get("expired") is not False:
         return None
     run = item.get("workflow_run")
     if not isinstance(run, dict) or run.get("head_branch") != branch or not _same_repository(run):
         return None
-    if not isinstance(item.get("id"), int) or str(run.get("id")) == exclude_run:
+    if str(run.get("id")) == exclude_run:
         return None
-    size, run_id = item.get("size_in_bytes"), run.get("id")
+    artifact_id, size, run_id = (
+        answer_id(item.get("id")),
+        answer_count(item.get("size_in_bytes")),
+        answer_id(run.get("id")),
+    )
+    if artifact_id is None or size is None or run_id is None:
+        read = {"id": artifact_id, "size_in_bytes": size, "workflow_run.id": run_id}
+        sent = {"id": item.get("id"), "size_in_bytes": item.get("size_in_bytes"), "workflow_run.id": run.get("id")}
+        bad = ", ".join(f"{key} {shown(sent[key])}" for key, value in read.items() if value is None)
+        return f"an artifact listed with {bad}, which cannot be used"
     return BaseArtifact(
-        id=item["id"],
+        id=artifact_id,
         name=name,
-        size=size if isinstance(size, int) else 0,
-        run_id=run_id if isinstance(run_id, int) else 0,
+        size=size,
+        run_id=run_id,
         head_sha=str(run.get("head_sha") or ""),
         branch=branch,
         created_at=str(item.get("created_at") or ""),
@@ -89,6 +101,8 @@ class ArtifactReader:
         self.repository = repository
         self.api_url = api_url
         self.http = session(backoff=backoff, methods=frozenset({"GET"}))
+        #: why listed candidates were passed over (numbers that cannot be used), newest first
+        self.unusable: list[str] = []
         self.api_headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/vnd.github+json",
@@ -126,12 +140,14 @@ class ArtifactReader:
             self._check(response, "listing the artifacts")
             pages += 1
             try:
-                items = response.json().get("artifacts")
-            except (ValueError, AttributeError):
+                items = answer_json(response).get("artifacts")
+            except (NotJSON, AttributeError):
                 raise BaselineUnavailable("listing the artifacts: the answer was not the expected JSON") from None
             for item in items if isinstance(items, list) else []:
                 artifact = _parse(item, name, branch, exclude_run)
-                if artifact is not None and self._branch_run(artifact.run_id):
+                if isinstance(artifact, str):
+                    self.unusable.append(artifact)
+                elif artifact is not None and self._branch_run(artifact.run_id):
                     yield artifact
             url = next_page(response, self.base)
 
@@ -146,8 +162,8 @@ class ArtifactReader:
             return False
         self._check(response, what)
         try:
-            event = response.json().get("event")
-        except (ValueError, AttributeError):
+            event = answer_json(response).get("event")
+        except (NotJSON, AttributeError):
             raise BaselineUnavailable(f"{what}: the answer was not the expected JSON") from None
         return isinstance(event, str) and event not in PULL_REQUEST_EVENTS
 

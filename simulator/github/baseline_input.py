@@ -91,6 +91,7 @@ def _fetch(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
         finally:
             archive.unlink()
         run_url = f"{ctx.server_url}/{ctx.repository}/actions/runs/{artifact.run_id}"
+        _say_unusable(reader)
         if inputs.shard:
             return _for_replay(artifact, folder, run_url)
         try:
@@ -98,12 +99,20 @@ def _fetch(inputs: Inputs, ctx: GitHubContext, scratch: Path) -> Baseline:
         except ConfigError:
             raise BaselineUnavailable(f"{_describe(artifact)} holds no readable summary.json", warn=True) from None
         return Baseline(summary, folder, _describe(artifact), f"Compared with {_describe(artifact)}.", run_url)
+    _say_unusable(reader)
     hint = f"the workflow must also run on push to {ctx.base_ref} to leave one"
     if inputs.shard and not inputs.baseline_artifact:
         hint += "; a shard with an artifact-name of its own sets baseline-artifact to the merge job's artifact"
     raise BaselineUnavailable(
         f"no artifact {name} from a run on {ctx.base_ref} of this repository yet (or they expired); {hint}"
     )
+
+
+def _say_unusable(reader: ArtifactReader) -> None:
+    """Newer artifacts passed over because GitHub listed them with numbers that cannot be used."""
+    if reader.unusable:
+        more = f" (and {len(reader.unusable) - 1} more)" if len(reader.unusable) > 1 else ""
+        commands.warning(f"Passed over {reader.unusable[0]}{more}.", title="Base artifact skipped")
 
 
 def _for_replay(artifact: BaseArtifact, folder: Path, run_url: str) -> Baseline:

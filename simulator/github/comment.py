@@ -20,6 +20,7 @@ import requests
 
 from ..known_secrets import scrub_text
 from .http import TRANSIENT, next_page, rate_limit_note, rate_limited, session
+from .json_numbers import NotJSON, answer_id, answer_json, shown
 
 MARKER = "<!-- chat-simulator:{key} -->"
 #: who the workflow's own GITHUB_TOKEN (an installation token of the GitHub Actions app) writes as
@@ -48,8 +49,16 @@ class CommentError(Exception):
 @dataclass
 class PostedComment:
     url: str
-    id: int
+    #: None when GitHub's answer gave no usable id
+    id: int | None
     created: bool
+
+
+def _posted(answer: Any, created: bool, fallback_id: int | None = None) -> PostedComment:
+    """What an answer to a create or an update says of the comment, its numbers checked."""
+    comment = answer if isinstance(answer, dict) else {}
+    url = comment.get("html_url")
+    return PostedComment(url if isinstance(url, str) else "", answer_id(comment.get("id")) or fallback_id, created)
 
 
 class _Gone(Exception):
@@ -98,7 +107,9 @@ class PullRequestComments:
         #: why the token's account could not be found, when it could not
         self.unknown_author: str | None = None
         #: comments seen that start with a marker, by id: those by others are named in `notes`
-        self._marked: dict[Any, dict] = {}
+        self._marked: dict[int, dict] = {}
+        #: what GitHub answered that could not be used (an id that is no id), for `notes`
+        self._unusable: list[str] = []
         self.backoff = backoff
         self.http = session(backoff=backoff)
         self.http.headers.update(
@@ -148,8 +159,8 @@ class PullRequestComments:
             self.unknown_author = f"GET /user: HTTP {response.status_code}"
             return None
         try:
-            found = author_of({"user": response.json()})
-        except ValueError:
+            found = author_of({"user": answer_json(response)})
+        except NotJSON:
             found = None
         if found is None:
             self.unknown_author = "GET /user answered no login"
@@ -159,10 +170,10 @@ class PullRequestComments:
         """An installation token writes as `<slug>[bot]`; GraphQL's `viewer` names it (REST's
         `GET /app` wants the app's own JWT). Failing that: the workflow token's `github-actions[bot]`."""
         login = None
-        with contextlib.suppress(requests.RequestException, ValueError, AttributeError):
+        with contextlib.suppress(requests.RequestException, NotJSON, AttributeError):
             response = self.http.post(graphql_url(self.api), json={"query": "query { viewer { login } }"}, timeout=30)
             if response.status_code == 200:
-                login = ((response.json().get("data") or {}).get("viewer") or {}).get("login")
+                login = ((answer_json(response).get("data") or {}).get("viewer") or {}).get("login")
         if isinstance(login, str) and login.endswith("[bot]") and _LOGIN.fullmatch(login):
             return Author(login, bot=True)
         return Author(ACTIONS_BOT, bot=True)
@@ -189,7 +200,13 @@ class PullRequestComments:
                 f"Comments by {who} start with this job's marker but were not written with the github-token{mine}: "
                 "they were left alone, never edited or deleted."
             )
-        return notes
+        return notes + self._unusable[:3]
+
+    def _unusable_id(self, what: str, value: Any) -> None:
+        """Said once however often the listing is read: `what` is never put into a URL or compared."""
+        note = f"GitHub's answer gives {what} the id {shown(value)}, which is no id: it is left alone."
+        if note not in self._unusable:
+            self._unusable.append(note)
 
     def find_all(self, marker: str) -> list[dict]:
         """Every comment with `marker` (it starts the body) that this token's account wrote, oldest
@@ -200,24 +217,35 @@ class PullRequestComments:
         found = []
         pages = 0
         while url and pages < MAX_PAGES:
-            response = self._send("GET", url, "listing the pull request's comments")
-            for comment in response.json():
+            what = "listing the pull request's comments"
+            response = self._send("GET", url, what)
+            try:
+                listed = answer_json(response)
+            except NotJSON:
+                raise CommentError(f"{what}: the answer is not JSON") from None
+            if not isinstance(listed, list):
+                raise CommentError(f"{what}: the answer is not a list of comments")
+            for comment in listed:
                 body = comment.get("body") if isinstance(comment, dict) else None
                 if not isinstance(body, str) or not body.lstrip().startswith(marker):
                     continue
-                self._marked[comment.get("id")] = comment
+                comment_id = answer_id(comment.get("id"))
+                if comment_id is None:  # never put into a URL, never compared
+                    self._unusable_id("a comment carrying the marker", comment.get("id"))
+                    continue
+                self._marked[comment_id] = comment
                 if author is not None and author.wrote(comment):
                     found.append(comment)
             url = next_page(response, self.base)
             pages += 1
-        return sorted(found, key=lambda c: c.get("id", 0))
+        return sorted(found, key=lambda c: c["id"])
 
     def find(self, marker: str) -> dict | None:
         """The oldest comment carrying `marker`."""
         marked = self.find_all(marker)
         return marked[0] if marked else None
 
-    def _update(self, comment_id: int, text: str) -> dict:
+    def _update(self, comment_id: int, text: str) -> PostedComment:
         try:
             response = self._send(
                 "PATCH", f"{self.base}/issues/comments/{comment_id}", "updating the comment", json={"body": text}
@@ -226,7 +254,11 @@ class PullRequestComments:
             if exc.status == 404:
                 raise _Gone from None
             raise
-        return response.json()
+        try:
+            answer = answer_json(response)
+        except NotJSON:
+            answer = None  # updated all the same: the comment is the one listed
+        return _posted(answer, created=False, fallback_id=comment_id)
 
     def upsert(self, marker: str, body: str, attempts: int = 4) -> PostedComment:
         """Update the marked comment, or create it when this is the first run on the PR (known
@@ -238,8 +270,7 @@ class PullRequestComments:
             existing = self.find(marker)
             try:
                 if existing is not None:
-                    comment = self._update(existing["id"], text)
-                    return PostedComment(comment.get("html_url", ""), comment["id"], created=False)
+                    return self._update(existing["id"], text)
                 response = self.http.post(f"{self.base}/issues/{self.number}/comments", json={"body": text}, timeout=30)
             except _Gone:
                 continue  # someone deleted it meanwhile: create a new one
@@ -251,28 +282,36 @@ class PullRequestComments:
             if response.status_code in TRANSIENT and not rate_limited(response) and attempt + 1 < attempts:
                 time.sleep(self.backoff * 2**attempt)
                 continue
-            comment = self._check(response, "creating the comment").json()
+            self._check(response, "creating the comment")
+            try:
+                comment = answer_json(response)
+            except NotJSON:
+                comment = None  # created all the same
             self._author = author_of(comment) or self._author  # who wrote it is who this token writes as
             return self._keep_oldest(marker, text, comment)
         raise CommentError("writing the comment: it was deleted each time it was about to be updated")
 
-    def _keep_oldest(self, marker: str, text: str, created: dict) -> PostedComment:
+    def _keep_oldest(self, marker: str, text: str, created: Any) -> PostedComment:
         """One comment per marker even when two runs created one at the same time; only comments
         of this token's account are compared, updated or deleted."""
+        posted = _posted(created, created=True)
+        if posted.id is None:
+            self._unusable_id("the comment just created", created.get("id") if isinstance(created, dict) else None)
+            return posted  # not compared, never deleted
         author = self._author
         if author is None or not author.wrote(created):
-            return PostedComment(created.get("html_url", ""), created["id"], created=True)
+            return posted
         try:
             marked = self.find_all(marker)
         except CommentError:
             marked = []
-        older = [c for c in marked if c.get("id", 0) < created["id"]]
+        older = [c for c in marked if c["id"] < posted.id]
         if not older:
-            return PostedComment(created.get("html_url", ""), created["id"], created=True)
+            return posted
         try:
             kept = self._update(older[0]["id"], text)
         except (_Gone, CommentError):
-            return PostedComment(created.get("html_url", ""), created["id"], created=True)
+            return posted
         with contextlib.suppress(CommentError):
-            self._send("DELETE", f"{self.base}/issues/comments/{created['id']}", "deleting a duplicate comment")
-        return PostedComment(kept.get("html_url", ""), kept["id"], created=False)
+            self._send("DELETE", f"{self.base}/issues/comments/{posted.id}", "deleting a duplicate comment")
+        return kept

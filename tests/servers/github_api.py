@@ -271,9 +271,21 @@ class RunArtifact:
     signature: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     event: str = "push"
     """What triggered the run (``GET .../actions/runs/{id}`` says it)."""
+    listed_as: dict[str, Any] = field(default_factory=dict)
+    """Fields the listing shows instead of the true ones (``workflow_run.<key>`` for the run's),
+    e.g. ``{"id": True}``: an answer whose numbers are broken."""
 
     def listed(self, api_url: str, repository: str) -> dict[str, Any]:
         """The artifact object of ``GET /repos/{owner}/{repo}/actions/artifacts``."""
+        listed = self._listed(api_url, repository)
+        for key, value in self.listed_as.items():
+            if key.startswith("workflow_run."):
+                listed["workflow_run"][key[len("workflow_run.") :]] = value
+            else:
+                listed[key] = value
+        return listed
+
+    def _listed(self, api_url: str, repository: str) -> dict[str, Any]:
         url = f"{api_url}/repos/{repository}/actions/artifacts/{self.id}"
         created = datetime.strptime(self.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         return {
@@ -381,6 +393,8 @@ class FakeGitHub(LocalServer[RecordedRequest]):
         """Id of :attr:`repository` in artifacts' ``workflow_run``."""
         self.actions_read = True
         """False: the artifact routes answer 403, as for a token without ``actions: read``."""
+        self.finalized_id: Any = None
+        """What FinalizeArtifact answers as ``artifact_id``; None: the id as a string, as the service does."""
         self.run_artifacts: list[RunArtifact] = []
         """Artifacts of other workflow runs (:meth:`add_run_artifact`), oldest first."""
         self._next_run_id = 9000
@@ -1045,7 +1059,8 @@ class _Handler(LocalHandler):
         if error is not None:
             self._twirp_error(*error)
             return
-        self._send_json(200, {"ok": True, "artifact_id": str(artifact_id)})
+        answered = str(artifact_id) if fake.finalized_id is None else fake.finalized_id
+        self._send_json(200, {"ok": True, "artifact_id": answered})
 
     # -- blob storage (Azure-style) -------------------------------------------------
 
