@@ -107,9 +107,7 @@ def test_refusals_say_what_to_do(gh: FakeGitHub) -> None:
         ("id", -4, "id -4"),
         ("id", 1001.0, "id 1001.0"),
         ("id", "1001", 'id "1001"'),
-        ("id", 2**64, f"id {2**64}"),
-        ("size_in_bytes", float("nan"), "size_in_bytes NaN"),
-        ("size_in_bytes", float("inf"), "size_in_bytes Infinity"),
+        # NaN, Infinity and 2**64 make the whole answer unreadable (strict_json): no entry of it is used
         ("size_in_bytes", -1, "size_in_bytes -1"),
         ("size_in_bytes", None, "size_in_bytes null"),
         ("workflow_run.id", False, "workflow_run.id false"),

@@ -87,8 +87,8 @@ class ArtifactUploader:
         response = self._with_retries(lambda: self.http.post(url, json=body, headers=headers, timeout=60), method)
         try:
             data = answer_json(response) if response.content else {}
-        except NotJSON:
-            raise ArtifactError(f"{method} answered something that is not JSON") from None
+        except NotJSON as exc:
+            raise ArtifactError(f"{method} answered something that is not usable JSON: {exc}") from None
         if not isinstance(data, dict) or not data.get("ok"):
             raise ArtifactError(f"{method} answered without ok: {scrub_text(str(data))[:200]}")
         return data

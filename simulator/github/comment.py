@@ -221,8 +221,8 @@ class PullRequestComments:
             response = self._send("GET", url, what)
             try:
                 listed = answer_json(response)
-            except NotJSON:
-                raise CommentError(f"{what}: the answer is not JSON") from None
+            except NotJSON as exc:
+                raise CommentError(f"{what}: the answer is not usable JSON: {exc}") from None
             if not isinstance(listed, list):
                 raise CommentError(f"{what}: the answer is not a list of comments")
             for comment in listed:

@@ -15,6 +15,8 @@ from typing import Any
 
 import requests
 
+from .. import strict_json
+
 #: GitHub's ids are 64-bit integers
 MAX_ID = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -25,11 +27,12 @@ class NotJSON(ValueError):
 
 
 def answer_json(response: requests.Response) -> Any:
-    """The answer's JSON; `NotJSON` for anything that is not, however it fails to parse."""
+    """The answer's JSON, read by the one strict reader (a repeated key, `NaN` or a number out of
+    range is no answer); `NotJSON` for anything that is not, however it fails to parse."""
     try:
-        return response.json()
-    except (ValueError, RecursionError) as exc:  # ValueError: not JSON, or an integer of 4,300+ digits
-        raise NotJSON(type(exc).__name__) from None
+        return strict_json.loads(response.content)
+    except strict_json.JSONError as exc:
+        raise NotJSON(str(exc)) from None
 
 
 def answer_id(value: Any) -> int | None:
