@@ -442,18 +442,16 @@ class OpenAIChatCompletionsModel:
     def _reply(self, response: httpx2.Response, request: dict[str, Any]) -> ModelReply:
         try:
             raw = strict_json.loads(response.content, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
-        except strict_json.NotJSON:
+        except strict_json.JSONError as exc:  # a repeated key too: which message or verdict is meant cannot be known
+            what = (
+                "something that is not JSON"
+                if isinstance(exc, strict_json.NotJSON)
+                else f"JSON that cannot be used: {exc}"
+            )
             snippet = scrub_text(response.text)[:300]
             raise TurnError(
                 "llm_error",
-                f"{self.name} at {self.chat_url} answered with something that is not JSON: {snippet!r}",
-                detail={"status": response.status_code, "response": snippet},
-            ) from None
-        except strict_json.JSONError as exc:  # a repeated key: which message or verdict is meant cannot be known
-            snippet = scrub_text(response.text)[:300]
-            raise TurnError(
-                "llm_error",
-                f"{self.name} at {self.chat_url} answered with JSON that cannot be used: {exc}: {snippet!r}",
+                f"{self.name} at {self.chat_url} answered with {what}: {snippet!r}",
                 detail={"status": response.status_code, "response": snippet},
             ) from None
         choices = raw.get("choices") if isinstance(raw, dict) else None
