@@ -101,6 +101,8 @@ class _Reader(Resolver):
                 raise _NotPlain("a key that is not text")
             if event.start_mark is None:  # libyaml marks every event; the general loader finds the line
                 raise _NotPlain("a key without a position")
+            if key in mapping:  # the general loader names it, at both lines
+                raise _NotPlain("a repeated key")
             child = path + (key,)
             lines.setdefault(child, event.start_mark.line + 1)
             mapping[key] = self.value(self.next_event(), child, depth + 1)

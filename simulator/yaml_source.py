@@ -192,10 +192,21 @@ def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
 
 
 def _key_problems(node: yaml.Node, path: tuple, source: str, problems: list[str]) -> None:
-    """Mapping keys that YAML reads as something other than text (`1:`, `~:`, `yes:`), at their line."""
+    """Mapping keys that YAML reads as something other than text (`1:`, `~:`, `yes:`), and keys given
+    twice in one mapping (which value is meant cannot be known; PyYAML keeps the last), at their line."""
     if isinstance(node, yaml.MappingNode):
+        first_at: dict[str, int] = {}
         for key_node, value_node in node.value:
             tag = str(key_node.tag)
+            if isinstance(key_node, yaml.ScalarNode) and tag == _STR_TAG:
+                line = key_node.start_mark.line + 1
+                if key_node.value in first_at:
+                    problems.append(
+                        f"{source}:{line}: {format_path(path + (key_node.value,))}: the key is given twice "
+                        f"(first at line {first_at[key_node.value]}); which value is meant cannot be known: "
+                        "keep one"
+                    )
+                first_at.setdefault(key_node.value, line)
             if isinstance(key_node, yaml.ScalarNode) and tag not in (_STR_TAG, _MERGE_TAG):
                 kind = tag.rsplit(":", 1)[-1]
                 problems.append(

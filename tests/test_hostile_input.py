@@ -578,6 +578,11 @@ def test_aliases_are_bounded_by_the_values_they_add_not_the_document(tmp_path: P
         ("a: !!binary aGk=\n", ":1: a: binary data (!!binary) is not supported here"),
         ("a: !!set {x}\n", ":1: a: a set (!!set) is not supported here"),
         ("a: .nan\n", ":1: a: nan is not a finite number"),
+        # a key given twice: PyYAML keeps the last; which one the author meant cannot be known
+        ("name: a\nprofile: p\nname: b\n", ":3: name: the key is given twice (first at line 1)"),
+        ("a: {x: 1, x: 2}\n", ":1: a.x: the key is given twice"),
+        ("a:\n  - b: 1\n    c: 2\n    b: 3\n", ":4: a[0].b: the key is given twice (first at line 2)"),
+        ('"name": a\nname: b\n', ":2: name: the key is given twice"),
         ("a: " + "x" * 1_000_001 + "\n", "too large"),
     ],
 )

@@ -69,7 +69,6 @@ def test_the_plain_reader_leaves_everything_else_to_the_general_loader(text: str
         "---\n",
         "a: 1\nb: [x, 'y', {c: null, d: ~}]\nc: |\n  block\n  text\nd: >-\n  folded\n",
         "- a\n- - b\n  - c\n- {x: 1.5, y: -3, z: true, w: 0x1f, v: 1_000}\n",
-        "a: 1\na: 2\nb:\n  c: 1\n  c: 2\n",
         "'quoted key': \"double\"\n? plain\n: value\n",
         "a: !!str 1\nb: !!int '2'\n",
     ],
@@ -78,6 +77,15 @@ def test_plain_documents_read_the_same_both_ways(text: str) -> None:
     expected = general(text)
     assert read_plain(text, MAX_DEPTH) == expected
     assert parse_yaml(text, "doc.yml").data == yaml.safe_load(text)
+
+
+def test_a_key_given_twice_is_refused_both_ways_never_the_last_value() -> None:
+    text = "a: 1\na: 2\nb:\n  c: 1\n  c: 2\n"
+    assert read_plain(text, MAX_DEPTH) is None  # the general loader decides, and names both
+    with pytest.raises(ConfigError) as err:
+        parse_yaml(text, "doc.yml")
+    assert "doc.yml:2: a: the key is given twice (first at line 1)" in str(err.value)
+    assert "doc.yml:5: b.c: the key is given twice (first at line 4)" in str(err.value)
 
 
 @pytest.mark.parametrize("loader", ["libyaml", "pure Python"])
