@@ -19,7 +19,7 @@ from .clip import clip
 from .plan import Job
 from .records import ConversationResult, MetaData, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
-from .report.markdown import plan_line
+from .report.markdown import plan_line, replay_line
 from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results
 
 FORMATS = ("text", "json")
@@ -164,6 +164,9 @@ class Console:
                 f"identical, {replay['diverged']} diverged; user model calls saved {replay['llm_calls_saved']}, "
                 f"made {replay['llm_calls_made']}"
             )
+            cost = replay_line(replay)
+            if cost:
+                self.result(f"Replay: {cost}")
         if gate:
             self.result(gate_lines(summary))
         self.out.flush()

@@ -179,6 +179,11 @@ class Connections:
             self._users[key] = build_model(sim.user or {}, source=source)
         return self._users[key]
 
+    def llm_calls(self) -> tuple[int, int]:
+        """The completions asked so far of the user models and of the judge."""
+        users = sum(getattr(model, "calls", 0) for model in self._users.values())
+        return users, getattr(self.evaluation.judge, "calls", 0)
+
     async def warm(self, concurrency: int = 1) -> None:
         """Build every client before the first conversation starts, so no turn's clock holds it.
 

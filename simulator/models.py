@@ -150,6 +150,8 @@ class OpenAIChatCompletionsModel:
         self._clients: PerLoop[Any] = PerLoop(self._make_sdk_client)
         #: what a failure's message tells the user to change; a manifest sets its own fields' names
         self.fix_hints = FixHints()
+        #: completions asked for (`complete` calls, whatever retries each took): what a run cost
+        self.calls = 0
 
     # --- configuration ------------------------------------------------------------------
 
@@ -331,6 +333,7 @@ class OpenAIChatCompletionsModel:
         names `response_format`, whatever its status) gets `json_object` instead of `json_schema`,
         then none, and the model remembers the step: the caller must cope with free text.
         """
+        self.calls += 1
         if self._formats.unsettled(self._formats.to_send(response_format)):
             async with self._formats.probe_lock():
                 return await self._complete(messages, response_format)

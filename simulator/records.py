@@ -138,6 +138,10 @@ class CheckOutcome(_CheckOutcomeRequired, total=False):
 
     check: str
     evidence: dict[str, Any]
+    #: the fingerprint of the check's configuration (and, for a judge check, of the judge and its prompt)
+    config_sha: str
+    #: the base run's verdict on the same conversation (an identical replay), not judged again
+    reused_from_baseline: bool
 
 
 class Evaluation(TypedDict, total=False):

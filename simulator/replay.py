@@ -10,6 +10,11 @@ baseline did.
 Each result records `meta_data.replay`: whether the conversation was `identical` to the
 baseline's, where it diverged (`diverged_at_turn`, the first app turn whose reply differed, and
 why), and the user messages replayed (`llm_calls_saved`) and played live (`llm_calls_made`).
+
+An identical conversation is the base conversation again, so the judge need not see it again: its
+judge checks whose configuration is unchanged take the base run's verdicts (`base_verdicts`,
+decided check by check in `simulator.checks.reuse`), and an unchanged app and manifest cost no LLM
+call at all.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checks.reuse import BaseVerdicts
 from .errors import ConfigError
 from .persona import Persona
 from .records import ConversationResult
@@ -77,6 +83,8 @@ class ReplayScript:
     #: the persona (as `Persona.to_dict`) and task the baseline's user played; None when not recorded
     persona: Any = None
     task: str | None = None
+    #: the baseline's check results that carry a fingerprint (`config_sha`): what a replay may reuse
+    verdicts: tuple[Mapping[str, Any], ...] = ()
 
     def plays(self, persona: Persona, task: str) -> bool:
         """Whether these messages were a user with this persona and task: a user of another one
@@ -101,12 +109,19 @@ class ReplayScript:
         )
         meta = result.get("meta_data") or {}
         task = meta.get("task")
+        evaluation = result.get("evaluation")
+        checks = evaluation.get("checks") if isinstance(evaluation, Mapping) else None
         return cls(
             tuple(messages),
             replies,
             str(meta.get("stop_reason", "")),
             persona=meta.get("persona") if isinstance(meta.get("persona"), Mapping) else None,
             task=task if isinstance(task, str) else None,
+            verdicts=tuple(
+                check
+                for check in (checks if isinstance(checks, list) else [])
+                if isinstance(check, Mapping) and isinstance(check.get("config_sha"), str)
+            ),
         )
 
 
@@ -191,6 +206,14 @@ class PairedUser(UserSide):
         """Write `meta_data.replay` into the finished conversation."""
         result["meta_data"]["replay"] = self.summary(result)
 
+    def base_verdicts(self, result: ConversationResult) -> BaseVerdicts | None:
+        """The baseline's verdicts its checks may take over: only for a conversation `record` found
+        identical to the baseline's (the same user messages, the same app replies, the same end)."""
+        replay = result["meta_data"].get("replay")
+        if not isinstance(replay, Mapping) or replay.get("identical") is not True:
+            return None
+        return BaseVerdicts(self.script.verdicts) or None
+
     def summary(self, result: ConversationResult) -> dict[str, Any]:
         """What `meta_data.replay` records for the finished conversation."""
         replies = [
@@ -226,7 +249,10 @@ class PairedUser(UserSide):
 
 
 class ReplayTally:
-    """The run's replay totals, for `run.replay` in summary.json."""
+    """The run's replay totals, for `run.replay` in summary.json: the replayed conversations, the
+    user messages they replayed and played live, the judge verdicts they reused (`judge_calls_saved`),
+    and what the whole run asked of the judge (`judge_calls_made`) and of any model (`llm_calls_total`,
+    conversations the baseline lacks included), set by `calls` when the run ends."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -236,9 +262,13 @@ class ReplayTally:
             "diverged": 0,
             "llm_calls_saved": 0,
             "llm_calls_made": 0,
+            "judge_calls_saved": 0,
+            "judge_calls_made": 0,
+            "llm_calls_total": 0,
         }
 
     def add(self, result: ConversationResult) -> None:
+        """Count a replayed conversation, once it is judged."""
         replay = result["meta_data"].get("replay")
         if not isinstance(replay, Mapping):
             return
@@ -246,6 +276,13 @@ class ReplayTally:
         self.counts["identical" if replay.get("identical") else "diverged"] += 1
         self.counts["llm_calls_saved"] += int(replay.get("llm_calls_saved", 0))
         self.counts["llm_calls_made"] += int(replay.get("llm_calls_made", 0))
+        checks = (result.get("evaluation") or {}).get("checks") or []
+        self.counts["judge_calls_saved"] += sum(1 for check in checks if check.get("reused_from_baseline") is True)
+
+    def calls(self, user: int, judge: int) -> None:
+        """The completions the run asked of the user models and of the judge."""
+        self.counts["judge_calls_made"] = judge
+        self.counts["llm_calls_total"] = user + judge
 
     @property
     def totals(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 
 from .checks import EvaluationContext, evaluate
 from .checks.evaluate import INTERRUPTED_EVALUATION
+from .checks.reuse import BaseVerdicts
 from .connections import Connections
 from .conversation import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
 from .errors import ConfigError
@@ -161,10 +162,14 @@ class _Run:
         around = AroundConversation(self.connections.state, sim, target, str(uuid.uuid4()), meta)
         try:  # setup, the conversation, its checks and teardown (see state_hooks)
             result = await around.converse(simulator)
+            baseline = None
             if isinstance(user, PairedUser):
                 user.record(result)
+                baseline = user.base_verdicts(result)  # an identical replay: the base's verdicts may stand
+            context = around.context(self.connections.evaluation)
+            result["evaluation"] = await self.evaluate(job, result, context, baseline)
+            if isinstance(user, PairedUser):
                 self.replay_tally.add(result)
-            result["evaluation"] = await self.evaluate(job, result, around.context(self.connections.evaluation))
             try:
                 await around.finish(result)
             except asyncio.CancelledError:
@@ -184,9 +189,11 @@ class _Run:
             self.stop = self.stop or self.fatal
         self.report(job, result)
 
-    async def evaluate(self, job: Job, result: ConversationResult, context: EvaluationContext) -> Evaluation:
+    async def evaluate(
+        self, job: Job, result: ConversationResult, context: EvaluationContext, baseline: BaseVerdicts | None = None
+    ) -> Evaluation:
         try:
-            return await evaluate(result, job.simulation.checks, context)
+            return await evaluate(result, job.simulation.checks, context, baseline)
         except asyncio.CancelledError:
             result["evaluation"] = INTERRUPTED_EVALUATION
             self.store(job, result)
@@ -262,6 +269,7 @@ async def run_jobs(
     started, started_at = time.monotonic(), utc_now()
     interrupted = await _play_all(run, iter(start.to_play), concurrency)
     run.writer.close()
+    run.replay_tally.calls(*connections.llm_calls())
     info: dict[str, Any] = {
         "manifest": str(manifest.path),
         "started_at": started_at,

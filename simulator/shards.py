@@ -134,8 +134,21 @@ def _merge_into(out: Path, folders: list[Path]) -> Summary:
         "internal_errors": [e for r in runs for e in r.get("internal_errors", [])],
         "warnings": [*notes.warnings, *warnings],
     }
+    replays = [r["replay"] for r in runs if isinstance(r.get("replay"), Mapping)]
+    if replays:  # what the shards' replays of the base run cost, together
+        run["replay"] = _replay_totals(replays)
     # the plan's gate is the manifest's own: a shard's gate left out what other shards played
     gate = (plan.get("gate") if plan else None) or next((g for g in gates if g is not None), None)
     summary = summarize_folder(out, run=run, gate=gate).summary
     write_summary(out, summary)
     return summary
+
+
+def _replay_totals(replays: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The shards' `run.replay` counts summed (a count a shard did not record, or not as a count, is 0)."""
+    totals: dict[str, Any] = {"from": next((r["from"] for r in replays if isinstance(r.get("from"), str)), "")}
+    for replay in replays:
+        for key, value in replay.items():
+            if key != "from" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                totals[key] = totals.get(key, 0) + value
+    return totals

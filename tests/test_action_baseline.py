@@ -382,6 +382,9 @@ def test_pull_request_shards_replay_the_base_branchs_merged_artifact(tmp_path: P
             "diverged": 0,
             "llm_calls_saved": 4,
             "llm_calls_made": 0,
+            "judge_calls_saved": 0,
+            "judge_calls_made": 0,
+            "llm_calls_total": 0,
         }
         line = (
             f"Replayed the users of 2 base conversation(s) of artifact simulation-results of run {base.run_id} "

@@ -87,6 +87,9 @@ def test_an_unchanged_app_replays_identically_without_calling_the_user_model(
         "diverged": 0,
         "llm_calls_saved": 9,
         "llm_calls_made": 0,
+        "judge_calls_saved": 0,
+        "judge_calls_made": 0,
+        "llm_calls_total": 0,
     }
 
 

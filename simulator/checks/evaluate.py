@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models import OpenAIChatCompletionsModel
-from ..records import ConversationResult, Evaluation
+from ..records import CheckOutcome, ConversationResult, Evaluation
 from ..result import ERROR_REASONS
 from .base import ERROR, FAIL, PASS, Check
 from .deterministic import MaxLatencyCheck, NoErrorsCheck, ReplySchemaCheck, StopReasonCheck, TextCheck, TurnsCheck
 from .judge import GoalCompletedCheck, RubricCheck
 from .outcome import OutcomeSource, outcome_checks
 from .reply_json import reply_json_checks
+from .reuse import EXPECT_ATTRIBUTE, BaseVerdicts, config_sha
 
 
 def _text(kind: str) -> Callable[[Any, str], list[Check]]:
@@ -46,7 +47,12 @@ def build_checks(expect: dict[str, Any] | None, source: str = "expect") -> list[
     """The checks of one simulation (config already schema-validated)."""
     checks: list[Check] = []
     for key, config in (expect or {}).items():
-        checks.extend(REGISTRY[key](config, source))
+        made = REGISTRY[key](config, source)
+        # each check's own part of the key's configuration: one item of a list, else all of it
+        parts = config if isinstance(config, list) and len(config) == len(made) else [config] * len(made)
+        for check, part in zip(made, parts, strict=True):
+            setattr(check, EXPECT_ATTRIBUTE, {key: part})
+        checks.extend(made)
     return checks
 
 
@@ -68,31 +74,48 @@ class EvaluationContext:
     state: OutcomeSource | None = None
 
 
-async def evaluate(result: ConversationResult, checks: list[Check], context: EvaluationContext) -> Evaluation:
+async def _outcome(check: Check, result: ConversationResult, context: EvaluationContext) -> CheckOutcome:
+    """One check's result with its configuration's fingerprint."""
+    return {**(await check.evaluate(result, context)).to_dict(), "config_sha": config_sha(check, context.judge)}
+
+
+async def evaluate(
+    result: ConversationResult,
+    checks: list[Check],
+    context: EvaluationContext,
+    baseline: BaseVerdicts | None = None,
+) -> Evaluation:
     """The conversation's verdict: `pass`, `fail` (the app misbehaved) or `error` (no verdict).
 
     Any failed check fails the conversation; otherwise a check without a verdict makes it an error.
 
     A conversation that ended in an error is an error, unless `no_errors` turns an app-side
-    error into a failure. Checks run concurrently; judge calls are the slow part.
+    error into a failure. Checks run concurrently; judge calls are the slow part. With `baseline`
+    (the base run's verdicts on the same conversation: an identical replay), a judge check whose
+    configuration is unchanged takes the base's verdict instead of a judge call (`simulator.checks.reuse`).
     """
     meta = result["meta_data"]
     errored = meta["stop_reason"] in ERROR_REASONS
     no_errors = [c for c in checks if isinstance(c, NoErrorsCheck)]
     if errored:
-        results = [await c.evaluate(result, context) for c in no_errors]
-        failures = [r for r in results if r.status == FAIL]
+        results = [await _outcome(c, result, context) for c in no_errors]
+        failures = [r for r in results if r["status"] == FAIL]
         status = FAIL if failures else ERROR
         error: Mapping[str, Any] = meta.get("error") or {}
         message = error.get("message") or meta.get("stop_detail") or meta["stop_reason"]
         return {
             "status": status,
-            "checks": [r.to_dict() for r in results],
-            "failed": [r.name for r in failures],
+            "checks": results,
+            "failed": [r["name"] for r in failures],
             "errors": [] if failures else [f"conversation ended with {meta['stop_reason']}: {message}"],
         }
-    results = await asyncio.gather(*(c.evaluate(result, context) for c in checks))
-    failed = [r.name for r in results if r.status == FAIL]
-    errors = [f"{r.name}: {r.message}" for r in results if r.status == ERROR]
+    reused = [baseline.take(c, config_sha(c, context.judge)) if baseline else None for c in checks]
+    live = await asyncio.gather(
+        *(_outcome(c, result, context) for c, r in zip(checks, reused, strict=True) if r is None)
+    )
+    pending = iter(live)
+    results = [r if r is not None else next(pending) for r in reused]
+    failed = [r["name"] for r in results if r["status"] == FAIL]
+    errors = [f"{r['name']}: {r['message']}" for r in results if r["status"] == ERROR]
     status = FAIL if failed else ERROR if errors else PASS  # a known failure outranks a missing verdict
-    return {"status": status, "checks": [r.to_dict() for r in results], "failed": failed, "errors": errors}
+    return {"status": status, "checks": results, "failed": failed, "errors": errors}

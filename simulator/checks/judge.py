@@ -6,13 +6,15 @@ is validated; a verdict that is missing, malformed or out of range is a check er
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from abc import abstractmethod
 from typing import Any
 
 from .. import strict_json
 from ..errors import TurnError
-from ..records import ConversationResult
+from ..records import ConversationResult, Usage
 from ..thinking import only_thinking
 from .base import ERROR, FAIL, PASS, Check, CheckResult
 
@@ -34,6 +36,10 @@ RUBRIC_SCHEMA = {
     "required": ["score", "reason"],
     "additionalProperties": False,
 }
+
+#: bumped whenever the judge's prompt (JUDGE_SYSTEM, a check's `prompt`) or how its answer becomes a
+#: verdict (`decide`, the schemas) changes: a base run's verdicts from another version are judged again
+JUDGE_PROMPT_VERSION = 1
 
 JUDGE_SYSTEM = (
     "You are a strict, fair evaluator of conversations between a user and a chat assistant. "
@@ -82,6 +88,25 @@ def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] |
     return data, None
 
 
+_NO_USAGE: Usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0}
+#: a conversation the prompt is rendered for to fingerprint it: its text changing shows in the digest
+_SAMPLE: ConversationResult = {
+    "conversation_id": "sample",
+    "conversation": [
+        {"turn_number": 0, "actor": "user", "response": "USER", "request": None, "full_json_response": None},
+        {"turn_number": 1, "actor": "assistant", "response": "APP", "request": None, "full_json_response": None},
+    ],
+    "meta_data": {
+        "persona": {"name": "NAME", "profile": "PROFILE"},
+        "task": "TASK",
+        "stop_reason": "user_done",
+        "turn_count": 2,
+        "usage": {"user": _NO_USAGE, "assistant": _NO_USAGE, "total": _NO_USAGE},
+        "latency_ms": {"per_turn": []},
+    },
+}
+
+
 class JudgeCheck(Check):
     """Shared plumbing: ask the judge model, validate, turn the answer into a verdict."""
 
@@ -99,6 +124,11 @@ class JudgeCheck(Check):
     @abstractmethod
     def decide(self, judgement: dict[str, Any]) -> CheckResult:
         """The verdict from a validated judgement."""
+
+    def prompt_fingerprint(self) -> str:
+        """A digest of what the judge is asked and how its answer is read (part of `config_sha`)."""
+        material = [JUDGE_PROMPT_VERSION, JUDGE_SYSTEM, self.prompt(_SAMPLE), self.schema_name, self.schema]
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     async def evaluate(self, result: ConversationResult, context: Any) -> CheckResult:
         judge = getattr(context, "judge", None)

@@ -88,6 +88,28 @@ def plan_line(run: RunInfo, totals: Mapping[str, Any] | None = None) -> str:
     return f"{run['planned']} planned, {finished}, {run.get('missing_count', 0)} missing"
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def replay_line(replay: Mapping[str, Any]) -> str | None:
+    """What a replay of the base run cost, in one line: "6 conversations identical to base; 0 LLM
+    calls; 30 saved" (the LLM calls are every user-model and judge completion of the run; saved, the
+    user messages replayed and the judge verdicts reused). None for a summary without these counts."""
+    keys = ("conversations", "identical", "llm_calls_total", "llm_calls_saved", "judge_calls_saved")
+    counts = {key: replay.get(key) for key in keys}
+    if not all(isinstance(value, int) and not isinstance(value, bool) and value >= 0 for value in counts.values()):
+        return None
+    conversations, identical = int(counts["conversations"] or 0), int(counts["identical"] or 0)
+    of = "" if identical == conversations else f" of {conversations}"
+    users, verdicts = int(counts["llm_calls_saved"] or 0), int(counts["judge_calls_saved"] or 0)
+    return (
+        f"{identical}{of} {'conversation' if conversations == 1 else 'conversations'} identical to base; "
+        f"{_plural(int(counts['llm_calls_total'] or 0), 'LLM call')}; {users + verdicts} saved "
+        f"({_plural(users, 'user message')} replayed, {_plural(verdicts, 'judge verdict')} reused)"
+    )
+
+
 def gate_section(summary: Summary, title: str = "Conversation simulations") -> str:
     gate = summary["gate"]
     status = gate["status"]
@@ -123,6 +145,9 @@ def gate_section(summary: Summary, title: str = "Conversation simulations") -> s
         lines += ["", f"> ℹ️ Not required of this run (not selected, or in another shard): {names}"]
     if run.get("skipped"):
         lines += ["", f"> ⏭️ {inline(run['skipped'], 500)}"]
+    replayed = replay_line(run["replay"]) if isinstance(run.get("replay"), Mapping) else None
+    if replayed:
+        lines += ["", f"> ♻️ Replay: {replayed}"]
     if gate["reasons"]:
         lines += [""] + [f"- {inline(reason, 300)}" for reason in gate["reasons"]]
     return "\n".join(lines)
