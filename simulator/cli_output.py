@@ -20,7 +20,7 @@ from .plan import Job
 from .records import ConversationResult, MetaData, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
 from .report.markdown import plan_line, replay_line
-from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results
+from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results, write_summary
 
 FORMATS = ("text", "json")
 
@@ -142,6 +142,8 @@ class Console:
                 baseline_note=why_not,
             )
             files.update(report_html=str(written[HTML_FILE]), report_md=str(written[MARKDOWN_FILE]))
+            if "comparison" in summary:  # what changed since the base run, for other tools
+                write_summary(folder, summary)
             where = f"report: {written[HTML_FILE]}"
         except OSError as exc:
             where = f"the reports could not be written ({exc.strerror or exc})"

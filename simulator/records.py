@@ -313,13 +313,18 @@ class RunInfo(TypedDict, total=False):
     replay: dict[str, Any]
 
 
-class Summary(TypedDict):
-    """summary.json: the run, its gate verdict, the totals and each simulation."""
-
+class _SummaryRequired(TypedDict):
     run: RunInfo
     gate: GateVerdict
     totals: Totals
     simulations: dict[str, SimulationSummary]
+
+
+class Summary(_SummaryRequired, total=False):
+    """summary.json: the run, its gate verdict, the totals and each simulation; with a base run,
+    `comparison`: what changed since it and the evidence (`report.change_evidence.comparison_record`)."""
+
+    comparison: dict[str, Any]
 
 
 # --- plan.json ----------------------------------------------------------------------------------------

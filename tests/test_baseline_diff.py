@@ -288,7 +288,11 @@ def test_a_replayed_run_shows_where_each_simulation_diverged(
     assert main(["report", str(head), "--baseline", str(base)]) == EXIT_OK
     printed = capsys.readouterr().out
     broken = next(line for line in printed.splitlines() if "| broken |" in line)
-    assert "within noise (3/3 → 0/3, p = 0.100) · replay diverged at turn 1 (3 of 3 conversations)" in broken
+    # 3/3 → 0/3 is within noise by its counts, but every conversation sent the base run's messages and
+    # got another reply from an app the base run saw answer them alike: the change caused it
+    assert "📉 regressed (3/3 → 0/3, p = 0.100) · replay diverged at turn 1 (3 of 3 conversations)" in broken
+    assert "caused by the app's changed reply at turn 1: 3 of 3 conversation(s) sent the base run's messages" in printed
+    assert "base “ok” → now “no, never”" in printed
     steady = next(line for line in printed.splitlines() if "| steady |" in line)
     assert "replay identical (2 conversations)" in steady
     before, after = (json.loads((folder / "summary.json").read_text()) for folder in (base, head))

@@ -122,10 +122,12 @@ def test_cli_report_with_a_baseline_shows_changes(browser, tmp_path: Path, capsy
     assert main(["report", str(head), "--baseline", str(base)]) == EXIT_OK
     printed = capsys.readouterr().out
     assert "| vs base |" in printed
-    assert (  # one conversation each: a flipped verdict, but nothing the counts can tell from chance
-        "**Verdict flipped, within noise:** refund-ok pass → fail (1/1 → 0/1); cannot-help fail → pass (0/1 → 1/1)"
-        in printed
-    )
+    # one conversation each, whose first reply changed with nothing seen of how the app answers the
+    # same messages: a flipped verdict the counts cannot tell from chance, and the repeat that could
+    assert (
+        "Verdict flipped, within noise: refund-ok pass → fail (1/1 → 0/1; at these rates `repeat: 4` would tell "
+        "them apart); cannot-help fail → pass (0/1 → 1/1; at these rates `repeat: 4` would tell them apart)"
+    ) in printed.replace("**", "")
     page = open_report(browser, head / "report.html")
     deltas = page.eval_on_selector_all(
         "tr.sim", "rows => rows.map(r => [r.dataset.name, (r.querySelector('.delta') || {}).textContent || ''])"

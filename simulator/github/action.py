@@ -29,7 +29,7 @@ from ..plan import Job, parse_shard
 from ..records import ConversationResult, Summary
 from ..replay import ReplayBook
 from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, comparison_or_why, render_markdown, write_reports
-from ..results_folder import RESULTS_FILE, iter_unique_results
+from ..results_folder import RESULTS_FILE, iter_unique_results, write_summary
 from ..shards import merge_results
 from . import commands
 from .baseline_input import Baseline, replayed_note, resolve_baseline
@@ -191,6 +191,8 @@ def _publish(
             baseline_dir=base.folder if changes is not None else None,
             baseline_note=base.note,
         )
+        if "comparison" in summary:  # what changed since the base run, in the artifact's summary.json
+            write_summary(out, summary)
     except OSError as exc:
         commands.warning(f"The reports could not be written ({exc.strerror or exc}); the results are kept.")
     artifact_id, artifact_name = upload_results(inputs, ctx, out, env)

@@ -83,9 +83,58 @@ def _same_conversations(change: dict[str, Any]) -> bool:
     return bool(replay) and not replay["diverged"] and replay["conversations"] >= head.get("runs", 0) > 0
 
 
+def _cause(change: dict[str, Any]) -> str | None:
+    """The paired evidence of a move the app's change caused: which reply, how many conversations."""
+    paired = change.get("paired") or {}
+    example = paired.get("example")
+    if change.get("evidence") != "caused" or not example:
+        return None
+    moved = paired["caused_down"] or paired["caused_up"]
+    way = "pass → fail" if paired["caused_down"] else "fail → pass"
+    return (
+        f"caused by the app's changed reply at turn {example['turn']}: {moved} of {paired['pairs']} "
+        f"conversation(s) sent the base run's messages and went {way} — base {_said(example['base'])} → "
+        f"now {_said(example['head'])}"
+    )
+
+
+def _said(text: str) -> str:
+    return f"“{inline(text, 120)}”" if text else "(no reply)"
+
+
+def _settle(change: dict[str, Any]) -> str:
+    """What would tell a move within noise apart from chance."""
+    if change.get("nondeterministic"):
+        return f"the app answers the same messages differently ({inline(change['nondeterministic'], 300)})"
+    needed = change.get("repeat_needed")
+    if needed:
+        return f"at these rates `repeat: {needed}` would tell them apart"
+    return "too few conversations to tell a change from chance"
+
+
+def run_line(run: dict[str, Any] | None) -> str | None:
+    """The run as a whole: pooled counts, and the paired test of replayed conversations."""
+    if not run or "p_value" not in run:
+        return None
+    base, head = run["base"], run["head"]
+    parts = [f"{_counts(base)} → {_counts(head)} passed ({_p(run['p_value'])})"]
+    paired = run.get("paired")
+    if paired:
+        parts.append(
+            f"conversations with the base run's messages: {paired['down']} pass → fail, {paired['up']} "
+            f"fail → pass (paired, {_p(paired['p_value'])})"
+        )
+    return f"**Run as a whole: {MOVES.get(run['verdict'], run['verdict'])}** — " + " · ".join(parts)
+
+
 def _lead_line(name: str, change: dict[str, Any]) -> str:
     p_value = _p(change.get("p_value"))
     parts = [f"{_counts(change['base'])} → {_counts(change['head'])} passed" + (f" ({p_value})" if p_value else "")]
+    cause = _cause(change)
+    if cause:
+        parts.append(cause)
+    elif change.get("nondeterministic"):
+        parts.append("the app answers the same messages differently: judged by counts")
     parts += _figures(change)
     if _same_conversations(change):
         parts.append(SAME_CONVERSATIONS)
@@ -94,14 +143,25 @@ def _lead_line(name: str, change: dict[str, Any]) -> str:
     return f"- **{inline(name, 80)}**: " + " · ".join(parts)
 
 
-def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None) -> str:
-    """What changed since the base run, regressions first; moves within noise are named as such."""
+def changes_section(
+    changes: dict[str, dict[str, Any]], note: str | None = None, run: dict[str, Any] | None = None
+) -> str:
+    """What changed since the base run: the run as a whole, then regressions first, each with what it
+    rests on (a changed reply to the same messages, or counts); moves within noise are named as such,
+    with what would settle them."""
     by_move: dict[str, list[str]] = {}
     for name, change in changes.items():
         by_move.setdefault(change["verdict"], []).append(name)
     lines = ["### What changed since base"] + ([inline(note, 500)] if note else [])
+    whole = run_line(run)
+    if whole:
+        lines.append(whole)
     if by_move.get("regressed") or by_move.get("improved"):
-        lines.append("_Regressed or improved: pass/fail counts differ beyond chance (Fisher's exact test, p < 0.05)._")
+        lines.append(
+            "_Regressed or improved: a replayed conversation got a different reply to the base run's messages "
+            "(caused), or the pass/fail counts differ beyond chance (Fisher's exact test, p < 0.05 after "
+            "Benjamini–Hochberg across simulations)._"
+        )
     for move, title in (("regressed", "📉 Regressed"), ("improved", "📈 Improved")):
         names = sorted(by_move.get(move, []), key=lambda n: changes[n].get("p_value") or 0)
         if names:
@@ -124,21 +184,19 @@ def changes_section(changes: dict[str, dict[str, Any]], note: str | None = None)
         and change["change"] not in ("same", "new", "removed", "not run")
     ]
     for same, title, why in (
-        (
-            False,
-            "Verdict flipped, within noise",
-            "too few conversations to tell a change from chance (`repeat` the simulation to know)",
-        ),
+        (False, "Verdict flipped, within noise", None),
         (True, "Verdict flipped, same conversations", SAME_CONVERSATIONS),
     ):
         flipped = [
             f"{inline(name, 80)} {inline(change['status_before'], 20)} → {inline(change['head']['status'], 20)} "
-            f"({_counts(change['base'])} → {_counts(change['head'])})"
+            f"({_counts(change['base'])} → {_counts(change['head'])}" + ("" if same else f"; {_settle(change)}") + ")"
             for name, change in moved
             if _same_conversations(change) == same
         ]
         if flipped:
-            others.append(f"**{title}:** " + "; ".join(flipped[:20]) + _more(flipped, 20) + f" — {why}")
+            others.append(
+                f"**{title}:** " + "; ".join(flipped[:20]) + _more(flipped, 20) + (f" — {why}" if why else "")
+            )
     if others:
         lines += ["", *others]
     if not (by_move.get("regressed") or by_move.get("improved") or others):

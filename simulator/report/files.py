@@ -7,13 +7,14 @@ of run files (what moves aside when a new run starts) is derived from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..records import ConversationResult, Summary
 from .baseline import baseline_results, comparison_or_why, note_divergence
+from .change_evidence import add_evidence, comparison_record
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
 
@@ -64,6 +65,14 @@ RENDERERS: dict[str, Callable[[Path, ReportContext], None]] = {
 REPORT_FILES = tuple(RENDERERS)
 
 
+def _until_unreadable(results: Iterable[ConversationResult], problems: list[str]) -> Iterator[ConversationResult]:
+    """`results` up to the first that cannot be read, which is put into `problems` instead of raised."""
+    try:
+        yield from results
+    except Exception as exc:  # a base run's file from outside: whatever breaks, the report stands
+        problems.append(f"{type(exc).__name__}: {exc}")
+
+
 def baseline_changes(
     summary: Summary, baseline_dir: str | Path | None
 ) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
@@ -87,13 +96,21 @@ def write_reports(
     `results` may be a function giving a fresh pass over the conversations (e.g. streaming them
     from conversations.jsonl), so a large run is rendered without holding it in memory; so are
     the base run's, from `baseline_dir`. A run replayed from the base run gets, in `changes`,
-    where each simulation's conversations diverged (`baseline.note_divergence`).
+    where each simulation's conversations diverged (`baseline.note_divergence`); every compared run
+    gets what each move rests on (`change_evidence.add_evidence`), also kept as `summary["comparison"]`
+    for the caller to write into summary.json.
     """
     out = Path(out)
     passes: Results = results if callable(results) else (lambda: results)
+    base_dir = Path(baseline_dir) if baseline_dir is not None else None
     if changes is not None:  # a replayed run: where each simulation left the base run's conversations
         note_divergence(changes, passes())
-    base_dir = Path(baseline_dir) if baseline_dir is not None else None
+        # what each move rests on (caused, counts, noise), kept in the summary for the renderers and tools
+        problems: list[str] = []
+        run = add_evidence(changes, passes(), _until_unreadable(baseline_results(base_dir), problems))
+        summary["comparison"] = comparison_record(run, changes)
+        if problems:  # a damaged base file: the counts still compare, the pairs stop where it broke
+            summary["comparison"]["base_problem"] = problems[0]
     report = ReportContext(summary, passes, changes, links, baseline_label, base_dir, baseline_note)
     written = {}
     for name, render in RENDERERS.items():

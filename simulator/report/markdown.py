@@ -351,7 +351,7 @@ def _head(
         parts.append(simulations_table(summary))
         with_picture = "\n\n".join(parts + ([picture] if picture else []))
         return with_picture if len(with_picture) <= room else "\n\n".join(parts)
-    parts.append(changes_section(changes, note))
+    parts.append(changes_section(changes, note, (summary.get("comparison") or {}).get("run")))
     folded = "\n\n".join(
         [comparison_summary(changes, len(summary["simulations"])), simulations_table(summary, changes=changes)]
     )
