@@ -40,10 +40,11 @@ from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's i
 from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .pipeline import RunSettings, plan_for, run_manifest
-from .plan import MAX_REPEAT, parse_shard
+from .plan import MAX_REPEAT, Plan, parse_shard
 from .recheck import recheck
 from .records import Summary
 from .replay import MATCHES, ReplayBook, ReplyMatcher
+from .report import load_baseline
 from .results_folder import (
     PLAN_FILE,
     RESULTS_FILE,
@@ -86,13 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_warning=lambda text: console.warn([text]),
     )
+    if args.baseline:
+        _check_baseline(args.baseline)
+    plan = plan_for(manifest, settings)
     if args.replay:
-        matcher = ReplyMatcher(args.replay_match, tuple(args.replay_ignore or ()))
-        settings.replays = ReplayBook.load(args.replay, matcher)
-        console.note(
-            f"Replaying the user messages of {len(settings.replays.scripts)} conversation(s) from {args.replay}"
-        )
-    planned = len(plan_for(manifest, settings))
+        settings.replays = _replays(args, plan, console)
+    planned = len(plan)
     where = f" (shard {args.shard})" if settings.shard else ""
     console.note(f"Running {planned} conversation(s) from {manifest.path}{where}, {args.concurrency} at a time")
     progress = Progress(planned, console.err, quiet=args.quiet)
@@ -106,6 +106,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome.summary, settings.out, code, baseline=args.baseline, problems=_run_problems(outcome), gate=settled
     )
     return code
+
+
+#: what `--baseline` and `--replay` want, said when what they were given cannot be used
+BASELINE_WANTED = "give the results folder of a finished base run (its summary.json), or leave --baseline out"
+REPLAY_WANTED = "give the results folder of an earlier run (its conversations.jsonl), or leave --replay out"
+
+
+def _check_baseline(path: str) -> None:
+    """A base run read before the run, by the loader the comparison uses: one that gives no
+    comparison is a usage error before any conversation (and its LLM calls) is paid for. What goes
+    wrong with it after the run still costs only the comparison (`comparison_or_why`)."""
+    try:
+        load_baseline(path)
+    except UnreadableRecord as exc:
+        raise ConfigError(f"--baseline {path}: {exc}; {BASELINE_WANTED}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"--baseline {path}: {exc}") from None
+    except Exception as exc:  # shaped in a way no check foresaw: the comparison would give up on it too
+        raise ConfigError(
+            f"--baseline {path}: it could not be read ({type(exc).__name__}: {exc}); {BASELINE_WANTED}"
+        ) from None
+
+
+def _replays(args: argparse.Namespace, plan: Plan, console: Console) -> ReplayBook | None:
+    """The earlier run's conversations to replay, read before the run; None when the run has no
+    LLM-played conversation, since a scripted user replays itself."""
+    matcher = ReplyMatcher(args.replay_match, tuple(args.replay_ignore or ()))
+    try:
+        book = ReplayBook.load(args.replay, matcher)
+    except UnreadableRecord as exc:
+        raise ConfigError(f"--replay {args.replay}: {exc}; {REPLAY_WANTED}") from None
+    except OSError as exc:
+        raise ConfigError(f"--replay {args.replay}: {exc.strerror or exc}; {REPLAY_WANTED}") from None
+    by_llm = [(job.simulation.name, job.repeat_index + 1) for job in plan if job.simulation.needs_llm]
+    if not by_llm:
+        console.note(
+            f"Nothing to replay from {args.replay}: every conversation of this run is scripted, "
+            "and a scripted user replays itself"
+        )
+        return None
+    found = sum(1 for key in by_llm if key in book.scripts)
+    live = f"; the other {len(by_llm) - found} have none there and play live" if found < len(by_llm) else ""
+    console.note(
+        f"Replaying the user messages of {found} of {len(by_llm)} LLM-played conversation(s) from {args.replay}{live}"
+    )
+    return book
 
 
 def _run_problems(outcome: RunOutcome) -> tuple[str, ...]:

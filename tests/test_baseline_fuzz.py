@@ -155,7 +155,7 @@ def test_damaged_base_files_cost_only_the_comparison(
     assert_report_stands(runs["head"], code, err)
 
 
-def test_a_run_compared_with_a_damaged_base_keeps_its_gate_and_report(
+def test_a_run_given_a_damaged_base_says_so_before_it_plays_anything(
     runs: dict[str, Path], tmp_path: Path, capsys
 ) -> None:
     base = fresh_base(runs, tmp_path)
@@ -165,10 +165,9 @@ def test_a_run_compared_with_a_damaged_base_keeps_its_gate_and_report(
     manifest = callback_project(project, "return 'no'", SIMULATIONS)
     code = cli.main(["run", str(manifest), "--out", str(project / "out"), "--baseline", str(base)])
     captured = capsys.readouterr()
-    assert code == 1, captured.err  # the gate's code, not a configuration error after a paid run
-    assert "No comparison with the base run" in captured.err and "out of range" in captured.err
-    assert "Gate: FAIL" in captured.out
-    assert "No comparison with the base run" in (project / "out" / "report.md").read_text(encoding="utf-8")
+    assert code == 2, captured.err  # a usage error, named before a single (paid) conversation
+    assert str(base / "summary.json") in captured.err and "out of range" in captured.err
+    assert not (project / "out" / "conversations.jsonl").exists()
 
 
 def _base_documents(runs: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

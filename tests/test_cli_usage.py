@@ -202,3 +202,106 @@ def test_a_wrong_option_in_a_long_form_check_is_named(tmp_path: Path, capsys) ->
     assert main(["validate", str(manifest)]) == EXIT_CONFIG
     said = capsys.readouterr().err
     assert "simulations[0].expect.not_contains.in: 'sometimes' is not one of ['any', 'every', 'last']" in said, said
+
+
+COUNTING_APP = (
+    "from pathlib import Path\n\n"
+    "def respond(question, history, meta):\n"
+    "    with open(Path(__file__).with_name('calls.txt'), 'a') as calls:\n"
+    "        calls.write(question + '\\n')\n"
+    "    return 'You said: ' + question\n"
+)
+
+
+def counting_project(tmp_path: Path) -> Path:
+    """A manifest whose app writes down every question it is asked (`calls.txt`)."""
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi, again], repeat: 2}\n")
+    (tmp_path / "app.py").write_text(COUNTING_APP)
+    return manifest
+
+
+def damaged_base(tmp_path: Path, damage: str) -> Path:
+    """A base-run folder that cannot be compared with, and what it would take."""
+    base = tmp_path / "base"
+    if damage == "missing folder":
+        return base
+    base.mkdir()
+    if damage == "no summary.json":
+        (base / "conversations.jsonl").write_text("")
+    elif damage == "summary.json not JSON":
+        (base / "summary.json").write_text('{"simulations": {')
+    elif damage == "summary.json not ours":
+        (base / "summary.json").write_text('{"verdict": "pass"}')
+    elif damage == "summary.json a folder":
+        (base / "summary.json").mkdir()
+    return base
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["missing folder", "no summary.json", "summary.json not JSON", "summary.json not ours", "summary.json a folder"],
+)
+def test_a_base_run_that_cannot_be_compared_with_is_refused_before_any_conversation(
+    tmp_path: Path, capsys, damage: str
+) -> None:
+    """Not after every conversation (and its LLM calls) was paid for: usage error 2, naming the path
+    and what to give, the app never asked, no results folder made."""
+    manifest = counting_project(tmp_path)
+    base = damaged_base(tmp_path, damage)
+    code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--baseline", str(base)])
+    said = capsys.readouterr()
+    assert code == EXIT_CONFIG, said.err
+    assert not (tmp_path / "calls.txt").exists() and not (tmp_path / "out").exists()
+    assert "Running" not in said.err and said.out == ""
+    [error] = [line for line in said.err.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: --baseline {base}: ") and "give the " in error, error
+
+
+@pytest.mark.parametrize("damage", ["missing folder", "no conversations.jsonl", "a line that is not JSON"])
+def test_a_replay_folder_that_cannot_be_read_is_refused_before_any_conversation(
+    tmp_path: Path, capsys, damage: str
+) -> None:
+    manifest = counting_project(tmp_path)
+    earlier = tmp_path / "earlier"
+    if damage != "missing folder":
+        earlier.mkdir()
+    if damage == "a line that is not JSON":
+        (earlier / "conversations.jsonl").write_text("this is no conversation\n")
+    code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--replay", str(earlier)])
+    said = capsys.readouterr()
+    assert code == EXIT_CONFIG, said.err
+    assert not (tmp_path / "calls.txt").exists() and not (tmp_path / "out").exists()
+    [error] = [line for line in said.err.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: --replay {earlier}") and "; give " in error, error
+
+
+def test_a_base_run_damaged_while_the_run_plays_costs_only_the_comparison(tmp_path: Path, capsys) -> None:
+    """Read before the run and usable then; unusable when the run ends: one line says why there is
+    no comparison, and the run keeps its report and its gate's exit code."""
+    manifest = project(tmp_path, "  - {name: a, persona: jane, task: t, turns: [hi], expect: {contains: zzz}}\n")
+    assert main(["run", str(manifest), "--out", str(tmp_path / "base"), "--quiet"]) == EXIT_GATE_FAILED
+    summary = tmp_path / "base" / "summary.json"
+    (tmp_path / "app.py").write_text(
+        "def respond(question, history, meta):\n"
+        f"    open({str(summary)!r}, 'w').write('{{\"simulations\": ')\n"
+        "    return 'You said: ' + question\n"
+    )
+    capsys.readouterr()
+    code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--baseline", str(tmp_path / "base")])
+    said = capsys.readouterr()
+    assert code == EXIT_GATE_FAILED, said.err
+    assert said.err.count("No comparison with the base run") == 1 and "Gate: FAIL" in said.out
+    assert "No comparison with the base run" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_replay_of_scripted_users_only_says_at_once_there_is_nothing_to_replay(tmp_path: Path, capsys) -> None:
+    manifest = counting_project(tmp_path)
+    assert main(["run", str(manifest), "--out", str(tmp_path / "earlier"), "--quiet"]) == EXIT_OK
+    capsys.readouterr()
+    code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--replay", str(tmp_path / "earlier")])
+    said = capsys.readouterr()
+    assert code == EXIT_OK, said.err
+    first = said.err.splitlines()[0]
+    assert first.startswith(f"Nothing to replay from {tmp_path / 'earlier'}: ") and "scripted" in first, said.err
+    assert "Replaying" not in said.err and "Replay of" not in said.out and "identical" not in said.out
+    assert "replay" not in json.loads((tmp_path / "out" / "summary.json").read_text())["run"]
