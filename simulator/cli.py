@@ -319,7 +319,11 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="parts of app replies to ignore when comparing (ids, dates); repeatable",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress and no summary table: only how it ended")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress and no summary table: only how it ended (and, with --baseline, what changed)",
+    )
     run.add_argument("--baseline", help="a base-branch results folder to compare with (summary.json)")
     _add_format(run)
     run.set_defaults(handler=cmd_run)

@@ -10,17 +10,23 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from .checks.gate import percent
 from .clip import clip
+from .errors import ConfigError
+from .known_secrets import scrub
 from .plan import Job
 from .records import ConversationResult, MetaData, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
+from .report.changes_markdown import changes_section
+from .report.escape import plain_text
 from .report.markdown import plan_line, replay_line
 from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results, write_summary
+from .unicode_safety import visible_controls
 
 FORMATS = ("text", "json")
 
@@ -155,8 +161,12 @@ class Console:
         if self.json:
             self._document(summary, files, exit_code, changes, problems)
             return
-        if not self.quiet:  # --quiet: only the lines that say how it ended (results, plan, gate)
-            self.out.write("\n" + render_markdown(summary, (), changes=changes, chart=False) + "\n\n")
+        # the table as the comment has it, in plain text: a terminal shows no Markdown
+        if not self.quiet:
+            self.out.write("\n" + plain_text(render_markdown(summary, (), changes=changes, chart=False)) + "\n\n")
+        elif changes is not None:  # --quiet drops the table, not the verdict on the change
+            whole = (summary.get("comparison") or {}).get("run")
+            self.out.write("\n" + plain_text(changes_section(scrub(changes), None, scrub(whole))) + "\n\n")
         self.result(f"Results: {path} · {where}")
         self.result(_plan_line(summary))
         replay = (summary.get("run") or {}).get("replay")
@@ -170,7 +180,7 @@ class Console:
             if cost:
                 self.result(f"Replay: {cost}")
         if gate:
-            self.result(gate_lines(summary))
+            self.result(gate_lines(summary, _results(path)))
         self.out.flush()
 
     def _document(
@@ -205,8 +215,86 @@ def _plan_line(summary: Summary) -> str:
     return line
 
 
-def gate_lines(summary: Summary) -> str:
-    """The gate's verdict and its reasons, the last words of every command that judges a run."""
+#: under the gate's verdict, each failed simulation's most frequent failing checks, at most this
+#: many, for at most this many simulations (required ones first), one line each: the check's name
+#: and what it saw clipped to these many characters
+CHECKS_SHOWN, SIMULATIONS_SHOWN = 3, 10
+NAME_LIMIT, EVIDENCE_LIMIT = 80, 120
+
+
+def _results(path: Path) -> Iterable[ConversationResult]:
+    """The folder's conversations, streamed; none when they cannot be read (the gate still speaks)."""
+    if not path.is_file():
+        return
+    try:
+        yield from iter_unique_results(path)
+    except (ConfigError, OSError):
+        return
+
+
+def _failing_checks(summary: Summary) -> dict[str, list[tuple[str, int]]]:
+    """Failed simulations, required ones first, each with its most frequent failing checks."""
+    failed = [(name, sim["verdict"]) for name, sim in (summary.get("simulations") or {}).items()]
+    failed = [(name, verdict) for name, verdict in failed if verdict["status"] == "fail"]
+    failed.sort(key=lambda item: not item[1].get("required"))
+    return {
+        name: sorted((verdict.get("failed_checks") or {}).items(), key=lambda item: -item[1])[:CHECKS_SHOWN]
+        for name, verdict in failed[:SIMULATIONS_SHOWN]
+    }
+
+
+def _first_failures(
+    wanted: dict[str, list[tuple[str, int]]], results: Iterable[ConversationResult]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """For each (simulation, check) wanted, the check as it failed in the lowest-numbered conversation."""
+    found: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    names = {simulation: {check for check, _ in checks} for simulation, checks in wanted.items()}
+    for result in results:
+        meta = result["meta_data"]
+        simulation, repeat = meta.get("simulation") or "", meta.get("repeat", 1)
+        for check in (result.get("evaluation") or {}).get("checks", []):
+            key = (simulation, check.get("name", ""))
+            if check.get("status") != "fail" or key[1] not in names.get(simulation, ()):
+                continue
+            if key not in found or repeat < found[key][0]:
+                found[key] = (repeat, dict(check))
+    return {key: check for key, (_, check) in found.items()}
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def _middle(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut in the middle: a check's message ends with what
+    was wrong ("…: status is "open", expected "refunded"") after where it looked (a long URL)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 5
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
+def _evidence_line(simulation: str, verdict: Any, check: str, count: int, failure: dict[str, Any] | None) -> str:
+    """`refund: 0/3 passed — contains 'label' in any reply failed at turn 3: "Sorry, we can't …"`:
+    the reply the check saw, quoted, or else what the check said."""
+    judged = verdict["passes"] + verdict["failures"]
+    line = f"{simulation}: {verdict['passes']}/{verdict['runs']} passed — {clip(_one_line(check), NAME_LIMIT)} failed"
+    if judged > 1:
+        line += f" in {count} of {judged}"
+    if failure is not None:
+        evidence = failure.get("evidence") or {}
+        turn = evidence.get("turn")
+        if isinstance(turn, int) and not isinstance(turn, bool):
+            line += f" at turn {turn}"
+        text, message = evidence.get("text"), _one_line(failure.get("message") or "")
+        detail = f'"{clip(_one_line(text), EVIDENCE_LIMIT)}"' if text else _middle(message, EVIDENCE_LIMIT)
+        line += f": {detail}" if detail else ""
+    return "  - " + visible_controls(line)
+
+
+def gate_lines(summary: Summary, results: Iterable[ConversationResult] = ()) -> str:
+    """The gate's verdict and its reasons, the last words of every command that judges a run; under
+    them, given the run's `results`, each failed simulation's failing checks and what they saw."""
     gate = summary["gate"]
     threshold = (gate.get("config") or {}).get("min_pass_rate")
     rate = "n/a" if gate["pass_rate"] is None else percent(gate["pass_rate"], threshold)
@@ -215,4 +303,15 @@ def gate_lines(summary: Summary) -> str:
         f"{gate['errors']} errors (pass rate {rate})"
     ]
     lines += [f"  - {reason}" for reason in gate.get("reasons") or []]
+    wanted = _failing_checks(summary)
+    failures = _first_failures(wanted, results) if wanted else {}
+    for simulation, checks in wanted.items():
+        verdict = summary["simulations"][simulation]["verdict"]
+        lines += [
+            _evidence_line(simulation, verdict, check, count, failures.get((simulation, check)))
+            for check, count in checks
+        ]
+    failed = sum(1 for sim in (summary.get("simulations") or {}).values() if sim["verdict"]["status"] == "fail")
+    if failed > len(wanted):
+        lines.append(f"  - … {failed - len(wanted)} more failed simulation(s): see the report")
     return "\n".join(lines)

@@ -76,6 +76,21 @@ def test_deterministic_checks(expect: dict, status: str, evidence: str | None) -
         assert evaluation["failed"] == [result["name"]]
 
 
+@pytest.mark.parametrize(
+    ("expect", "message"),
+    [
+        ({"regex": r"RF-\d+"}, r"no app reply has 'RF-\d+'"),
+        ({"not_regex": r"\$\d+"}, r"turn 3 has '\$\d+'"),
+        ({"regex": {"value": r"^\w+ [A-Z]", "in": "every"}}, r"turn 1 lacks '^\w+ [A-Z]'"),
+    ],
+)
+def test_a_pattern_is_quoted_as_written_not_escaped_again(expect: dict, message: str) -> None:
+    """As the manifest and the check's name have it (`RF-\\d+`), never as a Python string (`RF-\\\\d+`)."""
+    (result,) = check(expect, conversation(REPLIES))["checks"]
+    quoted = message[message.index("'") :]
+    assert result["message"] == message and f"{result['check']} {quoted} in " in result["name"]
+
+
 def test_failing_text_check_points_at_the_turn_and_text() -> None:
     (result,) = check({"not_contains": "approved"}, conversation(REPLIES))["checks"]
     assert result["evidence"]["turn"] == 3

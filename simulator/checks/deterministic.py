@@ -67,7 +67,7 @@ class TextCheck(Check):
                     turn, match = bad
                     return self.verdict(
                         FAIL,
-                        f"turn {turn['turn_number']} has {value!r}",
+                        f"turn {turn['turn_number']} has '{value}'",
                         turn=turn["turn_number"],
                         text=snippet(turn["response"], match.start(), match.end()),
                         value=value,
@@ -76,7 +76,7 @@ class TextCheck(Check):
                 if not any(m for _, m in hits):
                     return self.verdict(
                         FAIL,
-                        f"no app reply has {value!r}",
+                        f"no app reply has '{value}'",
                         turns=[t["turn_number"] for t in turns],
                         value=value,
                         text=snippet(turns[-1]["response"], 0, 0, 120),
@@ -86,7 +86,7 @@ class TextCheck(Check):
                 if missing:
                     return self.verdict(
                         FAIL,
-                        f"turn {missing['turn_number']} lacks {value!r}",
+                        f"turn {missing['turn_number']} lacks '{value}'",
                         turn=missing["turn_number"],
                         text=snippet(missing["response"], 0, 0, 120),
                         value=value,

@@ -182,10 +182,10 @@ class PathExpectation:
         else:
             texts = [t for t in found if isinstance(t, str)] if isinstance(found, list) else []
         if not texts:
-            return f"is {_short(found)}, not text to match {self.pattern.pattern!r}"
+            return f"is {_short(found)}, not text to match '{self.pattern.pattern}'"
         if any(self.pattern.search(text) for text in texts):
             return ""
-        return f"is {_short(found)}, which does not match {self.pattern.pattern!r}"
+        return f"is {_short(found)}, which does not match '{self.pattern.pattern}'"
 
 
 def _contains(found: Any, part: Any) -> bool:

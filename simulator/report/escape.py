@@ -80,3 +80,47 @@ def html_text(text: Any, limit: int = 300) -> str:
 def _unlinked(text: str) -> str:
     """`text` with a word joiner where GitHub would start a link or an @mention (see the module)."""
     return _LINK_START.sub("\u2060", text)
+
+
+#: a Markdown escape this module writes (`\_`), an entity (`&lt;`), the emphasis Markdown this
+#: package writes (`**`, `_`) and the word joiner that stops autolinks
+_MARKUP = re.compile(r"\\" + _INLINE_SPECIAL.pattern + r"|&(amp|lt|gt);|\*\*|_|\u2060")
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">"}
+_FOLD = re.compile(r"\s*<details><summary>(.*)</summary>\s*|\s*</details>\s*")
+
+
+def _emphasis(text: str, at: int) -> bool:
+    """Whether the `_` at `at` opens or closes emphasis, rather than sitting inside a word: in what
+    this package writes, a `_` from untrusted text is escaped, so one that is not is its own."""
+    before = text[at - 1] if at else " "
+    after = text[at + 1] if at + 1 < len(text) else " "
+    return not (before.isalnum() and after.isalnum())
+
+
+def _plain_line(line: str) -> str:
+    folded = _FOLD.fullmatch(line)
+    if folded:  # a fold's summary is HTML (`html_text`): only its entities to undo
+        return html.unescape(folded.group(1) or "").replace("\u2060", "")
+    line = re.sub(r"^(#{1,6} |> )", "", line)
+
+    def undo(match: re.Match[str]) -> str:
+        escaped, entity, whole = match.group(1), match.group(2), match.group()
+        if escaped is not None:
+            return escaped
+        if entity is not None:
+            return _ENTITIES[entity]
+        if whole == "_" and not _emphasis(line, match.start()):
+            return whole
+        return ""
+
+    return _MARKUP.sub(undo, line)
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown this package rendered (`render_markdown`, `changes_section`), as plain text for a
+    terminal: escapes (`refund\\_issued`, `RF-\\\\d+`) and entities undone, the word joiners that stop
+    GitHub's autolinks, headings, quote marks, bold and italics and `<details>` folds left out.
+    Tables stay as they are, and control characters stay shown as escapes (`\\x1b`): nothing an
+    app or an LLM wrote steers the terminal."""
+    lines = [_plain_line(line) for line in markdown.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
