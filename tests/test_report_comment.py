@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -162,16 +163,76 @@ def test_the_comment_has_a_pass_rate_chart_that_reads_as_text_where_mermaid_is_n
     assert chart.splitlines()[1:] == [
         "xychart-beta horizontal",
         '  title "Pass rate per simulation (%)"',
-        '  x-axis ["refund-ok", "gives-up", "long-talk", "app-crash"]',
+        '  x-axis ["refund-ok (100%)", "gives-up (0%)", "long-talk (0%)", "app-crash (no verdict)"]',
         '  y-axis "pass rate %" 0 --> 100',
-        "  bar [100, 0, 0, 0]",
+        '  bar "failed" [100, 100, 100, 0]',
+        '  bar "no verdict" [0, 0, 0, 100]',
+        '  bar "passed" [100, 0, 0, 0]',
     ]
     assert text.index("| ✅ | refund-ok (required) |") < text.index("```mermaid")  # the table comes first
     assert rendered(text).code_classes.count("language-mermaid") == 1  # elsewhere: a code block
+
+
+#: what GitHub's checks use for passed and failed, and a neutral grey
+GREEN, RED, GREY = "#2da44e", "#cf222e", "#8c959f"
+#: where 0 is drawn when the value axis shows its labels: half a label past the axis (in percent)
+LABEL_PADDING = 2.0
+
+
+def painted(chart: str) -> dict[str, list[tuple[str, float, float]]]:
+    """What Mermaid's xychart draws for each category, as it documents and draws it (as mermaid
+    10.9 and 11 do in Chromium): the i-th series (bar or line) in the palette's i-th colour, every
+    bar from the start of the value axis, each series over the ones before. When the value axis shows
+    its labels, 0 is drawn half a label past that start, so a bar of 0 is still a sliver.
+    Returns each category's visible (colour, from %, to %) runs."""
+    palette = [c.strip() for c in re.search(r'"plotColorPalette": "([^"]*)"', chart).group(1).split(",")]
+    y_labels = '"yAxis": {"showLabel": false}' not in chart
+    categories = re.findall(r'"([^"]*)"', re.search(r"x-axis \[(.*)\]", chart).group(1))
+    series = re.findall(r'^\s*(bar|line)(?: "[^"]*")? \[([^\]]*)\]', chart, re.MULTILINE)
+    start = -LABEL_PADDING if y_labels else 0.0
+    drawn: dict[str, list[tuple[str, float, float]]] = {}
+    for index, category in enumerate(categories):
+        layers = [
+            (palette[i % len(palette)], start, float(values.split(",")[index]))
+            for i, (kind, values) in enumerate(series)
+            if kind == "bar"
+        ]
+        points = sorted({edge for _, low, high in layers for edge in (low, high)})
+        visible: list[tuple[str, float, float]] = []
+        for low, high in zip(points[:-1], points[1:], strict=True):
+            top = [colour for colour, a, b in layers if a <= low and high <= b]
+            if top and visible and visible[-1][0] == top[-1] and visible[-1][2] == low:
+                visible[-1] = (top[-1], visible[-1][1], high)
+            elif top:
+                visible.append((top[-1], low, high))
+        drawn[category] = visible
+    return drawn
+
+
+def test_the_chart_draws_what_passed_in_green_and_what_failed_in_red(runs: dict[str, Path]) -> None:
+    """Not every bar green whatever it says (a 0% simulation a green sliver): green as far as the
+    pass rate, red for the rest, grey across for a simulation with no verdict."""
+    text = comment(runs)
+    chart = text.split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert painted(chart) == {
+        "refund-ok (100%)": [(GREEN, 0.0, 100.0)],
+        "gives-up (0%)": [(RED, 0.0, 100.0)],
+        "long-talk (0%)": [(RED, 0.0, 100.0)],
+        "app-crash (no verdict)": [(GREY, 0.0, 100.0)],
+    }
+    summary = summary_of(runs["head"])
+    summary["simulations"]["gives-up"]["verdict"]["pass_rate"] = 0.6667
+    chart = render_markdown(summary).split("```mermaid\n", 1)[1].split("\n```", 1)[0]
+    assert painted(chart)["gives-up (67%)"] == [(GREEN, 0.0, 67.0), (RED, 67.0, 100.0)]
+    assert "green the share of conversations that passed, red the share that failed" in text  # no legend on GitHub
+
+
+def test_with_a_base_run_the_chart_leaves_the_change_to_what_changed(runs: dict[str, Path]) -> None:
+    """Base → head per simulation, with whether the move is beyond chance, is what the "What changed"
+    lines say; a line of the base run's rates across the simulations' bars said less, in grey."""
     before, after = summary_of(runs["base"]), summary_of(runs["head"])
     compared = comment(runs, changes=compare(after, before))
-    assert "  line [100, 100, 100, 0]" in compared and "line the base run" in compared
-    assert compared.index("</details>") < compared.index("```mermaid")  # after the folded table
+    assert "### What changed since base" in compared and "mermaid" not in compared
 
 
 def test_the_chart_stays_out_where_it_would_not_help_or_fit(runs: dict[str, Path], capsys) -> None:
