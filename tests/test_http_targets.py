@@ -490,6 +490,46 @@ def test_event_stream_line_ends_split_across_pieces(app: FakeChatApp) -> None:
     assert reply.text == "ab\u00e9" and reply.notes == [] and "cut_at_bytes" not in reply.raw
 
 
+def plain_text_events(*tokens: str) -> bytes:
+    """Tokens as sse-starlette's `EventSourceResponse` sends the strings it is given: a `data: ` line
+    per line of the token, each event ended by a blank line, CRLF line ends, no JSON, no `[DONE]`."""
+    return b"".join("".join(f"data: {line}\r\n" for line in token.split("\n")).encode() + b"\r\n" for token in tokens)
+
+
+#: a plain-text stream whose tokens look like JSON (numbers, true/false/null, quoted strings, [], {}),
+#: and whitespace-only tokens: each is text, leading space and all
+JSON_LOOKING_TOKENS = ["Order", " 5", " costs", " 250", " dollars", ",", " true", " false", " null", " 0", " -1.5e3",
+                       ' "quoted"', ' ""', " []", " {}", " [1]", ' {"a": 1}', " ", "\t", " 1e400", " NaN", "\n",
+                       "line\nbreak", "", "."]  # fmt: skip
+
+
+@pytest.mark.parametrize("route", ["/sse", "/v1/chat/completions"])
+def test_a_plain_text_event_stream_keeps_every_token_exactly(app: FakeChatApp, route: str) -> None:
+    app.script(
+        AppReply(chunks=lambda: iter([plain_text_events(*JSON_LOOKING_TOKENS)]), content_type="text/event-stream")
+    )
+    config = {"format": "openai", "stream": True} if route.endswith("completions") else {"response": "delta"}
+    reply = ask(target(app, route, **config))
+    assert reply.text == "".join(JSON_LOOKING_TOKENS)
+    assert reply.raw["events"] == JSON_LOOKING_TOKENS  # as sent: text, not numbers or lists
+
+
+def test_a_json_event_stream_is_read_at_its_path_and_a_text_payload_in_it_is_kept(app: FakeChatApp) -> None:
+    events = [{"meta": 1}, {"delta": "Order"}, {"delta": " 5"}, " plus", 7, {"delta": "."}]
+    payloads = [e if isinstance(e, str) else json.dumps(e) for e in events]
+    app.script(AppReply(chunks=lambda: iter([sse(*payloads, "[DONE]")]), content_type="text/event-stream"))
+    reply = ask(target(app, "/sse", response="delta"))
+    assert reply.text == "Order 5 plus7."
+    assert reply.raw["events"] == [{"meta": 1}, {"delta": "Order"}, {"delta": " 5"}, " plus", "7", {"delta": "."}]
+
+
+def test_a_text_stream_whose_first_token_looks_like_a_json_list_is_text(app: FakeChatApp) -> None:
+    tokens = ["[1]", " See", " {}", " the", " docs"]
+    app.script(AppReply(chunks=lambda: iter([plain_text_events(*tokens)]), content_type="text/event-stream"))
+    reply = ask(target(app, "/sse", response="delta"))
+    assert reply.text == "[1] See {} the docs" and reply.raw["events"] == tokens
+
+
 # --- failures ------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ... import strict_json
 from ...clip import clip
 from ...known_secrets import scrub_text
 from ...unicode_safety import replace_lone_surrogates
@@ -25,9 +26,36 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return clip(text.strip(), limit, "...")
 
 
+#: until an event holds the reply text at its path, the first payloads of a stream of JSON objects are
+#: kept as sent, within this many bytes: should a text payload follow, the stream is text and they are
+#: its first pieces (past this many, a stream is taken for JSON whatever comes after)
+UNDECIDED_BYTES = 64 * 1024
+#: how a stream's payloads are read: not known yet, JSON objects or lists (the reply at the path), text
+UNDECIDED, JSON_EVENTS, TEXT_EVENTS = "undecided", "json", "text"
+
+
+def json_event(payload: str) -> Any:
+    """The JSON object or list a payload is, or None: a payload that is anything else (a number,
+    `true`, a quoted string, text that is no JSON) is only text."""
+    try:
+        event = strict_json.loads(payload, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
+    except ValueError:
+        return None
+    return event if isinstance(event, (dict, list)) else None
+
+
 class StreamReply:
     """An event stream's reply, gathered event by event as it arrives: the text, the usage, the first
-    events for the raw answer, and what the checks after the reading need to know."""
+    events for the raw answer, and what the checks after the reading need to know.
+
+    A stream is either JSON events or text. It is JSON when its events are JSON objects or lists (as
+    OpenAI's chunks and Prompt flow's pieces are): each event's piece is read at the path, and a payload
+    that is no object or list among them is a piece of text as sent. It is text when a payload that is
+    no JSON object or list comes before any event held the reply at the path (sse-starlette sends each
+    string it is given as a plain `data:` line): then every payload, the first ones included, is a piece
+    of the text exactly as sent, `" 250"`, `" true"` and `" []"` with their leading spaces. No payload
+    is ever dropped for looking like JSON.
+    """
 
     def __init__(self, path: list[Segment], format: HttpFormat, session_path: list[Segment] | None) -> None:
         self.path = path
@@ -41,28 +69,60 @@ class StreamReply:
         self.session: Any = None
         #: lone surrogates (a `"\\ud800"` escape) replaced with U+FFFD in the events as they came
         self.replaced = 0
+        #: UNDECIDED until an event holds the reply at the path (JSON) or a text payload comes (text)
+        self.mode = UNDECIDED
         self._pieces: list[str] = []
         self._kept_bytes = 0
         self._keeping = True
+        self._undecided: list[str] = []  # the payloads so far, as sent, while the mode is undecided
+        self._undecided_bytes = 0
 
     @property
     def text(self) -> str:
         return "".join(self._pieces)
 
-    def add(self, event: Any, size: int) -> None:
-        """Take one event (`size`: the length of its data)."""
+    def add(self, payload: str, size: int) -> None:
+        """Take one event's payload, as sent (`size`: its length)."""
         self.count += 1
+        event = None if self.mode == TEXT_EVENTS else json_event(payload)
+        if event is None:
+            self._text(payload, size)
+            return
         event, replaced = replace_lone_surrogates(event)
         self.replaced += replaced
+        if self.mode == UNDECIDED:
+            self._undecided.append(payload)
+            self._undecided_bytes += size
+            if self._undecided_bytes > UNDECIDED_BYTES:
+                self._decide(JSON_EVENTS)
+        self._keep(event, size)
+        self._json(event)
+
+    def _text(self, payload: str, size: int) -> None:
+        """A payload that is text: in an undecided stream, the first of a text stream."""
+        if self.mode == UNDECIDED:
+            first = self._undecided
+            self._decide(TEXT_EVENTS)
+            # the payloads taken for JSON events were text: the raw answer keeps them as sent
+            self.events[: len(first)] = first[: len(self.events)]
+            for earlier in first:
+                self._piece(earlier)
+        self._keep(payload, size)
+        self._piece(payload)
+        self.found = True
+
+    def _decide(self, mode: str) -> None:
+        self.mode = mode
+        self._undecided, self._undecided_bytes = [], 0
+
+    def _keep(self, event: Any, size: int) -> None:
         if self._keeping and (self._kept_bytes + size <= RAW_EVENT_BYTES or not self.events):
             self.events.append(event)
             self._kept_bytes += size
         else:
             self._keeping = False  # the kept events stay the first ones, with no gap
-        if isinstance(event, str):  # a plain-text `data:` line is a piece of the text itself
-            self._piece(event)
-            self.found = True
-            return
+
+    def _json(self, event: Any) -> None:
         usage = self.format.usage(event)
         if usage is not None:
             self.usage = usage
@@ -76,6 +136,8 @@ class StreamReply:
         except PathError:
             return  # role-only, finish and usage chunks carry no text
         self.found = True
+        if self.mode == UNDECIDED:
+            self._decide(JSON_EVENTS)
         for piece in value if isinstance(value, list) else [value]:
             if isinstance(piece, str):
                 self._piece(piece)

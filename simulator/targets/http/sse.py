@@ -54,8 +54,9 @@ class Lines:
 class _Events:
     """`data:` lines gathered into events, each handed on when a blank line ends it."""
 
-    def __init__(self, on_event: Callable[[Any, int], None]) -> None:
+    def __init__(self, on_event: Callable[[Any, int], None], parse: bool = True) -> None:
         self.on_event = on_event
+        self.parse = parse
         self.data: list[str] = []
 
     def dispatch(self) -> bool:
@@ -66,16 +67,16 @@ class _Events:
         self.data.clear()
         if payload.strip() == "[DONE]":
             return True
-        try:
-            event = strict_json.loads(payload, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
-        except ValueError:
-            event = payload
+        event: Any = payload
+        if self.parse:
+            with contextlib.suppress(ValueError):
+                event = strict_json.loads(payload, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
         self.on_event(event, len(payload))
         return False
 
     def take(self, line: str) -> bool:
         """One line of the stream; True at `[DONE]`."""
-        if not line.strip():
+        if not line:  # only an empty line ends an event: `data:  ` is a data line whose payload is a space
             return self.dispatch()
         if not line.startswith(":"):  # a comment / keep-alive
             name, _, value = line.partition(":")
@@ -84,16 +85,18 @@ class _Events:
         return False
 
 
-async def read_events(response: aiohttp.ClientResponse, limit: int, on_event: Callable[[Any, int], None]) -> bool:
-    """Hand each `data:` payload of an event stream (JSON parsed, else as text) and its length to
-    `on_event`, until `[DONE]`, the stream's end or `limit` bytes; True when cut at the limit, and
-    then only the events completed before were handed on.
+async def read_events(
+    response: aiohttp.ClientResponse, limit: int, on_event: Callable[[Any, int], None], parse: bool = True
+) -> bool:
+    """Hand each `data:` payload of an event stream (JSON parsed, else as text; with `parse` false,
+    always the text as sent) and its length to `on_event`, until `[DONE]`, the stream's end or `limit`
+    bytes; True when cut at the limit, and then only the events completed before were handed on.
 
     After `[DONE]` the rest is drained briefly (and within the limit) so the connection can go back to
     the pool.
     """
     body = BoundedBody(response, limit)
-    events = _Events(on_event)
+    events = _Events(on_event, parse)
     lines = Lines()
     done = False
     async with contextlib.aclosing(body.pieces()) as pieces:

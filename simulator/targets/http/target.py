@@ -240,7 +240,7 @@ class HttpTarget(Target):
                 answer.content, answer.cut = await read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
             elif "text/event-stream" in response.headers.get("content-type", "").lower():
                 answer.stream = self._new_stream()
-                answer.cut = await read_events(response, self.max_reply_bytes, answer.stream.add)
+                answer.cut = await read_events(response, self.max_reply_bytes, answer.stream.add, parse=False)
             else:
                 answer.content, answer.cut = await read_body(response, self.max_reply_bytes)
             answer.latency_ms, answer.connect_ms = clock.latency_ms(), clock.connect_ms
