@@ -48,3 +48,10 @@ def test_the_validate_and_memory_benches_run() -> None:
     assert [line["exit_code"] for line in lines] == [0, 0]
     assert "20 simulation(s)" in lines[1]["output"]
     assert "20 conversations: peak RSS" in bench("bench_memory.py", "--sizes", "20")
+
+
+def test_the_readers_bench_reports_strict_reading_and_what_changed_against_the_floor() -> None:
+    report = json.loads(bench("bench_readers.py", "--conversations", "40", "--turns", "4", "--repeats", "1"))
+    assert report["conversations"] == 40 and report["json_loads_s"] > 0
+    for key in ("strict_over_floor", "iter_results_over_floor", "what_changed_over_floor"):
+        assert report[key] > 0
