@@ -530,6 +530,40 @@ def test_a_text_stream_whose_first_token_looks_like_a_json_list_is_text(app: Fak
     assert reply.text == "[1] See {} the docs" and reply.raw["events"] == tokens
 
 
+def chunk_event(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+    """One `chat.completion.chunk` as llama-cpp-python streams it."""
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+    return json.dumps({"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]})
+
+
+def test_an_openai_stream_cut_short_by_the_server_says_so_and_what_fixes_it(app: FakeChatApp) -> None:
+    """llama-cpp-python (one request at a time, --interrupt_requests on by default) ends a running stream
+    when another request arrives: the client gets the role chunk, then [DONE]."""
+    cut = sse(chunk_event({"role": "assistant"}), "[DONE]")
+    app.script(AppReply(chunks=lambda: iter([cut]), content_type="text/event-stream"))
+    err = fail(target(app, "/v1/chat/completions", format="openai", stream=True))
+    message = str(err)
+    assert err.reason == "app_error" and not err.fatal
+    assert "sent an empty stream: a role chunk and [DONE], no content" in message
+    assert "--interrupt_requests False" in message and "--concurrency 1" in message
+    assert "target.response" not in message  # format openai reads its streams at a path of its own
+
+
+def test_an_openai_stream_that_finished_without_content_is_an_empty_reply(app: FakeChatApp) -> None:
+    events = sse(chunk_event({"role": "assistant"}), chunk_event({}, "stop"), "[DONE]")
+    app.script(AppReply(chunks=lambda: iter([events]), content_type="text/event-stream"))
+    err = fail(target(app, "/v1/chat/completions", format="openai", stream=True))
+    assert "finished its stream (finish_reason 'stop') with no content" in str(err)
+    assert "target.response" not in str(err) and "interrupt" not in str(err)
+
+
+def test_openai_stream_events_of_another_shape_name_format_http(app: FakeChatApp) -> None:
+    app.script(AppReply(chunks=lambda: iter([sse('{"token": "hi"}', "[DONE]")]), content_type="text/event-stream"))
+    err = fail(target(app, "/v1/chat/completions", format="openai", stream=True))
+    assert "choices.0.delta.content" in str(err) and "format: http" in str(err)
+    assert "set target.response" not in str(err)
+
+
 # --- failures ------------------------------------------------------------------------------------
 
 

@@ -107,6 +107,12 @@ class HttpFormat(ABC):
         """An error answer says the content filter refused the question."""
         return False
 
+    def stream_without_reply(self, events: list[Any], source: str) -> str | None:
+        """What happened when a JSON event stream held no reply text at the path, said after "the app at
+        <url> " (None: the target says which path it read and what to set). `events` are all the events,
+        as read."""
+        return None
+
     def missing_reply(self, source: str) -> str:
         """What to set when a JSON answer lacks the reply text where the format looks by default
         (`response` not set), as the end of the message: "; set ..." (empty: nothing to add)."""

@@ -68,3 +68,27 @@ class OpenAIFormat(HttpFormat):
 
     def refused(self, status: int, text: str) -> bool:
         return status == 400 and CONTENT_FILTER in text
+
+    def stream_without_reply(self, events: list[Any], source: str) -> str | None:
+        """Chat completion chunks with no content: cut short by the server, or a model that said nothing."""
+        choices: list[list[Any]] = []
+        for event in events:
+            listed = event.get("choices") if isinstance(event, dict) else None
+            if not isinstance(listed, list):
+                return None  # events of another shape: the target names the path it read
+            choices.append(listed)
+        finished = [
+            choice.get("finish_reason")
+            for listed in choices
+            for choice in listed
+            if isinstance(choice, dict) and choice.get("finish_reason")
+        ]
+        if finished:
+            return f"finished its stream (finish_reason {finished[0]!r}) with no content: the model answered nothing"
+        shape = "a role chunk and [DONE]" if len(events) == 1 else f"{len(events)} chunks and [DONE]"
+        return (
+            f"sent an empty stream: {shape}, no content and no finish_reason. A server that serves one request "
+            "at a time cuts a running stream short like this when another request arrives (llama-cpp-python "
+            "does, with --interrupt_requests on by default): start the server with --interrupt_requests False, "
+            "or run with --concurrency 1 so no other request reaches it meanwhile"
+        )

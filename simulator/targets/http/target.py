@@ -376,13 +376,7 @@ class HttpTarget(Target):
         if stream.filtered is not None:
             raise errors.withheld_error(answer, record)
         if not stream.found:
-            first = snippet(json.dumps(stream.events[0]), 120)
-            raise errors.app_error(
-                f"sent {stream.count} events but none has the reply text at path {format_path(stream.path)!r} "
-                f"(first event: {first}); set {self.source}.response to the path of the text piece in each event",
-                answer,
-                record,
-            )
+            raise errors.app_error(self._no_reply_in(stream), answer, record)
         if answer.cut:
             raw["cut_at_bytes"] = self.max_reply_bytes
             notes.append(
@@ -390,3 +384,19 @@ class HttpTarget(Target):
                 "events completed before are the reply"
             )
         return stream.text, stream.usage, None
+
+    def _no_reply_in(self, stream: StreamReply) -> str:
+        """What a JSON event stream with no reply text at the path means, and what to set."""
+        complete = stream.count == len(stream.events)
+        said = self.dialect.stream_without_reply(stream.events, self.source) if complete else None
+        if said is not None:
+            return said
+        path = format_path(stream.path)
+        first = snippet(json.dumps(stream.events[0]), 120)
+        found = f"sent {stream.count} events but none has the reply text at path {path!r} (first event: {first})"
+        if self.dialect.stream_response_fixed:  # `response` does not apply to this format's events
+            return (
+                f"{found}; format {self.format} reads each event's text there: for an app whose events have a "
+                f"shape of their own, use format: http with {self.source}.response"
+            )
+        return f"{found}; set {self.source}.response to the path of the text piece in each event"
