@@ -123,6 +123,28 @@ def test_openai_format_body_model_system_prompt_and_usage(app: FakeChatApp) -> N
     assert t.describe() == {"kind": "http", "format": "openai", "url": app.url + "/v1/chat/completions"}
 
 
+@pytest.mark.parametrize(
+    ("route", "sent_to"),
+    [
+        ("/v1", "/v1/chat/completions"),
+        ("/v1/", "/v1/chat/completions"),
+        ("/v1?api-version=2024-06-01", "/v1/chat/completions?api-version=2024-06-01"),
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        ("/v1/chat/completions?api-version=2024-06-01", "/v1/chat/completions?api-version=2024-06-01"),
+    ],
+)
+def test_an_openai_target_takes_a_base_url_or_the_full_path(app: FakeChatApp, route: str, sent_to: str) -> None:
+    t = target(app, route, format="openai")
+    assert ask(t, "hi there").text == "You said: hi there"
+    assert app.last_request.path == sent_to.split("?")[0] and app.last_request.route == "openai"
+    assert t.describe()["url"] == app.url + sent_to and t.url == app.url + sent_to
+
+
+def test_a_base_url_is_only_an_openai_targets(app: FakeChatApp) -> None:
+    err = fail(target(app, "/v1", format="http", request={"body": {"q": "{{question}}"}}, response="a"))
+    assert err.detail["status"] == 404 and app.last_request.path == "/v1"
+
+
 def test_openai_stream_is_read_to_the_end_and_connection_reused(app: FakeChatApp) -> None:
     app.sse_piece_delay = 0.02
     t = target(app, "/v1/chat/completions", format="openai", stream=True)

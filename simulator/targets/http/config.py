@@ -106,6 +106,7 @@ def check_config(config: Any, source: str = "target") -> tuple[HttpSettings | No
     if problems or url is None or headers is None or dialect is None or retry is None or timeout is None:
         return None, problems
     response = config.get("response")
+    url = dialect.endpoint(url)
     settings = HttpSettings(url, dialect, headers, timeout, history, response, path, session, retry, max_reply_bytes)
     return settings, problems
 

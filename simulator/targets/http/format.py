@@ -1,11 +1,12 @@
 """What sets one HTTP format apart from another, so the target itself speaks none in particular.
 
 A format (`HttpFormat`) owns its own manifest fields and their checks, what it learns from the app
-before the first request (`prepare`), the body of each request (the history included), where the
-reply text sits in a JSON answer and in streamed events, what counts as the app's content filter,
-and what an error answer says about the settings (`missing_reply`, `rejection`). Everything else
-(the client, the bounded reading, retries, sessions, recording, error messages) is the same for
-every format. Formats are listed in `registry.FORMATS`.
+before the first request (`prepare`), the address and body of each request (the history included),
+the requests a turn takes (one, unless the app answers in steps: `exchange`), where the reply text
+sits in a JSON answer and in streamed events (`reply` for a shape of its own), what counts as the
+app's content filter, and what an error answer says about the settings (`missing_reply`,
+`rejection`). Everything else (the client, the bounded reading, retries, sessions, recording, error
+messages) is the same for every format. Formats are listed in `registry.FORMATS`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ...template import PLACEHOLDER
 from .problems import Problems
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
+    from .answer import Answer
     from .config import HttpSettings
 
 #: placeholders usable in url, header values and a format's templates: values of the turn
@@ -34,6 +37,31 @@ class Template:
     field: tuple[str, ...]
     value: Any
     known: tuple[str, ...] = PLACEHOLDERS
+
+
+class Send(Protocol):
+    """One request of a turn, read as the target reads every answer (within `max_reply_bytes`, cookies
+    kept): `body` is a JSON value (None: no body) and becomes the turn's recorded request; `raw` reads
+    the body as bytes even when it is an event stream."""
+
+    async def __call__(self, method: str, url: URL, body: Any = None, *, raw: bool = False) -> Answer: ...
+
+
+class UnusableAnswer(Exception):
+    """A format's `exchange` found an answer it cannot use; the turn fails with an `app_error` that
+    names the request and says `what` ("answered ..."), retried when `retry` (the next try may pass),
+    stopping the run when `fatal`."""
+
+    def __init__(self, what: str, answer: Answer, *, retry: bool = False, fatal: bool = False) -> None:
+        super().__init__(what)
+        self.what = what
+        self.answer = answer
+        self.retry = retry
+        self.fatal = fatal
+
+
+class MissingReply(ValueError):
+    """`HttpFormat.reply` found no reply in the value at the reply's path; the message says what was there."""
 
 
 def only_placeholder(value: Any, name: str) -> bool:
@@ -70,9 +98,30 @@ class HttpFormat(ABC):
         checked too); None when the fields are too broken to look into."""
         return cls()
 
+    def endpoint(self, url: str) -> str:
+        """Where the requests go, from the target's `url` (checked already): the URL itself unless the
+        format knows its route under a base URL."""
+        return url
+
     async def prepare(self, session: aiohttp.ClientSession, settings: HttpSettings) -> None:  # noqa: B027 - optional
         """Learn from the app what the requests need (e.g. its own field names), once: the target's `warm`
         calls it before the first conversation, and every request too (at once when done); never raises."""
+
+    def address(self, url: str) -> str:
+        """Where a turn's request goes, from the target's `url` as rendered (the same, unless the format
+        adds its own route to an app's root)."""
+        return url
+
+    async def exchange(self, send: Send, url: URL, body: Any) -> Answer:
+        """The turn's answer: one request with `body` to `url`. A format whose app answers in steps (join
+        a queue, then read the result) makes each with `send`, and may raise `UnusableAnswer`."""
+        return await send(self.method, url, body)
+
+    def reply(self, value: Any) -> Any:
+        """The reply in what a JSON answer holds at the reply's path: that value itself, unless the
+        format's answers hold the reply in a shape of their own (a list of chat messages). Raises
+        `MissingReply` when there is none."""
+        return value
 
     def templates(self) -> list[Template]:
         """The format's own values rendered per turn, so their placeholders are checked up front."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .format import HttpFormat
 from .problems import Problems
 
 CONTENT_FILTER = "content_filter"
+#: the route of chat completions under an OpenAI-compatible base URL (`http://host/v1`)
+ROUTE = "/chat/completions"
 
 
 class OpenAIFormat(HttpFormat):
@@ -39,6 +42,15 @@ class OpenAIFormat(HttpFormat):
         if len(problems) > found:
             return None
         return cls(config.get("model"), config.get("system_prompt"), stream)
+
+    def endpoint(self, url: str) -> str:
+        """The URL itself when its path ends in /chat/completions; else a base URL (`http://host/v1`, as
+        the OpenAI SDK takes one), to which the route is added, its query kept."""
+        parts = urlsplit(url)
+        path = parts.path.rstrip("/")
+        if path.endswith(ROUTE):
+            return url
+        return urlunsplit(parts._replace(path=path + ROUTE))
 
     def body(self, question: str, history: list[dict[str, str]], values: Mapping[str, Any], session: bool) -> Any:
         messages: list[dict[str, Any]] = []
