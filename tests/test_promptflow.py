@@ -58,7 +58,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 # --- the fake is Prompt flow's serving app --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["chat_io", "qa", "nomark"])
+@pytest.mark.parametrize("name", ["chat_io", "qa", "nomark", "standard_qa"])
 def test_the_fake_answers_as_pf_flow_serve_answered(name: str) -> None:
     """exchanges.json holds what `pf flow serve` (promptflow 1.18.5) answered for each flow."""
     import requests
@@ -175,6 +175,42 @@ def test_the_question_answer_flow_is_read_the_same_way(caplog: pytest.LogCapture
         {"inputs": {"question": "Hi there"}, "outputs": {"answer": replies(result)[0]}}
     ]
     assert warnings_of(caplog) == []
+
+
+def test_a_standard_question_answer_flow_gets_its_question_alone_and_no_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A standard flow (no chat fields flagged) whose input and output are Prompt flow's default names,
+    `question` and `answer`, and that has no chat history: nothing to warn about, nothing to send but
+    the question."""
+    caplog.set_level(logging.INFO, logger="simulator")
+    with FakePromptflow("standard_qa") as server:
+        result = converse(HttpTarget.from_config({"url": server.score_url}), USER_LINES[:2])
+        bodies = [r.body for r in server.scores]
+    assert bodies == [{"question": "Hi there"}, {"question": "Where is order 5?"}]
+    assert replies(result) == ["about Hi there", "about Where is order 5?"]
+    assert warnings_of(caplog) == []
+    (names,) = [r.getMessage() for r in caplog.records if "the flow's names" in r.getMessage()]
+    assert names == (
+        "target: the flow's names: input 'question' (swagger), history none (the flow has no chat history "
+        "input: each turn sends the message alone), output 'answer' (swagger)"
+    )
+
+
+def test_a_standard_flow_with_another_input_still_names_what_to_set(caplog: pytest.LogCaptureFixture) -> None:
+    """An input beside the question may be where the flow takes the earlier turns: say so."""
+    with FakePromptflow("standard_qa") as server:
+        server.flow.inputs["context"] = {"type": "string", "default": ""}
+        swagger = server.flow.swagger
+        score = swagger["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        score["properties"]["context"] = {"type": "string"}
+        server.swagger_document = swagger
+        result = converse(HttpTarget.from_config({"url": server.score_url}), USER_LINES[:1])
+        body = server.scores[0].body
+    assert replies(result) == ["about Hi there"] and body == {"question": "Hi there", "chat_history": []}
+    (warning,) = warnings_of(caplog)
+    assert "names no chat history" in warning and "the flow's inputs: question, context" in warning
+    assert "chat input" not in warning and "chat output" not in warning
 
 
 def test_the_names_are_read_once_per_target_before_any_conversation_talks(chat_io: FakePromptflow) -> None:

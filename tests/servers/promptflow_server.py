@@ -83,7 +83,8 @@ class Flow:
 
 class FakePromptflow(LocalServer[RecordedRequest]):
     """`pf flow serve` of one flow of ``promptflow_flows/`` (``chat_io``: chat_input/chat_history/
-    chat_output; ``qa``: question/chat_history/answer; ``nomark``: a flow with no chat fields)."""
+    chat_output; ``qa``: question/chat_history/answer; ``nomark``: a flow with no chat fields;
+    ``standard_qa``: a standard flow, no chat fields, its input ``question`` and output ``answer``)."""
 
     def __init__(
         self,
@@ -103,6 +104,8 @@ class FakePromptflow(LocalServer[RecordedRequest]):
         self.swagger_delay = swagger_delay
         #: when set, every request needs `Authorization: Bearer <token>` (401 otherwise)
         self.token = token
+        #: the swagger document served instead of the flow's own (a test's variation of it)
+        self.swagger_document: Any = None
 
     @property
     def score_url(self) -> str:
@@ -131,7 +134,7 @@ class _Handler(LocalHandler):
             return
         if incoming.method == "GET" and incoming.path == "/swagger.json" and fake.swagger:
             time.sleep(fake.swagger_delay)
-            self._send_json(200, fake.flow.swagger)
+            self._send_json(200, fake.flow.swagger if fake.swagger_document is None else fake.swagger_document)
         elif incoming.method == "POST" and incoming.path == "/score":
             self._score(fake, incoming.body, "text/event-stream" in incoming.headers.get("accept", ""))
         else:

@@ -11,7 +11,8 @@ The manifest may give the names (`promptflow: {input, history, output}`). Those 
 are read once per target, before the first request, from the `/swagger.json` the flow's serving
 app publishes beside `/score` (`promptflow_swagger`). Where that document is missing or does not
 mark a name, Prompt flow's defaults are used (a warning says what to set, unless the endpoint
-publishes no swagger at all); if the app then
+publishes no swagger at all, or the flow lists the default name itself); a flow whose only input is
+its chat input (a standard question/answer flow) gets the message alone, no history. If the app then
 refuses the request for an input it misses, the turn's error names the setting.
 """
 
@@ -67,6 +68,8 @@ class PromptflowFormat(HttpFormat):
         # the reply is at the chat output, whole in a JSON answer and piece by piece in each event of a
         # stream (Prompt flow's streaming mode sends `data: {"<output>": "<piece>"}`)
         self.default_response = self.stream_response = self.names["output"]
+        #: False for a flow with no chat history input (a standard question/answer flow): the message goes alone
+        self.sends_history = True
         self._ready = len(self.configured) == len(DEFAULT_NAMES)
         self._locks: PerLoop[asyncio.Lock] = PerLoop(asyncio.Lock)
 
@@ -115,6 +118,8 @@ class PromptflowFormat(HttpFormat):
 
     def body(self, question: str, history: list[dict[str, str]], values: Mapping[str, Any], session: bool) -> Any:
         names = self.names
+        if not self.sends_history:
+            return {names["input"]: question}
         return {names["input"]: question, names["history"]: promptflow_pairs(history, names["input"], names["output"])}
 
     # --- the flow's names, read once per target before its first request ------------------------
@@ -161,7 +166,11 @@ class PromptflowFormat(HttpFormat):
 
     def _adopt(self, found: FlowNames, url: str) -> None:
         """The swagger's names for every name not configured; a warning for each it does not mark, and for
-        a configured name the flow does not have."""
+        a configured name the flow does not have.
+
+        An unmarked name whose default the flow lists (a standard flow's `question` and `answer`) is the
+        flow's own. A flow whose only input is its chat input has no chat history: the message goes alone,
+        without a word."""
         shown = swagger_url(url)
         unmarked = []
         for role in DEFAULT_NAMES:
@@ -182,11 +191,16 @@ class PromptflowFormat(HttpFormat):
                     )
                 continue
             name = found.get(role)
+            if name is None and self.names[role] in listed:
+                name = self.names[role]  # unmarked, but the default is the flow's own
             if name is not None:
                 self.names[role] = name
                 self.origins[role] = "swagger"
             else:
                 unmarked.append(role)
+        if "history" in unmarked and found.inputs and set(found.inputs) == {self.names["input"]}:
+            unmarked.remove("history")
+            self.sends_history = False
         if unmarked:
             log.warning(
                 "%s: %s names no %s (no %s: no flow field has %s); the flow's inputs: %s; its outputs: %s; using %s: "
@@ -201,14 +215,15 @@ class PromptflowFormat(HttpFormat):
                 ", ".join(f"{role} {self.names[role]!r}" for role in unmarked),
                 self._setting(unmarked),
             )
-        log.info(
-            "%s: the flow's names: %s",
-            self.source,
-            ", ".join(f"{role} {self.names[role]!r} ({self.origins[role]})" for role in DEFAULT_NAMES),
-        )
+        log.info("%s: the flow's names: %s", self.source, ", ".join(map(self._named, DEFAULT_NAMES)))
         # the reply is at the chat output, whole in a JSON answer and piece by piece in each event of a
         # stream (Prompt flow's streaming mode sends `data: {"<output>": "<piece>"}`)
         self.default_response = self.stream_response = self.names["output"]
+
+    def _named(self, role: str) -> str:
+        if role == "history" and not self.sends_history:
+            return "history none (the flow has no chat history input: each turn sends the message alone)"
+        return f"{role} {self.names[role]!r} ({self.origins[role]})"
 
     # --- what the app's errors mean ---------------------------------------------------------------
 
