@@ -70,11 +70,16 @@ def resolve_root(manifest_path: str | Path, root: str | Path | None = None) -> P
 
 
 def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
-    """`override` on top of a copy of `base`; nested mappings merge, everything else replaces."""
+    """`override` on top of a copy of `base`, key by key at every depth: a mapping merges into the
+    mapping it overrides, `None` (`key: null`) removes the key, anything else (a list, a string, a
+    number) replaces the value."""
     merged = copy_plain(base or {})
     for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict):
+            below = merged.get(key)
+            merged[key] = deep_merge(below if isinstance(below, dict) else None, value)
         else:
             merged[key] = copy_plain(value)
     return merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
@@ -80,6 +81,61 @@ def test_a_valid_manifest_resolves_everything(good: Path) -> None:
 def test_app_url_overrides_the_target(good: Path) -> None:
     manifest = load_manifest(good, environ=ENV, app_url="http://127.0.0.1:5000/pr-42")
     assert {s.target["url"] for s in manifest.simulations} == {"http://127.0.0.1:5000/pr-42"}
+
+
+OVERRIDDEN_BODY = """\
+version: 1
+target:
+  url: ${APP_URL}
+  format: http
+  request:
+    body: {text: "{{question}}", session: "{{conversation_id}}", options: {lang: en, tone: warm}, tags: [a, b]}
+  response: data.reply.text
+  headers: {X-Team: blue}
+  timeout: 9
+simulations:
+  - name: as-is
+    persona: jane
+    task: t
+    turns: [hi]
+  - name: changed
+    persona: jane
+    task: t
+    turns: [hi]
+    target:
+      request: {body: {session: null, options: {lang: fr, tone: null, new: {kept: 1, gone: null}}, tags: [c]}}
+      headers: {X-Team: null}
+      timeout: null
+"""
+
+
+def test_a_simulations_target_merges_key_by_key_at_every_depth_and_null_removes_a_key(tmp_path: Path) -> None:
+    """A simulation changes one key of the top-level body, keeps the others, and removes one with null."""
+    from simulator.connections import build_target
+    from tests.servers.chat_app import FakeChatApp
+
+    with FakeChatApp() as app:
+        manifest = load_manifest(write(tmp_path, OVERRIDDEN_BODY), environ={"APP_URL": app.url + "/chat"})
+        as_is, changed = manifest.simulations
+        assert changed.target["request"]["body"] == {
+            "text": "{{question}}",
+            "options": {"lang": "fr", "new": {"kept": 1}},
+            "tags": ["c"],  # a list replaces the list above
+        }
+        assert "headers" in as_is.target and changed.target["headers"] == {}
+        assert "timeout" not in changed.target  # the default again, not an error
+        assert as_is.target["request"]["body"]["session"] == "{{conversation_id}}"
+        target = build_target(changed.target, tmp_path)
+
+        async def turn() -> None:
+            try:
+                await target.respond("hi", [], {"conversation_id": "c1", "turn_number": 1})
+            finally:
+                await target.aclose()
+
+        asyncio.run(turn())
+    assert app.last_request.body == {"text": "hi", "options": {"lang": "fr", "new": {"kept": 1}}, "tags": ["c"]}
+    assert "x-team" not in app.last_request.headers
 
 
 def test_the_bundled_example_manifest_is_valid() -> None:
