@@ -35,6 +35,7 @@ ROUND_TRIPS: dict[str, tuple[str, dict[str, Any]]] = {
             "response": "data.reply.text",
         },
     ),
+    "gradio": ("", {"format": "gradio", "api": "/chat"}),
 }
 HISTORY = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "first answer"}]
 

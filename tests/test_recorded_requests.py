@@ -50,6 +50,7 @@ FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
             "response": "data.reply.text",
         },
     ),
+    "gradio": ("", {"format": "gradio", "api": "/chat"}),
     "http-latest": (
         "/chat",
         {
@@ -99,6 +100,8 @@ def test_expanded_requests_are_the_bytes_the_app_received(name: str) -> None:
         assert {"$turns": [0, 5]} in messages and messages[-1] == {"role": "user", "content": USER_LINES[3]}
     elif name == "http-history-value":
         assert last["history"] == {"$turns": [0, 5]}
+    elif name == "gradio":
+        assert last["data"] == [USER_LINES[3], [{"$turns": [0, 5]}]]
     elif name == "http-history-in-text":
         assert last["context"] == {"$text": ["Earlier: ", {"$turns": [0, 5]}, " (turn 7)"]}
 

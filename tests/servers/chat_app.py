@@ -19,6 +19,9 @@ Routes (``POST`` unless noted; the reply text is ``<reply>``):
 * ``/chat`` -- any JSON -> ``{"data": {"reply": {"text": <reply>}}, "session": <id or null>}``;
 * ``/sse`` -- ``text/event-stream`` of ``data: {"delta": "<piece>"}`` events and ``data: [DONE]``;
 * ``/multi`` -- ``{"messages": [{"text": <part>}, ...]}``, the reply split on ``"\\n\\n"``;
+* ``/gradio_api/run/chat`` -- a Gradio app's run route: body ``{"data": [<message>, <history>],
+  ...}`` -> ``{"data": [<reply>, null], "is_generating": false}`` (400 without the ``data`` list;
+  ``tests.servers.gradio_app`` speaks Gradio's other routes and keeps its sessions);
 * ``GET /health`` -- ``{"ok": true}`` (never needs auth, never consumes a scripted reply);
 * ``GET``/``PUT``/``DELETE /orders/<id>`` -- the app's state (:attr:`FakeChatApp.orders`, see
   ``tests.servers.orders``): read, seed or remove an order; :meth:`FakeChatApp.order_desk` is a
@@ -81,6 +84,7 @@ ROUTES: dict[str, str] = {
     "/chat": "chat",
     "/sse": "sse",
     "/multi": "multi",
+    "/gradio_api/run/chat": "gradio",
     "/health": "health",
 }
 """Path -> route name."""
@@ -145,6 +149,9 @@ class RecordedRequest(ChatRecordedRequest):
         if route == "promptflow":
             question = self.body.get("question") if isinstance(self.body, dict) else None
             return question if isinstance(question, str) else None
+        if route == "gradio":
+            data = self.body.get("data") if isinstance(self.body, dict) else None
+            return data[0] if isinstance(data, list) and data and isinstance(data[0], str) else None
         if route == "openai":
             for message in reversed(self.messages):
                 if isinstance(message, dict) and message.get("role") == "user":
@@ -467,6 +474,8 @@ class _Handler(LocalHandler):
             payload = {"data": {"reply": {"text": text}}, "session": session}
         elif route == "multi":
             return {"messages": [{"text": part} for part in text.split("\n\n")]}
+        elif route == "gradio":
+            return {"data": [text, None], "is_generating": False}
         else:  # openai
             return _openai_completion(self.server.fake._next_completion_id(), request, text)
         if session_in_body:
@@ -559,6 +568,8 @@ def _validate(route: str, body: Any) -> str | None:
             return "field 'chat_history' must be a list"
     elif route == "openai" and (not isinstance(body, dict) or not isinstance(body.get("messages"), list)):
         return "field 'messages' (list) is required"
+    elif route == "gradio" and (not isinstance(body, dict) or not isinstance(body.get("data"), list)):
+        return "field 'data' (list) is required"
     return None
 
 

@@ -1,12 +1,13 @@
 """What sets one HTTP format apart from another, so the target itself speaks none in particular.
 
 A format (`HttpFormat`) owns its own manifest fields and their checks, what it learns from the app
-before the first request (`prepare`), the address and body of each request (the history included),
-the requests a turn takes (one, unless the app answers in steps: `exchange`), where the reply text
-sits in a JSON answer and in streamed events (`reply` for a shape of its own), what counts as the
-app's content filter, and what an error answer says about the settings (`missing_reply`,
-`rejection`). Everything else (the client, the bounded reading, retries, sessions, recording, error
-messages) is the same for every format. Formats are listed in `registry.FORMATS`.
+before the first request (`prepare`), the address (`endpoint`) and body of each request (the
+history included), the requests a turn takes (one, unless the app answers in steps: `exchange`),
+where the reply text sits in a JSON answer and in streamed events (`reply` for a shape of its
+own), what counts as the app's content filter, and what an error answer says about the settings
+(`missing_reply`, `rejection`). Everything else (the client, the bounded reading, retries,
+sessions, recording, error messages) is the same for every format. Formats are listed in
+`registry.FORMATS`.
 """
 
 from __future__ import annotations
@@ -106,11 +107,6 @@ class HttpFormat(ABC):
     async def prepare(self, session: aiohttp.ClientSession, settings: HttpSettings) -> None:  # noqa: B027 - optional
         """Learn from the app what the requests need (e.g. its own field names), once: the target's `warm`
         calls it before the first conversation, and every request too (at once when done); never raises."""
-
-    def address(self, url: str) -> str:
-        """Where a turn's request goes, from the target's `url` as rendered (the same, unless the format
-        adds its own route to an app's root)."""
-        return url
 
     async def exchange(self, send: Send, url: URL, body: Any) -> Answer:
         """The turn's answer: one request with `body` to `url`. A format whose app answers in steps (join

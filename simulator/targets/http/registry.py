@@ -7,6 +7,7 @@ A new format is a module with an `HttpFormat` subclass and one entry here; the m
 from __future__ import annotations
 
 from .format import HttpFormat
+from .gradio import GradioFormat
 from .openai import OpenAIFormat
 from .promptflow import PromptflowFormat
 from .templated import TemplatedFormat
@@ -16,5 +17,6 @@ FORMATS: dict[str, type[HttpFormat]] = {
     PromptflowFormat.name: PromptflowFormat,
     OpenAIFormat.name: OpenAIFormat,
     TemplatedFormat.name: TemplatedFormat,
+    GradioFormat.name: GradioFormat,
 }
 DEFAULT_FORMAT = "promptflow"

@@ -1,9 +1,9 @@
 """`HttpTarget`: an app behind an HTTP endpoint, whatever format it speaks.
 
-Each turn is one request (retried on 429/503/5xx, timeouts and dropped connections); the reply
-text is read from the JSON answer with a path, or assembled from a `text/event-stream`, never past
-`max_reply_bytes`. The format (`HttpFormat`) decides the body and where the text is; everything
-here is the same for all formats.
+Each turn is one request (retried on 429/503/5xx, timeouts and dropped connections), or the few
+its format's `exchange` makes; the reply text is read from the JSON answer with a path, or
+assembled from a `text/event-stream`, never past `max_reply_bytes`. The format (`HttpFormat`)
+decides the address, the body and where the text is; everything here is the same for all formats.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from . import errors
 from .answer import Answer, StreamReply, snippet
 from .bounded import read_body
 from .config import load_settings
+from .format import MissingReply, UnusableAnswer
 from .registry import DEFAULT_FORMAT
 from .rendering import recorded_headers, render_headers, render_url
 from .session import Conversation
@@ -155,10 +156,12 @@ class HttpTarget(Target):
                 headers[name] = value
         return url, query, headers, body
 
-    def _record(self, url: URL, headers: Mapping[str, str], body: Any, cookie: bool) -> dict[str, Any]:
+    def _record(
+        self, url: URL, headers: Mapping[str, str], body: Any, cookie: bool, method: str | None = None
+    ) -> dict[str, Any]:
         """The request as results keep it: no credential in headers, query or body."""
         shown = recorded_headers(headers, self.headers, cookie=cookie)
-        record: dict[str, Any] = {"method": self.dialect.method, "url": safe_url(str(url)), "headers": shown}
+        record: dict[str, Any] = {"method": method or self.dialect.method, "url": safe_url(str(url)), "headers": shown}
         if body is not None:
             record["body"] = scrub(redact_body(body))
         return record
@@ -171,7 +174,6 @@ class HttpTarget(Target):
         conversation_id = str(meta_data.get("conversation_id") or "")
         state = self._conversations.setdefault(conversation_id, Conversation())
         url, query, headers, body = self._build(question, history, meta_data, state)
-        content = None if body is None else encode_body(body)
         from yarl import URL  # with aiohttp, on first use (validate never needs it)
 
         # sent as rendered (encoded: normalising it again would resolve a `..` value); query values
@@ -181,15 +183,31 @@ class HttpTarget(Target):
         proxy = proxy_for(url)
         record: dict[str, Any] = {}
 
-        async def attempt(retry: int) -> Answer:
-            sent = dict(headers)
-            cookie = state.cookie_header(full_url)
+        async def send(method: str, url: URL, body: Any = None, *, raw: bool = False) -> Answer:
+            """One request of the turn; one with a body is the turn's recorded request."""
+            sent = (
+                dict(headers) if body is not None else {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            )
+            cookie = state.cookie_header(url)
             if cookie:
                 sent["Cookie"] = cookie
-            record.clear()
-            record.update(self._record(full_url, headers, body, cookie=bool(cookie)))
+            if body is not None:
+                record.clear()
+                record.update(self._record(url, headers, body, cookie=bool(cookie), method=method))
+            content = None if body is None else encode_body(body)
+            return await self._exchange(session, method, url, sent, content, proxy, state, raw=raw)
+
+        async def attempt(retry: int) -> Answer:
+            record.clear()  # the request as built, until the format sends one with a body
+            record.update(self._record(full_url, headers, body, cookie=bool(state.cookie_header(full_url))))
             try:
-                answer = await within(self._exchange(session, full_url, sent, content, proxy, state), self.timeout)
+                answer = await within(self.dialect.exchange(send, full_url, body), self.timeout)
+            except UnusableAnswer as unusable:
+                unusable.answer.retries = retry
+                error = errors.app_error(unusable.what, unusable.answer, record, fatal=unusable.fatal)
+                if unusable.retry:
+                    raise RetryLater(error) from None
+                raise error from None
             except ExchangeFailed as failed:
                 exc, kind = failed.cause, failed.kind
                 if kind == TIMEOUT:
@@ -213,19 +231,22 @@ class HttpTarget(Target):
     async def _exchange(
         self,
         session: aiohttp.ClientSession,
+        method: str,
         url: URL,
         headers: dict[str, str],
         content: bytes | None,
         proxy: str | None,
         state: Conversation,
+        raw: bool = False,
     ) -> Answer:
-        """Send and read the answer, to its end or `max_reply_bytes`; a stream until `[DONE]`.
+        """Send and read the answer, to its end or `max_reply_bytes`; a stream until `[DONE]` (with
+        `raw`, its bytes to the end, for the format to read).
 
         An answer cut at the limit has its connection closed, never drained.
         """
         clock = ExchangeClock()
         response = await session.request(
-            self.dialect.method,
+            method,
             url,
             headers=headers,
             data=content,
@@ -238,7 +259,7 @@ class HttpTarget(Target):
             answer = Answer(status=response.status, headers=response.headers)
             if not 200 <= response.status < 300:
                 answer.content, answer.cut = await read_body(response, min(self.max_reply_bytes, ERROR_BODY_BYTES))
-            elif "text/event-stream" in response.headers.get("content-type", "").lower():
+            elif not raw and "text/event-stream" in response.headers.get("content-type", "").lower():
                 answer.stream = self._new_stream()
                 answer.cut = await read_events(response, self.max_reply_bytes, answer.stream.add, parse=False)
             else:
@@ -329,8 +350,8 @@ class HttpTarget(Target):
             raise errors.withheld_error(answer, record)
         path = self.settings.response_path()
         try:
-            value = extract(document, self.settings.path or path)
-        except PathError as exc:
+            value = self.dialect.reply(extract(document, self.settings.path or path))
+        except (PathError, MissingReply) as exc:
             fix = self.dialect.missing_reply(self.source) if self.response is None else ""
             raise errors.app_error(f"answered without the reply text: {exc}{fix}", answer, record) from None
         if isinstance(value, list):
