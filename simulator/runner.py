@@ -46,6 +46,9 @@ from .summary import SummaryBuilder
 
 T = TypeVar("T")
 log = logging.getLogger("simulator.runner")
+#: this many conversations, the first of the run, that all fail at the app's first reply with the same
+#: mistake (a 404, an HTML page, a reply path the answer lacks) stop the run: every other would too
+SAME_MISTAKE_STOP = 3
 
 
 @dataclass
@@ -117,6 +120,11 @@ class _Run:
         self.callback_failed = False
         self.replays: ReplayBook | None = None
         self.replay_tally = ReplayTally("")
+        #: the conversations so far, while every one failed at the app's first reply with the same mistake
+        self.same_mistake: list[str] = []
+        self.mistake: tuple[Any, ...] | None = None
+        self.mistakes_differ = False  # a conversation did otherwise: no early stop for a mistake
+        self.first_mistake = ""
 
     def internal(self, problem: str, exc: BaseException) -> None:
         self.internal_errors.append(problem)
@@ -187,7 +195,30 @@ class _Run:
         if error.get("fatal") and not self.fatal:
             self.fatal = f"{sim.name}: {error.get('message')}"
             self.stop = self.stop or self.fatal
+        self.watch_mistakes(job, result, error)
         self.report(job, result)
+
+    def watch_mistakes(self, job: Job, result: ConversationResult, error: Mapping[str, Any]) -> None:
+        """Stop the run when its first conversations all failed at the app's first reply with the same
+        mistake: the request or the settings are wrong, and every other conversation would fail alike.
+        A conversation that got a reply, or failed otherwise, means it is not that."""
+        if self.mistakes_differ or self.fatal:
+            return
+        answered = any(turn.get("actor") == "assistant" and not turn.get("error") for turn in result["conversation"])
+        mistake = error.get("mistake") if error.get("actor") == "assistant" and not answered else None
+        found = (error.get("reason"), mistake)
+        if mistake is None or (self.mistake is not None and found != self.mistake):
+            self.mistakes_differ = True
+            return
+        if self.mistake is None:
+            self.mistake, self.first_mistake = found, str(error.get("message"))
+        self.same_mistake.append(job.key)
+        if len(self.same_mistake) >= SAME_MISTAKE_STOP:
+            self.fatal = (
+                f"{len(self.same_mistake)} conversations ({', '.join(self.same_mistake)}) failed at the app's first "
+                f"reply the same way, as every other would: {self.first_mistake}"
+            )
+            self.stop = self.stop or self.fatal
 
     async def evaluate(
         self, job: Job, result: ConversationResult, context: EvaluationContext, baseline: BaseVerdicts | None = None

@@ -21,6 +21,7 @@ from simulator.plan import plan_jobs
 from simulator.results_folder import read_results
 from simulator.runner import run_jobs
 from simulator.shards import merge_results
+from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.servers.openai_server import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -307,3 +308,59 @@ def test_an_unreachable_app_stops_the_run_with_a_clear_message(tmp_path: Path, c
     assert "Stopped early" in err and "unreachable at http://127.0.0.1:9/chat" in err
     results = read_results(tmp_path / "out" / "conversations.jsonl")
     assert 1 <= len(results) <= 2
+
+
+def http_project(tmp_path: Path, url: str, response: str = "data.reply.text", repeat: int = 10) -> Path:
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(
+        f"version: 1\ntarget: {{url: '{url}', format: http, request: {{body: {{text: '{{{{question}}}}'}}}}, "
+        f"response: '{response}', retry: {{attempts: 0}}}}\n"
+        f"simulations:\n  - {{name: a, persona: jane, task: t, turns: [hi, again], repeat: {repeat}, max_turns: 4}}\n"
+    )
+    return manifest
+
+
+def test_the_same_mistake_at_every_first_reply_stops_the_run_with_one_message(tmp_path: Path, capsys) -> None:
+    """An HTML page where the app's JSON should be: every conversation would fail alike at its first turn."""
+    with FakeChatApp() as app:
+        app.default = lambda request: AppReply.not_json("<html><body>Sign in to continue</body></html>")
+        manifest = http_project(tmp_path, app.url + "/chat")
+        code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--concurrency", "1", "--quiet"])
+    assert code == EXIT_RUN_ERRORS
+    err = capsys.readouterr().err
+    assert "Stopped early: 3 conversations (a#1, a#2, a#3) failed at the app's first reply the same way" in err
+    assert "answered with a body that is not JSON (text/html; charset=utf-8)" in err
+    assert "7 conversation(s) did not run" in err
+    assert len(read_results(tmp_path / "out" / "conversations.jsonl")) == 3
+
+
+def test_a_wrong_response_path_at_every_first_reply_stops_the_run(tmp_path: Path) -> None:
+    with FakeChatApp() as app:
+        manifest = http_project(tmp_path, app.url + "/chat", response="data.reply.message")
+        outcome = run(manifest, tmp_path / "out", concurrency=2)
+    assert outcome.fatal_error is not None and "failed at the app's first reply the same way" in outcome.fatal_error
+    assert "answered without the reply text" in outcome.fatal_error and "'message' is missing" in outcome.fatal_error
+    assert len(outcome.results) < 10 and outcome.not_run
+
+
+def test_failures_after_a_good_reply_or_unlike_each_other_do_not_stop_the_run(tmp_path: Path) -> None:
+    with FakeChatApp() as app:
+        # every conversation: a good first reply, then an HTML page
+        app.default = lambda r: AppReply(text="ok") if r.user_text == "hi" else AppReply.not_json("<html>x</html>")
+        outcome = run(http_project(tmp_path, app.url + "/chat"), tmp_path / "a", concurrency=1)
+        assert outcome.fatal_error is None and len(outcome.results) == 10
+        assert {r["meta_data"]["stop_reason"] for r in outcome.results} == {"app_error"}
+
+        # the first conversation went well: later first-turn failures are not every conversation's
+        app.reset()
+        app.script("fine", "fine too")
+        app.default = lambda r: AppReply.not_json("<html>x</html>")
+        outcome = run(http_project(tmp_path, app.url + "/chat"), tmp_path / "b", concurrency=1)
+        assert outcome.fatal_error is None and len(outcome.results) == 10
+
+        # first-turn failures, but not the same one
+        app.reset()
+        answers = iter([AppReply.not_json("<html>x</html>"), AppReply.error(400, "bad field")] * 10)
+        app.default = lambda r: next(answers)
+        outcome = run(http_project(tmp_path, app.url + "/chat"), tmp_path / "c", concurrency=1)
+        assert outcome.fatal_error is None and len(outcome.results) == 10

@@ -57,12 +57,22 @@ def detail(answer: Answer, record: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def app_error(what: str, answer: Answer, record: dict[str, Any], fatal: bool = False) -> TurnError:
-    """The app answered, but not with a usable reply."""
+def app_error(
+    what: str, answer: Answer, record: dict[str, Any], fatal: bool = False, mistake: bool = False
+) -> TurnError:
+    """The app answered, but not with a usable reply.
+
+    `mistake`: the answer's status or shape says the request or the settings are wrong (a 404, an HTML
+    page, a reply path the answer does not have), so every conversation's request would get it alike.
+    The detail then keeps `mistake`, what is wrong in words of no conversation's own (no URL, no body):
+    a runner whose conversations all fail with the same one at their first turn stops early."""
+    found = detail(answer, record)
+    if mistake:
+        found["mistake"] = f"HTTP {answer.status}: {what}"
     return TurnError(
         "app_error",
         f"the app at {record.get('url')} {what} (HTTP {answer.status}); body: {answer.snippet or '(empty)'}",
-        detail=detail(answer, record),
+        detail=found,
         fatal=fatal,
     )
 
@@ -102,7 +112,9 @@ def status_error(answer: Answer, record: dict[str, Any], source: str, format: Ht
     fix = format.rejection(status, answer.text)
     if fix:
         return app_error(f"rejected the request: {fix}", answer, record, fatal=True)
-    return app_error(what, answer, record, fatal=status in FATAL_STATUSES)
+    # a redirect or a refusal (4xx but 429) is the request's own: every conversation's would get it
+    mistake = 300 <= status < 500 and status != 429
+    return app_error(what, answer, record, fatal=status in FATAL_STATUSES, mistake=mistake)
 
 
 def timeout_error(record: dict[str, Any], retries: int, timeout: float) -> TurnError:

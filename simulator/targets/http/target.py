@@ -337,11 +337,13 @@ class HttpTarget(Target):
         except strict_json.NotJSON:
             document = None
         except strict_json.JSONError as exc:  # JSON, but which value is meant, or what a number is, cannot be known
-            raise errors.app_error(f"answered with JSON that cannot be used: {exc}", answer, record) from None
+            raise errors.app_error(
+                f"answered with JSON that cannot be used: {exc}", answer, record, mistake=True
+            ) from None
         if document is None:
             what = "an empty body" if not answer.content.strip() else "a body that is not JSON"
             ctype = answer.headers.get("content-type", "no content type")
-            raise errors.app_error(f"answered with {what} ({ctype})", answer, record)
+            raise errors.app_error(f"answered with {what} ({ctype})", answer, record, mistake=True)
         return document
 
     def _text_from_document(self, document: Any, answer: Answer, record: dict[str, Any]) -> Reading:
@@ -353,7 +355,9 @@ class HttpTarget(Target):
             value = self.dialect.reply(extract(document, self.settings.path or path))
         except (PathError, MissingReply) as exc:
             fix = self.dialect.missing_reply(self.source) if self.response is None else ""
-            raise errors.app_error(f"answered without the reply text: {exc}{fix}", answer, record) from None
+            raise errors.app_error(
+                f"answered without the reply text: {exc}{fix}", answer, record, mistake=True
+            ) from None
         if isinstance(value, list):
             parts = []
             for index, part in enumerate(value):
@@ -363,6 +367,7 @@ class HttpTarget(Target):
                         f"point {self.source}.response at the text inside, e.g. messages[*].text",
                         answer,
                         record,
+                        mistake=True,
                     )
                 if part is not None:
                     parts.append(part if isinstance(part, str) else str(part))
@@ -374,6 +379,7 @@ class HttpTarget(Target):
                 "at the text inside it",
                 answer,
                 record,
+                mistake=True,
             )
         return ("" if value is None else value if isinstance(value, str) else str(value)), usage, None
 
@@ -393,11 +399,11 @@ class HttpTarget(Target):
         if stream.count > len(stream.events):
             raw["events_total"] = stream.count  # only the first ones are kept
         if not stream.count:
-            raise errors.app_error("sent an event stream with no events", answer, record)
+            raise errors.app_error("sent an event stream with no events", answer, record, mistake=True)
         if stream.filtered is not None:
             raise errors.withheld_error(answer, record)
         if not stream.found:
-            raise errors.app_error(self._no_reply_in(stream), answer, record)
+            raise errors.app_error(self._no_reply_in(stream), answer, record, mistake=True)
         if answer.cut:
             raw["cut_at_bytes"] = self.max_reply_bytes
             notes.append(
