@@ -7,6 +7,7 @@ retry it) from a deterministic one.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from . import header_numbers
@@ -44,6 +45,39 @@ def error_text(exc: openai.APIStatusError) -> str:
         message += " - " + "; ".join(f"{where}: {what}" if where else what for where, what in problems[:3])
     message = scrub_text(message)
     return message if len(message) <= 500 else message[:497] + "..."
+
+
+#: a refusal said on one line is cut to this many characters
+SUMMARY_LENGTH = 160
+#: the SDK's prefix to a server's message: the status is said beside it already
+_SDK_PREFIX = re.compile(r"^Error code: \d+ - ")
+#: one of pydantic's errors as FastAPI's text quotes it (llama-cpp-python's 500 and vLLM's 400 carry
+#: it in their message, LiteLLM inside its own): `'loc': ('body', 'response_format', 'type'), 'msg': "..."`
+_QUOTED_PROBLEM = re.compile(r"""'loc': \(([^)]*)\), 'msg': ('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def refusal_summary(exc: openai.APIStatusError) -> str:
+    """What a refusal says, on one short line for a log: the field a validation error names and
+    its complaint, else the message's first line; never the body's traceback, endpoint context or
+    a proxy's notes around the backend's message."""
+    problems = validation_problems(exc.body)
+    text = ""
+    if problems:
+        where, what = next((p for p in problems if "response_format" in p[0]), problems[0])
+        text = f"{where}: {what}" if where else what
+    else:
+        message = _SDK_PREFIX.sub("", getattr(exc, "message", "") or str(exc))
+        # a proxy quotes its backend's body as JSON: unescape once so its quoted errors read as pydantic wrote them
+        unescaped = message.replace("\\n", "\n").replace('\\"', '"').replace("\\'", "'")
+        found = next((m for m in _QUOTED_PROBLEM.finditer(unescaped) if "response_format" in m.group(1)), None)
+        found = found or _QUOTED_PROBLEM.search(unescaped)
+        if found:
+            loc = ".".join(part.strip().strip("'\"") for part in found.group(1).split(",") if part.strip())
+            text = f"{loc}: {found.group(2)[1:-1]}"
+        else:
+            text = next((line for line in message.splitlines() if line.strip()), "")
+    text = scrub_text(" ".join(text.split()))
+    return text if len(text) <= SUMMARY_LENGTH else text[: SUMMARY_LENGTH - 3] + "..."
 
 
 def names_response_format(exc: openai.APIStatusError) -> bool:

@@ -329,14 +329,18 @@ class OpenAIChatCompletionsModel:
     ) -> ModelReply:
         """One chat completion. Failures raise `TurnError` with the reason to record.
 
-        `response_format` is asked for only when given. A server that rejects it (an error that
-        names `response_format`, whatever its status) gets `json_object` instead of `json_schema`,
-        then none, and the model remembers the step: the caller must cope with free text.
+        `response_format` is asked for only when given. A server that refuses it (an error that
+        names `response_format`, whatever its status) gets the next step of the ladder
+        (`simulator.response_formats`): the schema as `json_object`'s `schema`, then bare
+        `json_object`, then none, the last two with the schema written into the last user message.
+        The model remembers the step; below `json_object`+`schema` the caller must validate the answer.
         """
         self.calls += 1
-        if self._formats.unsettled(self._formats.to_send(response_format)):
+        if self._formats.unsettled(self._formats.ask(response_format)):
             async with self._formats.probe_lock():
-                return await self._complete(messages, response_format)
+                # what the probe before this one learnt may settle it: then no need to hold the others
+                if self._formats.unsettled(self._formats.ask(response_format)):
+                    return await self._complete(messages, response_format)
         return await self._complete(messages, response_format)
 
     async def _complete(self, messages: list[dict[str, Any]], response_format: dict[str, Any] | None) -> ModelReply:
@@ -347,13 +351,13 @@ class OpenAIChatCompletionsModel:
         retries: int | None = None  # the SDK's retries, once a probe failed for a passing reason
         for _ in range(10):  # format steps, parameter adaptations and one credential refresh at most
             params = self._params()
-            sent = self._formats.to_send(response_format)
-            if sent is not None:
-                params["response_format"] = sent
-            request = {"model": self.name, "messages": messages, **params}
+            ask = self._formats.ask(response_format)
+            if ask.response_format is not None:
+                params["response_format"] = ask.response_format
+            request = {"model": self.name, "messages": ask.messages(messages), **params}
             # a probe is not retried: a server that cannot do the format fails the same way every
             # time (llama-cpp-python answers 500, which the SDK would send again max_retries times)
-            probe = retries is None and self._formats.unsettled(sent)
+            probe = retries is None and self._formats.unsettled(ask)
             options: dict[str, Any] = {"max_retries": 0} if probe else {}
             if retries is not None:
                 options["max_retries"] = retries
@@ -364,8 +368,9 @@ class OpenAIChatCompletionsModel:
                     "/chat/completions", body={**request, **self.extra_body}, cast_to=httpx2.Response, options=options
                 )
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
-                if sent is not None and isinstance(exc, openai.APIStatusError) and names_response_format(exc):
-                    self._formats.step_down(sent, exc, f"{self.name} at {self.chat_url}")
+                sent_format = ask.step is not None and ask.response_format is not None
+                if sent_format and isinstance(exc, openai.APIStatusError) and names_response_format(exc):
+                    self._formats.step_down(ask, exc, f"{self.name} at {self.chat_url}")
                     retries = None
                     continue
                 if probe and self.max_retries > 0 and transient(exc):
@@ -382,7 +387,7 @@ class OpenAIChatCompletionsModel:
                     manager.invalidate()
                     continue
                 raise self._turn_error(exc, request) from None
-            self._formats.accepted(sent)
+            self._formats.accepted(ask)
             return self._reply(response, request)
         raise TurnError("llm_error", f"{self.name} at {self.chat_url}: kept rejecting the request parameters")
 

@@ -388,8 +388,9 @@ def test_only_a_judge_verdict_with_the_same_fingerprint_is_taken_never_an_error(
     assert "reused_from_baseline" not in second  # judged live: a goal's answer is no rubric score
     assert second["status"] == "error" and "not a valid verdict" in second["message"]
     assert third["status"] == "fail" and "reused_from_baseline" not in third  # contains ran on this transcript
-    assert len(llm.chat_requests) == 1  # the rubric whose base verdict was an error
-    assert model.calls == 1
+    # the rubric whose base verdict was an error: its answer and the one repair retry it got
+    assert len(llm.chat_requests) == 2
+    assert model.calls == 2
 
 
 # --- the action: a pull request that changes nothing ------------------------------------------------------

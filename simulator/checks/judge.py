@@ -1,7 +1,9 @@
 """LLM-judged checks: did the persona's task get done, and how well does a rubric hold.
 
-The judge is asked for JSON (as structured output where the server supports it) and its answer
-is validated; a verdict that is missing, malformed or out of range is a check error, never a pass.
+The judge is asked for JSON (as structured output where the server supports it: the model's ladder,
+`simulator.response_formats`) and its answer is validated. An answer that is no valid verdict is
+sent back once with what was wrong (a repair retry); a second one that is missing, malformed or out
+of range is a check error, never a pass.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ import hashlib
 import json
 import re
 from abc import abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import strict_json
 from ..errors import TurnError
 from ..records import ConversationResult, Usage
 from ..thinking import only_thinking
 from .base import ERROR, FAIL, PASS, Check, CheckResult
+
+if TYPE_CHECKING:
+    from ..models import ModelReply
 
 GOAL_SCHEMA = {
     "type": "object",
@@ -37,9 +42,10 @@ RUBRIC_SCHEMA = {
     "additionalProperties": False,
 }
 
-#: bumped whenever the judge's prompt (JUDGE_SYSTEM, a check's `prompt`) or how its answer becomes a
-#: verdict (`decide`, the schemas) changes: a base run's verdicts from another version are judged again
-JUDGE_PROMPT_VERSION = 1
+#: bumped whenever the judge's prompt (JUDGE_SYSTEM, a check's `prompt`, the repair request) or how its
+#: answer becomes a verdict (`decide`, the schemas, the repair retry) changes: a base run's verdicts
+#: from another version are judged again
+JUDGE_PROMPT_VERSION = 2
 
 JUDGE_SYSTEM = (
     "You are a strict, fair evaluator of conversations between a user and a chat assistant. "
@@ -68,8 +74,9 @@ def _context(result: ConversationResult) -> str:
     )
 
 
-def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """(judgement, None) or (None, what was wrong): tolerates code fences, nothing else."""
+def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str, str]:
+    """(judgement, "", "") or (None, what was wrong, the check's message saying so with the answer
+    quoted): tolerates code fences, nothing else."""
     cleaned = text.strip()
     fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", cleaned, re.DOTALL)
     if fenced:
@@ -78,14 +85,38 @@ def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] |
         data = strict_json.loads(cleaned)
     except strict_json.JSONError as exc:
         # a repeated key is no verdict: `{"verdict": "fail", "verdict": "pass"}` must not read as a pass
-        return None, f"the judge's answer cannot be read as a verdict: {exc}: {text[:200]!r}"
+        return None, str(exc), f"the judge's answer cannot be read as a verdict: {exc}: {text[:200]!r}"
     import jsonschema  # here, not at start-up: most commands never judge
 
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:
-        return None, f"the judge's answer is not a valid verdict ({exc.message}): {text[:200]!r}"
-    return data, None
+        return None, exc.message, f"the judge's answer is not a valid verdict ({exc.message}): {text[:200]!r}"
+    return data, "", ""
+
+
+def repair_request(answer: str, why: str) -> list[dict[str, Any]]:
+    """What the judge is told after an answer that is no verdict: its answer, and what was wrong."""
+    return [
+        {"role": "assistant", "content": answer},
+        {
+            "role": "user",
+            "content": f"That answer cannot be used: {why[:300]}. Reply again with only the JSON object asked for, "
+            "nothing else.",
+        },
+    ]
+
+
+def _add_usage(first: dict[str, Any] | None, second: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The token counts of two completions together (the answer and its repair)."""
+    if not first or not second:
+        return first or second
+    total = dict(second)
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens"):
+        counts = [u.get(key) for u in (first, second)]
+        if all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            total[key] = sum(counts)
+    return total
 
 
 _NO_USAGE: Usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0}
@@ -139,6 +170,36 @@ class JudgeCheck(Check):
             "type": "json_schema",
             "json_schema": {"name": self.schema_name, "schema": self.schema, "strict": True},
         }
+        reply = await self._ask(judge, messages, response_format)
+        if isinstance(reply, CheckResult):
+            return reply
+        # the model's thinking is already apart (reply.reasoning): only the answer is parsed
+        judgement, why, problem = parse_judgement(reply.content, self.schema)
+        usage, repaired = reply.usage, None
+        if judgement is None:
+            # one repair retry: a model the server does not hold to the schema often gets it right
+            # when told what was wrong (the ladder's lower steps; a server that ignores the schema)
+            first = reply
+            reply = await self._ask(judge, [*messages, *repair_request(first.content, why)], response_format)
+            if isinstance(reply, CheckResult):
+                return reply
+            judgement, _, again = parse_judgement(reply.content, self.schema)
+            if judgement is None:
+                message = f"{again} (after one repair retry)"
+                return self.verdict(ERROR, message, answer=reply.content[:500], first_answer=first.content[:500])
+            usage, repaired = _add_usage(first.usage, reply.usage), problem
+        checked = self.decide(judgement)
+        checked.evidence.setdefault("judge_model", judge.name)
+        if repaired:
+            checked.evidence["repaired"] = repaired
+        if usage:
+            checked.evidence["usage"] = usage
+        return checked
+
+    async def _ask(
+        self, judge: Any, messages: list[dict[str, Any]], response_format: dict[str, Any]
+    ) -> ModelReply | CheckResult:
+        """The judge's reply with an answer in it, or the check's error when there is none."""
         try:
             reply = await judge.complete(messages, response_format=response_format)
         except TurnError as exc:
@@ -147,15 +208,7 @@ class JudgeCheck(Check):
             limit = judge.max_completion_tokens or judge.max_tokens
             message = only_thinking(f"the judge {judge.name}", "verdict", limit, reply.thinking_cut_off)
             return self.verdict(ERROR, message, reason="llm_error", reasoning=(reply.reasoning or "")[:500])
-        # the model's thinking is already apart (reply.reasoning): only the answer is parsed
-        judgement, problem = parse_judgement(reply.content, self.schema)
-        if judgement is None:
-            return self.verdict(ERROR, problem or "no verdict", answer=reply.content[:500])
-        checked = self.decide(judgement)
-        checked.evidence.setdefault("judge_model", judge.name)
-        if reply.usage:
-            checked.evidence["usage"] = reply.usage
-        return checked
+        return reply
 
 
 class GoalCompletedCheck(JudgeCheck):

@@ -16,8 +16,9 @@ Routes (``POST``):
 * ``/openai/deployments/{deployment}/chat/completions?api-version=...`` (Azure).
 
 Every request is recorded, whatever its outcome. Only chat requests that pass
-routing, the Azure ``api-version`` check, the auth hook and JSON parsing
-consume a scripted reply. Standard library only.
+routing, the Azure ``api-version`` check, the auth hook, JSON parsing and the
+``dialect`` (a real server's ``response_format`` refusals) consume a scripted
+reply. Standard library only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from tests.servers.base import (
@@ -38,6 +39,9 @@ from tests.servers.base import (
     chat_completion_chunks,
     count_words,
 )
+
+if TYPE_CHECKING:
+    from tests.servers.structured_output import Dialect
 
 __all__ = [
     "FakeOpenAIServer",
@@ -216,6 +220,9 @@ class FakeOpenAIServer(ScriptedServer[RecordedRequest, Reply]):
         super().__init__(host, port, _Handler, default_reply)
         self.require_auth: Callable[[dict[str, str]], bool] | None = None
         """Optional auth hook given the lower-cased headers; False -> 401."""
+        self.dialect: Dialect | None = None
+        """A real server's structured output (``tests.servers.structured_output``): a
+        ``response_format`` it does not take gets its refusal, before any scripted reply is used."""
 
     # -- addresses ---------------------------------------------------------
 
@@ -279,6 +286,11 @@ class _Handler(LocalHandler):
                 "a JSON object payload, but what was sent was not valid JSON."
             )
             self._send_json(400, _error_body(message, code=None))
+            return
+
+        refusal = fake.dialect.refusal(body) if fake.dialect is not None else None
+        if refusal is not None:
+            self._send_reply(request, refusal)
             return
 
         try:
