@@ -1,6 +1,7 @@
-"""A chat app reached over HTTP: Prompt flow, OpenAI chat completions, or any JSON API.
+"""A chat app reached over HTTP: Prompt flow, OpenAI chat completions, a Gradio app, or any JSON API.
 
-`HttpTarget.from_config(manifest["target"])` builds one. Each turn is one request (retried on
+`HttpTarget.from_config(manifest["target"])` builds one. Each turn is one request (a Gradio app's
+queue takes two; each retried on
 429/503/5xx, timeouts and dropped connections); the reply text is read from the JSON answer with a
 path (`json_path`), or assembled from a `text/event-stream`. Answers are read as a stream and never
 past `max_reply_bytes`, so an endless or huge answer costs a bounded amount of memory.
@@ -8,8 +9,8 @@ Per-conversation state (a server-issued session id, cookies) is kept apart so co
 conversations never share a session. What is recorded never holds a credential: sensitive headers
 and query values are replaced by "***".
 
-What differs between formats lives in one module each (`promptflow`, `openai`, `templated` for
-format `http`), listed in `FORMATS`; `target_problems` names every problem of a configuration
+What differs between formats lives in one module each (`promptflow`, `openai`, `gradio`,
+`templated` for format `http`), listed in `FORMATS`; `target_problems` names every problem of a configuration
 without building anything, with the very checks `HttpTarget` runs.
 """
 
