@@ -33,8 +33,11 @@ from .known_secrets import scrub
 from .plan import keys_of_record
 from .records import ConversationResult, GateConfig, PlanRecord, RunInfo, Summary
 from .report import REPORT_FILES
-from .results_reading import (  # noqa: F401 - the folder's readers, importable from here too
+from .results_reading import (  # noqa: F401 - the folder's readers and file names, importable from here too
     MAX_LINE_BYTES,
+    PLAN_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
     ReadNotes,
     cut_torn_tail,
     iter_results,
@@ -46,9 +49,6 @@ from .schema_check import schema_errors
 from .summary import SummaryBuilder
 
 log = logging.getLogger("simulator.results")
-RESULTS_FILE = "conversations.jsonl"
-SUMMARY_FILE = "summary.json"
-PLAN_FILE = "plan.json"
 #: where an older run's files go when a new run starts in the same folder
 PREVIOUS_DIR = "previous"
 #: the files a run leaves in its folder (the CLI and the action write the reports beside the results)

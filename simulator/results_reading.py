@@ -19,6 +19,10 @@ if TYPE_CHECKING:  # imported where used: jsonschema costs start-up time most co
     pass
 
 log = logging.getLogger("simulator.results")
+#: the files of a results folder: what each run writes, and what every reader (a base run's too) reads
+RESULTS_FILE = "conversations.jsonl"
+SUMMARY_FILE = "summary.json"
+PLAN_FILE = "plan.json"
 #: the longest results line read (a run never writes a longer one: `results_folder.result_line` cuts
 #: recorded requests and raw answers first); a longer one is refused before it is held in memory
 MAX_LINE_BYTES = 256 * 1024**2

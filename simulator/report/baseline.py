@@ -11,7 +11,7 @@ from typing import Any
 from .. import strict_json
 from ..errors import ConfigError, UnreadableRecord
 from ..records import ConversationResult, Summary
-from ..results_reading import iter_results
+from ..results_reading import RESULTS_FILE, iter_results
 from ..schema_check import schema_errors
 from .significance import compare_counts
 
@@ -44,8 +44,6 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 
 def baseline_results(folder: str | Path | None) -> Iterator[ConversationResult]:
     """The base run's conversations, streamed; none when the folder has no results file."""
-    from ..results_folder import RESULTS_FILE  # here: results_folder imports this package's file names
-
     if folder is None:
         return iter(())
     given = Path(folder)  # the base results folder, or its summary.json
