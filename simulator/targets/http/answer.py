@@ -6,14 +6,13 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ... import strict_json
 from ...clip import clip
 from ...known_secrets import scrub_text
 from ...unicode_safety import replace_lone_surrogates
 from ..json_path import PathError, Segment, extract
-from .format import HttpFormat
 
 #: of an event stream, the raw answer keeps the first events within this many bytes of data and counts
 #: the others: parsed, a stream of many small events takes some 30 times its size (a result keeps less)
@@ -44,6 +43,15 @@ def json_event(payload: str) -> Any:
     return event if isinstance(event, (dict, list)) else None
 
 
+class EventReader(Protocol):
+    """What a stream reads of its format (`format.HttpFormat` is one): kept apart so that the
+    formats' module, which hands answers around, needs nothing of this one's readers."""
+
+    def usage(self, document: Any) -> dict[str, Any] | None: ...
+
+    def withheld(self, document: Any) -> bool: ...
+
+
 class StreamReply:
     """An event stream's reply, gathered event by event as it arrives: the text, the usage, the first
     events for the raw answer, and what the checks after the reading need to know.
@@ -57,7 +65,7 @@ class StreamReply:
     is ever dropped for looking like JSON.
     """
 
-    def __init__(self, path: list[Segment], format: HttpFormat, session_path: list[Segment] | None) -> None:
+    def __init__(self, path: list[Segment], format: EventReader, session_path: list[Segment] | None) -> None:
         self.path = path
         self.format = format
         self.session_path = session_path

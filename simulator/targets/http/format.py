@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
+    from ..retry import RetryPolicy
     from .answer import Answer
-    from .config import HttpSettings
 
 #: placeholders usable in url, header values and a format's templates: values of the turn
 PLACEHOLDERS = ("question", "conversation_id", "session_id", "turn_number", "persona", "task")
@@ -46,6 +46,22 @@ class Send(Protocol):
     the body as bytes even when it is an event stream."""
 
     async def __call__(self, method: str, url: URL, body: Any = None, *, raw: bool = False) -> Answer: ...
+
+
+class PrepareSettings(Protocol):
+    """What `HttpFormat.prepare` reads of a target's checked settings (`config.HttpSettings` is one)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def retry(self) -> RetryPolicy: ...
 
 
 class UnusableAnswer(Exception):
@@ -104,7 +120,7 @@ class HttpFormat(ABC):
         format knows its route under a base URL."""
         return url
 
-    async def prepare(self, session: aiohttp.ClientSession, settings: HttpSettings) -> None:  # noqa: B027 - optional
+    async def prepare(self, session: aiohttp.ClientSession, settings: PrepareSettings) -> None:  # noqa: B027 - optional
         """Learn from the app what the requests need (e.g. its own field names), once: the target's `warm`
         calls it before the first conversation, and every request too (at once when done); never raises."""
 

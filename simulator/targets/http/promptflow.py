@@ -27,14 +27,12 @@ from typing import TYPE_CHECKING, Any
 from ... import known_secrets
 from ...event_loops import PerLoop
 from ...history_refs import PROMPTFLOW_INPUT, PROMPTFLOW_OUTPUT, promptflow_pairs
-from .format import HttpFormat
+from .format import HttpFormat, PrepareSettings
 from .problems import Problems
 from .promptflow_swagger import MARKS, FlowNames, SwaggerUnreadable, fetch_flow_names, swagger_url
 
 if TYPE_CHECKING:
     import aiohttp
-
-    from .config import HttpSettings
 
 log = known_secrets.scrub_logs(logging.getLogger("simulator.targets.http.promptflow"))
 
@@ -124,7 +122,7 @@ class PromptflowFormat(HttpFormat):
 
     # --- the flow's names, read once per target before its first request ------------------------
 
-    async def prepare(self, session: aiohttp.ClientSession, settings: HttpSettings) -> None:
+    async def prepare(self, session: aiohttp.ClientSession, settings: PrepareSettings) -> None:
         if self._ready:
             return
         async with self._locks.get():
