@@ -114,10 +114,8 @@ def test_json_object_rejected_too_falls_back_to_no_response_format(
     assert steps(llm) == ["json_schema", "json_object+schema", "json_object", None, None]
 
 
-def test_concurrent_conversations_share_what_the_first_learns(
-    llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    llm.default = rejecting({"json_schema"}, 500, PASS_VERDICT)
+def judge_four_at_once(llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> list[Any]:
+    """Four conversations judged concurrently by one judge (warnings captured in `caplog`)."""
     judge = judge_at(llm)
     results = [
         Simulator(simulate_callback=lambda q, h, m: "Refund approved.", userConnection=ScriptedUser(["hi"])).simulate(
@@ -134,7 +132,14 @@ def test_concurrent_conversations_share_what_the_first_learns(
             await judge.aclose()
 
     with caplog.at_level(logging.WARNING, logger="simulator.models"):
-        evaluations = asyncio.run(judge_all())
+        return asyncio.run(judge_all())
+
+
+def test_concurrent_conversations_share_what_the_first_learns(
+    llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    llm.default = rejecting({"json_schema"}, 500, PASS_VERDICT)
+    evaluations = judge_four_at_once(llm, caplog)
     assert [e["status"] for e in evaluations] == ["pass"] * 4
     assert formats(llm) == ["json_schema"] + ["json_object"] * 4
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
@@ -304,23 +309,7 @@ def test_concurrent_conversations_probe_llama_cpp_python_once(
 ) -> None:
     llm.dialect = LLAMA_CPP_PYTHON
     llm.default = small_model(LLAMA_CPP_PYTHON)
-    judge = judge_at(llm)
-    results = [
-        Simulator(simulate_callback=lambda q, h, m: "Refund approved.", userConnection=ScriptedUser(["hi"])).simulate(
-            "jane", "get a refund", 2
-        )
-        for _ in range(4)
-    ]
-
-    async def judge_all() -> list[Any]:
-        checks = build_checks({"goal_completed": True})
-        try:
-            return await asyncio.gather(*(evaluate(r, checks, EvaluationContext(judge=judge)) for r in results))
-        finally:
-            await judge.aclose()
-
-    with caplog.at_level(logging.WARNING, logger="simulator.models"):
-        evaluations = asyncio.run(judge_all())
+    evaluations = judge_four_at_once(llm, caplog)
     assert [e["status"] for e in evaluations] == ["pass"] * 4
     assert steps(llm) == ["json_schema"] + ["json_object+schema"] * 4
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

@@ -28,15 +28,8 @@ from tests.servers.chat_app import FakeChatApp
 from tests.servers.github_api import FakeGitHub, make_runtime_token
 from tests.servers.openai_server import FakeOpenAIServer, RecordedRequest
 from tests.test_action_baseline import PR, comment, run_in
+from tests.test_replay import APP
 
-APP = """\
-import os
-def respond(question, history, meta):
-    turn = len(history) // 2
-    if turn == 1 and os.environ.get("APP_CHANGED"):
-        return "Your order ships next week."
-    return ["Hello! How can I help?", "Your order ships tomorrow.", "You're welcome."][min(turn, 2)]
-"""
 POLITE = "{text: The assistant is polite, threshold: 4}"
 REFUND = "{text: The assistant offers a refund, threshold: 3}"
 JUDGE_CHECKS = 3  # per conversation: goal_completed and two rubric items
