@@ -7,13 +7,13 @@ answers at once, so the figures compare clients and nothing else:
     python bench/bench_http_clients.py                 # 3,000 requests at concurrency 32
     python bench/bench_http_clients.py --requests 5000 --concurrency 64
 
-- the run's aiohttp session (`simulator.http_sessions.new_session`), as HTTP targets and state
+- the run's aiohttp session (`simulator.aio.http_sessions.new_session`), as HTTP targets and state
   requests send: a timed exchange, the proxy looked up per request;
 - `httpx2`, which HTTP targets used before, in one pool and split over 4 and 8 pools (its pool checks
   every connection it holds on each request, so its cost grows with the connections per pool);
 - the `openai` SDK's generic `post`, as the user model and the judge call it, on its default
   httpx2 client, one and over 4, and on its own `DefaultAioHttpClient`;
-- the SDK on `simulator.llm_transport` (an aiohttp session under an httpx2 client), as the user
+- the SDK on `simulator.llm.transport` (an aiohttp session under an httpx2 client), as the user
   model and the judge send, and over 4 SDK clients sharing that one session;
 - the SDK alone, on a transport that answers from memory without a connection: the CPU the SDK
   costs per request whatever carries it, the floor of an LLM call.
@@ -90,11 +90,11 @@ async def httpx2_pools(url: str, pools: int, requests: int, concurrency: int) ->
 async def openai_sdk(url: str, under: str, requests: int, concurrency: int, pools: int = 1) -> float:
     """The SDK's `post`, over `pools` clients in turn, as the user model sends; `under` is the HTTP
     client beneath: "httpx2" (the SDK's default, one TLS context), "aiohttp" (its
-    `DefaultAioHttpClient`), "llm_transport" (`simulator.llm_transport`, one session for all) or
+    `DefaultAioHttpClient`), "llm_transport" (`simulator.llm.transport`, one session for all) or
     "memory" (no connection at all: `InMemory`)."""
     import openai
 
-    from simulator.llm_transport import LLMTransport
+    from simulator.llm.transport import LLMTransport
 
     tls = httpx2.create_ssl_context()
     transport = LLMTransport()
@@ -122,7 +122,7 @@ async def openai_sdk(url: str, under: str, requests: int, concurrency: int, pool
 
 
 async def run_session(url: str, requests: int, concurrency: int) -> float:
-    from simulator.http_sessions import ExchangeClock, new_session, proxy_for
+    from simulator.aio.http_sessions import ExchangeClock, new_session, proxy_for
 
     session = new_session(timed=True)
     address = url + "/score"
@@ -169,8 +169,8 @@ def main() -> None:
         cases["openai SDK, default client"] = lambda: openai_sdk(server.url, "httpx2", *shape)
         cases["openai SDK, 4 clients"] = lambda: openai_sdk(server.url, "httpx2", *shape, pools=4)
         cases["openai SDK, DefaultAioHttpClient"] = lambda: openai_sdk(server.url, "aiohttp", *shape)
-        cases["SDK on simulator.llm_transport"] = lambda: openai_sdk(server.url, "llm_transport", *shape)
-        cases["SDK on simulator.llm_transport, 4 clients"] = lambda: openai_sdk(
+        cases["SDK on simulator.llm.transport"] = lambda: openai_sdk(server.url, "llm_transport", *shape)
+        cases["SDK on simulator.llm.transport, 4 clients"] = lambda: openai_sdk(
             server.url, "llm_transport", *shape, pools=4
         )
         cases["openai SDK alone, answered from memory"] = lambda: openai_sdk(server.url, "memory", *shape)

@@ -25,11 +25,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from simulator import strict_json  # noqa: E402
+from simulator.parsing import strict_json  # noqa: E402
 from simulator.report import compare  # noqa: E402
 from simulator.report.change_evidence import add_evidence  # noqa: E402
-from simulator.results_reading import iter_results  # noqa: E402
-from simulator.summary import summarize  # noqa: E402
+from simulator.results.reading import iter_results  # noqa: E402
+from simulator.results.summary import summarize  # noqa: E402
 
 
 def conversation(i: int, turns: int, changed: bool) -> dict[str, Any]:

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from simulator.report import render_html  # noqa: E402
-from simulator.summary import summarize  # noqa: E402
+from simulator.results.summary import summarize  # noqa: E402
 
 
 def conversation(i: int, turns: int) -> dict:

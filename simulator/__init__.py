@@ -3,7 +3,8 @@
 from simulator import Persona, Simulator, OpenAIChatCompletionsModel, PlainTokenManager
 """
 
-from .conversation import ConversationCancelled, Simulator
+from .conversation.loop import ConversationCancelled, Simulator
+from .conversation.users import LLMUser, ScriptedUser, UserSide
 from .errors import (
     ConfigError,
     MissingCredentialError,
@@ -13,8 +14,13 @@ from .errors import (
     TemplateError,
     TurnError,
 )
-from .history_refs import expand_request
-from .models import OpenAIChatCompletionsModel
+from .llm.models import OpenAIChatCompletionsModel
+from .llm.token_managers import (
+    APITokenManager,
+    KeyVaultAPITokenManager,
+    ManagedIdentityAPITokenManager,
+    PlainTokenManager,
+)
 from .persona import GIVE_UP_MARKER, STOP_MARKER, Persona, predefined_personas
 from .records import (
     CheckOutcome,
@@ -30,10 +36,9 @@ from .records import (
     Totals,
     Turn,
 )
-from .result import STOP_REASONS, validate_result
+from .records.history_refs import expand_request
+from .records.result import STOP_REASONS, validate_result
 from .targets import AppReply, CallbackTarget, HttpTarget, ModelTarget, Target
-from .token_managers import APITokenManager, KeyVaultAPITokenManager, ManagedIdentityAPITokenManager, PlainTokenManager
-from .users import LLMUser, ScriptedUser, UserSide
 
 __version__ = "0.1.0"
 

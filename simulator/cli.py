@@ -6,7 +6,7 @@ missing, a fatal error stopped the run, or the run itself failed (full disk, an 
 130 interrupted by Ctrl-C, 143 by SIGTERM (finished conversations and the summary kept).
 
 Everything the command prints (progress, the summary, errors, log lines, a traceback) has the
-run's known credentials scrubbed (`simulator.known_secrets`).
+run's known credentials scrubbed (`simulator.text.known_secrets`).
 """
 
 from __future__ import annotations
@@ -24,28 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from . import known_secrets
+from .aio.event_loops import run_sync
 from .cli_output import FORMATS, Console, Progress
 from .errors import ConfigError, UnreadableRecord
-from .event_loops import run_sync
-from .exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's interface
-    EXIT_CONFIG,
-    EXIT_GATE_FAILED,
-    EXIT_OK,
-    EXIT_RUN_ERRORS,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    exit_code,
-)
-from .manifest import DEFAULT_MANIFEST, load_manifest
+from .manifest.load import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
-from .pipeline import RunSettings, plan_for, run_manifest
-from .plan import MAX_REPEAT, Plan, parse_shard
-from .recheck import recheck
 from .records import Summary
-from .replay import MATCHES, ReplayBook, ReplyMatcher
 from .report import load_baseline
-from .results_folder import (
+from .results.folder import (
     PLAN_FILE,
     RESULTS_FILE,
     SUMMARY_FILE,
@@ -54,8 +40,22 @@ from .results_folder import (
     summarize_folder,
     write_summary,
 )
-from .runner import RunOutcome
-from .shards import merge_results
+from .results.shards import merge_results
+from .run.exit_codes import (  # noqa: F401 - the exit codes are part of the CLI's interface
+    EXIT_CONFIG,
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    EXIT_RUN_ERRORS,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    exit_code,
+)
+from .run.pipeline import RunSettings, plan_for, run_manifest
+from .run.plan import MAX_REPEAT, Plan, parse_shard
+from .run.recheck import recheck
+from .run.replay import MATCHES, ReplayBook, ReplyMatcher
+from .run.runner import RunOutcome
+from .text import known_secrets
 
 
 def _positive(name: str) -> Callable[[str], int]:

@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .checks.gate import percent
-from .clip import clip
 from .errors import ConfigError
-from .known_secrets import scrub
-from .plan import Job
 from .records import ConversationResult, MetaData, Summary
 from .report import HTML_FILE, MARKDOWN_FILE, baseline_changes, render_markdown, write_reports
 from .report.changes_markdown import changes_section
 from .report.escape import plain_text
 from .report.markdown import plan_line, replay_line
-from .results_folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results, write_summary
-from .unicode_safety import visible_controls
+from .results.folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results, write_summary
+from .run.plan import Job
+from .text.clip import clip
+from .text.known_secrets import scrub
+from .text.unicode_safety import visible_controls
 
 FORMATS = ("text", "json")
 

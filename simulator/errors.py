@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .known_secrets import scrub, scrub_text
+from .text.known_secrets import scrub, scrub_text
 
 
 class SimulatorError(Exception):

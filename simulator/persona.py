@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
-from .clip import clip
 from .errors import ConfigError, PersonaError
-from .schema_check import schema_errors
-from .template import check_placeholders, render
-from .unicode_safety import replace_lone_surrogates, surrogate_note
-from .yaml_source import YamlDocument, copy_plain, load_yaml_file, parse_yaml, plain_data, problems_message
+from .parsing.schema_check import schema_errors
+from .parsing.template import check_placeholders, render
+from .parsing.yaml_source import YamlDocument, copy_plain, load_yaml_file, parse_yaml, plain_data, problems_message
+from .text.clip import clip
+from .text.unicode_safety import replace_lone_surrogates, surrogate_note
 
 STOP_MARKER = "###STOP###"
 GIVE_UP_MARKER = "###GIVE_UP###"

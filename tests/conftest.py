@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser
 
-from simulator import known_secrets
+from simulator.text import known_secrets
 from tests.browser import launch
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.github_api import FakeGitHub

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator import known_secrets
 from simulator.github.artifact import ArtifactError, ArtifactUploader
+from simulator.text import known_secrets
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.servers.github_api import FakeGitHub, make_runtime_token
 from tests.servers.openai_server import FakeOpenAIServer

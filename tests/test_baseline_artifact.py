@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator import known_secrets
 from simulator.github.baseline_artifact import ArtifactReader, BaselineUnavailable
 from simulator.github.baseline_input import resolve_baseline
 from simulator.github.inputs import GitHubContext, Inputs
+from simulator.text import known_secrets
 from tests.servers.github_api import DEFAULT_TOKEN, FakeGitHub
 
 SUMMARY = json.dumps({"simulations": {"a": {"verdict": {"status": "pass", "passes": 1, "failures": 0}}}}).encode()

@@ -15,7 +15,7 @@ import pytest
 
 from simulator.cli import EXIT_OK, main
 from simulator.report import compare, render_markdown, write_reports
-from simulator.results_reading import read_results
+from simulator.results.reading import read_results
 from tests.browser import open_report
 from tests.servers.openai_server import FakeOpenAIServer
 from tests.test_action import user_says

@@ -40,7 +40,7 @@ def test_the_http_clients_bench_measures_every_client_and_the_sdk_alone() -> Non
     figures = report["cpu_ms_per_request"]
     assert len(figures) == 10
     assert all(value > 0 for value in figures.values())
-    assert figures["openai SDK alone, answered from memory"] < figures["SDK on simulator.llm_transport"]
+    assert figures["openai SDK alone, answered from memory"] < figures["SDK on simulator.llm.transport"]
 
 
 def test_the_validate_and_memory_benches_run() -> None:

@@ -16,7 +16,7 @@ from simulator.report.change_evidence import (
 )
 from simulator.report.changes_markdown import changes_section
 from simulator.report.significance import fisher_exact
-from simulator.summary import summarize
+from simulator.results.summary import summarize
 
 USER = ["I want to return my shoes", "order 55, size 42", "how do I send them back?"]
 LABEL = "I have emailed you a prepaid return label."

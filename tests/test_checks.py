@@ -15,9 +15,9 @@ from simulator.checks.deterministic import TextCheck
 from simulator.checks.gate import simulation_verdict
 from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.errors import ConfigError
-from simulator.manifest import ManifestError, load_manifest
-from simulator.models import OpenAIChatCompletionsModel
-from simulator.results_folder import read_results
+from simulator.llm.models import OpenAIChatCompletionsModel
+from simulator.manifest.load import ManifestError, load_manifest
+from simulator.results.folder import read_results
 from tests.callback_project import callback_project
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.openai_server import FakeOpenAIServer, Reply
@@ -409,12 +409,12 @@ def test_errors_exceeding_the_gate_exit_with_the_errors_code(tmp_path: Path) -> 
 
 
 def test_the_manifest_schema_knows_exactly_the_registered_check_kinds() -> None:
-    """A check kind is a class plus a REGISTRY line; its `expect` entry in the schema must follow."""
-    from simulator.checks.evaluate import REGISTRY
-    from simulator.schema_check import load_schema
+    """A check kind is a class plus a CHECK_KINDS line; its `expect` entry in the schema must follow."""
+    from simulator.checks.evaluate import CHECK_KINDS
+    from simulator.parsing.schema_check import load_schema
 
     expect = load_schema("manifest")["$defs"]["expect"]
-    assert set(expect["properties"]) == set(REGISTRY)
+    assert set(expect["properties"]) == set(CHECK_KINDS)
     assert expect.get("additionalProperties") is False  # an unknown kind is a manifest error, not ignored
 
 

@@ -1,6 +1,6 @@
 """`clip`: one way to cut a text shown in a message, whatever the mark."""
 
-from simulator.clip import clip
+from simulator.text.clip import clip
 
 
 def test_a_text_within_the_limit_is_kept_and_a_longer_one_is_cut_to_the_limit_mark_included() -> None:

@@ -13,9 +13,9 @@ from simulator.checks import decide_gate
 from simulator.checks.gate import simulation_verdict
 from simulator.cli import main
 from simulator.cli_output import gate_lines
-from simulator.exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, exit_code
 from simulator.report import render_markdown
-from simulator.summary import summarize
+from simulator.results.summary import summarize
+from simulator.run.exit_codes import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, exit_code
 from tests.browser import open_report
 from tests.callback_project import callback_project
 from tests.servers.chat_app import AppReply, FakeChatApp

@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from simulator import header_numbers
+from simulator.parsing import header_numbers
 
 NOT_A_WAIT = ["nan", "NaN", "inf", "-inf", "Infinity", "-5", "-0.5", "+5", "1e400", "1e3", "0x10", "", "  ", "five",
               "1_000", "٣", "5 5", "1.", ".5", "9" * 400]  # fmt: skip

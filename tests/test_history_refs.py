@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import expand_request
-from simulator.history_refs import compact_request, expand_value, history_messages, promptflow_pairs
+from simulator.records.history_refs import compact_request, expand_value, history_messages, promptflow_pairs
 
 
 def turns_of(*texts: str, error_at: int | None = None) -> list[dict[str, Any]]:

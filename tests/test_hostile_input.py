@@ -26,13 +26,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.connections import build_model, build_target, load_callback
 from simulator.errors import ConfigError
-from simulator.manifest import ManifestError, load_manifest
+from simulator.manifest.load import ManifestError, load_manifest
+from simulator.parsing.yaml_source import MAX_DEPTH, parse_yaml
 from simulator.persona import Persona
-from simulator.result import validate_result
-from simulator.results_folder import read_results
-from simulator.yaml_source import MAX_DEPTH, parse_yaml
+from simulator.records.result import validate_result
+from simulator.results.folder import read_results
+from simulator.run.connections import build_model, build_target, load_callback
 
 SETTINGS = settings(
     max_examples=200,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from simulator.schema_check import load_schema
+from simulator.parsing.schema_check import load_schema
 from simulator.targets import HttpTarget
 from simulator.targets.http import CONFIG_KEYS, FORMATS, HttpFormat, Problems, config_keys, target_problems
 from tests.servers.chat_app import FakeChatApp

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulator import http_sessions
-from simulator.http_sessions import BROKEN, FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
+from simulator.aio import http_sessions
+from simulator.aio.http_sessions import BROKEN, FATAL, TIMEOUT, UNREACHABLE, failure_kind, new_session, proxy_for
 from simulator.targets import HttpTarget
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.json_answer import serving

@@ -16,9 +16,9 @@ import pytest
 
 import simulator
 from simulator import ConfigError, TurnError, validate_result
+from simulator.parsing.json_path import PathError, extract, parse_path
 from simulator.targets.base import AppReply as TargetReply
 from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES, HttpTarget, _Lines
-from simulator.targets.json_path import PathError, extract, parse_path
 from simulator.targets.redaction import redact_headers, safe_url
 from simulator.targets.retry import RetryLater, RetryPolicy, parse_retry_after, retry_async
 from tests.servers.chat_app import AppReply, FakeChatApp

@@ -20,7 +20,7 @@ import pytest
 from simulator import ScriptedUser, Simulator
 from simulator.checks import EvaluationContext, build_checks, evaluate
 from simulator.checks.judge import GOAL_SCHEMA, RUBRIC_SCHEMA
-from simulator.models import OpenAIChatCompletionsModel
+from simulator.llm.models import OpenAIChatCompletionsModel
 from tests.servers.openai_server import FakeOpenAIServer, RecordedRequest, Reply
 from tests.servers.structured_output import (
     LITELLM_NO_RESPONSE_FORMAT,
@@ -81,7 +81,7 @@ def test_json_schema_rejected_falls_back_to_json_object_once(
 ) -> None:
     llm.default = rejecting({"json_schema"}, status, PASS_VERDICT)
     judge = judge_at(llm)  # the default max_retries=3: a 500 must still reach the server only once
-    with caplog.at_level(logging.WARNING, logger="simulator.models"):
+    with caplog.at_level(logging.WARNING, logger="simulator.llm.models"):
         first = judged(judge)
     assert first["status"] == "pass", first
     assert first["checks"][0]["evidence"]["verdict"] == "pass"
@@ -101,7 +101,7 @@ def test_json_object_rejected_too_falls_back_to_no_response_format(
 ) -> None:
     llm.default = rejecting({"json_schema", "json_object"}, 500, FAIL_VERDICT)
     judge = judge_at(llm)
-    with caplog.at_level(logging.WARNING, logger="simulator.models"):
+    with caplog.at_level(logging.WARNING, logger="simulator.llm.models"):
         first = judged(judge, reply="We will look into it.")
     assert first["status"] == "fail", first
     assert first["checks"][0]["message"] == "Turn 1 only promises a refund."
@@ -131,7 +131,7 @@ def judge_four_at_once(llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) 
         finally:
             await judge.aclose()
 
-    with caplog.at_level(logging.WARNING, logger="simulator.models"):
+    with caplog.at_level(logging.WARNING, logger="simulator.llm.models"):
         return asyncio.run(judge_all())
 
 
@@ -262,7 +262,7 @@ def test_a_server_that_takes_nothing_structured_gets_the_schema_in_the_prompt(
     llm.dialect = LITELLM_NO_RESPONSE_FORMAT
     llm.default = lambda request: PASS_VERDICT
     judge = judge_at(llm)
-    with caplog.at_level(logging.WARNING, logger="simulator.models"):
+    with caplog.at_level(logging.WARNING, logger="simulator.llm.models"):
         assert judged(judge)["status"] == "pass"
     assert steps(llm) == ["json_schema", "json_object+schema", "json_object", None]
     for request in llm.chat_requests[:2]:  # the server holds the answer to the schema: the prompt need not
@@ -324,7 +324,7 @@ def test_the_step_down_warning_is_one_short_line(
     llm.dialect = dialect
     llm.default = lambda request: PASS_VERDICT
     judge = judge_at(llm)
-    with caplog.at_level(logging.WARNING, logger="simulator.models"):
+    with caplog.at_level(logging.WARNING, logger="simulator.llm.models"):
         judged(judge)
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "\n" not in warning and len(warning) < 400, warning

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator import known_secrets
 from simulator.checks import EvaluationContext, build_checks, evaluate, judge
 from simulator.checks.reuse import BaseVerdicts, config_sha
 from simulator.cli import main
-from simulator.models import OpenAIChatCompletionsModel
-from simulator.results_folder import read_results
-from simulator.schema_check import load_schema
+from simulator.llm.models import OpenAIChatCompletionsModel
+from simulator.parsing.schema_check import load_schema
+from simulator.results.folder import read_results
+from simulator.text import known_secrets
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.github_api import FakeGitHub, make_runtime_token
 from tests.servers.openai_server import FakeOpenAIServer, RecordedRequest

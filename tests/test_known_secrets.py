@@ -15,15 +15,15 @@ import sys
 import threading
 from pathlib import Path
 
-from simulator import known_secrets
 from simulator.errors import TurnError
-from simulator.known_secrets import REDACTED, SecretRegistry
-from simulator.manifest import load_manifest
+from simulator.llm.token_managers import PlainTokenManager
+from simulator.manifest.load import load_manifest
 from simulator.report import render_html, render_markdown
 from simulator.report.markdown import Links
-from simulator.results_folder import ResultWriter, write_summary
-from simulator.summary import summarize
-from simulator.token_managers import PlainTokenManager
+from simulator.results.folder import ResultWriter, write_summary
+from simulator.results.summary import summarize
+from simulator.text import known_secrets
+from simulator.text.known_secrets import REDACTED, SecretRegistry
 
 SECRET = "sk-unit-0123456789abcdef"
 

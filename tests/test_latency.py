@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.results_folder import read_results
+from simulator.results.folder import read_results
 from tests.servers.steady_server import SteadyServer
 
 #: run apart from the parallel suite (see the README's test command): another worker's load would

@@ -1,4 +1,4 @@
-"""The SDK's requests over `simulator.llm_transport` (aiohttp), against real servers on 127.0.0.1.
+"""The SDK's requests over `simulator.llm.transport` (aiohttp), against real servers on 127.0.0.1.
 
 What the SDK does next depends on the httpx2 exception the transport raises: a refused connection
 must read as unreachable (not as a timeout), a connection dropped mid-answer as a passing failure the
@@ -29,8 +29,8 @@ import httpx2
 import pytest
 
 from simulator import OpenAIChatCompletionsModel, PlainTokenManager, TurnError
-from simulator.http_sessions import _proxy
-from simulator.llm_transport import LLMTransport, httpx2_error
+from simulator.aio.http_sessions import _proxy
+from simulator.llm.transport import LLMTransport, httpx2_error
 from tests.servers.base import chat_completion
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 from tests.servers.steady_server import SteadyServer

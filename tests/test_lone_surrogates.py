@@ -18,9 +18,9 @@ import pytest
 
 from simulator import Persona, ScriptedUser, Simulator, validate_result
 from simulator.cli import EXIT_OK, main
-from simulator.results_folder import read_results
-from simulator.state_client import Call, StateClient
-from simulator.state_requests import StateRequest
+from simulator.results.folder import read_results
+from simulator.state.client import Call, StateClient
+from simulator.state.requests import StateRequest
 from simulator.targets.base import AppReply as TargetReply
 from simulator.targets.http import HttpTarget
 from tests.servers.chat_app import AppReply, FakeChatApp

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from simulator.errors import ConfigError
-from simulator.manifest import ManifestError, interpolate, load_manifest
-from simulator.plan import parse_shard, plan_jobs
+from simulator.manifest.load import ManifestError, interpolate, load_manifest
+from simulator.run.plan import parse_shard, plan_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ simulations:
 
 def test_a_simulations_target_merges_key_by_key_at_every_depth_and_null_removes_a_key(tmp_path: Path) -> None:
     """A simulation changes one key of the top-level body, keeps the others, and removes one with null."""
-    from simulator.connections import build_target
+    from simulator.run.connections import build_target
     from tests.servers.chat_app import FakeChatApp
 
     with FakeChatApp() as app:

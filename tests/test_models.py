@@ -8,7 +8,7 @@ import time
 import pytest
 
 from simulator import ConfigError, OpenAIChatCompletionsModel, PlainTokenManager, TurnError
-from simulator.token_managers import APITokenManager
+from simulator.llm.token_managers import APITokenManager
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 
 HELLO = [{"role": "user", "content": "hello"}]

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
-from simulator.results_folder import read_results
-from simulator.state_client import Call, StateClient, origin
-from simulator.state_requests import StateRequest
+from simulator.results.folder import read_results
+from simulator.state.client import Call, StateClient, origin
+from simulator.state.requests import StateRequest
 from tests.servers.chat_app import AppReply, FakeChatApp
 
 SEED = 'setup: {method: PUT, url: "{{base}}/orders/5", body: {status: delivered, price: 250}}'
@@ -473,9 +473,9 @@ def test_an_interrupted_setup_or_teardown_keeps_the_conversations_record(
 ) -> None:
     import asyncio
 
-    from simulator.manifest import load_manifest
-    from simulator.plan import plan_jobs
-    from simulator.runner import run_jobs
+    from simulator.manifest.load import load_manifest
+    from simulator.run.plan import plan_jobs
+    from simulator.run.runner import run_jobs
 
     path = manifest(tmp_path, app, f'turns: ["hi"]\n{stage}: {{method: DELETE, url: "{{{{base}}}}/orders/5"}}')
     app.orders_fault = AppReply(body={"deleted": "5"}, delay=1.5)  # slow enough to be interrupted

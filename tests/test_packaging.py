@@ -33,7 +33,9 @@ def test_the_library_and_cli_do_not_need_requests() -> None:
     """`requests` belongs to the action extra: the core installs and runs without it."""
     import subprocess
 
-    code = "import sys, simulator, simulator.cli, simulator.pipeline; assert 'requests' not in sys.modules, 'requests'"
+    code = (
+        "import sys, simulator, simulator.cli, simulator.run.pipeline; assert 'requests' not in sys.modules, 'requests'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("requests") for dep in config["dependencies"])

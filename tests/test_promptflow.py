@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from simulator import ConfigError, Persona, ScriptedUser, Simulator, expand_request, validate_result
-from simulator.connections import build_target
-from simulator.manifest import ManifestError, load_manifest
+from simulator.manifest.load import ManifestError, load_manifest
+from simulator.run.connections import build_target
 from simulator.targets import HttpTarget
 from simulator.targets.http import encode_body, target_problems
 from simulator.targets.http.promptflow_swagger import flow_names, swagger_url

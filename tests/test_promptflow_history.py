@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.history_refs import compact_request, expand_value, history_messages, promptflow_pairs
-from simulator.schema_check import load_schema
+from simulator.parsing.schema_check import load_schema
+from simulator.records.history_refs import compact_request, expand_value, history_messages, promptflow_pairs
 
 MESSAGES = [
     {"role": "user", "content": "Hi"},

@@ -21,7 +21,7 @@ from simulator import (
     expand_request,
     validate_result,
 )
-from simulator.conversation import MAX_REPLY_CHARS
+from simulator.conversation.loop import MAX_REPLY_CHARS
 from simulator.targets.http import HttpTarget, encode_body
 from tests.faults.harness import play, read_back
 from tests.servers.chat_app import AppReply, FakeChatApp

@@ -11,7 +11,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import simulator
 from simulator import records
-from simulator.results_folder import read_results
+from simulator.results.folder import read_results
 from tests.test_runner import project, run
 
 SIMULATIONS = """\

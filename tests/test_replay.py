@@ -9,8 +9,8 @@ import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_OK, main
 from simulator.errors import ConfigError
-from simulator.replay import ReplyMatcher
-from simulator.results_folder import read_results
+from simulator.results.folder import read_results
+from simulator.run.replay import ReplyMatcher
 from tests.servers.openai_server import FakeOpenAIServer
 
 APP = """\

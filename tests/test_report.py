@@ -10,7 +10,7 @@ from playwright.sync_api import Page
 
 from simulator.cli import EXIT_OK, main
 from simulator.report import compare, render_markdown
-from simulator.summary import summarize
+from simulator.results.summary import summarize
 from tests.browser import open_report
 
 REPO = Path(__file__).resolve().parent.parent

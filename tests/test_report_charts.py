@@ -21,7 +21,7 @@ from simulator.cli import main
 from simulator.report import html as report_html
 from simulator.report import write_reports
 from simulator.report.figures import latency_bin
-from simulator.results_reading import read_results
+from simulator.results.reading import read_results
 from tests.browser import open_report
 
 if sys.version_info >= (3, 11):

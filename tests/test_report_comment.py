@@ -19,7 +19,7 @@ import pytest
 from simulator.cli import main
 from simulator.github.comment import MARKER
 from simulator.report import COMMENT_LIMIT, Links, compare, render_markdown
-from simulator.results_reading import read_results
+from simulator.results.reading import read_results
 from tests.test_report_charts import run
 
 CMARK = shutil.which("cmark-gfm")

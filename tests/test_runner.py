@@ -16,11 +16,11 @@ import pytest
 
 from simulator import validate_result
 from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS, main
-from simulator.manifest import load_manifest
-from simulator.plan import plan_jobs
-from simulator.results_folder import read_results
-from simulator.runner import run_jobs
-from simulator.shards import merge_results
+from simulator.manifest.load import load_manifest
+from simulator.results.folder import read_results
+from simulator.results.shards import merge_results
+from simulator.run.plan import plan_jobs
+from simulator.run.runner import run_jobs
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.servers.openai_server import FakeOpenAIServer
 

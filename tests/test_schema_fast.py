@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 from hypothesis import given
 
-from simulator.schema_check import load_schema
-from simulator.schema_fast import compile_schema
+from simulator.parsing.schema_check import load_schema
+from simulator.parsing.schema_fast import compile_schema
 from tests.test_hostile_input import SETTINGS, VALID_MANIFEST, VALID_PERSONA, mutated, structures
 
 

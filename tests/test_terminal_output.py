@@ -14,7 +14,7 @@ from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, main
 from simulator.cli_output import gate_lines
 from simulator.report import inline
 from simulator.report.escape import plain_text
-from simulator.unicode_safety import visible_controls
+from simulator.text.unicode_safety import visible_controls
 from tests.callback_project import callback_project
 
 REFUND_APP = "return 'Sorry, we cannot refund order s#4 today: see www.example.com or mail help@example.com'"

@@ -15,9 +15,9 @@ import pytest
 
 from simulator import ScriptedUser, Simulator
 from simulator.checks import EvaluationContext, build_checks, evaluate
-from simulator.models import OpenAIChatCompletionsModel
-from simulator.result import validate_result
-from simulator.thinking import count_reasoning, estimate_tokens, split_thinking
+from simulator.llm.models import OpenAIChatCompletionsModel
+from simulator.llm.thinking import count_reasoning, estimate_tokens, split_thinking
+from simulator.records.result import validate_result
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 
 THOUGHT = "Jane wants her money back. I should mention order 5 but not the date yet."

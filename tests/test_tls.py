@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from simulator.results_folder import read_results
+from simulator.results.folder import read_results
 from tests.servers.json_answer import serving
 
 

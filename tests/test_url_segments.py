@@ -12,8 +12,8 @@ import asyncio
 import json
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from simulator.state_client import Call, StateClient
-from simulator.state_requests import StateRequest
+from simulator.state.client import Call, StateClient
+from simulator.state.requests import StateRequest
 from simulator.targets.http import HttpTarget
 from tests.servers.json_answer import serving
 

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator import yaml_source
 from simulator.errors import ConfigError
-from simulator.yaml_plain import read_plain
-from simulator.yaml_source import MAX_DEPTH, parse_yaml
+from simulator.parsing import yaml_source
+from simulator.parsing.yaml_plain import read_plain
+from simulator.parsing.yaml_source import MAX_DEPTH, parse_yaml
 from tests.test_hostile_input import SETTINGS, structures
 
 plain_values = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)

@@ -36,7 +36,7 @@ class CheckResult:
 class Check(ABC):
     """A rule about a finished conversation.
 
-    Adding a kind = one class, one `REGISTRY` line (checks/evaluate.py) and its `expect` entry in
+    Adding a kind = one class, one `CHECK_KINDS` line (checks/evaluate.py) and its `expect` entry in
     the manifest schema (a test fails until the schema and the registry agree).
     """
 

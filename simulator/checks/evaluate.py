@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import OpenAIChatCompletionsModel
+from ..llm.models import OpenAIChatCompletionsModel
 from ..records import CheckOutcome, ConversationResult, Evaluation
-from ..result import ERROR_REASONS
+from ..records.result import ERROR_REASONS
 from .base import ERROR, FAIL, PASS, Check
 from .deterministic import MaxLatencyCheck, NoErrorsCheck, ReplySchemaCheck, StopReasonCheck, TextCheck, TurnsCheck
 from .judge import GoalCompletedCheck, RubricCheck
@@ -23,7 +23,7 @@ def _text(kind: str) -> Callable[[Any, str], list[Check]]:
 
 
 #: expect key -> factory of checks; a new kind is one class, one line here and its schema entry
-REGISTRY: dict[str, Callable[[Any, str], list[Check]]] = {
+CHECK_KINDS: dict[str, Callable[[Any, str], list[Check]]] = {
     "contains": _text("contains"),
     "not_contains": _text("not_contains"),
     "regex": _text("regex"),
@@ -47,7 +47,7 @@ def build_checks(expect: dict[str, Any] | None, source: str = "expect") -> list[
     """The checks of one simulation (config already schema-validated)."""
     checks: list[Check] = []
     for key, config in (expect or {}).items():
-        made = REGISTRY[key](config, source)
+        made = CHECK_KINDS[key](config, source)
         # each check's own part of the key's configuration: one item of a list, else all of it
         parts = config if isinstance(config, list) and len(config) == len(made) else [config] * len(made)
         for check, part in zip(made, parts, strict=True):

@@ -23,10 +23,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..clip import clip
 from ..errors import ConfigError, FieldError
-from ..schema_fast import json_equal
-from ..targets.json_path import PathError, Segment, extract, parse_path
+from ..parsing.json_path import PathError, Segment, extract, parse_path
+from ..parsing.schema_fast import json_equal
+from ..text.clip import clip
 
 if TYPE_CHECKING:
     import jsonschema

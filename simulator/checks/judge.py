@@ -1,7 +1,7 @@
 """LLM-judged checks: did the persona's task get done, and how well does a rubric hold.
 
 The judge is asked for JSON (as structured output where the server supports it: the model's ladder,
-`simulator.response_formats`) and its answer is validated. An answer that is no valid verdict is
+`simulator.llm.response_formats`) and its answer is validated. An answer that is no valid verdict is
 sent back once with what was wrong (a repair retry); a second one that is missing, malformed or out
 of range is a check error, never a pass.
 """
@@ -14,14 +14,14 @@ import re
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from .. import strict_json
 from ..errors import TurnError
+from ..llm.thinking import only_thinking
+from ..parsing import strict_json
 from ..records import ConversationResult, Usage
-from ..thinking import only_thinking
 from .base import ERROR, FAIL, PASS, Check, CheckResult
 
 if TYPE_CHECKING:
-    from ..models import ModelReply
+    from ..llm.models import ModelReply
 
 GOAL_SCHEMA = {
     "type": "object",

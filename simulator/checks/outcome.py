@@ -1,7 +1,7 @@
 """`expect.outcome`: after the conversation, ask the app (or any URL) about its state and check the
 JSON answer, so a reply that claims "your refund is on its way" is held to what the app did.
 
-Each item is a state request (`url`, `method`, `headers`, `body`; see `simulator.state_requests`)
+Each item is a state request (`url`, `method`, `headers`, `body`; see `simulator.state.requests`)
 and a path expectation (`path`, `equals`, `contains`, ...; see `expectations`). An answer that does
 not come (the endpoint down, unreachable, an error status, not JSON) is a check error: no verdict,
 not the app's failure. An expectation not met is a failure, with the URL (no secrets), the status,
@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from ..errors import FieldError, FieldErrors
 from ..records import ConversationResult
-from ..state_client import Exchange
-from ..state_requests import KEYS, StateRequest, list_items
+from ..state.client import Exchange
+from ..state.requests import KEYS, StateRequest, list_items
 from .base import ERROR, FAIL, PASS, Check, CheckResult
 from .expectations import EXPECTATIONS, PathExpectation, shown
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import FieldError, FieldErrors
 from ..records import ConversationResult
-from ..state_requests import list_items
+from ..state.requests import list_items
 from .base import FAIL, PASS, Check, CheckResult, app_turns
 from .deterministic import reply_document
 from .expectations import PathExpectation, Verdict, shown

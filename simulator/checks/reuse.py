@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..known_secrets import scrub
 from ..records import CheckOutcome
+from ..text.known_secrets import scrub
 from .base import FAIL, PASS, Check
 
 #: what `build_checks` sets on each check: the `expect` key it came from and its own part of that

@@ -4,7 +4,7 @@ Everything here is a thin layer: loading, running, checking and rendering are th
 this module maps inputs and environment to it, and publishes outputs, the job summary, the
 artifact, the sticky comment and annotations. Publishing never loses results: each step that
 fails (no permission, no artifact service) warns and the others go on. Nothing it prints, writes
-or posts shows a credential the run knows (`simulator.known_secrets`): the secret inputs and the
+or posts shows a credential the run knows (`simulator.text.known_secrets`): the secret inputs and the
 runner's tokens join those the library registers.
 """
 
@@ -19,18 +19,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from .. import known_secrets
 from ..errors import ConfigError
-from ..exit_codes import EXIT_CONFIG, EXIT_RUN_ERRORS, exit_code
-from ..known_secrets import SECRET_NAME, scrub_text
-from ..manifest import Manifest, load_manifest
-from ..pipeline import RunSettings, run_manifest
-from ..plan import Job, parse_shard
+from ..manifest.load import Manifest, load_manifest
 from ..records import ConversationResult, Summary
-from ..replay import ReplayBook
 from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, comparison_or_why, render_markdown, write_reports
-from ..results_folder import RESULTS_FILE, iter_unique_results, write_summary
-from ..shards import merge_results
+from ..results.folder import RESULTS_FILE, iter_unique_results, write_summary
+from ..results.shards import merge_results
+from ..run.exit_codes import EXIT_CONFIG, EXIT_RUN_ERRORS, exit_code
+from ..run.pipeline import RunSettings, run_manifest
+from ..run.plan import Job, parse_shard
+from ..run.replay import ReplayBook
+from ..text import known_secrets
+from ..text.known_secrets import SECRET_NAME, scrub_text
 from . import commands
 from .baseline_input import Baseline, replayed_note, resolve_baseline
 from .inputs import RUNNER_SECRETS, GitHubContext, Inputs, read_inputs
@@ -58,7 +58,7 @@ def _run(
     inputs: Inputs, ctx: GitHubContext, out: Path, env: Mapping[str, str], base: Baseline
 ) -> tuple[Summary, Manifest | None, int]:
     """Play the manifest through the library's pipeline (or merge shards); returns the summary, the
-    manifest and the exit code the outcome decides (`simulator.exit_codes.exit_code`)."""
+    manifest and the exit code the outcome decides (`simulator.run.exit_codes.exit_code`)."""
     if inputs.merge:
         folders = [ctx.workspace / folder for folder in inputs.merge]
         missing = [str(f) for f in folders if not (f / RESULTS_FILE).is_file()]

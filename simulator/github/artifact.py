@@ -19,8 +19,8 @@ from typing import Any
 
 import requests
 
-from .. import known_secrets
-from ..known_secrets import scrub_text
+from ..text import known_secrets
+from ..text.known_secrets import scrub_text
 from .http import TRANSIENT, rate_limit_note, rate_limited, session
 from .json_numbers import NotJSON, answer_json, int64_id, shown
 

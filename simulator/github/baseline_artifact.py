@@ -21,8 +21,8 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from .. import known_secrets
-from ..known_secrets import scrub_text
+from ..text import known_secrets
+from ..text.known_secrets import scrub_text
 from .http import next_page, rate_limit_note, rate_limited, session
 from .json_numbers import NotJSON, answer_count, answer_id, answer_json, shown
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..report import load_baseline
-from ..results_folder import RESULTS_FILE
+from ..results.folder import RESULTS_FILE
 from . import commands
 from .artifact import safe_name
 from .baseline_artifact import ArtifactReader, BaseArtifact, BaselineUnavailable

@@ -4,7 +4,7 @@ Built on actions-toolkit's `core`, which escapes command data; this module adds 
 file commands written in one place that reports a missing or unwritable file instead of raising
 (outputs with a random delimiter, the job summary), a stop-commands wrapper for text the app or an
 LLM wrote, and annotation messages cut to the runner's limit. Every message,
-output and untrusted text has the run's known credentials scrubbed (`simulator.known_secrets`).
+output and untrusted text has the run's known credentials scrubbed (`simulator.text.known_secrets`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 from actions_toolkit import core
 from actions_toolkit.file_command import prepare_key_value_message
 
-from .. import known_secrets
-from ..known_secrets import scrub_text
+from ..text import known_secrets
+from ..text.known_secrets import scrub_text
 
 ANNOTATION_LIMIT = 4_000  # the runner cuts annotation messages at 4,096 characters
 

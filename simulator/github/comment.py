@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from ..known_secrets import scrub_text
+from ..text.known_secrets import scrub_text
 from .http import TRANSIENT, next_page, rate_limit_note, rate_limited, session
 from .json_numbers import NotJSON, answer_id, answer_json, shown
 

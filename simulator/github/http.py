@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import header_numbers
+from ..parsing import header_numbers
 
 USER_AGENT = "chat-simulator-action"
 TRANSIENT = frozenset({429, 500, 502, 503, 504})

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import known_secrets, strict_json
 from ..errors import ConfigError
-from ..exit_codes import FAIL_ON
-from ..plan import parse_shard
+from ..parsing import strict_json
+from ..run.exit_codes import FAIL_ON
+from ..run.plan import parse_shard
+from ..text import known_secrets
 from . import commands
 from .artifact import safe_name
 

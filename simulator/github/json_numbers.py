@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from .. import strict_json
+from ..parsing import strict_json
 
 #: GitHub's ids are 64-bit integers
 MAX_ID = 2**63 - 1

@@ -11,10 +11,10 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from ..manifest import Manifest
-from ..plan import parse_shard
+from ..manifest.load import Manifest
 from ..records import ConversationResult, Summary
 from ..report import COMMENT_LIMIT
+from ..run.plan import parse_shard
 from . import commands
 from .artifact import ArtifactError, ArtifactUploader, runtime_available, safe_name
 from .comment import MARKER, CommentError, PullRequestComments

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from ..clip import clip
+from ..text.clip import clip
 
 CHUNK = 1 << 20
 

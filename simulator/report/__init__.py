@@ -1,7 +1,15 @@
-"""Renderers of a run: Markdown (PR comment, job summary, CLI, report.md) and report.html."""
+"""Renderers of a run: Markdown (PR comment, job summary, CLI, report.md) and report.html.
 
+Takes: a finished run (summary.json and conversations.jsonl, read through `results`) and, for
+"What changed", the base run's folder (`baseline`, `change_evidence`).
+Gives: `render_markdown`, `write_reports` (report.md and report.html into the results folder)
+and `baseline_changes`.
+Used by: the CLI (`simulator report`, the end of `run`) and the action (comment and job summary).
+"""
+
+from ..results.reading import HTML_FILE, MARKDOWN_FILE, REPORT_FILES
 from .baseline import compare, comparison_or_why, load_baseline
-from .files import HTML_FILE, MARKDOWN_FILE, RENDERERS, REPORT_FILES, baseline_changes, write_reports
+from .files import RENDERERS, baseline_changes, write_reports
 from .html import render_html
 from .markdown import COMMENT_LIMIT, SUMMARY_LIMIT, Links, code_block, inline, render_markdown
 

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import strict_json
 from ..errors import ConfigError, UnreadableRecord
+from ..parsing import strict_json
+from ..parsing.schema_check import schema_errors
 from ..records import ConversationResult, Summary
-from ..results_reading import RESULTS_FILE, iter_results
-from ..schema_check import schema_errors
+from ..results.reading import RESULTS_FILE, iter_results
 from .significance import compare_counts
 
 NEW = "new"

@@ -22,10 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clip import clip
 from ..records import ConversationResult
-from ..replay import OTHER_USER
-from ..results_reading import result_key
+from ..results.reading import result_key
+from ..run.replay import OTHER_USER
+from ..text.clip import clip
 from .significance import ALPHA, IMPROVED, REGRESSED, UNCHANGED, WITHIN_NOISE, fisher_exact
 
 #: conversations of one simulation compared pairwise for replies that differ to the same messages

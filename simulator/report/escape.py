@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..known_secrets import scrub_text
-from ..unicode_safety import visible_controls
+from ..text.known_secrets import scrub_text
+from ..text.unicode_safety import visible_controls
 
 #: where an autolink or an @mention would start: `scheme:|//`, `www|.` and `@|host` (any case)
 _LINK_START = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)(?=\S)", re.IGNORECASE)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..records import ConversationResult
-from ..result import ASSISTANT
+from ..records.result import ASSISTANT
 
 #: bin i holds latencies in [10^(i/BINS_PER_DECADE), 10^((i+1)/BINS_PER_DECADE)) ms
 BINS_PER_DECADE = 5

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ..records import ConversationResult, Summary
+from ..results.reading import HTML_FILE, MARKDOWN_FILE
 from .baseline import baseline_results, comparison_or_why, note_divergence
 from .change_evidence import add_evidence, comparison_record
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
 
-MARKDOWN_FILE = "report.md"
-HTML_FILE = "report.html"
 #: a fresh pass over the run's conversations each call (streamed from conversations.jsonl)
 Results = Callable[[], Iterable[ConversationResult]]
 
@@ -62,7 +61,6 @@ RENDERERS: dict[str, Callable[[Path, ReportContext], None]] = {
     MARKDOWN_FILE: _markdown,
     HTML_FILE: _html,
 }
-REPORT_FILES = tuple(RENDERERS)
 
 
 def _until_unreadable(results: Iterable[ConversationResult], problems: list[str]) -> Iterator[ConversationResult]:

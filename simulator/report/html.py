@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Summary
-from ..results_reading import result_key
-from ..unicode_safety import visible_controls_in
+from ..results.reading import result_key
+from ..text.known_secrets import scrub, scrub_text
+from ..text.unicode_safety import visible_controls_in
 from .figures import Figures
 
 MARKER = "/*__DATA__*/"

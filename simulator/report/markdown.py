@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ..checks.gate import percent
-from ..known_secrets import scrub, scrub_text
 from ..records import ConversationResult, Evaluation, RunInfo, Summary
-from ..unicode_safety import visible_controls
+from ..text.known_secrets import scrub, scrub_text
+from ..text.unicode_safety import visible_controls
 from .baseline import NEW
 from .changes_markdown import changes_section, comparison_summary, vs_base
 from .escape import clipped, html_text, inline

@@ -13,9 +13,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .. import strict_json
+from ..aio.event_loops import beside_caller_loop
 from ..errors import ConfigError, TurnError
-from ..event_loops import beside_caller_loop
+from ..parsing import strict_json
 from .base import AppReply, Target
 
 ANSWER_KEY = "answer"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TurnError
-from ..models import OpenAIChatCompletionsModel
-from ..thinking import only_thinking
+from ..llm.models import OpenAIChatCompletionsModel
+from ..llm.thinking import only_thinking
 from .base import AppReply, Target
 
 

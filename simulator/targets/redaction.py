@@ -3,7 +3,7 @@
 Results, reports and PR comments are shared widely; a recorded request keeps its shape but never
 a key, token, cookie or password. This module judges by shape (a header, query or body field
 named like a credential); `credential_values` lists the literal credentials a target sends, which
-join the run's known secrets (`simulator.known_secrets`) so they are scrubbed wherever they appear.
+join the run's known secrets (`simulator.text.known_secrets`) so they are scrubbed wherever they appear.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from ..known_secrets import MIN_SECRET_LENGTH, REDACTED
+from ..text.known_secrets import MIN_SECRET_LENGTH, REDACTED
 
 _SENSITIVE_HEADER = re.compile(r"key|token|secret|auth|cookie|password|signature", re.IGNORECASE)
 _SENSITIVE_QUERY = re.compile(r"key|token|secret|auth|password|passwd|signature|^sig$|^code$|credential", re.IGNORECASE)

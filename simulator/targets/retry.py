@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .. import header_numbers
 from ..errors import ConfigError
+from ..parsing import header_numbers
 
 T = TypeVar("T")
 

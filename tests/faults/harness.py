@@ -16,7 +16,7 @@ nothing wrong:
   fault-free one.
 
 A reply of several MB is not an error: the simulator keeps the first `MAX_REPLY_CHARS` characters
-with a note on the turn (see `simulator.conversation.MAX_REPLY_CHARS`), the conversation goes on, and
+with a note on the turn (see `simulator.conversation.loop.MAX_REPLY_CHARS`), the conversation goes on, and
 results and reports stay small. An answer that never ends is read to `target.max_reply_bytes` and
 cut there: a JSON answer cut mid-way is an app error (tests/faults/test_reply_bounds.py measures
 the memory such answers cost).
@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from simulator import validate_result
-from simulator.conversation import MAX_REPLY_CHARS
-from simulator.manifest import load_manifest
-from simulator.plan import plan_jobs
-from simulator.runner import RunOutcome, run_jobs
+from simulator.conversation.loop import MAX_REPLY_CHARS
+from simulator.manifest.load import load_manifest
+from simulator.run.plan import plan_jobs
+from simulator.run.runner import RunOutcome, run_jobs
 from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES
 from tests.servers.chat_app import AppReply, FakeChatApp, RecordedRequest, echo_reply
 from tests.servers.openai_server import FakeOpenAIServer, Reply

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.conversation import MAX_REPLY_CHARS, bounded_reply
+from simulator.conversation.loop import MAX_REPLY_CHARS, bounded_reply
 from tests.faults.harness import Case, all_cases, problems, run_case
 
 

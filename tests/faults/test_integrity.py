@@ -25,10 +25,10 @@ import pytest
 
 from simulator.checks.base import Check, CheckResult
 from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS
-from simulator.manifest import load_manifest
-from simulator.plan import plan_jobs
-from simulator.results_folder import ReadNotes, read_results
-from simulator.runner import run_jobs
+from simulator.manifest.load import load_manifest
+from simulator.results.folder import ReadNotes, read_results
+from simulator.run.plan import plan_jobs
+from simulator.run.runner import run_jobs
 from tests.faults.harness import REPO, kill9_plan, kill9_run
 from tests.servers.chat_app import AppReply, FakeChatApp
 from tests.servers.github_api import FakeGitHub

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.conversation import MAX_REPLY_CHARS
+from simulator.conversation.loop import MAX_REPLY_CHARS
 from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES
 from tests.faults.harness import REPO, read_back
 from tests.servers.chat_app import AppReply, FakeChatApp

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_OK
-from simulator.manifest import load_manifest
-from simulator.plan import plan_jobs
-from simulator.results_folder import PREVIOUS_DIR, read_results
-from simulator.runner import RunOutcome, run_jobs
+from simulator.manifest.load import load_manifest
+from simulator.results.folder import PREVIOUS_DIR, read_results
+from simulator.run.plan import plan_jobs
+from simulator.run.runner import RunOutcome, run_jobs
 from tests.faults.harness import REPO
 
 APP = "def respond(question, history, meta):\n    return {'answer': f'You said: {question}'}\n"
@@ -82,7 +82,7 @@ def test_an_older_run_is_moved_aside_not_mixed_with_the_new_one(tmp_path: Path, 
     old_ids = {r["conversation_id"] for r in read_results(out / "conversations.jsonl")}
     started_at = json.loads(old["summary.json"])["run"]["started_at"]
 
-    with caplog.at_level(logging.WARNING, logger="simulator.runner"):
+    with caplog.at_level(logging.WARNING, logger="simulator.run.runner"):
         second = run(manifest, out)
 
     moved = out / PREVIOUS_DIR / started_at.replace(":", "-")

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ... import strict_json
-from ...clip import clip
-from ...known_secrets import scrub_text
-from ...unicode_safety import replace_lone_surrogates
-from ..json_path import PathError, Segment, extract
+from ...parsing import strict_json
+from ...parsing.json_path import PathError, Segment, extract
+from ...text.clip import clip
+from ...text.known_secrets import scrub_text
+from ...text.unicode_safety import replace_lone_surrogates
 
 #: of an event stream, the raw answer keeps the first events within this many bytes of data and counts
 #: the others: parsed, a stream of many small events takes some 30 times its size (a result keeps less)

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError
-from ...template import PLACEHOLDER, check_placeholders
-from ..json_path import Segment, parse_path
+from ...parsing.json_path import Segment, parse_path
+from ...parsing.template import PLACEHOLDER, check_placeholders
 from ..redaction import credentials_twice, safe_url
 from ..retry import RetryPolicy
 from .format import HttpFormat, Template

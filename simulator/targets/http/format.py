@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ...template import PLACEHOLDER
+from ...parsing.template import PLACEHOLDER
 from .problems import Problems
 
 if TYPE_CHECKING:

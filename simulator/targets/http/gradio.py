@@ -34,7 +34,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ... import known_secrets, strict_json
+from ...parsing import strict_json
+from ...text import known_secrets
 from ..redaction import safe_url
 from .answer import Answer, snippet
 from .format import HttpFormat, MissingReply, Send, UnusableAnswer

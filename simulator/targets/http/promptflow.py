@@ -24,9 +24,9 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ... import known_secrets
-from ...event_loops import PerLoop
-from ...history_refs import PROMPTFLOW_INPUT, PROMPTFLOW_OUTPUT, promptflow_pairs
+from ...aio.event_loops import PerLoop
+from ...records.history_refs import PROMPTFLOW_INPUT, PROMPTFLOW_OUTPUT, promptflow_pairs
+from ...text import known_secrets
 from .format import HttpFormat, PrepareSettings
 from .problems import Problems
 from .promptflow_swagger import MARKS, FlowNames, SwaggerUnreadable, fetch_flow_names, swagger_url

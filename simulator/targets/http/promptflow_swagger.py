@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ... import strict_json
+from ...aio.http_sessions import TIMEOUT, ExchangeFailed, proxy_for, within
 from ...errors import ConfigError
-from ...http_sessions import TIMEOUT, ExchangeFailed, proxy_for, within
-from ...template import PLACEHOLDER, render
+from ...parsing import strict_json
+from ...parsing.template import PLACEHOLDER, render
 from ..redaction import safe_url
 from ..retry import RetryLater, RetryPolicy, retry_async
 from .bounded import read_body

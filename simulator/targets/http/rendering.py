@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ...template import PLACEHOLDER, check_placeholders, render
+from ...parsing.template import PLACEHOLDER, check_placeholders, render
 from ..redaction import BENIGN_HEADERS, REDACTED, is_sensitive_header
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ...unicode_safety import replace_lone_surrogates
-from ..json_path import Segment, parse_path
+from ...parsing.json_path import Segment, parse_path
+from ...text.unicode_safety import replace_lone_surrogates
 
 if TYPE_CHECKING:
     import aiohttp

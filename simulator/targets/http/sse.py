@@ -8,8 +8,8 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ... import strict_json
-from ...deadlines import deadline
+from ...aio.deadlines import deadline
+from ...parsing import strict_json
 from .bounded import BoundedBody
 
 if TYPE_CHECKING:

@@ -13,10 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ... import known_secrets, strict_json
-from ...errors import TurnError
-from ...event_loops import PerLoop
-from ...http_sessions import (
+from ...aio.event_loops import PerLoop
+from ...aio.http_sessions import (
     FATAL,
     MAX_CONNECTIONS,
     TIMEOUT,
@@ -27,10 +25,13 @@ from ...http_sessions import (
     proxy_for,
     within,
 )
-from ...known_secrets import scrub, scrub_text
-from ...unicode_safety import replace_lone_surrogates, surrogate_note
+from ...errors import TurnError
+from ...parsing import strict_json
+from ...parsing.json_path import PathError, extract, format_path, parse_path
+from ...text import known_secrets
+from ...text.known_secrets import scrub, scrub_text
+from ...text.unicode_safety import replace_lone_surrogates, surrogate_note
 from ..base import AppReply, Target
-from ..json_path import PathError, extract, format_path, parse_path
 from ..redaction import credential_values, redact_body, safe_url
 from ..retry import RetryLater, parse_retry_after, retry_async
 from . import errors

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ...template import render
+from ...parsing.template import render
 from .format import PLACEHOLDERS, HttpFormat, Template, only_placeholder
 from .problems import Problems
 

@@ -1,0 +1,127 @@
+"""What a chat-completions server's failure says: its message, what it names, whether to retry.
+
+The SDK's own message for a FastAPI validation body is only "Error code: 500"; these read the
+body so a failure names the field the server rejected, and tell a passing failure (the SDK would
+retry it) from a deterministic one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ..parsing import header_numbers
+from ..text.known_secrets import scrub_text
+
+if TYPE_CHECKING:
+    import openai
+
+#: a Retry-After longer than this is not waited for (the SDK's own rule)
+MAX_RETRY_AFTER = 60.0
+#: a retry-after read as at most this (a day): longer is as good as "not now", which MAX_RETRY_AFTER says
+LONGEST_RETRY_AFTER = 24 * 3600.0
+
+
+def validation_problems(body: object) -> list[tuple[str, str]]:
+    """(where, what) of each problem in a FastAPI request-validation body, `{"detail": [...]}`
+    (or `{"detail": "text"}`): the SDK's message is only "Error code: 500" for those."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return [("", detail)]
+    problems = []
+    for item in detail if isinstance(detail, list) else []:
+        if isinstance(item, dict):
+            loc = item.get("loc")
+            where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
+            problems.append((where, str(item.get("msg", ""))))
+    return problems
+
+
+def error_text(exc: openai.APIStatusError) -> str:
+    """The server's error message, credentials scrubbed before the cut so no piece of one is left."""
+    message = getattr(exc, "message", "") or str(exc)
+    problems = validation_problems(exc.body)
+    if problems:
+        message += " - " + "; ".join(f"{where}: {what}" if where else what for where, what in problems[:3])
+    message = scrub_text(message)
+    return message if len(message) <= 500 else message[:497] + "..."
+
+
+#: a refusal said on one line is cut to this many characters
+SUMMARY_LENGTH = 160
+#: the SDK's prefix to a server's message: the status is said beside it already
+_SDK_PREFIX = re.compile(r"^Error code: \d+ - ")
+#: one of pydantic's errors as FastAPI's text quotes it (llama-cpp-python's 500 and vLLM's 400 carry
+#: it in their message, LiteLLM inside its own): `'loc': ('body', 'response_format', 'type'), 'msg': "..."`
+_QUOTED_PROBLEM = re.compile(r"""'loc': \(([^)]*)\), 'msg': ('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def refusal_summary(exc: openai.APIStatusError) -> str:
+    """What a refusal says, on one short line for a log: the field a validation error names and
+    its complaint, else the message's first line; never the body's traceback, endpoint context or
+    a proxy's notes around the backend's message."""
+    problems = validation_problems(exc.body)
+    text = ""
+    if problems:
+        where, what = next((p for p in problems if "response_format" in p[0]), problems[0])
+        text = f"{where}: {what}" if where else what
+    else:
+        message = _SDK_PREFIX.sub("", getattr(exc, "message", "") or str(exc))
+        # a proxy quotes its backend's body as JSON: unescape once so its quoted errors read as pydantic wrote them
+        unescaped = message.replace("\\n", "\n").replace('\\"', '"').replace("\\'", "'")
+        found = next((m for m in _QUOTED_PROBLEM.finditer(unescaped) if "response_format" in m.group(1)), None)
+        found = found or _QUOTED_PROBLEM.search(unescaped)
+        if found:
+            loc = ".".join(part.strip().strip("'\"") for part in found.group(1).split(",") if part.strip())
+            text = f"{loc}: {found.group(2)[1:-1]}"
+        else:
+            text = next((line for line in message.splitlines() if line.strip()), "")
+    text = scrub_text(" ".join(text.split()))
+    return text if len(text) <= SUMMARY_LENGTH else text[: SUMMARY_LENGTH - 3] + "..."
+
+
+def names_response_format(exc: openai.APIStatusError) -> bool:
+    """The error is about `response_format`: it says so in its message, its `param` or a validation
+    `loc`, whatever the status (OpenAI 400, FastAPI 422, llama-cpp-python 500)."""
+    if "response_format" in (exc.param or "") or "response_format" in (getattr(exc, "message", "") or ""):
+        return True
+    # the `loc`, not the echoed `input` (which may be the whole request, response_format included)
+    problems = validation_problems(exc.body)
+    return any("response_format" in where or "response_format" in what for where, what in problems)
+
+
+def transient(exc: openai.APIStatusError | openai.APIConnectionError) -> bool:
+    """A failure the SDK would retry: no answer, or the status and headers its retry rule accepts."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return True  # a connection error or a timeout
+    should_retry = response.headers.get("x-should-retry")
+    if should_retry in ("true", "false"):
+        return should_retry == "true"
+    delay = retry_after(exc)
+    if delay is not None and delay > MAX_RETRY_AFTER:
+        return False
+    return response.status_code in (408, 409, 429) or response.status_code >= 500
+
+
+def retry_after(exc: openai.APIStatusError | openai.APIConnectionError) -> float | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    # milliseconds have no date form; a bad value (`nan`, `-5`) is as if the header were absent
+    for header, unit, dates in (("retry-after-ms", 0.001, False), ("retry-after", 1.0, True)):
+        delay = header_numbers.seconds(response.headers.get(header), LONGEST_RETRY_AFTER, unit=unit, dates=dates)
+        if delay is not None:
+            return delay
+    return None
+
+
+def is_content_filter(exc: openai.APIStatusError) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    inner = body.get("innererror")
+    inner = inner if isinstance(inner, dict) else {}
+    return (
+        exc.code == "content_filter"
+        or inner.get("code") == "ResponsibleAIPolicyViolation"
+        or "content management policy" in error_text(exc).lower()
+    )

@@ -1,0 +1,428 @@
+"""Play every planned conversation concurrently and write each one the moment it ends.
+
+`plan.json` is written first (what the run means to play), then `conversations.jsonl` gets one
+line per finished conversation at once, so a crash, Ctrl-C or SIGTERM loses nothing that
+finished; `summary.json` is written at the end in all cases. Nothing that goes wrong inside the
+run (a full disk, a bug in a check) can make it read as a pass: it is named in the summary, the
+gate becomes an error, and the conversations it cost are listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from ..checks import EvaluationContext, evaluate
+from ..checks.evaluate import INTERRUPTED_EVALUATION
+from ..checks.reuse import BaseVerdicts
+from ..conversation.loop import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
+from ..errors import ConfigError
+from ..manifest.load import Manifest
+from ..records import ConversationResult, Evaluation, GateConfig, PlanRecord, RunInfo, Summary
+from ..results.folder import (
+    LISTED_KEYS,
+    RESULTS_FILE,
+    ResultWriter,
+    StorageError,
+    plan_status,
+    read_results,
+    utc_now,
+    write_summary,
+)
+from ..results.summary import SummaryBuilder
+from .connections import Connections
+from .exit_codes import exit_code
+from .plan import Job, Plan, distinct_simulations, keys_of_record
+from .replay import PairedUser, ReplayBook, ReplayTally
+from .resume import RunStart, start_run
+from .state_hooks import AroundConversation
+
+T = TypeVar("T")
+log = logging.getLogger("simulator.run.runner")
+#: this many conversations, the first of the run, that all fail at the app's first reply with the same
+#: mistake (a 404, an HTML page, a reply path the answer lacks) stop the run: every other would too
+SAME_MISTAKE_STOP = 3
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced and how it ended."""
+
+    out_dir: Path
+    summary: Summary
+    interrupted: bool = False
+    fatal_error: str | None = None
+    #: planned conversations with no result (at most `LISTED_KEYS` named; `summary.run.missing_count` counts all)
+    not_run: list[str] = field(default_factory=list)
+    #: where an older run found in the results folder was moved (None: the folder held none)
+    previous_run: Path | None = None
+    #: conversations that finished but could not be written (full disk), and why
+    lost: list[str] = field(default_factory=list)
+    storage_error: str | None = None
+    #: failures of the runner itself (never of the app): each makes the gate an error
+    internal_errors: list[str] = field(default_factory=list)
+    #: conversations written by this run (a resumed run: kept ones included)
+    finished: int = 0
+    #: conversations kept from the interrupted run a resumed run continued
+    resumed: int = 0
+    #: why summary.json could not be written (the summary is still here)
+    summary_error: str | None = None
+    #: the signal that interrupted the run, when one did (set by the blocking front ends)
+    received: int | None = None
+    #: simulations not played because their LLM key is missing, with why
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def exit_code(self, fail_on: str = "gate") -> int:
+        """The process exit code for this outcome (see `simulator.run.pipeline.exit_code`)."""
+        return exit_code(
+            self.summary, fail_on=fail_on, received=self.received, failed_internally=self.failed_internally
+        )
+
+    @property
+    def errors(self) -> int:
+        return self.summary["totals"]["errors"]
+
+    @property
+    def failed_internally(self) -> bool:
+        """The run could not do its job (storage, a bug): exit 3, whatever the gate says."""
+        return bool(self.storage_error or self.internal_errors or self.summary_error)
+
+    @property
+    def results(self) -> list[ConversationResult]:
+        """The conversations in the results file, read from disk (a run keeps none in memory)."""
+        path = self.out_dir / RESULTS_FILE
+        return read_results(path) if path.is_file() else []
+
+
+class _Run:
+    """One run in progress: the writer, the summary being built, and what went wrong so far."""
+
+    def __init__(self, manifest: Manifest, connections: Connections, writer: ResultWriter, builder: SummaryBuilder):
+        self.manifest = manifest
+        self.connections = connections
+        self.writer = writer
+        self.builder = builder
+        self.on_result: Callable[[Job, ConversationResult], None] | None = None
+        self.stop: str | None = None
+        self.fatal: str | None = None
+        self.storage_error: str | None = None
+        self.lost: list[str] = []
+        self.lost_bytes = 0
+        self.internal_errors: list[str] = []
+        self.finished: set[str] = set()
+        self.callback_failed = False
+        self.replays: ReplayBook | None = None
+        self.replay_tally = ReplayTally("")
+        #: the conversations so far, while every one failed at the app's first reply with the same mistake
+        self.same_mistake: list[str] = []
+        self.mistake: tuple[Any, ...] | None = None
+        self.mistakes_differ = False  # a conversation did otherwise: no early stop for a mistake
+        self.first_mistake = ""
+
+    def internal(self, problem: str, exc: BaseException) -> None:
+        self.internal_errors.append(problem)
+        log.error("%s", problem, exc_info=(type(exc), exc, exc.__traceback__))
+
+    def store(self, job: Job, result: ConversationResult) -> bool:
+        """Write one result; a refused write costs this conversation (listed), never the run's honesty."""
+        try:
+            self.writer.write(result)
+        except StorageError as exc:
+            self.lost.append(job.key)
+            self.lost_bytes += exc.needed
+            if self.storage_error is None:
+                self.storage_error = f"{exc.path}: {exc.reason}"
+                self.stop = self.stop or f"cannot write results: {exc.reason}"
+                log.error("%s: %s; no new conversation starts", exc.path, exc.reason)
+            return False
+        except Exception as exc:
+            self.lost.append(job.key)
+            self.internal(f"{job.key}: writing the result failed: {type(exc).__name__}: {exc}", exc)
+            self.stop = self.stop or "the results writer failed"
+            return False
+        self.builder.add(result)
+        self.finished.add(job.key)
+        return True
+
+    async def play(self, job: Job) -> None:
+        sim = job.simulation
+        target, user = self.connections.sides(sim)
+        if self.replays is not None and sim.needs_llm:  # a script replays itself; only LLM users vary
+            user = self.replays.user_for(sim.name, job.repeat_index + 1, as_user_side(user))
+        simulator = Simulator(
+            system_connection=target, user_connection=user, turn_timeout=sim.turn_timeout or DEFAULT_TURN_TIMEOUT
+        )
+        meta = {
+            "simulation": sim.name,
+            "repeat": job.repeat_index + 1,
+            "tags": sim.tags,
+            "min_passes": sim.min_passes,
+            "required": sim.required,
+            **({"notes": list(sim.notes)} if sim.notes else {}),
+        }
+        around = AroundConversation(self.connections.state, sim, target, str(uuid.uuid4()), meta)
+        try:  # setup, the conversation, its checks and teardown (see state_hooks)
+            result = await around.converse(simulator)
+            baseline = None
+            if isinstance(user, PairedUser):
+                user.record(result)
+                baseline = user.base_verdicts(result)  # an identical replay: the base's verdicts may stand
+            context = around.context(self.connections.evaluation)
+            result["evaluation"] = await self.evaluate(job, result, context, baseline)
+            if isinstance(user, PairedUser):
+                self.replay_tally.add(result)
+            try:
+                await around.finish(result)
+            except asyncio.CancelledError:
+                self.store(job, result)  # judged already: kept, its teardown cut short
+                raise
+        except ConversationCancelled as exc:
+            exc.partial_result["evaluation"] = INTERRUPTED_EVALUATION
+            self.store(job, exc.partial_result)
+            raise
+        finally:
+            await around.end()
+        if not self.store(job, result):
+            return
+        error: Mapping[str, Any] = result["meta_data"].get("error") or {}
+        if error.get("fatal") and not self.fatal:
+            self.fatal = f"{sim.name}: {error.get('message')}"
+            self.stop = self.stop or self.fatal
+        self.watch_mistakes(job, result, error)
+        self.report(job, result)
+
+    def watch_mistakes(self, job: Job, result: ConversationResult, error: Mapping[str, Any]) -> None:
+        """Stop the run when its first conversations all failed at the app's first reply with the same
+        mistake: the request or the settings are wrong, and every other conversation would fail alike.
+        A conversation that got a reply, or failed otherwise, means it is not that."""
+        if self.mistakes_differ or self.fatal:
+            return
+        answered = any(turn.get("actor") == "assistant" and not turn.get("error") for turn in result["conversation"])
+        mistake = error.get("mistake") if error.get("actor") == "assistant" and not answered else None
+        found = (error.get("reason"), mistake)
+        if mistake is None or (self.mistake is not None and found != self.mistake):
+            self.mistakes_differ = True
+            return
+        if self.mistake is None:
+            self.mistake, self.first_mistake = found, str(error.get("message"))
+        self.same_mistake.append(job.key)
+        if len(self.same_mistake) >= SAME_MISTAKE_STOP:
+            self.fatal = (
+                f"{len(self.same_mistake)} conversations ({', '.join(self.same_mistake)}) failed at the app's first "
+                f"reply the same way, as every other would: {self.first_mistake}"
+            )
+            self.stop = self.stop or self.fatal
+
+    async def evaluate(
+        self, job: Job, result: ConversationResult, context: EvaluationContext, baseline: BaseVerdicts | None = None
+    ) -> Evaluation:
+        try:
+            return await evaluate(result, job.simulation.checks, context, baseline)
+        except asyncio.CancelledError:
+            result["evaluation"] = INTERRUPTED_EVALUATION
+            self.store(job, result)
+            raise
+        except Exception as exc:  # a bug in a check: this conversation has no verdict, the run is an error
+            self.internal(f"{job.key}: checking the conversation failed: {type(exc).__name__}: {exc}", exc)
+            return {
+                "status": "error",
+                "checks": [],
+                "failed": [],
+                "errors": [f"internal error while checking: {type(exc).__name__}: {exc}"],
+            }
+
+    def report(self, job: Job, result: ConversationResult) -> None:
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(job, result)
+        except Exception as exc:  # progress output failing must not stop the run
+            if not self.callback_failed:
+                self.callback_failed = True
+                log.warning("progress output failed: %s: %s", type(exc).__name__, exc)
+
+    async def work(self, pending: Iterator[Job]) -> None:
+        """One of `concurrency` workers: take the next planned conversation until none is left or a stop."""
+        while self.stop is None:
+            job = next(pending, None)
+            if job is None:
+                return
+            try:
+                await self.play(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # anything else is the runner's own failure
+                self.internal(f"{job.key}: {type(exc).__name__}: {exc}", exc)
+
+
+async def run_jobs(
+    manifest: Manifest,
+    jobs: Iterable[Job],
+    out_dir: str | Path,
+    *,
+    concurrency: int = 8,
+    on_result: Callable[[Job, ConversationResult], None] | None = None,
+    run_info: dict[str, Any] | None = None,
+    resume: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
+    replays: ReplayBook | None = None,
+) -> RunOutcome:
+    """Play `jobs` with at most `concurrency` conversations at a time.
+
+    A fatal error (bad key, wrong URL: every conversation would fail the same way) or a storage
+    error (full disk) stops new conversations from starting. Cancellation (SIGTERM, Ctrl-C) keeps
+    what finished, records the interrupted conversations as `cancelled`, and still writes the
+    summary. With `resume`, the run in `out_dir` is continued (see `prepare_resume`);
+    `on_start(to_play, kept)` is told what remains before the first conversation starts. With
+    `replays`, LLM-played conversations replay the baseline's user messages (see `simulator.run.replay`).
+    """
+    if concurrency < 1:
+        raise ConfigError("--concurrency must be 1 or more")
+    out = Path(out_dir)
+    plan: Plan | list[Job] = jobs if isinstance(jobs, Plan) else list(jobs)
+    connections = Connections(manifest)
+    connections.prepare(distinct_simulations(plan))
+    start = start_run(manifest, plan, out, resume)
+    run = _Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), start.builder)
+    run.on_result, run.finished = on_result, set(start.kept)
+    if replays is not None:
+        run.replays, run.replay_tally = replays, ReplayTally(replays.source)
+    if on_start is not None:
+        on_start(len(start.to_play), len(start.kept))
+    await connections.warm(concurrency)
+    started, started_at = time.monotonic(), utc_now()
+    interrupted = await _play_all(run, iter(start.to_play), concurrency)
+    run.writer.close()
+    run.replay_tally.calls(*connections.llm_calls())
+    info: dict[str, Any] = {
+        "manifest": str(manifest.path),
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "wall_time_ms": round((time.monotonic() - started) * 1000, 3),
+        "concurrency": concurrency,
+        "interrupted": interrupted,
+        **_account(run, start, resume, replays is not None),
+        **(run_info or {}),
+    }
+    gate, narrowed = narrowed_gate(manifest.gate, start.record)
+    if narrowed:
+        info["gate_narrowed"] = narrowed
+    summary = start.builder.build(cast(RunInfo, info), gate)
+    summary_error = _write_summary(out, summary)
+    await _close_quietly(connections)
+    return RunOutcome(
+        out_dir=out,
+        summary=summary,
+        interrupted=interrupted,
+        fatal_error=run.fatal,
+        not_run=info["not_run"],
+        previous_run=start.previous_run,
+        lost=run.lost,
+        storage_error=info["storage_error"],
+        internal_errors=run.internal_errors,
+        finished=len(run.finished),
+        resumed=len(start.kept),
+        summary_error=summary_error,
+    )
+
+
+def narrowed_gate(gate: GateConfig | None, record: PlanRecord) -> tuple[GateConfig | None, list[str]]:
+    """The gate for what this run planned: required simulations that `--filter`, `--tag` or the
+    shard left out are not required of it (a merge of every shard checks them again)."""
+    required = list((gate or {}).get("required") or [])
+    if not required:
+        return gate, []
+    planned = {key.rsplit("#", 1)[0] for key in keys_of_record(record)}
+    kept = [name for name in required if name in planned]
+    dropped = [name for name in required if name not in planned]
+    if not dropped:
+        return gate, []
+    narrowed: GateConfig = {**(gate or {}), "required": kept}
+    return narrowed, dropped
+
+
+def _write_summary(out: Path, summary: Summary) -> str | None:
+    """Write summary.json; why it could not be written (a full disk), or None."""
+    try:
+        write_summary(out, summary)
+    except OSError as exc:
+        problem = f"{out / 'summary.json'}: {exc.strerror or exc}"
+        log.error("cannot write %s", problem)
+        return problem
+    return None
+
+
+async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool:
+    """Run the workers to the end; True when a cancellation (a signal) interrupted them."""
+    workers = [asyncio.create_task(run.work(pending), name=f"worker-{i}") for i in range(concurrency)]
+    # return_exceptions: a worker ends in its cancellation, which is then the gather's result, not an
+    # exception nobody retrieves
+    gathered = asyncio.gather(*workers, return_exceptions=True)
+    try:
+        # shielded: a signal reaches this frame at once, not only after every worker has ended
+        await asyncio.shield(gathered)
+    except asyncio.CancelledError:
+        # no worker takes another conversation, even one whose cancellation was lost (asyncio.wait_for
+        # can swallow a cancellation that arrives as its inner call completes)
+        run.stop = run.stop or "interrupted"
+        for task in workers:
+            task.cancel()
+        await gathered
+        return True
+    return False
+
+
+def _account(run: _Run, start: RunStart, resumed: bool, replayed: bool) -> dict[str, Any]:
+    """What the summary says about what ran: missing and failed work, a resume's and a replay's counts."""
+    status = plan_status(start.record, run.finished)
+    return {
+        **_problems(run, status),
+        **({"resumed": len(start.kept), "warnings": start.warnings} if resumed else {}),
+        **({"replay": run.replay_tally.totals} if replayed else {}),
+    }
+
+
+def _problems(run: _Run, status: RunInfo) -> RunInfo:
+    """The summary's account of what is missing and why: the plan status, fatal, storage and internal errors."""
+    return {
+        "fatal_error": run.fatal,
+        **status,
+        "not_run": status.get("missing", []),
+        "lost": run.lost[:LISTED_KEYS],
+        "storage_error": _storage_message(run, status) if run.storage_error else None,
+        "internal_errors": run.internal_errors[:LISTED_KEYS],
+    }
+
+
+def _storage_message(run: _Run, status: RunInfo) -> str:
+    """What the disk refused, what it cost, and how much room the run needs to keep everything."""
+    writer = run.writer
+    average = writer.bytes_written / writer.count if writer.count else run.lost_bytes / max(len(run.lost), 1)
+    unplayed = max(int(status.get("missing_count", 0)) - len(run.lost), 0)
+    needed = run.lost_bytes + int(average * unplayed)
+    return (
+        f"{run.storage_error}: {len(run.lost)} finished conversation(s) could not be written "
+        f"({', '.join(run.lost[:10])}{', …' if len(run.lost) > 10 else ''}) and {unplayed} did not start; "
+        f"free about {_size(needed)} more (plus room for summary.json and the reports), then run again "
+        "with --resume to play only what is missing"
+    )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+async def _close_quietly(connections: Connections) -> None:
+    with contextlib.suppress(Exception, asyncio.CancelledError):  # closing must not hide the outcome
+        await asyncio.shield(connections.aclose())
