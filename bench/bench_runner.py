@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from simulator.manifest.load import load_manifest  # noqa: E402
+from simulator.manifest import load_manifest  # noqa: E402
 from simulator.results.folder import read_results  # noqa: E402
 from simulator.run.plan import plan_jobs  # noqa: E402
 from simulator.run.runner import run_jobs  # noqa: E402

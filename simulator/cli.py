@@ -27,7 +27,7 @@ from typing import Any, NoReturn, cast
 from .aio.event_loops import run_sync
 from .cli_output import FORMATS, Console, Progress
 from .errors import ConfigError, UnreadableRecord
-from .manifest.load import DEFAULT_MANIFEST, load_manifest
+from .manifest import DEFAULT_MANIFEST, load_manifest
 from .persona import Persona, predefined_personas
 from .records import Summary
 from .report import load_baseline

@@ -1,4 +1,33 @@
-"""Errors a user can cause, each carrying enough context to fix the cause without a traceback."""
+"""Errors a user can cause, each carrying enough context to fix the cause without a traceback.
+
+The tree of what the package raises on purpose (module-local classes named where they live):
+
+    SimulatorError
+    ├── ConfigError (+ValueError)      a file, argument or setting is invalid; nothing ran (exit 2)
+    │   ├── FieldError                 one field inside the value read, at that field's own line
+    │   ├── FieldErrors                several of them at once
+    │   ├── UnreadableRecord           a results file that cannot be read (exit 3)
+    │   ├── PersonaError               a persona file or mapping
+    │   ├── TemplateError              a `{{name}}` template
+    │   ├── MissingCredentialError     a model's key or token is not set
+    │   ├── ManifestError              every problem of a manifest (manifest/types.py)
+    │   └── TargetConfigError          every problem of a URL target (targets/http/problems.py)
+    ├── MissingExtraError (+ImportError)  an optional dependency is not installed
+    └── TurnError                      one turn failed: its `reason` is one of STOP_REASONS
+                                       (records/result.py), `fatal` ends the conversation
+
+Raised and caught inside one stage, never reaching a user as such:
+
+    parsing:  JSONError ← NotJSON (strict_json), PathError (json_path)
+    aio:      ExchangeFailed (http_sessions) → a target's TurnError
+    targets:  RetryLater (retry), UnusableAnswer, MissingReply (http/format),
+              SwaggerUnreadable (http/promptflow_swagger) → TurnError or a problem
+    state:    StateError (client) → the outcome check's ERROR
+    results:  StorageError (folder) → the run stops with every finished conversation kept
+    conversation: ConversationCancelled (loop, an asyncio.CancelledError) → a cancelled run
+    github:   ArtifactError, BaselineUnavailable, CommentError, FileCommandError, NotJSON
+              (json_numbers), UnsafeArchive (safe_unzip) → a warning in the log and summary
+"""
 
 from __future__ import annotations
 

@@ -43,8 +43,12 @@ TOP_MODULES = {
     "simulator.errors": "errors",
     "simulator.persona": "persona",
     "simulator.cli": "cli",
+    "simulator.cli_commands": "cli",
     "simulator.cli_output": "cli",
+    "simulator.cli_parser": "cli",
 }
+
+
 def _modules() -> dict[str, Path]:
     found = {}
     for file in PACKAGE.rglob("*.py"):
@@ -151,3 +155,30 @@ def test_each_package_says_what_it_takes_gives_and_who_uses_it(package: str) -> 
         for word in ("Takes:", "Gives:", "Used by:"):
             assert word in doc, f"{package}'s docstring does not say {word!r}"
 
+
+def test_the_results_folder_names_every_report_the_report_stage_writes() -> None:
+    """The results folder owns its file names (so `results` needs nothing of `report`): they must agree."""
+    from simulator.report.files import RENDERERS
+    from simulator.results.reading import REPORT_FILES
+
+    assert tuple(RENDERERS) == REPORT_FILES
+
+
+def test_the_exception_tree_in_errors_names_every_exception_the_package_defines() -> None:
+    """`simulator/errors.py` draws the tree; a new exception class anywhere must be drawn there too."""
+    doc = ast.get_docstring(ast.parse((PACKAGE / "errors.py").read_text("utf-8"))) or ""
+    bases_of = {}
+    for file in MODULES.values():
+        for node in ast.walk(ast.parse(file.read_text("utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases_of[node.name] = {ast.unparse(base).rpartition(".")[2] for base in node.bases}
+    builtin = {"Exception", "ValueError", "KeyError", "ImportError", "CancelledError"}
+    defined: set[str] = set()
+    while True:  # a subclass of an exception defined here is one too
+        found = {name for name, bases in bases_of.items() if bases & (builtin | defined)}
+        if found == defined:
+            break
+        defined = found
+    assert {"ManifestError", "TargetConfigError", "StorageError", "RetryLater", "FieldError"} <= defined
+    missing = sorted(name for name in defined if name not in doc)
+    assert not missing, f"add to the tree in simulator/errors.py: {missing}"

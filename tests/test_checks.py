@@ -16,7 +16,7 @@ from simulator.checks.gate import simulation_verdict
 from simulator.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_RUN_ERRORS, main
 from simulator.errors import ConfigError
 from simulator.llm.models import OpenAIChatCompletionsModel
-from simulator.manifest.load import ManifestError, load_manifest
+from simulator.manifest import ManifestError, load_manifest
 from simulator.results.folder import read_results
 from tests.callback_project import callback_project
 from tests.servers.chat_app import FakeChatApp

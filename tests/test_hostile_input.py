@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.errors import ConfigError
-from simulator.manifest.load import ManifestError, load_manifest
+from simulator.manifest import ManifestError, load_manifest
 from simulator.parsing.yaml_source import MAX_DEPTH, parse_yaml
 from simulator.persona import Persona
 from simulator.records.result import validate_result

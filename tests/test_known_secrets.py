@@ -17,7 +17,7 @@ from pathlib import Path
 
 from simulator.errors import TurnError
 from simulator.llm.token_managers import PlainTokenManager
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 from simulator.report import render_html, render_markdown
 from simulator.report.markdown import Links
 from simulator.results.folder import ResultWriter, write_summary

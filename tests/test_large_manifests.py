@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import EXIT_OK, main
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 
 PERSONAS = ("jane", "marcus", "priya", "walter", "sofia", "alex", "ming", "dana")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_OK, main
-from simulator.manifest.load import SECTIONS, ManifestError, load_manifest, section_of
+from simulator.manifest import SECTIONS, ManifestError, load_manifest, section_of
 from tests.servers.chat_app import FakeChatApp
 from tests.servers.openai_server import FakeOpenAIServer
 

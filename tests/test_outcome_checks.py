@@ -473,7 +473,7 @@ def test_an_interrupted_setup_or_teardown_keeps_the_conversations_record(
 ) -> None:
     import asyncio
 
-    from simulator.manifest.load import load_manifest
+    from simulator.manifest import load_manifest
     from simulator.run.plan import plan_jobs
     from simulator.run.runner import run_jobs
 

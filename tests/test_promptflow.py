@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from simulator import ConfigError, Persona, ScriptedUser, Simulator, expand_request, validate_result
-from simulator.manifest.load import ManifestError, load_manifest
+from simulator.manifest import ManifestError, load_manifest
 from simulator.run.connections import build_target
 from simulator.targets import HttpTarget
 from simulator.targets.http import encode_body, target_problems

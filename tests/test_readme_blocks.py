@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^( *)```yaml\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)

@@ -16,7 +16,7 @@ import pytest
 
 from simulator import validate_result
 from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS, main
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 from simulator.results.folder import read_results
 from simulator.results.shards import merge_results
 from simulator.run.plan import plan_jobs

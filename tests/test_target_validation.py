@@ -17,7 +17,7 @@ import yaml
 
 from simulator import ConfigError
 from simulator.cli import main
-from simulator.manifest.load import ManifestError, deep_merge, load_manifest
+from simulator.manifest import ManifestError, deep_merge, load_manifest
 from simulator.run.connections import build_target
 from simulator.targets import HttpTarget
 from simulator.targets.http import TargetConfigError, target_problems

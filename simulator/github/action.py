@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..manifest.load import Manifest, load_manifest
+from ..manifest import Manifest, load_manifest
 from ..records import ConversationResult, Summary
 from ..report import COMMENT_LIMIT, SUMMARY_LIMIT, Links, comparison_or_why, render_markdown, write_reports
 from ..results.folder import RESULTS_FILE, iter_unique_results, write_summary

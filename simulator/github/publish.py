@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from ..manifest.load import Manifest
+from ..manifest import Manifest
 from ..records import ConversationResult, Summary
 from ..report import COMMENT_LIMIT
 from ..run.plan import parse_shard

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..manifest.load import load_manifest
+from ..manifest import load_manifest
 from . import commands
 
 if TYPE_CHECKING:

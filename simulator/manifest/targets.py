@@ -15,13 +15,16 @@ A simulation that switches `format` does not inherit the top-level fields only o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..parsing.yaml_source import YamlDocument, format_path
 from ..targets.http import DEFAULT_FORMAT, FORMATS, check_config
 from ..targets.http.config import other_formats_keys
 from ..targets.http.problems import Field, Problem
+
+if TYPE_CHECKING:
+    from .resolve import Resolved
 
 
 def _url_target(config: Any) -> bool:
@@ -107,3 +110,13 @@ def checked_target(
             found.append(f"{place}: {problem.message}")
     problems.extend(found)
     return target
+
+
+def checked_targets(
+    doc: YamlDocument, top: Any, resolved: Sequence[Resolved], problems: list[str]
+) -> list[dict[str, Any]]:
+    """The target each resolved simulation runs with, in order (see `checked_target`)."""
+    return [
+        checked_target(doc, top, part.entry.get("target"), part.target, ("simulations", part.index), problems)
+        for part in resolved
+    ]

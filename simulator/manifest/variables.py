@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..parsing.yaml_source import YamlDocument, format_path
 from ..targets.redaction import BENIGN_HEADERS
 from ..text import known_secrets
-from ..text.unicode_safety import replace_lone_surrogates
+from ..text.unicode_safety import lone_surrogate_fields, replace_lone_surrogates
 
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 #: the fields of a target whose values are sent to the app and may be credentials (see `register_secrets`)
@@ -162,6 +162,33 @@ class Variables:
     problems: list[str] = field(default_factory=list)
     #: unset variables in sections the command does not use
     warnings: list[str] = field(default_factory=list)
+    #: fields whose text held lone surrogates (path, count), now U+FFFD
+    replaced: list[tuple[tuple, int]] = field(default_factory=list)
+
+
+def fill_variables(
+    doc: YamlDocument, environ: Mapping[str, str], need: Collection[str], app_url: str | None = None
+) -> Variables:
+    """Step 2 of loading: `${VAR}` filled in, `--app-url` put in place, lone surrogates replaced, and
+    every credential read registered as a known secret (before anything can print it)."""
+    found = resolve_variables(doc, environ, need)
+    override_url(found.data, app_url, doc, found.problems)
+    found.replaced = lone_surrogate_fields(found.data)  # as written, from a variable or --app-url
+    if found.replaced:
+        found.data = replace_lone_surrogates(found.data)[0]
+    register_secrets(found.used, environ)
+    known_secrets.register_url(replace_lone_surrogates(app_url)[0])
+    return found
+
+
+def override_url(data: dict[str, Any], app_url: str | None, doc: YamlDocument, problems: list[str]) -> None:
+    """`--app-url` replaces the target's URL (e.g. the pull request's preview deployment)."""
+    if not app_url:
+        return
+    if isinstance(data.get("target"), dict) and "callback" in data["target"]:
+        problems.append(f"{doc.where(('target',))}: target: --app-url given but the target is a callback")
+    else:
+        data["target"] = {**(data.get("target") or {}), "url": app_url}
 
 
 def resolve_variables(doc: YamlDocument, environ: Mapping[str, str], need: Collection[str]) -> Variables:

@@ -8,7 +8,7 @@ refused with a `ConfigError` naming the file and line, never an exception from i
 A large document without aliases is bounded by its size alone.
 
 libyaml, when PyYAML has it, reads the events (the same documents, many times faster): a plain
-document straight into data (`yaml_plain`), any other into nodes composed here, so the nesting
+document straight into data (`yaml_plain`), any other into nodes composed by `yaml_bounds`, so the nesting
 bound holds before anything deep is built. What libyaml refuses, the pure Python parser decides.
 """
 
@@ -21,90 +21,22 @@ import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-from yaml.composer import Composer, ComposerError
-from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.resolver import Resolver
-
-try:
-    from yaml._yaml import CParser
-
-    LIBYAML = True
-except ImportError:  # PyYAML built without libyaml: the pure Python parser reads the same documents
-    LIBYAML = False
 
 from ..errors import ConfigError
+from .yaml_bounds import LIBYAML, MAX_DEPTH, MAX_NODES, check_graph, excerpt  # noqa: F401 - the bounds, importable from here too
+from .yaml_bounds import LOADER as _LOADER
+from .yaml_bounds import LineLoader as _LineLoader
 from .yaml_plain import read_plain
 
 #: largest YAML text read, in characters (a big manifest is a few dozen KB)
 MAX_YAML_CHARS = 1_000_000
-#: deepest nesting of mappings and lists
-MAX_DEPTH = 64
-#: most values the aliases of a document may add once expanded (each alias counts its node's values)
-MAX_NODES = 100_000
 #: problems listed in one error before "... and N more"
 MAX_LISTED = 20
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-if TYPE_CHECKING:  # what _Bounded is mixed into
-    _Loader = yaml.SafeLoader
-else:
-    _Loader = object
-
-
-class _Bounded(_Loader):
-    """Composition that bounds nesting, and constructors whose every failure is a marked YAML error."""
-
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
-        except Exception as exc:  # e.g. !!bool maybe, 2024-02-30, a 5000-digit number, !!float abc
-            kind = str(node.tag).rsplit(":", 1)[-1]
-            detail = f" ({str(exc).split(':')[0]})" if isinstance(exc, ValueError) and str(exc) else ""
-            raise ConstructorError(
-                None, None, f"cannot read {_excerpt(node)} as {kind}{detail}", node.start_mark
-            ) from None
-
-
-class _LineLoader(_Bounded, yaml.SafeLoader):
-    """The pure Python SafeLoader, bounded."""
-
-
-if LIBYAML:
-
-    class _FastLineLoader(_Bounded, Composer, CParser, SafeConstructor, Resolver):
-        """libyaml's events, composed and constructed as `yaml.SafeLoader` does, bounded."""
-
-        def __init__(self, stream: str) -> None:
-            CParser.__init__(self, stream)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-
-        def dispose(self) -> None:
-            pass
-
-    _LOADER: type = _FastLineLoader
-else:
-    _LOADER = _LineLoader
 
 
 @contextmanager
@@ -117,63 +49,6 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _excerpt(node: yaml.Node) -> str:
-    if isinstance(node, yaml.ScalarNode):
-        text = node.value if len(node.value) <= 40 else node.value[:37] + "..."
-        return repr(text)
-    return f"tagged {node.tag}"
-
-
-def _check_graph(root: yaml.Node) -> None:
-    """Refuse aliases that make a node contain itself, nest past `MAX_DEPTH` or add past `MAX_NODES` values.
-
-    A node met again is an alias: it adds a copy of everything the node holds. The document's own
-    values are not counted: its size bounds them already.
-    """
-    measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, levels of nesting)
-    open_nodes: set[int] = set()
-    added = 0  # values the aliases add
-
-    def too_deep(node: yaml.Node) -> ComposerError:
-        return ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep (through aliases)", node.start_mark)
-
-    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
-        nonlocal added
-        key = id(node)
-        if key in measured:
-            size, levels = measured[key]
-            if depth + levels - 1 > MAX_DEPTH:
-                raise too_deep(node)
-            added += size
-            if added > MAX_NODES:
-                raise ComposerError(
-                    None,
-                    None,
-                    f"expands to more than {MAX_NODES:,} values through aliases (a 'billion laughs' document?)",
-                    node.start_mark,
-                )
-            return size, levels
-        if key in open_nodes:
-            raise ComposerError(None, None, "an alias refers to a node that contains it", node.start_mark)
-        if depth > MAX_DEPTH:
-            raise too_deep(node)
-        if isinstance(node, yaml.ScalarNode):
-            measured[key] = (1, 1)
-            return 1, 1
-        open_nodes.add(key)
-        mapping = isinstance(node, yaml.MappingNode)
-        children = [child for pair in node.value for child in pair] if mapping else node.value
-        total, height = 1, 1
-        for child in children:
-            size, levels = measure(child, depth + 1)
-            total, height = total + size, max(height, levels + 1)
-        open_nodes.discard(key)
-        measured[key] = (total, height)
-        return total, height
-
-    measure(root, 1)
 
 
 def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
@@ -210,7 +85,7 @@ def _key_problems(node: yaml.Node, path: tuple, source: str, problems: list[str]
             if isinstance(key_node, yaml.ScalarNode) and tag not in (_STR_TAG, _MERGE_TAG):
                 kind = tag.rsplit(":", 1)[-1]
                 problems.append(
-                    f"{source}:{key_node.start_mark.line + 1}: {format_path(path)}: key {_excerpt(key_node)} "
+                    f"{source}:{key_node.start_mark.line + 1}: {format_path(path)}: key {excerpt(key_node)} "
                     f"must be text, not {kind} (put it in quotes)"
                 )
             _key_problems(value_node, path + (getattr(key_node, "value", "?"),), source, problems)
@@ -345,7 +220,7 @@ def _compose(text: str, loader_class: type) -> tuple[yaml.Node | None, Any]:
         node = loader.get_single_node()
         if node is None:
             return None, None
-        _check_graph(node)
+        check_graph(node)
         return node, loader.construct_document(node)
     finally:
         loader.dispose()

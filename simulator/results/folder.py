@@ -27,10 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ..parsing import strict_json
 from ..errors import ConfigError, UnreadableRecord
-from ..text.known_secrets import scrub
+from ..parsing import strict_json
+from ..parsing.schema_check import schema_errors
 from ..records import ConversationResult, GateConfig, PlanRecord, RunInfo, Summary
+from ..text.known_secrets import scrub
 from .reading import (  # noqa: F401 - the folder's readers and file names, importable from here too
     MAX_LINE_BYTES,
     PLAN_FILE,
@@ -45,7 +46,6 @@ from .reading import (  # noqa: F401 - the folder's readers and file names, impo
     read_results,
     result_key,
 )
-from ..parsing.schema_check import schema_errors
 from .summary import SummaryBuilder
 
 log = logging.getLogger("simulator.results")

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from ..parsing import strict_json
 from ..errors import ConfigError, UnreadableRecord
-from ..records import ConversationResult, PlanRecord
+from ..parsing import strict_json
 from ..parsing.schema_check import schema_errors
+from ..records import ConversationResult, PlanRecord
 
 if TYPE_CHECKING:  # imported where used: jsonschema costs start-up time most commands never need
     pass
@@ -175,6 +175,7 @@ def cut_torn_tail(path: Path) -> int:
 def result_key(result: ConversationResult) -> str:
     meta = result["meta_data"]
     return f"{meta.get('simulation') or meta['persona']['name']}#{meta.get('repeat', 1)}"
+
 
 def job_key(simulation: str, repeat: int) -> str:
     """`"name#3"`: a conversation's place in a plan (1-based repeat), the same in every command."""

@@ -15,7 +15,7 @@ from ..conversation.users import ScriptedUser, UserSide
 from ..errors import ConfigError, MissingCredentialError
 from ..llm.models import FixHints, OpenAIChatCompletionsModel
 from ..llm.token_managers import PlainTokenManager
-from ..manifest.load import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
+from ..manifest import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
 from ..state.client import StateClient
 from ..targets import CallbackTarget, HttpTarget, Target
 

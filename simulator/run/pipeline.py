@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..aio.event_loops import run_with_signals
-from ..manifest.load import Manifest
+from ..manifest import Manifest
 from ..records import ConversationResult, RunInfo
 from ..results.folder import PLAN_FILE, RESULTS_FILE, make_folder, write_summary
 from ..results.summary import SummaryBuilder

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..manifest.load import Manifest, Simulation
+from ..manifest import Manifest, Simulation
 from ..results.reading import job_key, keys_of_record  # noqa: F401 - a plan's keys, importable from here too
 
 #: the most repeats of one simulation a run may ask for (the manifest's `repeat` has the same cap)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import EvaluationContext, evaluate
-from ..manifest.load import Manifest, Simulation
+from ..manifest import Manifest, Simulation
 from ..records import ConversationResult, RunInfo, Summary
 from ..results.folder import (
     LISTED_KEYS,

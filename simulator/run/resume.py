@@ -10,7 +10,7 @@ from typing import cast
 
 from ..checks.evaluate import INTERRUPTED_EVALUATION
 from ..errors import ConfigError
-from ..manifest.load import Manifest
+from ..manifest import Manifest
 from ..records import ConversationResult, PlanRecord
 from ..results.folder import (
     RESULTS_FILE,

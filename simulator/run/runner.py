@@ -24,7 +24,7 @@ from ..checks.evaluate import INTERRUPTED_EVALUATION
 from ..checks.reuse import BaseVerdicts
 from ..conversation.loop import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
 from ..errors import ConfigError
-from ..manifest.load import Manifest
+from ..manifest import Manifest
 from ..records import ConversationResult, Evaluation, GateConfig, PlanRecord, RunInfo, Summary
 from ..results.folder import (
     LISTED_KEYS,

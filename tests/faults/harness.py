@@ -43,7 +43,7 @@ from typing import Any
 
 from simulator import validate_result
 from simulator.conversation.loop import MAX_REPLY_CHARS
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 from simulator.run.plan import plan_jobs
 from simulator.run.runner import RunOutcome, run_jobs
 from simulator.targets.http import DEFAULT_MAX_REPLY_BYTES

@@ -25,7 +25,7 @@ import pytest
 
 from simulator.checks.base import Check, CheckResult
 from simulator.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUN_ERRORS
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 from simulator.results.folder import ReadNotes, read_results
 from simulator.run.plan import plan_jobs
 from simulator.run.runner import run_jobs

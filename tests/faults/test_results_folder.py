@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import EXIT_CONFIG, EXIT_OK
-from simulator.manifest.load import load_manifest
+from simulator.manifest import load_manifest
 from simulator.results.folder import PREVIOUS_DIR, read_results
 from simulator.run.plan import plan_jobs
 from simulator.run.runner import RunOutcome, run_jobs

@@ -1,0 +1,201 @@
+"""Step 3 of loading: each simulation's parts resolved from its entry and the defaults.
+
+Takes the manifest's data with `${VAR}` filled in; gives one `Resolved` per simulation: its persona,
+its checks (the defaults' ones built once and shared), its target and user with the top level's
+settings merged in, its `setup` and `teardown` requests and its limits. Problems go to the one
+list; nothing here checks how the parts fit together (that is `build`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..checks import build_checks
+from ..errors import ConfigError, field_errors
+from ..parsing.yaml_source import YamlDocument, copy_plain, format_path
+from ..persona import Persona
+from ..state.requests import PLACEHOLDERS, SETUP_PLACEHOLDERS, StateRequest, request_list
+from .personas import PersonaResolver, resolve_personas
+from .types import DEFAULT_MAX_TURNS, DEFAULT_REPEAT
+
+
+@dataclass
+class Resolved:
+    """One simulation's entry with its parts resolved, not yet checked as the run will use them."""
+
+    index: int
+    entry: dict[str, Any]
+    name: str
+    line: int | None
+    persona: Persona | None
+    #: `expect` as written, the defaults' keys under the simulation's own
+    expect: dict[str, Any]
+    checks: list[Any]
+    repeat: int
+    target: dict[str, Any]
+    user: dict[str, Any] | None
+    setup: list[StateRequest]
+    teardown: list[StateRequest]
+    #: max_turns, tags and turn_timeout
+    settings: dict[str, Any]
+
+
+def resolve_simulations(
+    data: dict[str, Any], doc: YamlDocument, folder: Path, root: Path, problems: list[str], refusal: str | None = None
+) -> list[Resolved]:
+    """Every simulation of `data` resolved; a repeated name is a problem and the repeat is left out.
+
+    Persona files are read from `folder` and must lie inside `root`; with a `refusal`, not at all.
+    """
+    personas = PersonaResolver(folder, root, refusal)
+    defaults = data.get("defaults") or {}
+    checks_of = CheckBuilder(doc, problems)
+    around_of = StateRequestBuilder(defaults, doc, problems)
+    seen: dict[str, int] = {}
+    distinct = []
+    for index, entry in enumerate(data["simulations"]):
+        at = ("simulations", index)
+        name = entry["name"]
+        line = doc.line_of(at + ("name",))
+        if name in seen:
+            problems.append(
+                f"{doc.where(at + ('name',))}: {format_path(at + ('name',))}: duplicate simulation name "
+                f"'{name}' (first used at line {seen[name]})"
+            )
+            continue
+        seen[name] = line or 0
+        distinct.append((index, entry, name, line))
+    found = resolve_personas([(index, entry["persona"]) for index, entry, _, _ in distinct], doc, personas, problems)
+    resolved = []
+    for index, entry, name, line in distinct:
+        at = ("simulations", index)
+        persona = found[index]
+        checks = checks_of.build(defaults.get("expect") or {}, entry.get("expect") or {}, at)
+        around = around_of.build(entry, at)
+        resolved.append(
+            Resolved(
+                index=index,
+                entry=entry,
+                name=name,
+                line=line,
+                persona=persona,
+                expect={**(defaults.get("expect") or {}), **(entry.get("expect") or {})},  # checks add up
+                checks=checks,
+                repeat=entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT)),
+                target=deep_merge(data.get("target"), entry.get("target")),
+                user=deep_merge(data.get("user"), entry.get("user"))
+                if (data.get("user") or entry.get("user"))
+                else None,
+                setup=around["setup"],
+                teardown=around["teardown"],
+                settings=settings(entry, defaults),
+            )
+        )
+    return resolved
+
+
+def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
+    """`override` on top of a copy of `base`, key by key at every depth: a mapping merges into the
+    mapping it overrides, `None` (`key: null`) removes the key, anything else (a list, a string, a
+    number) replaces the value."""
+    merged = copy_plain(base or {})
+    for key, value in (override or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict):
+            below = merged.get(key)
+            merged[key] = deep_merge(below if isinstance(below, dict) else None, value)
+        else:
+            merged[key] = copy_plain(value)
+    return merged
+
+
+def settings(entry: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A simulation's limits and tags: its own, else the defaults', else the built-in ones."""
+    return {
+        "max_turns": entry.get("max_turns", defaults.get("max_turns", DEFAULT_MAX_TURNS)),
+        "tags": sorted(set(defaults.get("tags", [])) | set(entry.get("tags", []))),
+        "turn_timeout": entry.get("turn_timeout", defaults.get("turn_timeout")),
+    }
+
+
+def add_problems(exc: ConfigError, where: tuple, doc: YamlDocument, problems: list[str]) -> None:
+    """Each problem of `exc` at the line of its field (a `FieldError`'s, inside the value at `where`)."""
+    for field, message in field_errors(exc):
+        line = f"{doc.where(where + tuple(field))}: {message}"
+        if line not in problems:
+            problems.append(line)
+
+
+#: `expect` keys whose simulation values add to the defaults' instead of replacing them
+ADDED_TO_DEFAULTS = frozenset({"contains", "not_contains", "regex", "not_regex"})
+
+
+class CheckBuilder:
+    """Each simulation's checks; each kind is built on its own, so one bad check hides no other."""
+
+    def __init__(self, doc: YamlDocument, problems: list[str]) -> None:
+        self.doc = doc
+        self.problems = problems
+        self._from_defaults: dict[str, list[Any]] = {}
+
+    def build(self, defaults: dict[str, Any], own: dict[str, Any], at: tuple) -> list[Any]:
+        """The checks of the defaults' `expect` and the simulation's own at `at`.
+
+        A simulation's value of a key replaces the defaults' one, except for the text checks in
+        `ADDED_TO_DEFAULTS`: their values add to the defaults' (a safety `not_contains` set as a
+        default never vanishes), unless the simulation's long form says `replace: true`.
+        """
+        checks: list[Any] = []
+        for key in dict.fromkeys([*defaults, *own]):
+            config = own.get(key)
+            keeps_default = key in defaults and (
+                key not in own
+                or (key in ADDED_TO_DEFAULTS and not (isinstance(config, dict) and config.get("replace")))
+            )
+            if keeps_default:
+                checks.extend(self._default(key, defaults[key]))
+            if key in own:
+                checks.extend(self._built(key, config, at + ("expect", key)))
+        return checks
+
+    def _default(self, key: str, config: Any) -> list[Any]:
+        if key not in self._from_defaults:
+            self._from_defaults[key] = self._built(key, config, ("defaults", "expect", key))
+        return self._from_defaults[key]
+
+    def _built(self, key: str, config: Any, where: tuple) -> list[Any]:
+        try:
+            return build_checks({key: config}, source=format_path(where[:-1]))
+        except ConfigError as exc:
+            add_problems(exc, where, self.doc, self.problems)
+            return []
+
+
+class StateRequestBuilder:
+    """Each simulation's `setup` and `teardown` requests: its own, else the defaults' (read once)."""
+
+    KINDS = (("setup", SETUP_PLACEHOLDERS), ("teardown", PLACEHOLDERS))
+
+    def __init__(self, defaults: dict[str, Any], doc: YamlDocument, problems: list[str]) -> None:
+        self.doc = doc
+        self.problems = problems
+        self._defaults = {key: self._read(defaults.get(key), ("defaults", key), known) for key, known in self.KINDS}
+
+    def build(self, entry: dict[str, Any], at: tuple) -> dict[str, list[StateRequest]]:
+        """`setup` and `teardown` of the simulation at `at`."""
+        return {
+            key: self._read(entry[key], at + (key,), known) if key in entry else self._defaults[key]
+            for key, known in self.KINDS
+        }
+
+    def _read(self, config: Any, where: tuple, known: tuple[str, ...]) -> list[StateRequest]:
+        if config is None:
+            return []
+        try:
+            return [request for request, _ in request_list(config, format_path(where), known)]
+        except ConfigError as exc:
+            add_problems(exc, where, self.doc, self.problems)
+            return []

@@ -1,0 +1,88 @@
+"""What loading a manifest gives: typed simulations and the manifest, or every problem at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..persona import Persona
+from ..records import GateConfig
+from ..state.requests import StateRequest
+
+DEFAULT_MANIFEST = ".github/simulations.yml"
+DEFAULT_MAX_TURNS = 6
+DEFAULT_REPEAT = 1
+
+
+#: why code and files are refused in an untrusted manifest, when the caller gives no reason of its own
+UNTRUSTED_NOTE = "refused: the manifest was loaded with trusted=False"
+
+
+class ManifestError(ConfigError):
+    """A manifest with one or more problems; `problems` lists them, one line each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source}: {count}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass
+class Simulation:
+    """One persona pursuing one task, with everything resolved."""
+
+    name: str
+    persona: Persona
+    task: str
+    max_turns: int
+    repeat: int
+    tags: list[str]
+    target: dict[str, Any]
+    user: dict[str, Any] | None
+    turns: list[str] | None = None
+    turn_timeout: float | None = None
+    line: int | None = None
+    index: int = 0
+    expect: dict[str, Any] = field(default_factory=dict)
+    checks: list[Any] = field(default_factory=list, repr=False)
+    min_passes: int | None = None
+    required: bool = False
+    #: requests made before each conversation (seeding the app's test data) and after it (cleaning up)
+    setup: list[StateRequest] = field(default_factory=list, repr=False)
+    teardown: list[StateRequest] = field(default_factory=list, repr=False)
+    #: what happened to its text on the way in (lone surrogates replaced); each conversation notes it
+    notes: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def needs_llm(self) -> bool:
+        """Scripted simulations need no model and no key."""
+        return self.turns is None
+
+
+@dataclass
+class Manifest:
+    """A validated manifest."""
+
+    path: Path
+    simulations: list[Simulation]
+    target: dict[str, Any] | None
+    user: dict[str, Any] | None
+    data: dict[str, Any] = field(repr=False, default_factory=dict)
+    judge: dict[str, Any] | None = None
+    gate: GateConfig | None = None
+    #: environment variables the manifest read, with the field paths that used them
+    variables: dict[str, list[str]] = field(default_factory=dict)
+    #: persona files and callback files lie inside this folder (see `resolve_root`)
+    root: Path | None = None
+    #: unset variables in sections the loading command did not need, one `file:line: field: ...` each
+    warnings: list[str] = field(default_factory=list)
+
+    def simulation(self, name: str) -> Simulation | None:
+        return next((s for s in self.simulations if s.name == name), None)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent

@@ -1,0 +1,9 @@
+"""A results folder on disk: what is written, how it is read back, and what it adds up to.
+
+Takes: conversation results as they finish.
+Gives: `folder` (plan.json, conversations.jsonl and summary.json, written so that a crash loses
+no finished conversation; `json_writing` holds what those files are written as), `reading`
+(streamed, checked reading of conversations.jsonl), `summary` (summary.json as a function of the
+results) and `shards` (merging shards' folders).
+Used by: `run` (writes and resumes), `report` (reads), the CLI and the action.
+"""
