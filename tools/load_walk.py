@@ -106,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         steps.profile(frame, event, arg)
 
     for traced in (False, True):
-        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-            with contextlib.redirect_stderr(io.StringIO()):
-                if traced:
-                    sys.setprofile(both)
-                try:
-                    cli.main(["run", args.manifest, "--out", out])
-                finally:
-                    sys.setprofile(None)
+        quiet = (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()))
+        with tempfile.TemporaryDirectory() as out, quiet[0], quiet[1]:
+            if traced:
+                sys.setprofile(both)
+            try:
+                cli.main(["run", args.manifest, "--out", out])
+            finally:
+                sys.setprofile(None)
     for title, traced_walk in (("the load", walk), ("the load's steps", steps)):
         found = traced_walk.report()
         print(
