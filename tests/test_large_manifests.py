@@ -32,6 +32,34 @@ def plain_manifest(simulations: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def block_manifest(simulations: int) -> str:
+    """Simulations as people write them, one field per line: 10,000 of them are 1.8 MB of YAML."""
+    lines = [
+        "version: 1",
+        "target:\n  url: ${APP_URL:-http://127.0.0.1:9/chat}\n  format: promptflow",
+        "user:\n  model: gpt-4o-mini\n  endpoint: http://127.0.0.1:9/v1",
+        "defaults:\n  max_turns: 6\n  expect:\n    not_contains: [Traceback]",
+        "simulations:",
+    ]
+    for i in range(simulations):
+        lines += [
+            f"  - name: refund-request-{i:05d}",
+            f"    persona: {PERSONAS[i % len(PERSONAS)]}",
+            f"    task: Ask for a refund of order {i} and confirm the amount",
+            "    tags: [refunds, smoke]",
+            "    expect:\n      contains: refunded",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_manifest_past_a_million_characters_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "simulations.yml"
+    path.write_text(block_manifest(10_000))
+    assert path.stat().st_size > 1_700_000
+    assert main(["validate", str(path)]) == EXIT_OK
+    assert "valid; 10000 simulation(s), 10000 conversation(s) per run" in capsys.readouterr().out
+
+
 def test_ten_thousand_plain_simulations_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "simulations.yml"
     path.write_text(plain_manifest(10_000))

@@ -346,12 +346,12 @@ def test_untrusted_manifest_is_data_only(tmp_path: Path) -> None:
     assert [s.persona.name for s in trusted.simulations] == ["Ann", "Ann", "Bo", "Ann"]
     with pytest.raises(ManifestError) as caught:
         load_manifest(path, trusted=False, untrusted_note="not here; ask the owner")
-    assert caught.value.problems == [  # the personas as the load resolves them, then the callbacks as it builds
+    assert caught.value.problems == [
+        f"{path}:2: target.callback: 'app.py:respond' would run Python code; not here; ask the owner",
         f"{path}:4: simulations[0].persona: 'people/ann.yaml' would read a persona file "
         "(a predefined persona or an inline mapping is fine); not here; ask the owner",
         f"{path}:7: simulations[3].persona: 'ann' would read a persona file "
         "(a predefined persona or an inline mapping is fine); not here; ask the owner",
-        f"{path}:2: target.callback: 'app.py:respond' would run Python code; not here; ask the owner",
         f"{path}:7: simulations[3].target.callback: 'os:system' would run Python code; not here; ask the owner",
     ]
     with pytest.raises(ManifestError, match=r"refused: the manifest was loaded with trusted=False"):

@@ -32,17 +32,33 @@ def build_simulations(
     problems: list[str],
     refusal: str | None = None,
 ) -> list[Simulation]:
-    """A `Simulation` for each resolved entry with a persona; every problem found on the way added."""
-    callbacks = [
-        (data.get("target"), ("target",)),
-        *((p.entry.get("target"), ("simulations", p.index, "target")) for p in resolved),
-    ]
-    problems.extend(callback_problems(callbacks, doc, folder, root, refusal))
-    targets = checked_targets(doc, data.get("target"), resolved, problems)
+    """The manifest's own simulations: each one (`build_each`), then what concerns them together
+    (names the gate requires, a judge for the checks that need one)."""
+    simulations = build_each(resolved, data, folder, root, problems, refusal)
+    _check_run_level(data, simulations, doc, problems)
+    _resolve_required(data, simulations)
+    return simulations
+
+
+def build_each(
+    resolved: list[Resolved],
+    data: dict[str, Any],
+    folder: Path,
+    root: Path,
+    problems: list[str],
+    refusal: str | None = None,
+    *,
+    top_checked: bool = False,
+) -> list[Simulation]:
+    """A `Simulation` for each resolved entry with a persona; every problem found on the way added,
+    at the entry's own place (`Resolved.doc`, `Resolved.at`). `top_checked`: the top-level target's
+    own problems were reported already."""
+    callbacks = [(part.entry.get("target"), part.at + ("target",), part.doc) for part in resolved]
+    problems.extend(callback_problems(callbacks, folder, root, refusal))
+    targets = checked_targets(data.get("target"), resolved, problems, top_checked=top_checked)
     simulations = []
     for part, target in zip(resolved, targets, strict=True):
-        at = ("simulations", part.index)
-        entry = part.entry
+        at, doc, entry = part.at, part.doc, part.entry
         if entry.get("min_passes", 0) > part.repeat:
             where = at + ("min_passes",)
             problems.append(
@@ -70,11 +86,10 @@ def build_simulations(
                 required=bool(entry.get("required", False)),
                 setup=part.setup,
                 teardown=part.teardown,
+                row=None if part.index >= 0 else doc.where(at),
                 **part.settings,
             )
         )
-    _check_run_level(data, simulations, doc, problems)
-    _resolve_required(data, simulations)
     return simulations
 
 

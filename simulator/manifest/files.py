@@ -101,11 +101,12 @@ def check_callback(
 
 
 def callback_problems(
-    targets: list[tuple[Any, tuple]], doc: YamlDocument, folder: Path, root: Path, refusal: str | None = None
+    targets: list[tuple[Any, tuple, YamlDocument]], folder: Path, root: Path, refusal: str | None = None
 ) -> list[str]:
-    """What is wrong with each target's callback (the target's settings and where they are written)."""
+    """What is wrong with each target's callback (the target's settings, where they are written, and
+    the document they are written in)."""
     problems: list[str] = []
-    for target, at in targets:
+    for target, at, doc in targets:
         check_callback(target, at, doc, folder, root, problems, refusal)
     return problems
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..parsing.yaml_source import format_path, paused_gc
 from ..text.unicode_safety import replace_lone_surrogates, surrogate_note
 from .build import build_simulations
-from .files import resolve_root
+from .files import callback_problems, resolve_root
 from .personas import PersonaResolver, persona_file_problems
 from .read import in_file_order, read_manifest
 from .resolve import resolve_simulations
@@ -76,6 +76,7 @@ def load_manifest(
             raise ManifestError(source, in_file_order([*problems, *files], source))
         variables = fill_variables(doc, environ, need, app_url)
         data, problems = variables.data, variables.problems
+        problems.extend(callback_problems([(data.get("target"), ("target",), doc)], path.parent, allowed_root, refusal))
         resolved = resolve_simulations(data, doc, path.parent, allowed_root, problems, refusal)
         simulations = build_simulations(resolved, data, doc, path.parent, allowed_root, problems, refusal)
     if problems:

@@ -67,12 +67,11 @@ class PersonaResolver:
 
 
 def resolve_personas(
-    entries: list[tuple[int, Any]], doc: YamlDocument, personas: PersonaResolver, problems: list[str]
-) -> dict[int, Persona | None]:
-    """The persona of each simulation (its index and `persona` value), each name or file read once."""
-    return {
-        index: personas.resolve(value, doc, ("simulations", index, "persona"), problems) for index, value in entries
-    }
+    entries: list[tuple[tuple, Any]], doc: YamlDocument, personas: PersonaResolver, problems: list[str]
+) -> dict[tuple, Persona | None]:
+    """The persona of each simulation (where its `persona` is written, and the value), each name or
+    file read once."""
+    return {at: personas.resolve(value, doc, at, problems) for at, value in entries}
 
 
 def persona_file_problems(doc: YamlDocument, personas: PersonaResolver) -> list[str]:

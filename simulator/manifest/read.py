@@ -48,6 +48,8 @@ def marker_comments(path: Path) -> list[str]:
         return []
     found = []
     for number, line in enumerate(text.splitlines(), 1):
+        if "#" not in line or not _MARKER_COMMENT.search(line):  # most lines: no marker at all
+            continue
         start = _comment_start(line)
         if (
             start is not None

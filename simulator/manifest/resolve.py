@@ -25,7 +25,12 @@ from .types import DEFAULT_MAX_TURNS, DEFAULT_REPEAT
 class Resolved:
     """One simulation's entry with its parts resolved, not yet checked as the run will use them."""
 
+    #: where the entry is written: `("simulations", i)` in the manifest, `()` in a dataset's row
+    at: tuple
+    #: its place in the manifest's `simulations` (-1 for a dataset's row)
     index: int
+    #: the document its positions are read from (the manifest, or the dataset's row)
+    doc: YamlDocument
     entry: dict[str, Any]
     name: str
     line: int | None
@@ -49,51 +54,86 @@ def resolve_simulations(
 
     Persona files are read from `folder` and must lie inside `root`; with a `refusal`, not at all.
     """
-    personas = PersonaResolver(folder, root, refusal)
-    defaults = data.get("defaults") or {}
-    checks_of = CheckBuilder(doc, problems)
-    around_of = StateRequestBuilder(defaults, doc, problems)
-    seen: dict[str, int] = {}
-    distinct = []
-    for index, entry in enumerate(data["simulations"]):
-        at = ("simulations", index)
-        name = entry["name"]
-        line = doc.line_of(at + ("name",))
-        if name in seen:
-            problems.append(
-                f"{doc.where(at + ('name',))}: {format_path(at + ('name',))}: duplicate simulation name "
-                f"'{name}' (first used at line {seen[name]})"
-            )
-            continue
-        seen[name] = line or 0
-        distinct.append((index, entry, name, line))
-    found = resolve_personas([(index, entry["persona"]) for index, entry, _, _ in distinct], doc, personas, problems)
-    resolved = []
-    for index, entry, name, line in distinct:
-        at = ("simulations", index)
-        persona = found[index]
-        checks = checks_of.build(defaults.get("expect") or {}, entry.get("expect") or {}, at)
-        around = around_of.build(entry, at)
-        resolved.append(
-            Resolved(
-                index=index,
-                entry=entry,
-                name=name,
-                line=line,
-                persona=persona,
-                expect={**(defaults.get("expect") or {}), **(entry.get("expect") or {})},  # checks add up
-                checks=checks,
-                repeat=entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT)),
-                target=deep_merge(data.get("target"), entry.get("target")),
-                user=deep_merge(data.get("user"), entry.get("user"))
-                if (data.get("user") or entry.get("user"))
-                else None,
-                setup=around["setup"],
-                teardown=around["teardown"],
-                settings=settings(entry, defaults),
-            )
+    entries = [(("simulations", index), index, entry) for index, entry in enumerate(data.get("simulations") or [])]
+    return Resolver(data, doc, folder, root, problems, refusal).resolve(doc, entries)
+
+
+class Resolver:
+    """Entries resolved against one manifest's top level and defaults.
+
+    What many simulations share is read once per load (each persona name or file, the defaults'
+    checks and requests), and names stay unique across every entry it resolves: the manifest's own
+    simulations and the rows of its datasets alike.
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        doc: YamlDocument,
+        folder: Path,
+        root: Path,
+        problems: list[str],
+        refusal: str | None = None,
+    ) -> None:
+        self.data = data
+        self.defaults = data.get("defaults") or {}
+        self.problems = problems
+        self.personas = PersonaResolver(folder, root, refusal)
+        self.checks_of = CheckBuilder(doc, problems)
+        self.around_of = StateRequestBuilder(self.defaults, doc, problems)
+        #: each name resolved so far, with where it was first used
+        self.seen: dict[str, str] = {}
+
+    def resolve(self, doc: YamlDocument, entries: list[tuple[tuple, int, dict[str, Any]]]) -> list[Resolved]:
+        """Each entry (where it is written, its index, the entry) of `doc` resolved."""
+        distinct = []
+        for at, index, entry in entries:
+            name = entry["name"]
+            line = doc.line_of(at + ("name",))
+            if name in self.seen:
+                self.problems.append(
+                    f"{doc.where(at + ('name',))}: {format_path(at + ('name',))}: duplicate simulation name "
+                    f"'{name}' (first used at {self.seen[name]})"
+                )
+                continue
+            self.seen[name] = f"line {line or 0}" if doc.lines else doc.where(at)
+            distinct.append((at, index, entry, name, line))
+        personas = [(at + ("persona",), entry["persona"]) for at, _, entry, _, _ in distinct]
+        found = resolve_personas(personas, doc, self.personas, self.problems)
+        return [
+            self._resolved(doc, at, index, entry, name, line, found[at + ("persona",)])
+            for at, index, entry, name, line in distinct
+        ]
+
+    def _resolved(
+        self,
+        doc: YamlDocument,
+        at: tuple,
+        index: int,
+        entry: dict[str, Any],
+        name: str,
+        line: int | None,
+        persona: Persona | None,
+    ) -> Resolved:
+        defaults, data = self.defaults, self.data
+        around = self.around_of.build(entry, at, doc)
+        return Resolved(
+            at=at,
+            index=index,
+            doc=doc,
+            entry=entry,
+            name=name,
+            line=line,
+            persona=persona,
+            expect={**(defaults.get("expect") or {}), **(entry.get("expect") or {})},  # checks add up
+            checks=self.checks_of.build(defaults.get("expect") or {}, entry.get("expect") or {}, at, doc),
+            repeat=entry.get("repeat", defaults.get("repeat", DEFAULT_REPEAT)),
+            target=deep_merge(data.get("target"), entry.get("target")),
+            user=deep_merge(data.get("user"), entry.get("user")) if (data.get("user") or entry.get("user")) else None,
+            setup=around["setup"],
+            teardown=around["teardown"],
+            settings=settings(entry, defaults),
         )
-    return resolved
 
 
 def deep_merge(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
@@ -141,7 +181,9 @@ class CheckBuilder:
         self.problems = problems
         self._from_defaults: dict[str, list[Any]] = {}
 
-    def build(self, defaults: dict[str, Any], own: dict[str, Any], at: tuple) -> list[Any]:
+    def build(
+        self, defaults: dict[str, Any], own: dict[str, Any], at: tuple, doc: YamlDocument | None = None
+    ) -> list[Any]:
         """The checks of the defaults' `expect` and the simulation's own at `at`.
 
         A simulation's value of a key replaces the defaults' one, except for the text checks in
@@ -158,19 +200,19 @@ class CheckBuilder:
             if keeps_default:
                 checks.extend(self._default(key, defaults[key]))
             if key in own:
-                checks.extend(self._built(key, config, at + ("expect", key)))
+                checks.extend(self._built(key, config, at + ("expect", key), doc or self.doc))
         return checks
 
     def _default(self, key: str, config: Any) -> list[Any]:
         if key not in self._from_defaults:
-            self._from_defaults[key] = self._built(key, config, ("defaults", "expect", key))
+            self._from_defaults[key] = self._built(key, config, ("defaults", "expect", key), self.doc)
         return self._from_defaults[key]
 
-    def _built(self, key: str, config: Any, where: tuple) -> list[Any]:
+    def _built(self, key: str, config: Any, where: tuple, doc: YamlDocument) -> list[Any]:
         try:
             return build_checks({key: config}, source=format_path(where[:-1]))
         except ConfigError as exc:
-            add_problems(exc, where, self.doc, self.problems)
+            add_problems(exc, where, doc, self.problems)
             return []
 
 
@@ -182,20 +224,22 @@ class StateRequestBuilder:
     def __init__(self, defaults: dict[str, Any], doc: YamlDocument, problems: list[str]) -> None:
         self.doc = doc
         self.problems = problems
-        self._defaults = {key: self._read(defaults.get(key), ("defaults", key), known) for key, known in self.KINDS}
+        self._defaults = {
+            key: self._read(defaults.get(key), ("defaults", key), known, doc) for key, known in self.KINDS
+        }
 
-    def build(self, entry: dict[str, Any], at: tuple) -> dict[str, list[StateRequest]]:
-        """`setup` and `teardown` of the simulation at `at`."""
+    def build(self, entry: dict[str, Any], at: tuple, doc: YamlDocument | None = None) -> dict[str, list[StateRequest]]:
+        """`setup` and `teardown` of the simulation at `at` (in `doc`, by default the manifest)."""
         return {
-            key: self._read(entry[key], at + (key,), known) if key in entry else self._defaults[key]
+            key: self._read(entry[key], at + (key,), known, doc or self.doc) if key in entry else self._defaults[key]
             for key, known in self.KINDS
         }
 
-    def _read(self, config: Any, where: tuple, known: tuple[str, ...]) -> list[StateRequest]:
+    def _read(self, config: Any, where: tuple, known: tuple[str, ...], doc: YamlDocument) -> list[StateRequest]:
         if config is None:
             return []
         try:
             return [request for request, _ in request_list(config, format_path(where), known)]
         except ConfigError as exc:
-            add_problems(exc, where, self.doc, self.problems)
+            add_problems(exc, where, doc, self.problems)
             return []

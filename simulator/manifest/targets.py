@@ -113,10 +113,26 @@ def checked_target(
 
 
 def checked_targets(
-    doc: YamlDocument, top: Any, resolved: Sequence[Resolved], problems: list[str]
+    top: Any, resolved: Sequence[Resolved], problems: list[str], *, top_checked: bool = False
 ) -> list[dict[str, Any]]:
-    """The target each resolved simulation runs with, in order (see `checked_target`)."""
-    return [
-        checked_target(doc, top, part.entry.get("target"), part.target, ("simulations", part.index), problems)
-        for part in resolved
-    ]
+    """The target each resolved simulation runs with, in order (see `checked_target`).
+
+    Simulations that keep the top-level target as it is share its problems (reported once, as
+    `target.<field>`), so it is checked once for all of them, not once per simulation; not at all
+    when `top_checked` says it was already.
+    """
+    targets = []
+    for part in resolved:
+        own = part.entry.get("target")
+        if own or not top_checked:
+            targets.append(checked_target(part.doc, top, own, part.target, part.at, problems))
+            top_checked = top_checked or not own
+        else:  # a copy of the top-level target, already checked
+            targets.append(part.target)
+    return targets
+
+
+def check_top_target(doc: YamlDocument, top: Any, problems: list[str]) -> None:
+    """The top-level target's own problems, at its lines (for simulations that come from elsewhere)."""
+    if isinstance(top, Mapping):
+        checked_target(doc, top, None, dict(top), ("target",), problems)

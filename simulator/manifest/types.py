@@ -55,6 +55,13 @@ class Simulation:
     teardown: list[StateRequest] = field(default_factory=list, repr=False)
     #: what happened to its text on the way in (lone surrogates replaced); each conversation notes it
     notes: list[str] = field(default_factory=list, repr=False)
+    #: the dataset row it comes from (`tasks.csv:42`), for one of `simulations_from`
+    row: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Where it is written, as messages name it: `simulations[3]` or `tasks.csv:42`."""
+        return self.row or f"simulations[{self.index}]"
 
     @property
     def needs_llm(self) -> bool:

@@ -31,8 +31,9 @@ from .yaml_bounds import LOADER as _LOADER
 from .yaml_bounds import LineLoader as _LineLoader
 from .yaml_plain import read_plain
 
-#: largest YAML text read, in characters (a big manifest is a few dozen KB)
-MAX_YAML_CHARS = 1_000_000
+#: largest YAML text read, in characters: a suite of 150,000 simulations is about 27 MB; what is
+#: dangerous in less (aliases that expand, deep nesting) is bounded by `yaml_bounds`
+MAX_YAML_CHARS = 64 * 1024 * 1024
 #: problems listed in one error before "... and N more"
 MAX_LISTED = 20
 _STR_TAG = "tag:yaml.org,2002:str"
