@@ -43,6 +43,9 @@ from .targets import AppReply, CallbackTarget, HttpTarget, ModelTarget, Target
 __version__ = "0.1.0"
 
 __all__ = [
+    "GIVE_UP_MARKER",
+    "STOP_MARKER",
+    "STOP_REASONS",
     "APITokenManager",
     "AppReply",
     "CallbackTarget",
@@ -52,7 +55,6 @@ __all__ = [
     "ConversationResult",
     "ErrorRecord",
     "Evaluation",
-    "GIVE_UP_MARKER",
     "GateVerdict",
     "HttpTarget",
     "KeyVaultAPITokenManager",
@@ -68,8 +70,6 @@ __all__ = [
     "PlainTokenManager",
     "PlanRecord",
     "RunInfo",
-    "STOP_MARKER",
-    "STOP_REASONS",
     "ScriptedUser",
     "SimulationSummary",
     "Simulator",

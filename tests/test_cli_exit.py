@@ -109,12 +109,12 @@ def test_a_results_file_that_cannot_be_read_is_a_clear_error_with_exit_3(
 def test_an_unexpected_exception_is_never_the_gate_failed_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from simulator import cli
+    from simulator import cli, cli_commands
 
     def broken(args: object) -> int:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_personas", broken)
+    monkeypatch.setattr(cli_commands, "cmd_personas", broken)
     assert cli.main(["personas"]) == 3
     err = capsys.readouterr().err
     assert "RuntimeError: a bug" in err and "internal error" in err

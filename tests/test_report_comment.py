@@ -122,7 +122,7 @@ def test_summaries_are_html_with_no_stray_backslash_and_every_details_closes(run
 
 
 def test_summary_text_is_escaped_for_html() -> None:
-    from simulator.report.markdown import conversation_details
+    from simulator.report.failures_markdown import conversation_details
 
     result = {
         "conversation_id": "c1",
@@ -443,7 +443,8 @@ def test_a_comment_near_the_limit_fits_with_its_structure_closed_and_its_footer_
 def test_a_cut_comment_closes_what_it_leaves_open() -> None:
     """The last resort, for a comment that comes out too long all the same: it is cut between lines,
     and a fence or a `<details>` the cut leaves open is closed before the note that says so."""
-    from simulator.report.markdown import code_block, cut_to_fit
+    from simulator.report.failures_markdown import code_block
+    from simulator.report.markdown import cut_to_fit
 
     reply = "```\n</details>\n~~~\n| a | b |\n" + "x" * 200
     markdown = "\n\n".join(

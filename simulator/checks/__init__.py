@@ -13,10 +13,10 @@ from .evaluate import CHECK_KINDS, EvaluationContext, build_checks, evaluate
 from .gate import decide_gate, pass_at_k, pass_hat_k, simulation_verdict
 
 __all__ = [
+    "CHECK_KINDS",
     "ERROR",
     "FAIL",
     "PASS",
-    "CHECK_KINDS",
     "Check",
     "CheckResult",
     "EvaluationContext",

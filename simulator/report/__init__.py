@@ -9,9 +9,10 @@ Used by: the CLI (`simulator report`, the end of `run`) and the action (comment 
 
 from ..results.reading import HTML_FILE, MARKDOWN_FILE, REPORT_FILES
 from .baseline import compare, comparison_or_why, load_baseline
+from .failures_markdown import code_block
 from .files import RENDERERS, baseline_changes, write_reports
 from .html import render_html
-from .markdown import COMMENT_LIMIT, SUMMARY_LIMIT, Links, code_block, inline, render_markdown
+from .markdown import COMMENT_LIMIT, SUMMARY_LIMIT, Links, inline, render_markdown
 
 __all__ = [
     "COMMENT_LIMIT",

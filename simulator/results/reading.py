@@ -27,7 +27,7 @@ PLAN_FILE = "plan.json"
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
 REPORT_FILES = (MARKDOWN_FILE, HTML_FILE)
-#: the longest results line read (a run never writes a longer one: `results_folder.result_line` cuts
+#: the longest results line read (a run never writes a longer one: `json_writing.result_line` cuts
 #: recorded requests and raw answers first); a longer one is refused before it is held in memory
 MAX_LINE_BYTES = 256 * 1024**2
 #: repeated or unplanned conversations named one by one (the count is always exact)

@@ -13,4 +13,4 @@ from .callback import CallbackTarget
 from .http import HttpTarget
 from .model import ModelTarget
 
-__all__ = ["AppReply", "Target", "CallbackTarget", "HttpTarget", "ModelTarget"]
+__all__ = ["AppReply", "CallbackTarget", "HttpTarget", "ModelTarget", "Target"]

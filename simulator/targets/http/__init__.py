@@ -42,7 +42,6 @@ _Lines = Lines  # also importable under its private name
 
 __all__ = [
     "BODY_PLACEHOLDERS",
-    "BoundedBody",
     "COMMON_KEYS",
     "CONFIG_KEYS",
     "DEFAULT_FORMAT",
@@ -58,6 +57,7 @@ __all__ = [
     "RAW_EVENT_BYTES",
     "REPLY_BYTES_RANGE",
     "SNIPPET_CHARS",
+    "BoundedBody",
     "HttpFormat",
     "HttpSettings",
     "HttpTarget",
