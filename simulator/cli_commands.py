@@ -192,13 +192,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console = Console(args.format)
     manifest = load_manifest(args.manifest, need=None if args.strict else ())
     console.warn(manifest.warnings)
-    jobs = sum(s.repeat for s in manifest.simulations)
-    llm = sum(1 for s in manifest.simulations if s.needs_llm)
+    rows = manifest.rows.counts if manifest.rows is not None else None  # counted when the rows were checked
+    jobs = sum(s.repeat for s in manifest.simulations) + (rows.conversations if rows else 0)
+    llm = sum(1 for s in manifest.simulations if s.needs_llm) + (rows.played_by_llm if rows else 0)
     if console.json:
         document = {
             "manifest": str(manifest.path),
             "valid": True,
-            "simulations": [s.name for s in manifest.simulations],
+            "simulations": [s.name for s in manifest.simulations] + [n for n, _, _ in (rows.entries if rows else [])],
             "conversations": jobs,
             "played_by_llm": llm,
             "warnings": manifest.warnings,
@@ -207,7 +208,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_OK
     unset = f"; {len(manifest.warnings)} warning(s)" if manifest.warnings else ""
     console.result(
-        f"{manifest.path}: valid; {len(manifest.simulations)} simulation(s), {jobs} conversation(s) per run, "
+        f"{manifest.path}: valid; {manifest.count} simulation(s), {jobs} conversation(s) per run, "
         f"{llm} played by an LLM{unset}"
     )
     return EXIT_OK

@@ -19,6 +19,7 @@ The tree of what the package raises on purpose (module-local classes named where
 Raised and caught inside one stage, never reaching a user as such:
 
     parsing:  JSONError ← NotJSON (strict_json), PathError (json_path)
+    manifest: RowProblem (datasets) → a problem at the dataset row's line
     aio:      ExchangeFailed (http_sessions) → a target's TurnError
     targets:  RetryLater (retry), UnusableAnswer, MissingReply (http/format),
               SwaggerUnreadable (http/promptflow_swagger) → TurnError or a problem

@@ -43,7 +43,7 @@ def _mask_manifest_secrets(manifest: Manifest, env: Mapping[str, str]) -> None:
     for name, paths in manifest.variables.items():
         if SECRET_NAME.search(name) or any(".headers." in p or p.endswith(".headers") for p in paths):
             commands.mask(env.get(name))
-    for model in (manifest.user, manifest.judge, *(s.user for s in manifest.simulations)):
+    for model in (manifest.user, manifest.judge, *(s.user for s in manifest.all_simulations())):
         if model and model.get("api_key_env"):
             commands.mask(env.get(model["api_key_env"]))
 

@@ -19,6 +19,7 @@ from ..state.requests import StateRequest
 from ..targets.redaction import authorization_header, url_credentials
 from .files import callback_problems
 from .resolve import Resolved
+from .row_counts import RowCounts
 from .targets import checked_targets
 from .types import Simulation
 
@@ -31,12 +32,14 @@ def build_simulations(
     root: Path,
     problems: list[str],
     refusal: str | None = None,
+    rows: RowCounts | None = None,
 ) -> list[Simulation]:
     """The manifest's own simulations: each one (`build_each`), then what concerns them together
-    (names the gate requires, a judge for the checks that need one)."""
+    with the datasets' rows (names the gate requires, a judge for the checks that need one).
+    The gate's required names end up in `data["gate"]["required"]`."""
     simulations = build_each(resolved, data, folder, root, problems, refusal)
-    _check_run_level(data, simulations, doc, problems)
-    _resolve_required(data, simulations)
+    _check_run_level(data, simulations, doc, problems, rows or RowCounts())
+    _resolve_required(data, simulations, rows or RowCounts())
     return simulations
 
 
@@ -135,10 +138,11 @@ def _base_credentials(
 
 
 def _check_run_level(
-    data: dict[str, Any], simulations: list[Simulation], doc: YamlDocument, problems: list[str]
+    data: dict[str, Any], simulations: list[Simulation], doc: YamlDocument, problems: list[str], rows: RowCounts
 ) -> None:
     # every simulation written, even one with its own problem (a missing persona): no second, bogus error
     names = {s.name for s in simulations} | {e.get("name") for e in data.get("simulations", []) if isinstance(e, dict)}
+    names |= rows.named
     for i, name in enumerate((data.get("gate") or {}).get("required", [])):
         if name not in names and not any(p.endswith(f"duplicate simulation name '{name}'") for p in problems):
             at: tuple[str | int, ...] = ("gate", "required", i)
@@ -152,17 +156,24 @@ def _check_run_level(
                     "add a top-level 'judge' (model, endpoint, ...)"
                 )
                 break
+        else:
+            if rows.needs_judge is not None:
+                problems.append(
+                    f"{rows.needs_judge}: expect: goal_completed and rubric need a judge model; "
+                    "add a top-level 'judge' (model, endpoint, ...)"
+                )
 
 
-def _resolve_required(data: dict[str, Any], simulations: list[Simulation]) -> None:
+def _resolve_required(data: dict[str, Any], simulations: list[Simulation], rows: RowCounts) -> None:
     """One set of required simulations: `gate.required` and each simulation's `required: true`.
 
     Both spellings mean the same, so both end up in the gate's config and on each simulation, and
     summary.json, the Markdown and the HTML report show the same set.
     """
-    names = {s.name for s in simulations}
+    names = {s.name for s in simulations} | rows.named
     listed = [n for n in (data.get("gate") or {}).get("required", []) if n in names]
-    required = list(dict.fromkeys([*listed, *(s.name for s in simulations if s.required)]))
+    own = [s.name for s in simulations if s.required]
+    required = list(dict.fromkeys([*listed, *own, *rows.required]))
     for sim in simulations:
         sim.required = sim.name in required
     if required or data.get("gate"):

@@ -31,7 +31,8 @@ from .build import build_simulations
 from .files import callback_problems, resolve_root
 from .personas import PersonaResolver, persona_file_problems
 from .read import in_file_order, read_manifest
-from .resolve import resolve_simulations
+from .resolve import Resolver, written_entries
+from .rows import dataset_simulations
 from .types import UNTRUSTED_NOTE, Manifest, ManifestError
 from .variables import SECTIONS, fill_variables
 
@@ -77,8 +78,14 @@ def load_manifest(
         variables = fill_variables(doc, environ, need, app_url)
         data, problems = variables.data, variables.problems
         problems.extend(callback_problems([(data.get("target"), ("target",), doc)], path.parent, allowed_root, refusal))
-        resolved = resolve_simulations(data, doc, path.parent, allowed_root, problems, refusal)
-        simulations = build_simulations(resolved, data, doc, path.parent, allowed_root, problems, refusal)
+        resolver = Resolver(data, doc, path.parent, allowed_root, problems, refusal)
+        resolved = resolver.resolve(doc, written_entries(data))
+        rows = dataset_simulations(data, doc, path.parent, allowed_root, resolver, problems, refusal)
+        resolver.report_to(problems)
+        counts = rows.counts if rows is not None else None
+        simulations = build_simulations(resolved, data, doc, path.parent, allowed_root, problems, refusal, counts)
+        if rows is not None:
+            rows.required = frozenset((data.get("gate") or {}).get("required") or [])
     if problems:
         raise ManifestError(source, list(dict.fromkeys(problems)))
     for sim in simulations:
@@ -95,6 +102,7 @@ def load_manifest(
         gate=data.get("gate"),
         variables=variables.used,
         root=allowed_root,
+        rows=rows,
         warnings=list(dict.fromkeys([*variables.warnings, *replacements, *warnings])),
     )
 

@@ -54,8 +54,12 @@ def resolve_simulations(
 
     Persona files are read from `folder` and must lie inside `root`; with a `refusal`, not at all.
     """
-    entries = [(("simulations", index), index, entry) for index, entry in enumerate(data.get("simulations") or [])]
-    return Resolver(data, doc, folder, root, problems, refusal).resolve(doc, entries)
+    return Resolver(data, doc, folder, root, problems, refusal).resolve(doc, written_entries(data))
+
+
+def written_entries(data: dict[str, Any]) -> list[tuple[tuple, int, dict[str, Any]]]:
+    """The manifest's own simulations as entries to resolve: where each is written, its index, itself."""
+    return [(("simulations", index), index, entry) for index, entry in enumerate(data.get("simulations") or [])]
 
 
 class Resolver:
@@ -76,6 +80,7 @@ class Resolver:
         refusal: str | None = None,
     ) -> None:
         self.data = data
+        self.doc = doc
         self.defaults = data.get("defaults") or {}
         self.problems = problems
         self.personas = PersonaResolver(folder, root, refusal)
@@ -83,6 +88,10 @@ class Resolver:
         self.around_of = StateRequestBuilder(self.defaults, doc, problems)
         #: each name resolved so far, with where it was first used
         self.seen: dict[str, str] = {}
+
+    def report_to(self, problems: list[str]) -> None:
+        """Add the problems found from here on to `problems` (a dataset's rows, one list each)."""
+        self.problems = self.checks_of.problems = self.around_of.problems = problems
 
     def resolve(self, doc: YamlDocument, entries: list[tuple[tuple, int, dict[str, Any]]]) -> list[Resolved]:
         """Each entry (where it is written, its index, the entry) of `doc` resolved."""
@@ -96,7 +105,7 @@ class Resolver:
                     f"'{name}' (first used at {self.seen[name]})"
                 )
                 continue
-            self.seen[name] = f"line {line or 0}" if doc.lines else doc.where(at)
+            self.seen[name] = f"line {line or 0}" if doc is self.doc else doc.where(at)
             distinct.append((at, index, entry, name, line))
         personas = [(at + ("persona",), entry["persona"]) for at, _, entry, _, _ in distinct]
         found = resolve_personas(personas, doc, self.personas, self.problems)

@@ -16,15 +16,12 @@ A simulation that switches `format` does not inherit the top-level fields only o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..parsing.yaml_source import YamlDocument, format_path
 from ..targets.http import DEFAULT_FORMAT, FORMATS, check_config
 from ..targets.http.config import other_formats_keys
 from ..targets.http.problems import Field, Problem
-
-if TYPE_CHECKING:
-    from .resolve import Resolved
 
 
 def _url_target(config: Any) -> bool:
@@ -112,8 +109,17 @@ def checked_target(
     return target
 
 
+class _Placed(Protocol):
+    """What `checked_targets` reads of a resolved simulation (`resolve.Resolved`)."""
+
+    at: tuple
+    doc: YamlDocument
+    entry: dict[str, Any]
+    target: dict[str, Any]
+
+
 def checked_targets(
-    top: Any, resolved: Sequence[Resolved], problems: list[str], *, top_checked: bool = False
+    top: Any, resolved: Sequence[_Placed], problems: list[str], *, top_checked: bool = False
 ) -> list[dict[str, Any]]:
     """The target each resolved simulation runs with, in order (see `checked_target`).
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..persona import Persona
 from ..records import GateConfig
 from ..state.requests import StateRequest
+from .row_counts import RowCounts
 
 DEFAULT_MANIFEST = ".github/simulations.yml"
 DEFAULT_MAX_TURNS = 6
@@ -69,6 +71,14 @@ class Simulation:
         return self.turns is None
 
 
+class Rows(Protocol):
+    """The simulations of a manifest's datasets (`rows.DatasetSimulations`): counted, and streamed."""
+
+    counts: RowCounts
+
+    def __iter__(self) -> Iterator[Simulation]: ...
+
+
 @dataclass
 class Manifest:
     """A validated manifest."""
@@ -86,9 +96,28 @@ class Manifest:
     root: Path | None = None
     #: unset variables in sections the loading command did not need, one `file:line: field: ...` each
     warnings: list[str] = field(default_factory=list)
+    #: the simulations of `simulations_from`'s datasets, streamed (None without datasets)
+    rows: Rows | None = field(default=None, repr=False)
+    _by_name: dict[str, Simulation] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def all_simulations(self) -> Iterator[Simulation]:
+        """The manifest's own simulations, then its datasets' rows, each built when it is reached."""
+        yield from self.simulations
+        if self.rows is not None:
+            yield from self.rows
+
+    @property
+    def count(self) -> int:
+        """How many simulations `all_simulations` yields, known without building them."""
+        return len(self.simulations) + (self.rows.counts.simulations if self.rows is not None else 0)
 
     def simulation(self, name: str) -> Simulation | None:
-        return next((s for s in self.simulations if s.name == name), None)
+        """The simulation named `name` (its dataset rows are built once, on the first call)."""
+        if self.rows is None:
+            return next((s for s in self.simulations if s.name == name), None)
+        if self._by_name is None:
+            self._by_name = {s.name: s for s in self.all_simulations()}
+        return self._by_name.get(name)
 
     @property
     def folder(self) -> Path:

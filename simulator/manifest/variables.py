@@ -100,6 +100,10 @@ def section_of(path: tuple) -> str:
         return "checks" if path[1:2] == ("expect",) else "simulations"
     if head == "simulations" and len(path) > 2 and path[2] in ("target", "user", "expect"):
         return "checks" if path[2] == "expect" else str(path[2])
+    if head == "simulations_from":  # a dataset's template simulation: as a simulation's fields
+        own = path[2:] if len(path) > 1 and isinstance(path[1], int) else path[1:]
+        if own[:1] == ("simulation",) and len(own) > 1 and own[1] in ("target", "user", "expect"):
+            return "checks" if own[1] == "expect" else str(own[1])
     return "simulations"
 
 

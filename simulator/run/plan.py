@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigError
 from ..manifest import Manifest, Simulation
@@ -45,11 +45,15 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _selected(simulation: Simulation, patterns: list[str], tags: list[str]) -> bool:
-    if patterns:
-        name = simulation.name
-        if not any(fnmatch.fnmatchcase(name, p) if any(c in p for c in "*?[") else p in name for p in patterns):
-            return False
-    return not tags or bool(set(tags) & set(simulation.tags))
+    return _selected_name(simulation.name, simulation.tags, patterns, tags)
+
+
+def _selected_name(name: str, own_tags: Iterable[str], patterns: list[str], tags: list[str]) -> bool:
+    if patterns and not any(
+        fnmatch.fnmatchcase(name, p) if any(c in p for c in "*?[") else p in name for p in patterns
+    ):
+        return False
+    return not tags or bool(set(tags) & set(own_tags))
 
 
 class Plan:
@@ -58,26 +62,41 @@ class Plan:
     Iterating yields `Job`s lazily; `len()` is known up front; `keys()` yields the job keys
     without building jobs. The split depends only on the manifest and the options, so every
     shard of a matrix computes the same list and together the shards play each job once.
+
+    `entries` are the simulations with their repeats; when `source` is given instead (a
+    manifest's datasets), `entries` is only their names and each simulation is built from
+    `source` when its turn comes, so a plan of any size holds names, not simulations.
     """
 
     def __init__(
         self,
-        entries: list[tuple[Simulation, int]],
+        entries: list[tuple[Simulation, int]] | list[tuple[str, int]],
         shard: tuple[int, int] | None = None,
         options: dict[str, Any] | None = None,
         only: frozenset[str] | None = None,
+        source: Callable[[], Iterable[Simulation]] | None = None,
     ) -> None:
         self.entries = entries
         self.shard = shard
         self.options = options or {}
         #: when set, only these keys (a resumed run plays what is missing)
         self.only = only
+        self.source = source
         self.total = sum(repeats for _, repeats in entries)  # before sharding
+
+    def _simulations(self) -> Iterator[tuple[Simulation, int]]:
+        if self.source is None:
+            yield from cast("list[tuple[Simulation, int]]", self.entries)
+            return
+        repeats = dict(cast("list[tuple[str, int]]", self.entries))
+        for simulation in self.source():
+            if simulation.name in repeats:
+                yield simulation, repeats[simulation.name]
 
     def _positions(self) -> Iterator[tuple[Simulation, int]]:
         position = 0
         index, count = self.shard or (1, 1)
-        for simulation, repeats in self.entries:
+        for simulation, repeats in self._simulations():
             for repeat_index in range(repeats):
                 if position % count == index - 1:
                     yield simulation, repeat_index
@@ -89,34 +108,51 @@ class Plan:
                 yield Job(simulation, repeat_index)
 
     def keys(self) -> Iterator[str]:
-        return (job.key for job in self)
+        position = 0
+        index, count = self.shard or (1, 1)
+        for name, repeats in self._names():
+            for repeat_index in range(repeats):
+                key = job_key(name, repeat_index + 1)
+                if position % count == index - 1 and (self.only is None or key in self.only):
+                    yield key
+                position += 1
 
     def __len__(self) -> int:
         if self.only is not None:
-            return sum(1 for _ in self)
+            return sum(1 for _ in self.keys())
         index, count = self.shard or (1, 1)
         return len(range(index - 1, self.total, count))
 
     def __bool__(self) -> bool:
-        return next(iter(self), None) is not None
+        return next(self.keys(), None) is not None
+
+    def _names(self) -> Iterator[tuple[str, int]]:
+        for entry, repeats in self.entries:
+            yield (entry if isinstance(entry, str) else entry.name), repeats
 
     @property
     def simulation_names(self) -> list[str]:
-        return [simulation.name for simulation, _ in self.entries]
+        return [name for name, _ in self._names()]
+
+    def simulations(self) -> Iterator[Simulation]:
+        """Each simulation of the plan once, in order, built as it is reached."""
+        for simulation, _ in self._simulations():
+            yield simulation
 
     def without(self, names: Iterable[str]) -> Plan:
         """The same plan less some simulations (e.g. those whose LLM key is missing)."""
         drop = set(names)
-        return Plan([(s, n) for s, n in self.entries if s.name not in drop], self.shard, self.options, self.only)
+        kept = [(e, n) for e, n in self.entries if (e if isinstance(e, str) else e.name) not in drop]
+        return Plan(kept, self.shard, self.options, self.only, self.source)  # type: ignore[arg-type]
 
     def restricted_to(self, keys: Iterable[str]) -> Plan:
         """The same plan playing only `keys` (what a resumed run still has to play)."""
-        return Plan(self.entries, self.shard, self.options, frozenset(keys))
+        return Plan(self.entries, self.shard, self.options, frozenset(keys), self.source)
 
     def record(self) -> dict[str, Any]:
         """What `plan.json` keeps: enough to list the planned keys again without the manifest."""
         return {
-            "simulations": [[simulation.name, repeats] for simulation, repeats in self.entries],
+            "simulations": [[name, repeats] for name, repeats in self._names()],
             "shard": list(self.shard) if self.shard else None,
             "options": self.options,
             "planned": len(self),
@@ -136,16 +172,23 @@ def plan_jobs(
     if repeat is not None and not 1 <= repeat <= MAX_REPEAT:
         raise ConfigError(f"--repeat must be between 1 and {MAX_REPEAT}, got {repeat}")
     chosen = [s for s in manifest.simulations if _selected(s, filters or [], tags or [])]
+    options = {"filters": filters or [], "tags": tags or [], "repeat": repeat}
+    if manifest.rows is not None:  # names only: each simulation is built when the run reaches it
+        rows = [
+            (n, r, t) for n, r, t in manifest.rows.counts.entries if _selected_name(n, t, filters or [], tags or [])
+        ]
+        if chosen or rows:
+            names = [*((s.name, repeat or s.repeat) for s in chosen), *((n, repeat or r) for n, r, _ in rows)]
+            return Plan(names, shard, options, source=manifest.all_simulations)
     if not chosen:
         wanted = ", ".join([*(filters or []), *(f"tag:{t}" for t in tags or [])])
-        names = ", ".join(s.name for s in manifest.simulations)
-        raise ConfigError(f"no simulation matches {wanted}; the manifest has: {names}")
-    options = {"filters": filters or [], "tags": tags or [], "repeat": repeat}
+        names_written = ", ".join(s.name for s in manifest.simulations) or "only rows of its datasets"
+        raise ConfigError(f"no simulation matches {wanted}; the manifest has: {names_written}")
     return Plan([(s, repeat or s.repeat) for s in chosen], shard, options)
 
 
 def distinct_simulations(jobs: Iterable[Job]) -> list[Simulation]:
     """The simulations a plan plays, each once (a `Plan` knows them without iterating its jobs)."""
     if isinstance(jobs, Plan):
-        return [simulation for simulation, _ in jobs.entries]
+        return list(jobs.simulations())
     return list({job.simulation.name: job.simulation for job in jobs}.values())

@@ -45,7 +45,7 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8, 
     """
     folder = Path(folder)
     context = EvaluationContext()
-    sims = {s.name: s for s in manifest.simulations}
+    sims = {s.name: s for s in manifest.all_simulations()}
     if manifest.judge and any(c.needs_judge for s in sims.values() for c in s.checks):
         context.judge = build_model(manifest.judge, source="judge")
     notes = ReadNotes()
@@ -111,5 +111,5 @@ async def recheck(folder: str | Path, manifest: Manifest, concurrency: int = 8, 
 
 def _target(manifest: Manifest, sim: Simulation) -> Target:
     """The app target a re-query asks, as `simulator run` builds it."""
-    source = "target" if sim.target == manifest.target else f"simulations[{sim.index}].target"
+    source = "target" if sim.target == manifest.target else f"{sim.row}: target" if sim.row else f"{sim.where}.target"
     return build_target(sim.target, manifest.folder, source=source, root=manifest.root)

@@ -1,0 +1,22 @@
+"""What one pass over a manifest's dataset rows found: counts and the names the gate needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RowCounts:
+    """What one pass over the rows found, for `validate`, the plan and the gate."""
+
+    simulations: int = 0
+    conversations: int = 0
+    played_by_llm: int = 0
+    #: names of rows that say `required: true`
+    required: list[str] = field(default_factory=list)
+    #: the names `gate.required` lists that a row has
+    named: set[str] = field(default_factory=set)
+    #: a row with a check that needs a judge (its place), when there is no judge
+    needs_judge: str | None = None
+    #: each row's name, repeats and tags, in order: what a plan selects and records, without the rows
+    entries: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
