@@ -45,9 +45,22 @@ def test_the_http_clients_bench_measures_every_client_and_the_sdk_alone() -> Non
 
 def test_the_validate_and_memory_benches_run() -> None:
     lines = [json.loads(line) for line in bench("bench_validate.py", "--simulations", "20", "--runs", "1").splitlines()]
-    assert [line["exit_code"] for line in lines] == [0, 0]
-    assert "20 simulation(s)" in lines[1]["output"]
+    assert [line["exit_code"] for line in lines] == [0, 0, 0]
+    assert "20 simulation(s)" in lines[1]["output"] and "20 simulation(s)" in lines[2]["output"]
+    assert lines[2]["manifest"] == "20 simulations, block style"
     assert "20 conversations: peak RSS" in bench("bench_memory.py", "--sizes", "20")
+
+
+def test_the_datasets_bench_validates_and_runs_rows() -> None:
+    lines = [
+        json.loads(line) for line in bench("bench_datasets.py", "--rows", "30", "60", "--run-rows", "20").splitlines()
+    ]
+    validated = [line for line in lines if line["command"] == "validate" and "rows" in line]
+    assert [(line["rows"], line["exit_code"]) for line in validated] == [(30, 0), (60, 0)]
+    assert "valid; 60 simulation(s)" in validated[1]["output"]
+    assert any("peak_rss_60_over_30" in line for line in lines)
+    ran = [line for line in lines if line["command"] == "run" and "rows" in line]
+    assert ran[0]["exit_code"] == 0 and "Gate: PASS: 20 passed" in ran[0]["output"] and ran[0]["peak_rss_mib"] > 0
 
 
 def test_the_readers_bench_reports_strict_reading_and_what_changed_against_the_floor() -> None:
