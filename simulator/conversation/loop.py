@@ -283,7 +283,11 @@ class Simulator:
                     empty = TurnError("app_error", "the app's reply was empty", detail={"response": reply.raw})
                     return self._fail(recorder, actor, empty, started, shown, request=reply.request, usage=reply.usage)
                 self._record_app(recorder, reply, latency, shown)
-        return recorder.finish("max_turns", f"reached max_conversation_turns={max_turns}")
+        detail = f"reached max_conversation_turns={max_turns}"
+        if isinstance(self.user, ScriptedUser) and self.user.turns_needed() > max_turns:
+            needed = self.user.turns_needed()
+            detail += f"; script cut at turn {max_turns} of {needed} (max_turns: {needed} plays it all)"
+        return recorder.finish("max_turns", detail)
 
     @staticmethod
     def _record_user(

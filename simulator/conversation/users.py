@@ -242,3 +242,17 @@ class ScriptedUser(UserSide):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "scripted", "turns": len(self.turns)}
+
+    def turns_needed(self) -> int:
+        """How many turns the whole script takes (see `script_turns`)."""
+        return script_turns(self.turns)
+
+
+def script_turns(messages: Sequence[str]) -> int:
+    """The turns a script plays to its end: each message and the app's reply to it, up to the first
+    message with a stop marker (the app is not asked after it; a marker alone is no turn at all)."""
+    for index, message in enumerate(messages):
+        text, signal = split_signal(message)
+        if signal:
+            return 2 * index + (1 if text else 0)
+    return 2 * len(messages)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.outcome import OutcomeCheck
+from ..conversation.users import script_turns
 from ..parsing.schema_check import schema_errors
 from ..parsing.template import placeholders
 from ..parsing.yaml_source import YamlDocument, format_path
@@ -94,6 +95,30 @@ def build_each(
             )
         )
     return simulations
+
+
+def script_cut(simulation: Simulation) -> str | None:
+    """Why a scripted simulation's script does not fit its `max_turns`, or None when it does."""
+    if simulation.turns is None:
+        return None
+    needed = script_turns(simulation.turns)
+    if needed <= simulation.max_turns:
+        return None
+    return (
+        f"the script takes {needed} turns but max_turns is {simulation.max_turns}: it is cut at turn "
+        f"{simulation.max_turns} (set max_turns: {needed} to play it all)"
+    )
+
+
+def cut_script_warnings(simulations: list[Simulation], doc: YamlDocument) -> list[str]:
+    """A warning at the `turns` of each written simulation whose script `max_turns` cuts."""
+    found = []
+    for simulation in simulations:
+        why = script_cut(simulation)
+        if why is not None:
+            at = ("simulations", simulation.index, "turns")
+            found.append(f"{doc.where(at)}: {format_path(at)}: {why}")
+    return found
 
 
 def check_sides(

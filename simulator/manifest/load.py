@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..parsing.yaml_source import format_path, paused_gc
 from ..text.unicode_safety import replace_lone_surrogates, surrogate_note
-from .build import build_simulations
+from .build import build_simulations, cut_script_warnings
 from .files import callback_problems, resolve_root
 from .personas import PersonaResolver, persona_file_problems
 from .read import in_file_order, read_manifest
@@ -91,6 +91,7 @@ def load_manifest(
     for sim in simulations:
         notes = [(at, n) for at, n in variables.replaced if at[:2] == ("simulations", sim.index)]
         sim.notes = [surrogate_note(n, _field(at)) for at, n in notes]
+    cut = [*cut_script_warnings(simulations, doc), *(rows.warnings() if rows is not None else [])]
     replacements = [f"{doc.where(at)}: {_field(at)}: {surrogate_note(n, 'its text')}" for at, n in variables.replaced]
     return Manifest(
         path=path,
@@ -103,7 +104,7 @@ def load_manifest(
         variables=variables.used,
         root=allowed_root,
         rows=rows,
-        warnings=list(dict.fromkeys([*variables.warnings, *replacements, *warnings])),
+        warnings=list(dict.fromkeys([*variables.warnings, *replacements, *warnings, *cut])),
     )
 
 

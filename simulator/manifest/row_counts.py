@@ -18,5 +18,8 @@ class RowCounts:
     named: set[str] = field(default_factory=set)
     #: a row with a check that needs a judge (its place), when there is no judge
     needs_judge: str | None = None
+    #: rows whose script `max_turns` cuts, and why for the first of them (its place, the reason)
+    cut_scripts: int = 0
+    first_cut: tuple[str, str] | None = None
     #: each row's name, repeats and tags, in order: what a plan selects and records, without the rows
     entries: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)

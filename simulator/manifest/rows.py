@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..parsing.yaml_source import YamlDocument
-from .build import build_each
+from .build import build_each, script_cut
 from .datasets import (
     MAX_ROWS_LISTED,
     Dataset,
@@ -93,11 +93,24 @@ class DatasetSimulations:
                     counts.required.append(simulation.name)
                 if simulation.name in gate_names:
                     counts.named.add(simulation.name)
+                why = script_cut(simulation)
+                if why is not None:
+                    counts.cut_scripts += 1
+                    counts.first_cut = counts.first_cut or (simulation.where, why)
                 if counts.needs_judge is None and any(check.needs_judge for check in simulation.checks):
                     counts.needs_judge = simulation.where
             if bad_rows > MAX_ROWS_LISTED:
                 problems.append(f"{dataset.source}: ... and {bad_rows - MAX_ROWS_LISTED:,} more rows with problems")
         return counts
+
+    def warnings(self) -> list[str]:
+        """What the rows' check found that does not stop a run: scripts `max_turns` cuts."""
+        counts = self.counts
+        if counts.first_cut is None:
+            return []
+        where, why = counts.first_cut
+        others = f" (and {counts.cut_scripts - 1:,} more rows)" if counts.cut_scripts > 1 else ""
+        return [f"{where}: turns: {why}{others}"]
 
     def __iter__(self) -> Iterator[Simulation]:
         """Each row's simulation, built anew (the load checked them all)."""

@@ -78,6 +78,8 @@ class Rows(Protocol):
 
     def __iter__(self) -> Iterator[Simulation]: ...
 
+    def warnings(self) -> list[str]: ...
+
 
 @dataclass
 class Manifest:
