@@ -51,7 +51,11 @@ def _add_format(command: argparse.ArgumentParser) -> None:
 
 def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("manifest", nargs="?", default=DEFAULT_MANIFEST, help=f"default {DEFAULT_MANIFEST}")
-    run.add_argument("--app-url", help="override target.url (e.g. the preview deployment of this PR)")
+    run.add_argument(
+        "--app-url",
+        help="where the app is (e.g. the preview deployment of this PR): an origin keeps target.url's path, "
+        "a URL with a path replaces it",
+    )
     run.add_argument("--out", default="results", help="results folder (default: results)")
     run.add_argument(
         "--concurrency", type=_positive("--concurrency"), default=8, help="conversations at a time (default 8)"

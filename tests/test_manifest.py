@@ -83,6 +83,34 @@ def test_app_url_overrides_the_target(good: Path) -> None:
     assert {s.target["url"] for s in manifest.simulations} == {"http://127.0.0.1:5000/pr-42"}
 
 
+@pytest.mark.parametrize(
+    ("written", "app_url", "expected"),
+    [
+        ("${APP_URL}/chat", "https://pr-42.example.com", "https://pr-42.example.com/chat"),
+        ("${APP_URL}/chat?v=2", "https://pr-42.example.com/", "https://pr-42.example.com/chat?v=2"),
+        ("${APP_URL:-http://localhost:8000}/api/chat", "http://10.0.0.7:9000", "http://10.0.0.7:9000/api/chat"),
+        ("https://prod.example.com/v1/chat", "https://pr-42.example.com", "https://pr-42.example.com/v1/chat"),
+        ("${APP_URL}/chat", "https://pr-42.example.com/other/route", "https://pr-42.example.com/other/route"),
+        ("${APP_URL}", "https://pr-42.example.com", "https://pr-42.example.com"),
+        ("https://${HOST}.example.com/chat", "https://pr-42.example.com", "https://pr-42.example.com/chat"),
+        ("${SCHEME}://app.example.com/chat", "https://pr-42.example.com", "https://pr-42.example.com"),
+    ],
+)
+def test_an_app_url_that_is_an_origin_keeps_the_manifests_path(
+    tmp_path: Path, written: str, app_url: str, expected: str
+) -> None:
+    """The action's `app-url` is the preview deployment's origin; the manifest says where the chat lives."""
+    path = tmp_path / "simulations.yml"
+    path.write_text(
+        f"version: 1\ntarget: {{url: '{written}'}}\nsimulations:\n"
+        "  - {name: a, persona: jane, task: t, turns: [hi]}\n"
+        "  - {name: b, persona: jane, task: t, turns: [hi], target: {url: 'http://own.example.com/x'}}\n"
+    )
+    manifest = load_manifest(path, environ={}, app_url=app_url)  # APP_URL and HOST unset: not needed
+    assert manifest.target is not None and manifest.target["url"] == expected
+    assert [s.target["url"] for s in manifest.simulations] == [expected, "http://own.example.com/x"]
+
+
 OVERRIDDEN_BODY = """\
 version: 1
 target:

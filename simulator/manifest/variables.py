@@ -18,6 +18,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..parsing.yaml_source import YamlDocument, format_path
@@ -175,7 +176,7 @@ def fill_variables(
 ) -> Variables:
     """Step 2 of loading: `${VAR}` filled in, `--app-url` put in place, lone surrogates replaced, and
     every credential read registered as a known secret (before anything can print it)."""
-    found = resolve_variables(doc, environ, need)
+    found = resolve_variables(doc, environ, need, replaced=(("target", "url"),) if app_url else ())
     override_url(found.data, app_url, doc, found.problems)
     found.replaced = lone_surrogate_fields(found.data)  # as written, from a variable or --app-url
     if found.replaced:
@@ -186,17 +187,47 @@ def fill_variables(
 
 
 def override_url(data: dict[str, Any], app_url: str | None, doc: YamlDocument, problems: list[str]) -> None:
-    """`--app-url` replaces the target's URL (e.g. the pull request's preview deployment)."""
+    """`--app-url` (e.g. the pull request's preview deployment) puts the app somewhere else.
+
+    A bare origin (`https://pr-42.example.com`) replaces only the scheme, host and port of the
+    top-level `target.url`, which keeps its path and query: `url: ${APP_URL}/chat` becomes
+    `https://pr-42.example.com/chat`. A URL with a path replaces `target.url` whole. Either way the
+    variables of `target.url` need not be set. Simulations with a `url` of their own keep it.
+    """
     if not app_url:
         return
-    if isinstance(data.get("target"), dict) and "callback" in data["target"]:
+    target = data.get("target")
+    if isinstance(target, dict) and "callback" in target:
         problems.append(f"{doc.where(('target',))}: target: --app-url given but the target is a callback")
+        return
+    written = doc.data.get("target", {}).get("url") if isinstance(doc.data.get("target"), dict) else None
+    data["target"] = {**(target or {}), "url": with_origin(app_url, written)}
+
+
+def with_origin(app_url: str, written: Any) -> str:
+    """`app_url`, or its origin with the path and query of the URL `written` in the manifest."""
+    given = urlsplit(app_url)
+    if given.path not in ("", "/") or given.query or not isinstance(written, str):
+        return app_url
+    rest = written
+    variable = _VARIABLE.match(written)
+    if variable is not None and variable.group(1):  # ${APP_URL}/chat: what follows the variable
+        rest = written[variable.end() :]
+    elif _URL.match(written):
+        parts = urlsplit(written)
+        rest = parts.path + (f"?{parts.query}" if parts.query else "")
     else:
-        data["target"] = {**(data.get("target") or {}), "url": app_url}
+        return app_url
+    if rest and not rest.startswith(("/", "?")):
+        return app_url  # ${HOST}.example.com: the variable is not a whole origin
+    return app_url.rstrip("/") + rest
 
 
-def resolve_variables(doc: YamlDocument, environ: Mapping[str, str], need: Collection[str]) -> Variables:
-    """Fill in `${VAR}`: an unset variable is a problem in the sections `need` names, a warning elsewhere."""
+def resolve_variables(
+    doc: YamlDocument, environ: Mapping[str, str], need: Collection[str], replaced: Collection[tuple] = ()
+) -> Variables:
+    """Fill in `${VAR}`: an unset variable is a problem in the sections `need` names, a warning elsewhere;
+    none at all in the fields `replaced` names (`--app-url` takes `target.url`'s place)."""
     unset: list[tuple[tuple, str]] = []
     refused: list[tuple[tuple, str, str]] = []
     used: dict[str, list[str]] = {}
@@ -204,6 +235,8 @@ def resolve_variables(doc: YamlDocument, environ: Mapping[str, str], need: Colle
     for where, name, why in refused:
         found.problems.append(f"{doc.where(where)}: {format_path(where)}: environment variable {name} {why}")
     for where, name in unset:
+        if tuple(where) in replaced:
+            continue
         line = (
             f"{doc.where(where)}: {format_path(where)}: environment variable {name} is not set "
             f"(set it, or write ${{{name}:-default}})"
