@@ -20,6 +20,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+def chromium_found() -> bool:
+    """Whether the Chromium the browser tests drive is installed."""
+    return Path(CHROMIUM).is_file()
+
+
 def launch() -> Iterator[Browser]:
     """A browser for the length of a fixture."""
     with sync_playwright() as playwright:
