@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .aio.limiter import LimitEvent
 from .checks.gate import percent
 from .errors import ConfigError
 from .records import ConversationResult, MetaData, Summary
@@ -29,6 +30,8 @@ from .text.known_secrets import scrub
 from .text.unicode_safety import visible_controls
 
 FORMATS = ("text", "json")
+#: an endpoint that keeps rate-limiting gets at most one line per this many seconds
+RATE_LINE_EVERY = 2.0
 
 
 class Progress:
@@ -42,6 +45,7 @@ class Progress:
         self.errors = 0
         self.tty = stream.isatty()
         self.started = time.monotonic()
+        self._rate_lines: dict[str, float] = {}
 
     def start(self, to_play: int, kept: int) -> None:
         """The runner knows what a resumed run still plays only once it has read the folder."""
@@ -61,20 +65,49 @@ class Progress:
                 bar = getattr(self.stream, "unscrubbed", self.stream)
                 bar.write("\r\033[K")
                 self.stream.write(f"{self._line(job, meta)}: {why}\n")
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            elapsed = time.monotonic() - self.started
-            # counts only, and its carriage return must reach the terminal: past the neutralising stream
-            bar = getattr(self.stream, "unscrubbed", self.stream)
-            bar.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{self.errors} error(s) {elapsed:5.1f}s"
-            )
+            self._bar()
             if self.done == self.total:
-                bar.write("\n")
+                getattr(self.stream, "unscrubbed", self.stream).write("\n")
         else:
             self.stream.write(f"[{self.done}/{self.total}] {self._line(job, meta)}{f': {why}' if why else ''}\n")
         self.stream.flush()
+
+    def rate_limit(self, event: LimitEvent) -> None:
+        """`rate-limited by user model: waiting 2.1 s; 4 requests at a time (was 8)`: where the run is
+        watched, so a slow run says why; at most one line per endpoint every `RATE_LINE_EVERY` s."""
+        if self.quiet or (event.why != "HTTP 429" and event.wait < 1 and event.concurrency >= event.previous):
+            return  # a budget that refills within a second, or growth: not worth a line
+        now = time.monotonic()
+        if now - self._rate_lines.get(event.endpoint, -RATE_LINE_EVERY) < RATE_LINE_EVERY:
+            return
+        self._rate_lines[event.endpoint] = now
+        at_a_time = f"{event.concurrency} request{'' if event.concurrency == 1 else 's'} at a time"
+        if event.concurrency != event.previous:
+            at_a_time += f" (was {event.previous})"
+        if event.why == "timeout":
+            line = f"{event.endpoint} timed out: {at_a_time}"
+        elif event.why == "HTTP 429":
+            line = f"rate-limited by {event.endpoint}: waiting {event.wait:.1f} s; {at_a_time}"
+        else:
+            line = f"{event.endpoint} has used up its rate limit: waiting {event.wait:.1f} s; {at_a_time}"
+        if self.tty:  # above the bar, drawn again under it
+            getattr(self.stream, "unscrubbed", self.stream).write("\r\033[K")
+            self.stream.write(line + "\n")
+            self._bar()
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _bar(self) -> None:
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        elapsed = time.monotonic() - self.started
+        # counts only, and its carriage return must reach the terminal: past the neutralising stream
+        bar = getattr(self.stream, "unscrubbed", self.stream)
+        bar.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"{self.errors} error(s) {elapsed:5.1f}s"
+        )
 
     @staticmethod
     def _line(job: Job, meta: MetaData) -> str:

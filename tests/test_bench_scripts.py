@@ -1,4 +1,5 @@
-"""The bench scripts still run and report every figure the README quotes, at sizes too small to time.
+"""The bench scripts still run and report every figure the documentation quotes (docs/guides/performance.md,
+docs/guides/large-suites.md, docs/guides/reliability.md), at sizes too small to time.
 
 Figures come from the benches, not from tests: these only keep the benches from breaking unseen.
 """
@@ -68,3 +69,13 @@ def test_the_readers_bench_reports_strict_reading_and_what_changed_against_the_f
     assert report["conversations"] == 40 and report["json_loads_s"] > 0
     for key in ("strict_over_floor", "iter_results_over_floor", "what_changed_over_floor"):
         assert report[key] > 0
+
+
+def test_the_rate_limits_bench_reports_errors_wall_over_ideal_and_refusals() -> None:
+    shape = ("--conversations", "4", "--turns", "2", "--concurrency", "4", "--latency", "0", "--rates", "50")
+    report = json.loads(bench("bench_rate_limits.py", *shape, "--tpm", "600000"))
+    assert [run["scenario"] for run in report["runs"]] == ["50 req/s", "50 req/s and 600000 tokens/min"]
+    for run in report["runs"]:
+        assert run["exit_code"] == 0 and run["conversations"] == 4 and run["errored"] == 0
+        assert run["completions"] == 4 and run["wall_s"] > 0 and run["wall_over_ideal"] > 0
+        assert run["received"] == run["completions"] + run["refused"] and 0 <= run["refused_share"] < 1

@@ -182,12 +182,16 @@ def test_a_probe_rate_limited_with_a_retry_after_that_is_no_wait_is_retried(
 
 
 def test_rate_limit_that_never_ends_is_an_llm_error(llm: FakeOpenAIServer) -> None:
+    """A 429 costs no retry: it is sent again after each wait until `rate_limit_wait` has passed."""
     llm.default = lambda request: Reply.rate_limited(0.01)
-    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=2)
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=2, rate_limit_wait=0.3)
+    started = time.monotonic()
     with pytest.raises(TurnError) as err:
         complete(model)
-    assert err.value.reason == "llm_error" and "429" in str(err.value)
-    assert len(llm.chat_requests) == 3
+    assert err.value.reason == "llm_error" and "(HTTP 429)" in str(err.value)
+    assert "kept rate-limiting: still refused after" in str(err.value)
+    assert "rate_limit_wait allows 0.3 s" in str(err.value)
+    assert len(llm.chat_requests) > 3 and 0.25 < time.monotonic() - started < 2
 
 
 def test_server_errors_are_retried(llm: FakeOpenAIServer) -> None:

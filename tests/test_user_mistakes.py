@@ -71,7 +71,12 @@ def test_a_raising_callback_file_is_named_as_the_manifest_names_it(tmp_path: Pat
             "",
             "check user.endpoint and user.model",
         ),
-        (Reply.rate_limited(0.01), "gpt-4o-mini", ", max_retries: 1", "lower --concurrency or raise user.max_retries"),
+        (
+            Reply.rate_limited(0.01),
+            "gpt-4o-mini",
+            ", max_retries: 1, rate_limit_wait: 0.2",
+            "and user.rate_limit_wait allows 0.2 s; lower --concurrency, raise user.rate_limit_wait",
+        ),
     ],
     ids=["401", "404", "429"],
 )

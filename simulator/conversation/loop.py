@@ -242,7 +242,8 @@ class Simulator:
         if self.turn_timeout is None:
             return await awaitable
         try:
-            return await deadline(awaitable, self.turn_timeout)
+            # the clock stops while the turn waits for a rate limit to lift (bounded by rate_limit_wait)
+            return await deadline(awaitable, self.turn_timeout, pausable=True)
         except asyncio.TimeoutError:
             who = "the app" if actor == ASSISTANT else "the user model"
             raise TurnError("timeout", f"{who} gave no answer within {self.turn_timeout:g} s") from None

@@ -1,91 +1,43 @@
 """OpenAIChatCompletionsModel: one chat-completions connection (OpenAI, Azure OpenAI, compatible).
 
-Built on the `openai` SDK, which owns retries with back-off and `Retry-After`. This module adds
-what a simulation needs on top: endpoint styles, credentials from a token manager, reasoning
-models, and turning every failure into a `TurnError` with a reason the result can record.
+Built on the `openai` SDK (its client, auth and error types; its retries are `retries`, so a rate
+limit is waited out with every other request to the endpoint: `simulator.aio.limiter`). This
+module adds what a simulation needs on top: endpoint styles, credentials from a token manager,
+reasoning models, and every failure a `TurnError` with a reason the result can record (`failures`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse, urlunparse
 
 from ..aio.event_loops import PerLoop
 from ..aio.http_sessions import MAX_CONNECTIONS, new_session
+from ..aio.limiter import EndpointLimiter
 from ..errors import ConfigError, MissingCredentialError, TurnError
-from ..parsing import strict_json
 from ..text import known_secrets
-from ..text.known_secrets import scrub, scrub_text
-from .errors import error_text, is_content_filter, names_response_format, retry_after, transient
+from .errors import error_text, is_content_filter, names_response_format
+from .failures import FixHints, rate_limit_error, turn_error
+from .replies import ModelReply, read_reply
 from .response_formats import FormatNegotiation
-from .thinking import count_reasoning, split_thinking
+from .retries import DEFAULT_RATE_LIMIT_WAIT, Retries, check_rate_limit_wait, rate_limited, request_tokens
 from .token_managers import API_KEY_HEADER, BEARER, APITokenManager, PlainTokenManager
 
 if TYPE_CHECKING:
     import httpx2
     import openai
 
+__all__ = ["FixHints", "ModelReply", "OpenAIChatCompletionsModel"]
+
 log = known_secrets.scrub_logs(logging.getLogger("simulator.llm.models"))
 
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-#: The SDK's first back-off, used when a probe's transient failure hands over to its retries
-FIRST_RETRY_DELAY = 0.5
-
-
-@dataclass(frozen=True)
-class FixHints:
-    """What a user edits when the model fails: the constructor's arguments in the library; a
-    manifest's own fields (`user.endpoint`, the variable holding the key) when a manifest built it."""
-
-    credential: str = "check the API key or token manager"
-    model: str = "check endpoint_url and name"
-    endpoint: str = "check endpoint_url"
-    rate_limit: str = "lower the concurrency or raise max_retries"
-    timeout: str = "raise timeout"
-
-    @classmethod
-    def for_manifest(cls, section: str, key_env: str | None, default_key_env: str) -> FixHints:
-        """The hints for a model a manifest's `section` (`user`, `judge`, `simulations[2].user`) describes."""
-        if key_env:
-            credential = f"check the key in {key_env} ({section}.api_key_env)"
-        else:
-            credential = f"check the key in {default_key_env} (or name another variable in {section}.api_key_env)"
-        return cls(
-            credential=credential,
-            model=f"check {section}.endpoint and {section}.model",
-            endpoint=f"check {section}.endpoint",
-            rate_limit=f"lower --concurrency or raise {section}.max_retries",
-            timeout=f"raise {section}.timeout",
-        )
-
-
-@dataclass
-class ModelReply:
-    """One completion: the text, the whole JSON answer, and the request that produced it.
-
-    `content` is the visible answer, without a reasoning model's thinking, which is in
-    `reasoning` (see `simulator.llm.thinking`); `usage` then counts it as `reasoning_tokens`.
-    """
-
-    content: str
-    raw: dict[str, Any]
-    request: dict[str, Any]
-    usage: dict[str, Any] | None
-    finish_reason: str | None
-    reasoning: str | None = None
-    #: the thinking never ended: `max_tokens` ran out before any answer
-    thinking_cut_off: bool = False
-
-    @property
-    def only_thinking(self) -> bool:
-        """The model thought and said nothing: the caller has no answer to use."""
-        return not self.content.strip() and (self.reasoning is not None or self.thinking_cut_off)
+#: format steps, parameter adaptations and a credential refresh, at most, for one completion
+MAX_ADAPTATIONS = 10
 
 
 class OpenAIChatCompletionsModel:
@@ -96,6 +48,11 @@ class OpenAIChatCompletionsModel:
     Without it, `endpoint_url` is an OpenAI-compatible base URL (OpenAI when omitted, or Ollama,
     vLLM, llama.cpp server, ...). Reasoning models get `max_completion_tokens` and no sampling
     parameters; a server that rejects a parameter gets the request again without it.
+
+    Failures that may pass are retried `max_retries` times. A 429 is not one of them: every request
+    of the model (of every model a run builds for the same endpoint and name) waits until the
+    server's wait has passed, and fewer go at a time (`limiter`); only a limit that still refuses
+    after `rate_limit_wait` seconds fails the turn.
     """
 
     def __init__(
@@ -115,6 +72,7 @@ class OpenAIChatCompletionsModel:
         seed: int | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
+        rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
         extra_body: dict[str, Any] | None = None,
         default_headers: dict[str, str] | None = None,
     ) -> None:
@@ -135,6 +93,7 @@ class OpenAIChatCompletionsModel:
         self.seed = seed
         self.timeout = timeout
         self.max_retries = max_retries
+        self.rate_limit_wait = check_rate_limit_wait(rate_limit_wait, "OpenAIChatCompletionsModel: rate_limit_wait")
         self.extra_body = dict(extra_body or {})
         self.default_headers = dict(default_headers or {})
         for header, value in self.default_headers.items():
@@ -151,6 +110,8 @@ class OpenAIChatCompletionsModel:
         self._clients: PerLoop[Any] = PerLoop(self._make_sdk_client)
         #: what a failure's message tells the user to change; a manifest sets its own fields' names
         self.fix_hints = FixHints()
+        #: the endpoint's shared pause and window; a run gives every model of one endpoint the same
+        self.limiter = EndpointLimiter(f"{name} at {self.chat_url}")
         #: completions asked for (`complete` calls, whatever retries each took): what a run cost
         self.calls = 0
 
@@ -244,7 +205,7 @@ class OpenAIChatCompletionsModel:
 
         common: dict[str, Any] = {
             "timeout": self.timeout,
-            "max_retries": self.max_retries,
+            "max_retries": 0,  # retried in `_complete` (`retries`): a 429 is the endpoint's limiter's
             "default_headers": dict(self.default_headers),
             "http_client": http_client,
         }
@@ -281,6 +242,15 @@ class OpenAIChatCompletionsModel:
         so the session keeps as many connections)."""
         self._connections = max(MAX_CONNECTIONS, concurrency)
         self._client()
+
+    @property
+    def limit_key(self) -> str:
+        """The endpoint as its rate limit sees it: where requests go and the model (or deployment)."""
+        return f"{self.chat_url} {self.name}"
+
+    def share_limiter(self, limiter: EndpointLimiter) -> None:
+        """Wait out rate limits with `limiter`, shared by every model of the run that calls this endpoint."""
+        self.limiter = limiter
 
     async def aclose(self) -> None:
         """Close the running event loop's client and its aiohttp session."""
@@ -349,35 +319,41 @@ class OpenAIChatCompletionsModel:
         import openai
 
         refreshed = False
-        retries: int | None = None  # the SDK's retries, once a probe failed for a passing reason
-        for _ in range(10):  # format steps, parameter adaptations and one credential refresh at most
+        adaptations = 0
+        retries = Retries(self.limiter, self.max_retries, self.rate_limit_wait)
+        fresh = True  # no retry spent at this format step yet: a refusal of the format steps down at once
+        while adaptations <= MAX_ADAPTATIONS:  # format steps, parameter adaptations, one credential refresh
             params = self._params()
             ask = self._formats.ask(response_format)
             if ask.response_format is not None:
                 params["response_format"] = ask.response_format
             request = {"model": self.name, "messages": ask.messages(messages), **params}
             # a probe is not retried: a server that cannot do the format fails the same way every
-            # time (llama-cpp-python answers 500, which the SDK would send again max_retries times)
-            probe = retries is None and self._formats.unsettled(ask)
-            options: dict[str, Any] = {"max_retries": 0} if probe else {}
-            if retries is not None:
-                options["max_retries"] = retries
+            # time (llama-cpp-python answers 500, which would be sent again max_retries times)
+            probe = fresh and self._formats.unsettled(ask)
+            slot = await retries.slot()
             try:
-                # the SDK's generic `post` keeps its retries, auth and error types but skips its
-                # per-field transform and model parsing, which cost more CPU than the rest of a turn
+                # the SDK's generic `post` keeps its auth and error types but skips its per-field
+                # transform and model parsing, which cost more CPU than the rest of a turn
                 response = await self._client().post(
-                    "/chat/completions", body={**request, **self.extra_body}, cast_to=httpx2.Response, options=options
+                    "/chat/completions", body={**request, **self.extra_body}, cast_to=httpx2.Response
                 )
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                if isinstance(exc, openai.APIStatusError) and rate_limited(exc):
+                    wait, waited, more = retries.refused(slot, exc)
+                    if wait:  # not counted: everyone waits for the limit to lift, then this goes first
+                        continue
+                    raise rate_limit_error(self, exc, waited, more) from None
+                retries.failed(slot, exc)
                 sent_format = ask.step is not None and ask.response_format is not None
-                if sent_format and isinstance(exc, openai.APIStatusError) and names_response_format(exc):
-                    self._formats.step_down(ask, exc, f"{self.name} at {self.chat_url}")
-                    retries = None
+                names_format = sent_format and isinstance(exc, openai.APIStatusError) and names_response_format(exc)
+                if not (probe and names_format) and await retries.back_off(exc):
+                    fresh = False
                     continue
-                if probe and self.max_retries > 0 and transient(exc):
-                    delay = retry_after(exc)
-                    await asyncio.sleep(delay if delay is not None and delay > 0 else FIRST_RETRY_DELAY)
-                    retries = self.max_retries - 1
+                adaptations += 1
+                if names_format and isinstance(exc, openai.APIStatusError):
+                    self._formats.step_down(ask, exc, f"{self.name} at {self.chat_url}")
+                    retries.used, fresh = 0, True
                     continue
                 if isinstance(exc, openai.BadRequestError) and not is_content_filter(exc) and self._adapt_to(exc):
                     continue
@@ -387,104 +363,11 @@ class OpenAIChatCompletionsModel:
                     refreshed = True
                     manager.invalidate()
                     continue
-                raise self._turn_error(exc, request) from None
+                raise turn_error(self, exc, request) from None
+            else:
+                retries.answered(slot, response.headers, request_tokens(request))
+            finally:
+                slot.release()  # a cancellation, or anything else: the slot is free (a no-op once reported)
             self._formats.accepted(ask)
-            return self._reply(response, request)
+            return read_reply(response, request, self.name, self.chat_url)
         raise TurnError("llm_error", f"{self.name} at {self.chat_url}: kept rejecting the request parameters")
-
-    def _turn_error(self, exc: openai.APIStatusError | openai.APIConnectionError, request: dict[str, Any]) -> TurnError:
-        """What a failure the model cannot adapt to means for the turn."""
-        import openai
-
-        if isinstance(exc, openai.BadRequestError) and is_content_filter(exc):
-            return TurnError(
-                "content_filter",
-                f"{self.name}: the prompt was blocked by content filtering: {error_text(exc)}",
-                detail={"status": 400, "request": request},
-            )
-        if isinstance(exc, openai.BadRequestError):
-            return self._failure(exc, "rejected the request")
-        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-            return self._failure(exc, f"rejected the credential; {self.fix_hints.credential}", fatal=True)
-        if isinstance(exc, openai.NotFoundError):
-            return self._failure(exc, f"has no such model or deployment; {self.fix_hints.model}", fatal=True)
-        if isinstance(exc, openai.RateLimitError):
-            return self._failure(
-                exc, f"kept rate-limiting after {self.max_retries} retries; {self.fix_hints.rate_limit}"
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return self._failure(exc, f"failed after {self.max_retries} retries")
-        if isinstance(exc, openai.APITimeoutError):
-            return TurnError(
-                "timeout",
-                f"{self.name} at {self.chat_url}: no answer within {self.timeout:g} s "
-                f"(after {self.max_retries} retries); {self.fix_hints.timeout}",
-            )
-        return self._connection_failure(exc)
-
-    def _connection_failure(self, exc: openai.APIConnectionError) -> TurnError:
-        """Unreachable (nothing listens there) is told apart from a connection dropped mid-request: a
-        reset server was reported as "cannot reach ...: ReadError", which sent people to check the URL."""
-        import httpx2  # loaded already: the SDK raised through it
-
-        cause = exc.__cause__ or exc
-        if isinstance(cause, httpx2.ProxyError):  # the proxy the environment names (HTTPS_PROXY, ...)
-            what, where = "cannot reach", f"{self.chat_url} through the proxy"
-        else:
-            what = "cannot reach" if isinstance(cause, httpx2.ConnectError) else "lost the connection to"
-            where = self.chat_url
-        why = str(cause).strip() or f"{type(cause).__name__} (the connection was closed or reset)"
-        return TurnError(
-            "llm_error",
-            f"{self.name}: {what} {where}: {why} (after {self.max_retries} retries); {self.fix_hints.endpoint}",
-            detail={"url": self.chat_url},
-        )
-
-    def _failure(self, exc: openai.APIStatusError, what: str, fatal: bool = False) -> TurnError:
-        return TurnError(
-            "llm_error",
-            f"{self.name} at {self.chat_url} {what} (HTTP {exc.status_code}): {error_text(exc)}",
-            detail={"status": exc.status_code, "code": exc.code, "url": self.chat_url},
-            fatal=fatal,
-        )
-
-    def _reply(self, response: httpx2.Response, request: dict[str, Any]) -> ModelReply:
-        try:
-            raw = strict_json.loads(response.content, max_depth=strict_json.EMBEDDED_MAX_DEPTH)
-        except strict_json.JSONError as exc:  # a repeated key too: which message or verdict is meant cannot be known
-            what = (
-                "something that is not JSON"
-                if isinstance(exc, strict_json.NotJSON)
-                else f"JSON that cannot be used: {exc}"
-            )
-            snippet = scrub_text(response.text)[:300]
-            raise TurnError(
-                "llm_error",
-                f"{self.name} at {self.chat_url} answered with {what}: {snippet!r}",
-                detail={"status": response.status_code, "response": snippet},
-            ) from None
-        choices = raw.get("choices") if isinstance(raw, dict) else None
-        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-        if choice is None:
-            raise TurnError("llm_error", f"{self.name}: the answer had no choices", detail={"response": raw})
-        usage = raw.get("usage") if isinstance(raw.get("usage"), dict) else None
-        finish_reason = choice.get("finish_reason")
-        if finish_reason == "content_filter":
-            raise TurnError(
-                "content_filter",
-                f"{self.name}: the answer was withheld by content filtering",
-                detail={"response": raw, "request": request, "usage": usage},
-            )
-        message = choice.get("message")
-        thinking = split_thinking(message if isinstance(message, dict) else {})
-        # the reply becomes the simulated user's message to the app, a verdict or the app's answer: a
-        # credential the server quoted back (its own key, echoed request headers) must go no further
-        return ModelReply(
-            content=scrub_text(thinking.content),
-            raw=scrub(raw),
-            request=scrub(request),
-            usage=count_reasoning(usage, thinking.reasoning),
-            finish_reason=finish_reason,
-            reasoning=scrub_text(thinking.reasoning) if thinking.reasoning else None,
-            thinking_cut_off=thinking.cut_off,
-        )

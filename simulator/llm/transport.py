@@ -1,9 +1,9 @@
 """An httpx2 transport that sends the `openai` SDK's requests over an aiohttp session.
 
-The SDK keeps everything it does above the transport (retries with back-off and `Retry-After`,
-auth, its error types); only the connections change: httpx2's pool costs several times aiohttp's
-CPU per request (bench/bench_http_clients.py), and the session is the one every request of a run
-uses (`simulator.aio.http_sessions.new_session`, proxies from `proxy_for`).
+The SDK keeps everything it does above the transport (auth, its error types; its retries are
+`simulator.llm.retries`', since it is asked for none); only the connections change: httpx2's pool
+costs several times aiohttp's CPU per request (bench/bench_http_clients.py), and the session is the
+one every request of a run uses (`simulator.aio.http_sessions.new_session`, proxies from `proxy_for`).
 
 What the SDK decides from depends on the exception class, so aiohttp's failures become the httpx2
 errors httpx2's own transport would raise: a refused connection is a `ConnectError` ("cannot

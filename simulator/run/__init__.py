@@ -2,8 +2,9 @@
 
 Takes: a `Manifest` and the command's options.
 Gives: `plan` (which conversations: simulations × repeats, filtered, sharded), `connections`
-(the app target and the user for each simulation), `runner` (plays them concurrently and writes
-each the moment it ends), `state_hooks` (setup → conversation → outcome checks → teardown),
+(the app target and the user for each simulation, one rate limiter per endpoint), `runner` (plays
+them concurrently and writes each the moment it ends; `playing` is one conversation's part),
+`state_hooks` (setup → conversation → outcome checks → teardown),
 `replay` (the base run's users on both sides of a comparison), `resume`, `recheck`,
 `exit_codes` and `pipeline` (the one way every front end runs).
 Used by: the CLI (`simulator.cli`) and the action (`simulator.github`).

@@ -7,9 +7,11 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..aio.limiter import Limiters
 from ..checks import EvaluationContext
 from ..conversation.users import ScriptedUser, UserSide
 from ..errors import ConfigError, MissingCredentialError
@@ -18,6 +20,7 @@ from ..llm.token_managers import PlainTokenManager
 from ..manifest import DEFAULT_KEY_VARS, Manifest, Simulation, default_root, is_inside, variable_refusal
 from ..state.client import StateClient
 from ..targets import CallbackTarget, HttpTarget, Target
+from ..targets.redaction import safe_url
 
 
 def load_callback(spec: str, folder: Path, root: Path | None = None) -> Callable[..., Any]:
@@ -87,7 +90,15 @@ def build_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompl
             raise MissingCredentialError(f"{source}.api_key_env: {exc}") from None
     options = {
         key: config[key]
-        for key in ("max_tokens", "temperature", "reasoning", "reasoning_effort", "timeout", "max_retries")
+        for key in (
+            "max_tokens",
+            "temperature",
+            "reasoning",
+            "reasoning_effort",
+            "timeout",
+            "max_retries",
+            "rate_limit_wait",
+        )
         if key in config
     }
     try:
@@ -106,7 +117,9 @@ def build_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompl
 
 
 class Connections:
-    """Builds each distinct app target and user model once, so conversations share connections."""
+    """Builds each distinct app target and user model once, so conversations share connections;
+    and one rate limiter per endpoint (the app, the user model, the judge), shared by every
+    setting that calls it, so a 429 pauses all of them (`simulator.aio.limiter`)."""
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
@@ -116,13 +129,15 @@ class Connections:
         self.evaluation = EvaluationContext()
         #: sends the simulations' setup, teardown and outcome requests
         self.state = StateClient()
+        #: the run's limiters, one per endpoint; `warm` sets their ceiling to the run's concurrency
+        self.limiters = Limiters()
 
     def prepare(self, simulations: list[Simulation]) -> None:
         """Build everything up front: configuration problems surface before any conversation starts."""
         problems = []
         if self.manifest.judge and any(c.needs_judge for sim in simulations for c in sim.checks):
             try:
-                self.evaluation.judge = build_model(self.manifest.judge, source="judge")
+                self.evaluation.judge = self._limited(build_model(self.manifest.judge, source="judge"), "judge")
             except ConfigError as exc:
                 problems.append(f"{self.manifest.path}: {exc}")
         for sim in simulations:
@@ -167,7 +182,12 @@ class Connections:
         if key not in self._targets:
             # messages name the field where the value was written: the top-level target when it is shared
             source = "target" if sim.target == self.manifest.target else f"simulations[{sim.index}].target"
-            self._targets[key] = build_target(sim.target, self.manifest.folder, source=source, root=self.manifest.root)
+            target = build_target(sim.target, self.manifest.folder, source=source, root=self.manifest.root)
+            if isinstance(target, HttpTarget) and target.retry.limiter is not None:
+                model = getattr(target.dialect, "model", None)
+                endpoint = f"{safe_url(target.url)} {model or ''}"
+                target.retry = replace(target.retry, limiter=self.limiters.get(endpoint, "app"))
+            self._targets[key] = target
         return self._targets[key]
 
     def _user(self, sim: Simulation) -> UserSide | Any:
@@ -176,8 +196,13 @@ class Connections:
         key = json.dumps(sim.user, sort_keys=True)
         if key not in self._users:
             source = "user" if sim.user == self.manifest.user else f"simulations[{sim.index}].user"
-            self._users[key] = build_model(sim.user or {}, source=source)
+            self._users[key] = self._limited(build_model(sim.user or {}, source=source), "user model")
         return self._users[key]
+
+    def _limited(self, model: OpenAIChatCompletionsModel, name: str) -> OpenAIChatCompletionsModel:
+        """`model`, waiting out rate limits with every other model of the run at its endpoint."""
+        model.share_limiter(self.limiters.get(model.limit_key, name))
+        return model
 
     def llm_calls(self) -> tuple[int, int]:
         """The completions asked so far of the user models and of the judge."""
@@ -191,6 +216,7 @@ class Connections:
         pools, and with several conversations at once every request in flight waited for them.
         """
         self.state.warm(concurrency)
+        self.limiters.set_ceiling(concurrency)
         for target in self._targets.values():
             await target.warm(concurrency)
         for model in [*self._users.values(), self.evaluation.judge]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..aio.event_loops import run_with_signals
+from ..aio.limiter import Listener
 from ..manifest import Manifest
 from ..records import ConversationResult, RunInfo
 from ..results.folder import PLAN_FILE, RESULTS_FILE, make_folder, write_summary
@@ -59,6 +60,8 @@ class RunSettings:
     run_info: dict[str, Any] = field(default_factory=dict)
     #: replay a baseline run's user messages while the app answers as it did (`simulator.run.replay`)
     replays: ReplayBook | None = None
+    #: told when an endpoint rate-limits the run (how long everyone waits, how many requests at a time)
+    on_rate_limit: Listener | None = None
 
 
 def plan_for(manifest: Manifest, settings: RunSettings) -> Plan:
@@ -102,6 +105,8 @@ async def run_manifest_async(manifest: Manifest, settings: RunSettings) -> RunOu
         resume=resume,
         on_start=settings.on_start,
         replays=settings.replays,
+        # the CLI's progress (`on_result`) takes the rate-limit lines too, unless told otherwise
+        on_rate_limit=settings.on_rate_limit or getattr(settings.on_result, "rate_limit", None),
     )
     outcome.skipped = skipped
     return outcome

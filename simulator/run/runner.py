@@ -13,42 +13,35 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from ..checks import EvaluationContext, evaluate
-from ..checks.evaluate import INTERRUPTED_EVALUATION
-from ..checks.reuse import BaseVerdicts
-from ..conversation.loop import DEFAULT_TURN_TIMEOUT, ConversationCancelled, Simulator, as_user_side
+from ..aio.limiter import Listener
 from ..errors import ConfigError
 from ..manifest import Manifest
-from ..records import ConversationResult, Evaluation, GateConfig, PlanRecord, RunInfo, Summary
+from ..records import ConversationResult, GateConfig, PlanRecord, RunInfo, Summary
 from ..results.folder import (
     LISTED_KEYS,
     RESULTS_FILE,
     ResultWriter,
-    StorageError,
     plan_status,
     read_results,
     utc_now,
     write_summary,
 )
-from ..results.summary import SummaryBuilder
 from .connections import Connections
 from .exit_codes import exit_code
 from .plan import Job, Plan, distinct_simulations, keys_of_record
-from .replay import PairedUser, ReplayBook, ReplayTally
+from .playing import SAME_MISTAKE_STOP, Run
+from .replay import ReplayBook, ReplayTally
 from .resume import RunStart, start_run
-from .state_hooks import AroundConversation
+
+__all__ = ["SAME_MISTAKE_STOP", "RunOutcome", "narrowed_gate", "run_jobs"]
 
 T = TypeVar("T")
 log = logging.getLogger("simulator.run.runner")
-#: this many conversations, the first of the run, that all fail at the app's first reply with the same
-#: mistake (a 404, an HTML page, a reply path the answer lacks) stop the run: every other would too
-SAME_MISTAKE_STOP = 3
 
 
 @dataclass
@@ -101,167 +94,6 @@ class RunOutcome:
         return read_results(path) if path.is_file() else []
 
 
-class _Run:
-    """One run in progress: the writer, the summary being built, and what went wrong so far."""
-
-    def __init__(self, manifest: Manifest, connections: Connections, writer: ResultWriter, builder: SummaryBuilder):
-        self.manifest = manifest
-        self.connections = connections
-        self.writer = writer
-        self.builder = builder
-        self.on_result: Callable[[Job, ConversationResult], None] | None = None
-        self.stop: str | None = None
-        self.fatal: str | None = None
-        self.storage_error: str | None = None
-        self.lost: list[str] = []
-        self.lost_bytes = 0
-        self.internal_errors: list[str] = []
-        self.finished: set[str] = set()
-        self.callback_failed = False
-        self.replays: ReplayBook | None = None
-        self.replay_tally = ReplayTally("")
-        #: the conversations so far, while every one failed at the app's first reply with the same mistake
-        self.same_mistake: list[str] = []
-        self.mistake: tuple[Any, ...] | None = None
-        self.mistakes_differ = False  # a conversation did otherwise: no early stop for a mistake
-        self.first_mistake = ""
-
-    def internal(self, problem: str, exc: BaseException) -> None:
-        self.internal_errors.append(problem)
-        log.error("%s", problem, exc_info=(type(exc), exc, exc.__traceback__))
-
-    def store(self, job: Job, result: ConversationResult) -> bool:
-        """Write one result; a refused write costs this conversation (listed), never the run's honesty."""
-        try:
-            self.writer.write(result)
-        except StorageError as exc:
-            self.lost.append(job.key)
-            self.lost_bytes += exc.needed
-            if self.storage_error is None:
-                self.storage_error = f"{exc.path}: {exc.reason}"
-                self.stop = self.stop or f"cannot write results: {exc.reason}"
-                log.error("%s: %s; no new conversation starts", exc.path, exc.reason)
-            return False
-        except Exception as exc:
-            self.lost.append(job.key)
-            self.internal(f"{job.key}: writing the result failed: {type(exc).__name__}: {exc}", exc)
-            self.stop = self.stop or "the results writer failed"
-            return False
-        self.builder.add(result)
-        self.finished.add(job.key)
-        return True
-
-    async def play(self, job: Job) -> None:
-        sim = job.simulation
-        target, user = self.connections.sides(sim)
-        if self.replays is not None and sim.needs_llm:  # a script replays itself; only LLM users vary
-            user = self.replays.user_for(sim.name, job.repeat_index + 1, as_user_side(user))
-        simulator = Simulator(
-            system_connection=target, user_connection=user, turn_timeout=sim.turn_timeout or DEFAULT_TURN_TIMEOUT
-        )
-        meta = {
-            "simulation": sim.name,
-            "repeat": job.repeat_index + 1,
-            "tags": sim.tags,
-            "min_passes": sim.min_passes,
-            "required": sim.required,
-            **({"notes": list(sim.notes)} if sim.notes else {}),
-        }
-        around = AroundConversation(self.connections.state, sim, target, str(uuid.uuid4()), meta)
-        try:  # setup, the conversation, its checks and teardown (see state_hooks)
-            result = await around.converse(simulator)
-            baseline = None
-            if isinstance(user, PairedUser):
-                user.record(result)
-                baseline = user.base_verdicts(result)  # an identical replay: the base's verdicts may stand
-            context = around.context(self.connections.evaluation)
-            result["evaluation"] = await self.evaluate(job, result, context, baseline)
-            if isinstance(user, PairedUser):
-                self.replay_tally.add(result)
-            try:
-                await around.finish(result)
-            except asyncio.CancelledError:
-                self.store(job, result)  # judged already: kept, its teardown cut short
-                raise
-        except ConversationCancelled as exc:
-            exc.partial_result["evaluation"] = INTERRUPTED_EVALUATION
-            self.store(job, exc.partial_result)
-            raise
-        finally:
-            await around.end()
-        if not self.store(job, result):
-            return
-        error: Mapping[str, Any] = result["meta_data"].get("error") or {}
-        if error.get("fatal") and not self.fatal:
-            self.fatal = f"{sim.name}: {error.get('message')}"
-            self.stop = self.stop or self.fatal
-        self.watch_mistakes(job, result, error)
-        self.report(job, result)
-
-    def watch_mistakes(self, job: Job, result: ConversationResult, error: Mapping[str, Any]) -> None:
-        """Stop the run when its first conversations all failed at the app's first reply with the same
-        mistake: the request or the settings are wrong, and every other conversation would fail alike.
-        A conversation that got a reply, or failed otherwise, means it is not that."""
-        if self.mistakes_differ or self.fatal:
-            return
-        answered = any(turn.get("actor") == "assistant" and not turn.get("error") for turn in result["conversation"])
-        mistake = error.get("mistake") if error.get("actor") == "assistant" and not answered else None
-        found = (error.get("reason"), mistake)
-        if mistake is None or (self.mistake is not None and found != self.mistake):
-            self.mistakes_differ = True
-            return
-        if self.mistake is None:
-            self.mistake, self.first_mistake = found, str(error.get("message"))
-        self.same_mistake.append(job.key)
-        if len(self.same_mistake) >= SAME_MISTAKE_STOP:
-            self.fatal = (
-                f"{len(self.same_mistake)} conversations ({', '.join(self.same_mistake)}) failed at the app's first "
-                f"reply the same way, as every other would: {self.first_mistake}"
-            )
-            self.stop = self.stop or self.fatal
-
-    async def evaluate(
-        self, job: Job, result: ConversationResult, context: EvaluationContext, baseline: BaseVerdicts | None = None
-    ) -> Evaluation:
-        try:
-            return await evaluate(result, job.simulation.checks, context, baseline)
-        except asyncio.CancelledError:
-            result["evaluation"] = INTERRUPTED_EVALUATION
-            self.store(job, result)
-            raise
-        except Exception as exc:  # a bug in a check: this conversation has no verdict, the run is an error
-            self.internal(f"{job.key}: checking the conversation failed: {type(exc).__name__}: {exc}", exc)
-            return {
-                "status": "error",
-                "checks": [],
-                "failed": [],
-                "errors": [f"internal error while checking: {type(exc).__name__}: {exc}"],
-            }
-
-    def report(self, job: Job, result: ConversationResult) -> None:
-        if self.on_result is None:
-            return
-        try:
-            self.on_result(job, result)
-        except Exception as exc:  # progress output failing must not stop the run
-            if not self.callback_failed:
-                self.callback_failed = True
-                log.warning("progress output failed: %s: %s", type(exc).__name__, exc)
-
-    async def work(self, pending: Iterator[Job]) -> None:
-        """One of `concurrency` workers: take the next planned conversation until none is left or a stop."""
-        while self.stop is None:
-            job = next(pending, None)
-            if job is None:
-                return
-            try:
-                await self.play(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # anything else is the runner's own failure
-                self.internal(f"{job.key}: {type(exc).__name__}: {exc}", exc)
-
-
 async def run_jobs(
     manifest: Manifest,
     jobs: Iterable[Job],
@@ -273,6 +105,7 @@ async def run_jobs(
     resume: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     replays: ReplayBook | None = None,
+    on_rate_limit: Listener | None = None,
 ) -> RunOutcome:
     """Play `jobs` with at most `concurrency` conversations at a time.
 
@@ -282,15 +115,19 @@ async def run_jobs(
     summary. With `resume`, the run in `out_dir` is continued (see `prepare_resume`);
     `on_start(to_play, kept)` is told what remains before the first conversation starts. With
     `replays`, LLM-played conversations replay the baseline's user messages (see `simulator.run.replay`).
+    `on_rate_limit` is told when an endpoint rate-limits the run: how long everyone waits, and how
+    many requests go at a time from then on (`simulator.aio.limiter`).
     """
     if concurrency < 1:
         raise ConfigError("--concurrency must be 1 or more")
     out = Path(out_dir)
     plan: Plan | list[Job] = jobs if isinstance(jobs, Plan) else list(jobs)
     connections = Connections(manifest)
+    if on_rate_limit is not None:
+        connections.limiters.listen(on_rate_limit)
     connections.prepare(distinct_simulations(plan))
     start = start_run(manifest, plan, out, resume)
-    run = _Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), start.builder)
+    run = Run(manifest, connections, ResultWriter(out / RESULTS_FILE, append=resume), start.builder)
     run.on_result, run.finished = on_result, set(start.kept)
     if replays is not None:
         run.replays, run.replay_tally = replays, ReplayTally(replays.source)
@@ -359,7 +196,7 @@ def _write_summary(out: Path, summary: Summary) -> str | None:
     return None
 
 
-async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool:
+async def _play_all(run: Run, pending: Iterator[Job], concurrency: int) -> bool:
     """Run the workers to the end; True when a cancellation (a signal) interrupted them."""
     workers = [asyncio.create_task(run.work(pending), name=f"worker-{i}") for i in range(concurrency)]
     # return_exceptions: a worker ends in its cancellation, which is then the gather's result, not an
@@ -379,7 +216,7 @@ async def _play_all(run: _Run, pending: Iterator[Job], concurrency: int) -> bool
     return False
 
 
-def _account(run: _Run, start: RunStart, resumed: bool, replayed: bool) -> dict[str, Any]:
+def _account(run: Run, start: RunStart, resumed: bool, replayed: bool) -> dict[str, Any]:
     """What the summary says about what ran: missing and failed work, a resume's and a replay's counts."""
     status = plan_status(start.record, run.finished)
     return {
@@ -389,7 +226,7 @@ def _account(run: _Run, start: RunStart, resumed: bool, replayed: bool) -> dict[
     }
 
 
-def _problems(run: _Run, status: RunInfo) -> RunInfo:
+def _problems(run: Run, status: RunInfo) -> RunInfo:
     """The summary's account of what is missing and why: the plan status, fatal, storage and internal errors."""
     return {
         "fatal_error": run.fatal,
@@ -401,7 +238,7 @@ def _problems(run: _Run, status: RunInfo) -> RunInfo:
     }
 
 
-def _storage_message(run: _Run, status: RunInfo) -> str:
+def _storage_message(run: Run, status: RunInfo) -> str:
     """What the disk refused, what it cost, and how much room the run needs to keep everything."""
     writer = run.writer
     average = writer.bytes_written / writer.count if writer.count else run.lost_bytes / max(len(run.lost), 1)

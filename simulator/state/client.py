@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -213,7 +213,8 @@ class StateClient:
         to `ANSWER_BYTES` (its status and the retries it took go to `record`)."""
         target = call.target if isinstance(call.target, HttpTarget) else None
         timeout = request.timeout or (target.timeout if target else DEFAULT_TIMEOUT)
-        policy = target.retry if target else RetryPolicy()
+        # the target's retries, not its rate limiter: a setup or an outcome request is no turn
+        policy = replace(target.retry, limiter=None) if target else RetryPolicy()
         content = None if body is None else encode_body(body)
         from yarl import URL  # with aiohttp, on first use
 

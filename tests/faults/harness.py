@@ -61,6 +61,8 @@ USER_TIMEOUT = 0.5
 USER_MAX_RETRIES = 1
 SLOW = 0.8  # a fault delay longer than the timeouts above
 RETRY_AFTER = 0.1  # seconds a 429 asks to wait; the retry must honour it
+#: seconds a 429 that never lifts is waited out (sent again, costing no retry) before the turn fails
+RATE_LIMIT_WAIT = 0.6
 FAST_RETRY = {"retry-after-ms": "10"}  # a 5xx from the LLM asking the SDK to retry after 10 ms
 HUGE_CHARS = 5 * 1024 * 1024
 CONCURRENCY = 2
@@ -91,6 +93,8 @@ class AppFault:
     retried: bool
     #: what `meta_data.error.message` must say (case-insensitive)
     why: str = ""
+    #: a rate limit: waited out with the app's limiter until `rate_limit_wait`, costing no retry
+    limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ class LLMFault:
     name: str
     reply: Callable[[], Reply]
     stop_reason: str
-    #: "sdk": the openai SDK retries it; "ask-again": LLMUser asks again with a note; None: not retried
+    #: "sdk": the model retries it `max_retries` times; "limiter": a 429 waited out until `rate_limit_wait`,
+    #: costing no retry; "ask-again": LLMUser asks again with a note; None: not retried
     retry: str | None
     #: what `meta_data.error.message` must say (case-insensitive)
     why: str = ""
@@ -116,8 +121,22 @@ APP_FAULTS: tuple[AppFault, ...] = (
     ),
     AppFault("http-502", lambda: AppReply.error(502, "bad gateway"), "app_error", True, "(HTTP 502)"),
     AppFault("http-503", lambda: AppReply.error(503, "service unavailable"), "app_error", True, "(HTTP 503)"),
-    AppFault("429-retry-after", lambda: AppReply.rate_limited(RETRY_AFTER), "app_error", True, "kept rate-limiting"),
-    AppFault("429-no-retry-after", lambda: AppReply.rate_limited(None), "app_error", True, "kept rate-limiting"),
+    AppFault(
+        "429-retry-after",
+        lambda: AppReply.rate_limited(RETRY_AFTER),
+        "app_error",
+        True,
+        "kept rate-limiting after",
+        limited=True,
+    ),
+    AppFault(
+        "429-no-retry-after",
+        lambda: AppReply.rate_limited(None),
+        "app_error",
+        True,
+        f"and target.rate_limit_wait allows {RATE_LIMIT_WAIT:g} s",
+        limited=True,
+    ),
     AppFault(
         "timeout",
         lambda: AppReply(text="too late", delay=SLOW),
@@ -167,8 +186,20 @@ APP_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 LLM_FAULTS: tuple[LLMFault, ...] = (
-    LLMFault("429-retry-after", lambda: Reply.rate_limited(0.01), "llm_error", "sdk", "kept rate-limiting"),
-    LLMFault("429-no-retry-after", lambda: Reply.rate_limited(None), "llm_error", "sdk", "kept rate-limiting"),
+    LLMFault(
+        "429-retry-after",
+        lambda: Reply.rate_limited(0.01),
+        "llm_error",
+        "limiter",
+        "kept rate-limiting: still refused after",
+    ),
+    LLMFault(
+        "429-no-retry-after",
+        lambda: Reply.rate_limited(None),
+        "llm_error",
+        "limiter",
+        f"and user.rate_limit_wait allows {RATE_LIMIT_WAIT:g} s; lower --concurrency, raise user.rate_limit_wait",
+    ),
     LLMFault(
         "http-500",
         lambda: Reply.error(500, "server error", type="server_error", headers=FAST_RETRY),
@@ -277,7 +308,13 @@ USER_LINES = ("Hello, I need some help.", "Could you check that for me?", "Thank
 
 def app_manifest(app_url: str, fmt: str) -> dict[str, Any]:
     route, settings = APP_FORMATS[fmt]
-    target = {"url": app_url + route, "timeout": TARGET_TIMEOUT, "retry": TARGET_RETRY, **settings}
+    target = {
+        "url": app_url + route,
+        "timeout": TARGET_TIMEOUT,
+        "retry": TARGET_RETRY,
+        "rate_limit_wait": RATE_LIMIT_WAIT,
+        **settings,
+    }
     return {
         "version": 1,
         "target": target,
@@ -293,7 +330,13 @@ def llm_manifest(app_url: str, llm_url: str) -> dict[str, Any]:
     return {
         "version": 1,
         "target": {"url": app_url + "/promptflow", "format": "promptflow", "timeout": 5, "retry": TARGET_RETRY},
-        "user": {"model": "sim-user", "endpoint": llm_url, "timeout": USER_TIMEOUT, "max_retries": USER_MAX_RETRIES},
+        "user": {
+            "model": "sim-user",
+            "endpoint": llm_url,
+            "timeout": USER_TIMEOUT,
+            "max_retries": USER_MAX_RETRIES,
+            "rate_limit_wait": RATE_LIMIT_WAIT,
+        },
         "defaults": {"max_turns": 8, "expect": EXPECT},
         "simulations": [
             {"name": name, "persona": persona, "task": task, "repeat": repeat}
@@ -478,13 +521,20 @@ def _play_case(case: Case, folder: Path, inject: bool) -> CaseRun:
 
 
 def expected_requests(case: Case) -> int:
-    """How many requests the victim's faulty turn must have made: the retries are part of the contract."""
+    """How many requests the victim's faulty turn must have made: the retries are part of the contract.
+    A rate limit that never lifts is sent again until `RATE_LIMIT_WAIT`: at least twice (`limited`)."""
     if case.transient:
         return 2
     fault = case.fault
     if isinstance(fault, AppFault):
-        return TARGET_RETRY["attempts"] + 1 if fault.retried else 1
+        return TARGET_RETRY["attempts"] + 1 if fault.retried and not fault.limited else 1
     return {"sdk": USER_MAX_RETRIES + 1, "ask-again": 3}.get(fault.retry or "", 1)
+
+
+def limited(case: Case) -> bool:
+    """A rate limit that never lifts: sent again, costing no retry, until `rate_limit_wait` has passed."""
+    fault = case.fault
+    return not case.transient and (getattr(fault, "limited", False) or getattr(fault, "retry", None) == "limiter")
 
 
 def problems(run: CaseRun) -> list[str]:
@@ -518,7 +568,10 @@ def problems(run: CaseRun) -> list[str]:
     victim = got.get((VICTIM, 1))
     if victim is None:
         return [*found, "the victim's conversation is missing"]
-    if len(run.fault_requests) != expected_requests(run.case):
+    if limited(run.case):
+        if len(run.fault_requests) < 2:
+            found.append(f"the rate-limited turn was tried {len(run.fault_requests)} times, not again")
+    elif len(run.fault_requests) != expected_requests(run.case):
         found.append(f"the faulty turn was tried {len(run.fault_requests)} times, not {expected_requests(run.case)}")
     if run.case.transient:
         found += _retried_to_a_pass(run, victim)

@@ -16,9 +16,13 @@ Routes (``POST``):
 * ``/openai/deployments/{deployment}/chat/completions?api-version=...`` (Azure).
 
 Every request is recorded, whatever its outcome. Only chat requests that pass
-routing, the Azure ``api-version`` check, the auth hook, JSON parsing and the
-``dialect`` (a real server's ``response_format`` refusals) consume a scripted
-reply. Standard library only.
+routing, the Azure ``api-version`` check, the auth hook, JSON parsing, the rate
+limit and the ``dialect`` (a real server's ``response_format`` refusals) consume a
+scripted reply. Standard library only.
+
+``srv.limit(requests_per_second=20)`` (``tests.servers.rate_limit``) answers chat
+requests above it with 429 and ``Retry-After`` (``retry-after-ms``, ``x-ratelimit-*``
+on request), counted in ``srv.refused``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -39,6 +43,7 @@ from tests.servers.base import (
     chat_completion_chunks,
     count_words,
 )
+from tests.servers.rate_limit import LimitedServer
 
 if TYPE_CHECKING:
     from tests.servers.structured_output import Dialect
@@ -205,7 +210,7 @@ def default_reply(request: RecordedRequest) -> Reply:
     return Reply(content="ok")
 
 
-class FakeOpenAIServer(ScriptedServer[RecordedRequest, Reply]):
+class FakeOpenAIServer(LimitedServer, ScriptedServer[RecordedRequest, Reply]):
     """OpenAI-compatible chat-completions server running in a daemon thread.
 
     Use as a context manager or call :meth:`start` / :meth:`close`. :meth:`script`
@@ -288,6 +293,11 @@ class _Handler(LocalHandler):
             self._send_json(400, _error_body(message, code=None))
             return
 
+        limited = fake._admit(body)  # the rate limit, if any (tests.servers.rate_limit)
+        if not limited.admitted:
+            self._send_reply(request, replace(Reply.rate_limited(None), headers=limited.headers))
+            return
+
         refusal = fake.dialect.refusal(body) if fake.dialect is not None else None
         if refusal is not None:
             self._send_reply(request, refusal)
@@ -299,6 +309,8 @@ class _Handler(LocalHandler):
             fake._record_error(exc)
             self._send_json(500, _error_body(f"fake server reply failed: {exc!r}", type="server_error"))
             return
+        if limited.headers:
+            reply = replace(reply, headers={**limited.headers, **reply.headers})
         self._send_reply(request, reply)
 
     # -- response writing ----------------------------------------------------

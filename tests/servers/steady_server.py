@@ -12,6 +12,11 @@ with ``--app-text`` (a promptflow- or http-format app); ``GET /stats`` answers, 
 the first request arrived and the last answer left (``time.time()``, comparable across processes)
 and how many requests and connections there were. Keep-alive, ``Content-Length`` bodies.
 
+With ``--limit-rps`` (and ``--limit-tpm``) the user model has a rate limit
+(``tests.servers.rate_limit``): a chat request above it is answered at once with 429 and
+``Retry-After`` (``--retry-after-ms`` and ``--ratelimit-headers`` add Azure's and OpenAI's
+headers); ``/stats`` then counts ``chat_requests`` and ``refused``.
+
 Run as ``python -m tests.servers.steady_server --delay 0.02``; it prints its base URL on the first
 line of stdout and serves until stdin closes. :class:`SteadyServer` does that for a test.
 """
@@ -27,8 +32,13 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script too
+    sys.path.insert(0, str(REPO))
+
+from tests.servers.rate_limit import RateLimit, request_tokens  # noqa: E402
 
 
 def _completion(text: str) -> dict[str, object]:
@@ -47,7 +57,25 @@ STATS: dict[str, float | int | None] = {
     "last_answer_at": None,
     "requests": 0,
     "connections": 0,
+    "chat_requests": 0,
+    "refused": 0,
+    "tokens": 0,
+    "refused_in_first_second": 0,  # the first burst's refusals: before any answer could say anything
 }
+_FIRST_CHAT: list[float] = []
+#: the user model's rate limit, when one is set
+LIMIT: RateLimit | None = None
+REFUSAL = json.dumps(
+    {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}}
+).encode()
+
+
+def _tokens(body: bytes) -> int:
+    """A chat request's cost in tokens: its prompt's words and the most it may answer."""
+    try:
+        return request_tokens(json.loads(body))
+    except ValueError:
+        return 0
 
 
 async def _serve_connection(
@@ -71,12 +99,28 @@ async def _serve_connection(
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "content-length":
                     length = int(value)
-            if length:
-                await reader.readexactly(length)
+            sent = await reader.readexactly(length) if length else b""
             path = request_line.split(" ")[1] if " " in request_line else "/"
-            body = json.dumps(_completion(user)).encode() if path.endswith("/chat/completions") else app
+            chat = path.endswith("/chat/completions")
+            headers: dict[str, str] = {}
+            if chat:
+                STATS["chat_requests"] = int(STATS["chat_requests"] or 0) + 1
+                _FIRST_CHAT[:] = _FIRST_CHAT or [arrived]
+            if chat and LIMIT is not None:
+                cost = _tokens(sent)
+                decision = LIMIT.take(cost, arrived)
+                headers = decision.headers
+                if not decision.admitted:
+                    STATS["refused"] = LIMIT.refused
+                    if arrived - _FIRST_CHAT[0] < 1.0:
+                        STATS["refused_in_first_second"] = int(STATS["refused_in_first_second"] or 0) + 1
+                    _write(writer, REFUSAL, 429, headers)
+                    await writer.drain()
+                    continue
+                STATS["tokens"] = int(STATS["tokens"] or 0) + cost
+            body = json.dumps(_completion(user)).encode() if chat else app
             await asyncio.sleep(max(0.0, delay - (time.monotonic() - arrived)))
-            _write(writer, body)
+            _write(writer, body, 200, headers)
             await writer.drain()
             STATS["last_answer_at"] = time.time()
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -85,8 +129,10 @@ async def _serve_connection(
         writer.close()
 
 
-def _write(writer: asyncio.StreamWriter, body: bytes) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+def _write(writer: asyncio.StreamWriter, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = f"HTTP/1.1 {status} {'OK' if status == 200 else 'Too Many Requests'}\r\nContent-Type: application/json\r\n"
+    writer.write(f"{head}{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
 
 
 async def _main(delay: float, app_text: str, user_text: str) -> None:
@@ -107,8 +153,13 @@ async def _main(delay: float, app_text: str, user_text: str) -> None:
 class SteadyServer:
     """Starts the server in a child process for the length of a ``with`` block."""
 
-    def __init__(self, delay: float, app_text: str = "fine", user_text: str = "Tell me more, please.") -> None:
+    def __init__(
+        self, delay: float, app_text: str = "fine", user_text: str = "Tell me more, please.", **limit: Any
+    ) -> None:
+        """``limit``: the user model's rate limit, as ``RateLimit``'s fields (``requests_per_second=20``)."""
         self.args = ["--delay", str(delay), "--app-text", app_text, "--user-text", user_text]
+        if limit:
+            self.args += ["--limit", json.dumps(limit)]
         self.url = ""
         self._child: subprocess.Popen[str] | None = None
 
@@ -160,5 +211,8 @@ if __name__ == "__main__":
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--app-text", default="fine")
     parser.add_argument("--user-text", default="Tell me more, please.")
+    parser.add_argument("--limit", help="the user model's rate limit: RateLimit's fields as JSON")
     options = parser.parse_args()
+    if options.limit:
+        LIMIT = RateLimit(**json.loads(options.limit))
     asyncio.run(_main(options.delay, options.app_text, options.user_text))

@@ -9,10 +9,11 @@ checked here; each format checks its own (`HttpFormat.from_config`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...aio.limiter import DEFAULT_RATE_LIMIT_WAIT, EndpointLimiter, check_rate_limit_wait
 from ...errors import ConfigError
 from ...parsing.json_path import Segment, parse_path
 from ...parsing.template import PLACEHOLDER, check_placeholders
@@ -25,7 +26,18 @@ from .session import SessionSpec
 
 HISTORY_MODES = ("full", "latest")
 #: fields every format reads; each format adds its own (`HttpFormat.keys`)
-COMMON_KEYS = ("url", "format", "headers", "timeout", "history", "response", "session", "retry", "max_reply_bytes")
+COMMON_KEYS = (
+    "url",
+    "format",
+    "headers",
+    "timeout",
+    "history",
+    "response",
+    "session",
+    "retry",
+    "max_reply_bytes",
+    "rate_limit_wait",
+)
 
 
 def config_keys() -> frozenset[str]:
@@ -99,6 +111,10 @@ def check_config(config: Any, source: str = "target") -> tuple[HttpSettings | No
     path = _response(config.get("response"), dialect, source, problems)
     session = _session(config.get("session"), source, problems)
     retry = problems.call(("retry",), RetryPolicy.from_config, config.get("retry"), f"{source}.retry")
+    where = f"{source}.rate_limit_wait"
+    wait = problems.call(
+        ("rate_limit_wait",), check_rate_limit_wait, config.get("rate_limit_wait", DEFAULT_RATE_LIMIT_WAIT), where
+    )
     twice = credentials_twice(url, headers, source) if url is not None and headers is not None else None
     if twice is not None:
         problems.add(("url",), twice)
@@ -107,6 +123,10 @@ def check_config(config: Any, source: str = "target") -> tuple[HttpSettings | No
         return None, problems
     response = config.get("response")
     url = dialect.endpoint(url)
+    # the app's own pause and window; a run gives every target of one endpoint the same one
+    retry = replace(
+        retry, limiter=EndpointLimiter("app"), rate_limit_wait=wait or DEFAULT_RATE_LIMIT_WAIT, source=source
+    )
     settings = HttpSettings(url, dialect, headers, timeout, history, response, path, session, retry, max_reply_bytes)
     return settings, problems
 
