@@ -36,6 +36,8 @@ STAGES = [
     "api",
     "examples",
 ]
+#: the longest a module may grow before it is split by concern
+MAX_MODULE_LINES = 400
 #: the modules at the top of the package and the stage each belongs to
 TOP_MODULES = {
     "simulator": "api",
@@ -182,3 +184,8 @@ def test_the_exception_tree_in_errors_names_every_exception_the_package_defines(
     assert {"ManifestError", "TargetConfigError", "StorageError", "RetryLater", "FieldError"} <= defined
     missing = sorted(name for name in defined if name not in doc)
     assert not missing, f"add to the tree in simulator/errors.py: {missing}"
+
+
+def test_no_module_outgrows_its_concern() -> None:
+    long = {m: n for m, f in MODULES.items() if (n := len(f.read_text("utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these by concern: {long}"
