@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any, cast
 
 from .aio.event_loops import run_sync
 from .cli_output import Console, Progress
-from .errors import ConfigError, UnreadableRecord
+from .errors import ConfigError, GenerationError, UnreadableRecord
 from .manifest import load_manifest
 from .persona import Persona, predefined_personas
 from .records import Summary
@@ -27,7 +28,7 @@ from .results.folder import (
     write_summary,
 )
 from .results.shards import merge_results
-from .run.exit_codes import EXIT_OK, exit_code
+from .run.exit_codes import EXIT_OK, EXIT_RUN_ERRORS, exit_code
 from .run.pipeline import RunSettings, plan_for, run_manifest
 from .run.plan import Plan, parse_shard
 from .run.recheck import recheck
@@ -236,4 +237,83 @@ def cmd_personas(args: argparse.Namespace) -> int:
     for name in predefined_personas():
         persona = Persona.load(name)
         print(f"{name:<10} {persona.tone or ''}"[:110])
+    return EXIT_OK
+
+
+def _agreed(console: Console) -> bool:
+    """Asked on the terminal (stderr: stdout keeps the result), before anything is spent."""
+    console.err.write("Go ahead? [y/N] ")
+    console.err.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """The cost is said before anything is spent; an interactive run asks first, a CI run goes on."""
+    from .generate import Options, Settings, prepare  # only this command needs the generators
+    from .generate.personas import parse_axes
+
+    console = Console("text")
+    settings = Settings(
+        kind=args.kind,
+        count=args.count,
+        seed=args.seed,
+        axes=parse_axes(args.axis),
+        attacks=args.attacks.split(",") if args.attacks else None,
+        seed_url=args.seed_url,
+        state_url=args.state_url,
+        concurrency=args.concurrency,
+    )
+    options = Options(
+        sources=args.sources,
+        out=Path(args.out),
+        manifest=Path(args.manifest),
+        settings=settings,
+        append=args.append,
+        force=args.force,
+        model=args.model,
+        endpoint=args.endpoint,
+        api_key_env=args.api_key_env,
+        max_tokens=args.max_tokens,
+        names_file=args.names_file,
+        log_sample=args.log_sample,
+    )
+    prepared = prepare(options)
+    for line in prepared.sources.describe():
+        console.note(line)
+    console.warn(prepared.notes)
+    console.note(prepared.estimate().line(prepared.model_label))
+    if args.dry_run:
+        for line in prepared.call_lines():
+            console.result(line)
+        console.note("Dry run: nothing was sent.")
+        return EXIT_OK
+    model = prepared.build_model()
+    if not args.yes and sys.stdin.isatty() and not _agreed(console):
+        console.note("Nothing was sent.")
+        return EXIT_OK
+    calls = len(prepared.generation.first_calls)
+    progress = Progress(calls, console.err)
+    done = [0]
+
+    def answered(call: Any) -> None:
+        done[0] += 1
+        console.note(f"[{done[0]}] {call.label}: answered")
+
+    try:
+        generated = run_sync(lambda: prepared.run(model, answered, progress.rate_limit))
+        console.warn(generated.notes)
+        console.warn(prepared.write(generated))
+    except GenerationError as exc:
+        console.note(f"error: {exc}\nNothing was written.")
+        return EXIT_RUN_ERRORS
+    counts = generated.counts()
+    origins = {"docs": "the documents", "prompt": "the prompt", "logs": "the logs", "attack": "the playbook"}
+    made = ", ".join(f"{counts[k]} from {label}" for k, label in origins.items() if counts[k])
+    merged = f"; {generated.merged} near-duplicate(s) merged" if generated.merged else ""
+    covered = f"; {len(generated.covered)} left out as already covered by the manifest" if generated.covered else ""
+    verb = "Appended" if args.append else "Wrote"
+    console.result(
+        f"{verb} {len(generated.candidates)} simulation(s) to {options.out} ({made or 'none'}{merged}{covered}) "
+        f"with {generated.calls} model call(s); it validates. Review the checks marked proposed before committing."
+    )
     return EXIT_OK

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import cli_commands
 from .cli_output import FORMATS
+from .generate.choices import ATTACK_KINDS, DEFAULT_COUNT, DEFAULT_MAX_TOKENS, KINDS
 from .manifest import DEFAULT_MANIFEST
 from .run.plan import MAX_REPEAT
 from .run.replay import MATCHES
@@ -97,6 +98,104 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.set_defaults(handler=cli_commands.cmd_run)
 
 
+GENERATE_DESCRIPTION = """\
+Write simulations (personas, tasks, proposed checks) with the manifest's user model, or --model:
+
+  simulator generate --from docs/ --from app-prompt.txt --from logs.jsonl --count 20 --seed 7
+  simulator generate --kind adversarial --from docs/ --from app-prompt.txt --seed 7
+
+What it will cost is said before any call (--dry-run: only that). The file says where each
+simulation came from and marks the proposed checks; it validates as written."""
+
+#: where `simulator generate` writes unless --out says otherwise
+GENERATED_MANIFEST = ".github/simulations.generated.yml"
+
+
+def _add_generate(generate: argparse.ArgumentParser) -> None:
+    generate.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="what to generate from (repeatable): documents (a folder or Markdown, text, HTML files), the app's "
+        "system prompt (a file with 'prompt' in its name), conversation logs (.jsonl: OpenAI messages or "
+        "conversations.jsonl); a docs:, prompt: or logs: prefix says which outright",
+    )
+    generate.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="tasks",
+        help="tasks (default): users with tasks from the sources; adversarial: attackers from the playbook, "
+        "grounded in the documents and prompt",
+    )
+    generate.add_argument(
+        "--count",
+        type=_positive("--count"),
+        help=f"simulations to write (default {DEFAULT_COUNT}; adversarial: one per attack kind)",
+    )
+    generate.add_argument("--out", default=GENERATED_MANIFEST, help=f"the file to write (default {GENERATED_MANIFEST})")
+    generate.add_argument(
+        "--append", action="store_true", help="add the simulations to the existing --out manifest's list"
+    )
+    generate.add_argument("--force", action="store_true", help="replace an existing --out file")
+    generate.add_argument(
+        "--manifest",
+        default=DEFAULT_MANIFEST,
+        help=f"the manifest whose user model generates and whose target the file copies (default {DEFAULT_MANIFEST})",
+    )
+    generate.add_argument("--model", help="the model to generate with, instead of the manifest's user model")
+    generate.add_argument("--endpoint", help="with --model: its OpenAI-compatible base URL (a local server)")
+    generate.add_argument("--api-key-env", help="with --model: the environment variable holding its key")
+    generate.add_argument(
+        "--seed", type=int, help="fixes the personas, the canaries and (on models that honour it) the answers"
+    )
+    generate.add_argument(
+        "--max-tokens",
+        type=_positive("--max-tokens"),
+        default=DEFAULT_MAX_TOKENS,
+        help=f"the most tokens of one answer (default {DEFAULT_MAX_TOKENS})",
+    )
+    generate.add_argument(
+        "--names-file", help="names to scrub from the logs (one a line), beside e-mails, phones and card numbers"
+    )
+    generate.add_argument(
+        "--axis",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="vary the personas along this axis (repeatable; replaces a default one of the same name: expertise, "
+        "patience, language, tone; NAME= drops one)",
+    )
+    generate.add_argument(
+        "--attacks", help=f"adversarial: the attack kinds, comma-separated (default all: {', '.join(ATTACK_KINDS)})"
+    )
+    generate.add_argument(
+        "--seed-url",
+        default="{{base}}/test",
+        help="adversarial: where setup seeds the canaries (default {{base}}/test: PUT .../customers/ID, ...)",
+    )
+    generate.add_argument(
+        "--state-url", default="{{base}}", help="where outcome checks read the app's state (default {{base}})"
+    )
+    generate.add_argument(
+        "--log-sample",
+        type=_positive("--log-sample"),
+        default=200,
+        help="logs: the most conversations read from each log, evenly sampled (default 200)",
+    )
+    generate.add_argument(
+        "--concurrency", type=_positive("--concurrency"), default=4, help="model calls at a time (default 4)"
+    )
+    generate.add_argument(
+        "--yes", action="store_true", help="do not ask before spending (a non-interactive run never asks)"
+    )
+    generate.add_argument(
+        "--dry-run", action="store_true", help="print the sources, the estimate and each call's size; call nothing"
+    )
+    generate.set_defaults(handler=cli_commands.cmd_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simulator",
@@ -138,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--baseline", help="a base-branch results folder to compare with")
     _add_format(merge)
     merge.set_defaults(handler=cli_commands.cmd_merge)
+
+    _add_generate(
+        commands.add_parser(
+            "generate",
+            help="write simulations from your documents, system prompt, logs or the adversarial playbook",
+            description=GENERATE_DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
 
     personas = commands.add_parser("personas", help="list predefined personas, or show one")
     personas.add_argument("action", nargs="?", choices=["list", "show"], default="list")

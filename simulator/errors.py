@@ -11,7 +11,9 @@ The tree of what the package raises on purpose (module-local classes named where
     │   ├── TemplateError              a `{{name}}` template
     │   ├── MissingCredentialError     a model's key or token is not set
     │   ├── ManifestError              every problem of a manifest (manifest/types.py)
-    │   └── TargetConfigError          every problem of a URL target (targets/http/problems.py)
+    │   ├── TargetConfigError          every problem of a URL target (targets/http/problems.py)
+    │   └── SourceError                a document, prompt or log `simulator generate` reads
+    ├── GenerationError                `simulator generate`: the model's answers could not be used (exit 3)
     ├── MissingExtraError (+ImportError)  an optional dependency is not installed
     └── TurnError                      one turn failed: its `reason` is one of STOP_REASONS
                                        (records/result.py), `fatal` ends the conversation
@@ -82,6 +84,16 @@ class TemplateError(ConfigError):
 
 class MissingCredentialError(ConfigError):
     """An LLM credential is not available (e.g. secrets are not passed to fork pull requests)."""
+
+
+class SourceError(ConfigError):
+    """A source `simulator generate` was given (documents, a system prompt, a log file) cannot be
+    used: the message names the file (and line) and what to give instead."""
+
+
+class GenerationError(SimulatorError):
+    """`simulator generate` could not finish: the model failed, or answered what cannot be used
+    after one repair retry. Nothing was written; the message says which call and why."""
 
 
 class MissingExtraError(SimulatorError, ImportError):

@@ -31,6 +31,7 @@ STAGES = [
     "results",
     "run",
     "report",
+    "generate",
     "cli",
     "github",
     "api",
