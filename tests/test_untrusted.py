@@ -158,7 +158,10 @@ def test_pull_request_target_at_the_head_refuses_every_callback_and_persona_file
     assert found[2].startswith(f"::error title=Invalid manifest,{file},line=12::simulations[1].target.callback:")
     for line in found:
         assert f"the pull request's head ({head[:12]}) is checked out on a pull_request_target run" in line
-        assert 'allow it with the input allow-untrusted-code: true (README: "Untrusted pull requests")' in line
+        assert (
+            'allow it with the input allow-untrusted-code: true (docs/guides/gating.md: "Untrusted pull requests")'
+            in line
+        )
     assert "'people/ann.yaml' would read a persona file" in found[1]
     assert imported(tmp_path) == []
     assert not (workspace / "simulation-results").exists()

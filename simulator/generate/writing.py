@@ -156,7 +156,7 @@ def manifest_text(
             lines.append(JUDGE_NOTE)
             value = base["user"]
         if value is None and key == "target":
-            lines.append('# the app under test: see the README\'s "Your app"')
+            lines.append("# the app under test: see docs/guides/your-app.md")
             value = {"url": "${APP_URL}"}
         if value is not None:
             lines += _dump(key, value)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .inputs import GitHubContext, Inputs
 
 INPUT = "allow-untrusted-code"
-README_SECTION = 'README: "Untrusted pull requests"'
+DOCS_SECTION = 'docs/guides/gating.md: "Untrusted pull requests"'
 #: events whose runs have the base repository's secrets even when a fork's pull request caused them
 EVENTS_WITH_SECRETS = ("pull_request_target", "workflow_run", "issue_comment")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -211,7 +211,7 @@ def guard_manifest(
         return
     note = (
         f"refused because {trust.why}, which has the repository's secrets; allow it with the input "
-        f"{INPUT}: true ({README_SECTION})"
+        f"{INPUT}: true ({DOCS_SECTION})"
     )
     load_manifest(manifest_path, root=root, environ=environ, trusted=False, untrusted_note=note)
 

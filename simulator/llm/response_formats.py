@@ -3,7 +3,7 @@
 A caller (the judge) asks for `json_schema`. Servers take different forms and refuse the rest in
 their own way (OpenAI and vLLM answer 400, llama-server 400 or, before it knew `json_schema`, 500,
 llama-cpp-python 500 wrapping FastAPI's 422, LiteLLM its backend's refusal inside its own error;
-README, "Local models: structured output and thinking"). An error that names `response_format`
+docs/guides/local-models.md, "The judge's structured output"). An error that names `response_format`
 takes the endpoint one step down, and each step keeps the schema where the server can still use it:
 
 1. `json_schema`: `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`;

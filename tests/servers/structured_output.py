@@ -213,7 +213,7 @@ def behind_litellm(backend: Dialect) -> Dialect:
     return Dialect(f"LiteLLM in front of {backend.name}", backend.takes, backend.enforces, refuse)
 
 
-#: the dialects the README's table lists, by name
+#: the dialects the table of docs/guides/local-models.md lists, by name
 DIALECTS: dict[str, Dialect] = {
     dialect.name: dialect
     for dialect in (
