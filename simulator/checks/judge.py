@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +76,7 @@ def _context(result: ConversationResult) -> str:
 def parse_judgement(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any] | None, str, str]:
     """(judgement, "", "") or (None, what was wrong, the check's message saying so with the answer
     quoted): tolerates code fences, nothing else."""
-    cleaned = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", cleaned, re.DOTALL)
-    if fenced:
-        cleaned = fenced.group(1)
+    cleaned = strict_json.without_fence(text)
     try:
         data = strict_json.loads(cleaned)
     except strict_json.JSONError as exc:

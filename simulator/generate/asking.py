@@ -9,7 +9,6 @@ writing anything.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,10 +56,7 @@ class Call:
 def read_answer(text: str, call: Call) -> tuple[dict[str, Any] | None, str]:
     """The answer as JSON that fits the call, or None and what was wrong. Code fences and words
     around the object are forgiven (small models add them); a repeated key is not."""
-    cleaned = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", cleaned, re.DOTALL)
-    if fenced:
-        cleaned = fenced.group(1)
+    cleaned = strict_json.without_fence(text)
     try:
         data = strict_json.loads(cleaned)
     except strict_json.NotJSON as exc:

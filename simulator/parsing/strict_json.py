@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 #: the deepest nesting read from a file or an artifact (our own files nest less than 12 deep)
@@ -101,3 +102,13 @@ def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
         if deepest:
             raise JSONError(f"it is nested more than {max_depth} deep")
     return document
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+
+
+def without_fence(text: str) -> str:
+    """A model's answer without the Markdown code fence small models put around JSON."""
+    cleaned = text.strip()
+    fenced = _FENCE.fullmatch(cleaned)
+    return fenced.group(1) if fenced else cleaned
