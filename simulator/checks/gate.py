@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from math import comb
 from typing import Any
@@ -140,10 +141,8 @@ def decide_gate(
     the gate too: `fail-on: errors` fails on them even when some conversations also failed.
     """
     config: GateConfig = {**DEFAULT_GATE, **(gate or {})}
-    required = set(config.get("required") or []) | {n for n, s in simulations.items() if s.get("required")}
-    passes = sum(s["passes"] for s in simulations.values())
-    failures = sum(s["failures"] for s in simulations.values())
-    errors = sum(s["errors"] for s in simulations.values())
+    counts = _Counts(simulations, set(config.get("required") or []))
+    passes, failures, errors = counts.passes, counts.failures, counts.errors
     total = passes + failures + errors + missing
     pass_rate = passes / (passes + failures) if passes + failures else None
     error_rate = (errors + missing) / total if total else 0.0
@@ -152,8 +151,8 @@ def decide_gate(
     failing: list[str] = []
     if pass_rate is not None and pass_rate < min_rate:
         failing.append(f"pass rate {percent(pass_rate, min_rate)} is below {percent(min_rate, min_rate)}")
-    for name in sorted(required):
-        sim = simulations.get(name)
+    for name in sorted(counts.required):
+        sim = counts.required[name]
         if sim is None:
             reasons.append(f"required simulation {name} did not run")
         elif sim["status"] == FAIL:
@@ -171,7 +170,6 @@ def decide_gate(
     for problem in internal_errors or []:
         reasons.append(f"internal error: {problem}")
     status = ERROR if internal_errors else FAIL if failing else ERROR if reasons else PASS
-    mean_hat = _mean_pass_hat_k(simulations)
     return {
         "status": status,
         "reasons": failing + reasons,
@@ -182,19 +180,43 @@ def decide_gate(
         "failures": failures,
         "errors": errors,
         "missing": missing,
-        "simulations_passed": sum(1 for s in simulations.values() if s["status"] == PASS),
-        "simulations_failed": sum(1 for s in simulations.values() if s["status"] == FAIL),
-        "simulations_errored": sum(1 for s in simulations.values() if s["status"] == ERROR),
-        "pass_hat_k": mean_hat,
+        "simulations_passed": counts.statuses[PASS],
+        "simulations_failed": counts.statuses[FAIL],
+        "simulations_errored": counts.statuses[ERROR],
+        "pass_hat_k": counts.mean_pass_hat_k(),
         "config": config,
     }
 
 
-def _mean_pass_hat_k(simulations: Mapping[str, SimulationVerdict]) -> dict[str, float | None]:
-    """pass^k averaged over the simulations that have it, for each k."""
-    k_values = [s["pass_hat_k"] for s in simulations.values()]
-    mean_hat = {}
-    for k in sorted({k for d in k_values for k in d}, key=int):
-        values = [value for d in k_values if (value := d.get(k)) is not None]
-        mean_hat[k] = _round(sum(values) / len(values)) if values else None
-    return mean_hat
+class _Counts:
+    """What the gate needs of every simulation's verdict, read in one pass (they may be on disk).
+
+    Required simulations are kept by name: those the gate names (None until seen) and those whose
+    verdict says `required` and did not pass, which are all the gate reports of them.
+    """
+
+    def __init__(self, simulations: Mapping[str, SimulationVerdict], named: set[str]) -> None:
+        self.passes = self.failures = self.errors = 0
+        self.statuses: Counter[str] = Counter()
+        self.required: dict[str, SimulationVerdict | None] = dict.fromkeys(named)
+        self._hat_sums: dict[str, float] = {}
+        self._hat_counts: dict[str, int] = {}
+        for name, verdict in simulations.items():
+            self.passes += verdict["passes"]
+            self.failures += verdict["failures"]
+            self.errors += verdict["errors"]
+            self.statuses[verdict["status"]] += 1
+            if name in self.required or (verdict.get("required") and verdict["status"] != PASS):
+                self.required[name] = verdict
+            for k, value in verdict["pass_hat_k"].items():
+                self._hat_counts.setdefault(k, 0)
+                if value is not None:
+                    self._hat_sums[k] = self._hat_sums.get(k, 0.0) + value
+                    self._hat_counts[k] += 1
+
+    def mean_pass_hat_k(self) -> dict[str, float | None]:
+        """pass^k averaged over the simulations that have it, for each k."""
+        return {
+            k: _round(self._hat_sums[k] / n) if (n := self._hat_counts[k]) else None
+            for k in sorted(self._hat_counts, key=int)
+        }

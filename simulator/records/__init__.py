@@ -9,6 +9,7 @@ Used by: every stage that reads or writes a record, from `targets` up to `report
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 # --- conversation_result ------------------------------------------------------------------------------
@@ -317,7 +318,8 @@ class _SummaryRequired(TypedDict):
     run: RunInfo
     gate: GateVerdict
     totals: Totals
-    simulations: dict[str, SimulationSummary]
+    #: a dict, or for a run of many simulations a read-only mapping that reads them from disk
+    simulations: Mapping[str, SimulationSummary]
 
 
 class Summary(_SummaryRequired, total=False):

@@ -1,14 +1,16 @@
 """summary.json: a function of the conversation results, per simulation and for the run.
 
 Results stream through a `SummaryBuilder` one at a time; it keeps counts and latencies, never
-the results, so a run of 100,000 conversations summarises in flat memory.
+the results, so a run of 100,000 conversations summarises in flat memory. A simulation the run is
+done with (`close`) leaves memory too: its summary goes to a `SimulationStore`, on disk once there
+are many, so a run of 100,000 distinct simulations keeps only the ones in play.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from ..checks.base import ERROR
@@ -25,6 +27,7 @@ from ..records import (
     Usage,
 )
 from ..records.result import ASSISTANT, ERROR_REASONS
+from .simulation_store import SimulationStore
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -103,42 +106,54 @@ class _Tally:
 
 
 class SummaryBuilder:
-    """Builds summary.json from results added one at a time (in any order)."""
+    """Builds summary.json from results added one at a time (in any order).
 
-    def __init__(self, order: list[str] | None = None) -> None:
-        self._groups: dict[str, _Tally] = {name: _Tally() for name in order or []}
+    `close(name)` says no more results of that simulation will come: its tally becomes its summary
+    entry and leaves memory. `build` closes what is still open.
+    """
+
+    def __init__(self, order: Sequence[str] | None = None, in_memory: int | None = None) -> None:
+        self._open: dict[str, _Tally] = {}
+        self._store = SimulationStore(order, in_memory)
         self._all = _Tally()
 
     def add(self, result: ConversationResult) -> None:
         meta = result["meta_data"]
         name = meta.get("simulation") or meta["persona"]["name"]
-        self._groups.setdefault(name, _Tally()).add(result)
+        tally = self._open.get(name)
+        if tally is None:
+            if name in self._store:  # its summary is written: a late result would be lost, so say so
+                raise RuntimeError(f"a result of simulation {name} came after the run was done with it")
+            tally = self._open[name] = _Tally()
+        tally.add(result)
         self._all.add(result)
+
+    def close(self, name: str) -> None:
+        """No more results of simulation `name` will come: keep its summary, forget its tally."""
+        tally = self._open.pop(name, None)
+        if tally is not None and tally.conversations and tally.first is not None:
+            self._store.put(name, _entry(tally, tally.first))
 
     @property
     def count(self) -> int:
         return self._all.conversations
 
+    @property
+    def open_simulations(self) -> int:
+        """Simulations whose results may still come (their tallies are in memory)."""
+        return len(self._open)
+
     def build(self, run: RunInfo | None = None, gate: GateConfig | None = None) -> Summary:
         """The summary; `run.missing_count`, `run.internal_errors` and `run.check_errors` count
         against the gate."""
         run = run or {}
-        simulations: dict[str, SimulationSummary] = {}
-        for name, tally in self._groups.items():
-            if not tally.conversations or tally.first is None:
-                continue
-            simulations[name] = {
-                "persona": tally.first["persona"]["name"],
-                "task": tally.first["task"],
-                "tags": tally.first.get("tags", []),
-                **tally.totals(),
-                "verdict": tally.verdict(),
-            }
-        verdicts = {name: sim["verdict"] for name, sim in simulations.items()}
+        for name in list(self._open):
+            self.close(name)
+        simulations = self._store.as_summary_value()
         return {
             "run": run,
             "gate": decide_gate(
-                verdicts,
+                _Verdicts(simulations),
                 gate,
                 missing=int(run.get("missing_count") or 0),
                 internal_errors=[*(run.get("internal_errors") or []), *(run.get("check_errors") or [])],
@@ -146,6 +161,32 @@ class SummaryBuilder:
             "totals": self._all.totals(),
             "simulations": simulations,
         }
+
+
+def _entry(tally: _Tally, first: MetaData) -> SimulationSummary:
+    return {
+        "persona": first["persona"]["name"],
+        "task": first["task"],
+        "tags": first.get("tags", []),
+        **tally.totals(),
+        "verdict": tally.verdict(),
+    }
+
+
+class _Verdicts(Mapping[str, SimulationVerdict]):
+    """Each simulation's verdict, read from its summary when asked (the summaries may be on disk)."""
+
+    def __init__(self, simulations: Mapping[str, SimulationSummary]) -> None:
+        self._simulations = simulations
+
+    def __getitem__(self, name: str) -> SimulationVerdict:
+        return self._simulations[name]["verdict"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._simulations)
+
+    def __len__(self) -> int:
+        return len(self._simulations)
 
 
 def summarize(

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,10 @@ def build_model(config: dict[str, Any], source: str = "user") -> OpenAIChatCompl
     return model
 
 
+#: configuration problems `prepare` lists one by one; the rest are counted
+MAX_PROBLEMS = 20
+
+
 class Connections:
     """Builds each distinct app target and user model once, so conversations share connections;
     and one rate limiter per endpoint (the app, the user model, the judge), shared by every
@@ -125,32 +129,41 @@ class Connections:
         self.manifest = manifest
         self._targets: dict[str, Target] = {}
         self._users: dict[str, Any] = {}
-        self._by_simulation: dict[str, tuple[Target, Any]] = {}
         self.evaluation = EvaluationContext()
         #: sends the simulations' setup, teardown and outcome requests
         self.state = StateClient()
         #: the run's limiters, one per endpoint; `warm` sets their ceiling to the run's concurrency
         self.limiters = Limiters()
 
-    def prepare(self, simulations: list[Simulation]) -> None:
-        """Build everything up front: configuration problems surface before any conversation starts."""
-        problems = []
-        if self.manifest.judge and any(c.needs_judge for sim in simulations for c in sim.checks):
-            try:
-                self.evaluation.judge = self._limited(build_model(self.manifest.judge, source="judge"), "judge")
-            except ConfigError as exc:
-                problems.append(f"{self.manifest.path}: {exc}")
+    def prepare(self, simulations: Iterable[Simulation]) -> None:
+        """Build everything up front: configuration problems surface before any conversation starts.
+
+        One pass, so the simulations may be a stream (a dataset's rows, built one at a time).
+        """
+        problems: list[str] = []
+        more = 0
+        judge, judge_built = self.manifest.judge, False  # built for the first simulation that needs it
         for sim in simulations:
+            if judge and not judge_built and any(c.needs_judge for c in sim.checks):
+                judge_built = True
+                try:
+                    self.evaluation.judge = self._limited(build_model(judge, source="judge"), "judge")
+                except ConfigError as exc:
+                    problems.insert(0, f"{self.manifest.path}: {exc}")
             try:
                 self.sides(sim)
             except ConfigError as exc:
                 message = f"{self.manifest.path}:{sim.line or ''}: {sim.name}: {exc}"
-                if message not in problems:
+                if len(problems) >= MAX_PROBLEMS:
+                    more += 1
+                elif message not in problems:
                     problems.append(message)
+        if more:
+            problems.append(f"… and {more} more simulation(s) with a problem")
         if problems:
             raise ConfigError("\n".join(problems))
 
-    def missing_credentials(self, simulations: list[Simulation]) -> dict[str, str]:
+    def missing_credentials(self, simulations: Iterable[Simulation]) -> dict[str, str]:
         """Simulations that need an LLM (user or judge) whose credential is absent, with why."""
         missing: dict[str, str] = {}
         judge_problem = None
@@ -172,10 +185,9 @@ class Connections:
         return missing
 
     def sides(self, sim: Simulation) -> tuple[Target, Any]:
-        """The app target and the user side of a simulation, built once and shared."""
-        if sim.name not in self._by_simulation:
-            self._by_simulation[sim.name] = (self._target(sim), self._user(sim))
-        return self._by_simulation[sim.name]
+        """The app target and the user side of a simulation; targets and models are built once per
+        setting and shared (a script's user is built for each conversation: it is a list's cursor)."""
+        return self._target(sim), self._user(sim)
 
     def _target(self, sim: Simulation) -> Target:
         key = json.dumps(sim.target, sort_keys=True)

@@ -187,8 +187,10 @@ def plan_jobs(
     return Plan([(s, repeat or s.repeat) for s in chosen], shard, options)
 
 
-def distinct_simulations(jobs: Iterable[Job]) -> list[Simulation]:
-    """The simulations a plan plays, each once (a `Plan` knows them without iterating its jobs)."""
+def distinct_simulations(jobs: Iterable[Job]) -> Iterator[Simulation]:
+    """The simulations a plan plays, each once, as a stream (a `Plan` builds each as it is reached,
+    without iterating its jobs)."""
     if isinstance(jobs, Plan):
-        return list(jobs.simulations())
-    return list({job.simulation.name: job.simulation for job in jobs}.values())
+        yield from jobs.simulations()
+        return
+    yield from {job.simulation.name: job.simulation for job in jobs}.values()

@@ -22,6 +22,7 @@ from ..manifest import Manifest
 from ..records import ConversationResult, Evaluation
 from ..results.folder import ResultWriter, StorageError
 from ..results.summary import SummaryBuilder
+from .completion import Completion
 from .connections import Connections
 from .plan import Job
 from .replay import PairedUser, ReplayBook, ReplayTally
@@ -57,6 +58,8 @@ class Run:
         self.mistake: tuple[Any, ...] | None = None
         self.mistakes_differ = False  # a conversation did otherwise: no early stop for a mistake
         self.first_mistake = ""
+        #: told when each conversation ends, so a simulation the run is done with leaves memory
+        self.completion: Completion | None = None
 
     def internal(self, problem: str, exc: BaseException) -> None:
         self.internal_errors.append(problem)
@@ -192,3 +195,6 @@ class Run:
                 raise
             except Exception as exc:  # anything else is the runner's own failure
                 self.internal(f"{job.key}: {type(exc).__name__}: {exc}", exc)
+            finally:
+                if self.completion is not None:
+                    self.completion.ended(job.simulation.name)

@@ -31,6 +31,7 @@ from ..results.folder import (
     utc_now,
     write_summary,
 )
+from .completion import Completion
 from .connections import Connections
 from .exit_codes import exit_code
 from .plan import Job, Plan, distinct_simulations, keys_of_record
@@ -131,11 +132,15 @@ async def run_jobs(
     run.on_result, run.finished = on_result, set(start.kept)
     if replays is not None:
         run.replays, run.replay_tally = replays, ReplayTally(replays.source)
+    pending = iter(start.to_play)
+    if isinstance(plan, Plan):  # a plan plays each simulation's jobs together: done ones can go
+        run.completion = Completion(start.record["order"] or [], start.builder.close)
+        pending = run.completion.drawing(pending)
     if on_start is not None:
         on_start(len(start.to_play), len(start.kept))
     await connections.warm(concurrency)
     started, started_at = time.monotonic(), utc_now()
-    interrupted = await _play_all(run, iter(start.to_play), concurrency)
+    interrupted = await _play_all(run, pending, concurrency)
     run.writer.close()
     run.replay_tally.calls(*connections.llm_calls())
     info: dict[str, Any] = {
