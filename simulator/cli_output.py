@@ -7,13 +7,12 @@ plan and gate lines), while progress, warnings and diagnostics stay on the termi
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from .aio.limiter import LimitEvent
 from .checks.gate import percent
@@ -24,6 +23,7 @@ from .report.changes_markdown import changes_section
 from .report.escape import plain_text
 from .report.markdown import plan_line, replay_line
 from .results.folder import PLAN_FILE, RESULTS_FILE, SUMMARY_FILE, iter_unique_results, write_summary
+from .results.streamed_json import json_pieces
 from .run.plan import Job
 from .text.clip import clip
 from .text.known_secrets import scrub
@@ -234,7 +234,8 @@ class Console:
         }
         if changes is not None:
             document["changes"] = changes
-        json.dump(document, self.out, ensure_ascii=False, indent=2)
+        for piece in json_pieces(document):  # a summary of many simulations reads them from disk, one at a time
+            self.out.write(piece)
         self.out.write("\n")
         self.out.flush()
 
@@ -265,15 +266,34 @@ def _results(path: Path) -> Iterable[ConversationResult]:
         return
 
 
-def _failing_checks(summary: Summary) -> dict[str, list[tuple[str, int]]]:
-    """Failed simulations, required ones first, each with its most frequent failing checks."""
-    failed = [(name, sim["verdict"]) for name, sim in (summary.get("simulations") or {}).items()]
-    failed = [(name, verdict) for name, verdict in failed if verdict["status"] == "fail"]
-    failed.sort(key=lambda item: not item[1].get("required"))
-    return {
+class _Failed(NamedTuple):
+    """The failed simulations the gate lines name, with their verdicts, and how many failed in all."""
+
+    checks: dict[str, list[tuple[str, int]]]
+    verdicts: dict[str, Mapping[str, Any]]
+    total: int
+
+
+def _failing_checks(summary: Summary) -> _Failed:
+    """Failed simulations, required ones first, each with its most frequent failing checks: one pass
+    that holds only the few it can show (a run may have 100,000 simulations, all failed)."""
+    required: list[tuple[str, Mapping[str, Any]]] = []
+    others: list[tuple[str, Mapping[str, Any]]] = []
+    count = 0
+    for name, sim in (summary.get("simulations") or {}).items():
+        verdict = sim["verdict"]
+        if verdict["status"] != "fail":
+            continue
+        count += 1
+        kept = required if verdict.get("required") else others
+        if len(kept) < SIMULATIONS_SHOWN:
+            kept.append((name, verdict))
+    shown = (required + others)[:SIMULATIONS_SHOWN]
+    checks = {
         name: sorted((verdict.get("failed_checks") or {}).items(), key=lambda item: -item[1])[:CHECKS_SHOWN]
-        for name, verdict in failed[:SIMULATIONS_SHOWN]
+        for name, verdict in shown
     }
+    return _Failed(checks, dict(shown), count)
 
 
 def _first_failures(
@@ -336,15 +356,14 @@ def gate_lines(summary: Summary, results: Iterable[ConversationResult] = ()) -> 
         f"{gate['errors']} errors (pass rate {rate})"
     ]
     lines += [f"  - {reason}" for reason in gate.get("reasons") or []]
-    wanted = _failing_checks(summary)
-    failures = _first_failures(wanted, results) if wanted else {}
-    for simulation, checks in wanted.items():
-        verdict = summary["simulations"][simulation]["verdict"]
+    failed = _failing_checks(summary)
+    failures = _first_failures(failed.checks, results) if failed.checks else {}
+    for simulation, checks in failed.checks.items():
+        verdict = failed.verdicts[simulation]
         lines += [
             _evidence_line(simulation, verdict, check, count, failures.get((simulation, check)))
             for check, count in checks
         ]
-    failed = sum(1 for sim in (summary.get("simulations") or {}).values() if sim["verdict"]["status"] == "fail")
-    if failed > len(wanted):
-        lines.append(f"  - … {failed - len(wanted)} more failed simulation(s): see the report")
+    if failed.total > len(failed.checks):
+        lines.append(f"  - … {failed.total - len(failed.checks)} more failed simulation(s): see the report")
     return "\n".join(lines)

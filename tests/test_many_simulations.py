@@ -7,14 +7,18 @@ gate and the reports read it from there; they say exactly what they would say fr
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from simulator.cli import EXIT_GATE_FAILED, main
 from simulator.manifest import load_manifest
+from simulator.results import simulation_store
 from simulator.results.simulation_store import SimulationStore, is_stored
 from simulator.results.summary import SummaryBuilder, summarize
 from simulator.run.completion import Completion
@@ -139,7 +143,7 @@ def test_a_result_of_a_simulation_after_it_was_closed_is_refused_not_lost() -> N
 MANIFEST = """\
 version: 1
 target: {callback: simulator.examples.store_app:respond}
-gate: {min_pass_rate: 0.5}
+gate: {min_pass_rate: 0.9}
 simulations_from:
   file: tasks.csv
   simulation:
@@ -162,6 +166,40 @@ def write_suite(folder: Path, rows: int) -> Path:
     (folder / "tasks.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "simulations.yml").write_text(MANIFEST, encoding="utf-8")
     return folder / "simulations.yml"
+
+
+def run_files(manifest: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    """The exit code, summary.json and report.md of a run, without what timing changes from run to run."""
+    code = main(["run", str(manifest), "--out", str(out), "--concurrency", "6", "--quiet", *extra])
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for key in ("started_at", "finished_at", "wall_time_ms"):
+        summary["run"].pop(key)
+    for figures in [summary["totals"], *summary["simulations"].values()]:
+        figures.pop("latency_ms"), figures.pop("duration_ms")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    return code, summary, re.sub(r"[\d.,]+ (ms|s)\b", "T", report)
+
+
+def test_a_run_of_many_simulations_writes_from_disk_what_it_writes_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = write_suite(tmp_path / "suite", rows=120)
+    code, in_memory, report = run_files(manifest, tmp_path / "memory")
+    monkeypatch.setattr(simulation_store, "IN_MEMORY", 10)
+    code_disk, on_disk, report_disk = run_files(manifest, tmp_path / "disk")
+    assert code == code_disk == EXIT_GATE_FAILED  # every fifth row expects what the app never says: 80% pass
+    assert on_disk == in_memory
+    assert list(on_disk["simulations"])[:3] == ["order-0", "order-1", "order-2"] and len(on_disk["simulations"]) == 120
+    assert on_disk["gate"]["simulations_failed"] == 24 and on_disk["totals"]["conversations"] == 240
+    assert report_disk == report
+
+    # an interrupted run resumed: the kept simulations are closed as the run passes them
+    results = tmp_path / "disk/conversations.jsonl"
+    lines = results.read_text(encoding="utf-8").splitlines()
+    results.write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")
+    code_resumed, resumed, _ = run_files(manifest, tmp_path / "disk", "--resume")
+    assert code_resumed == EXIT_GATE_FAILED
+    assert resumed["simulations"] == in_memory["simulations"] and resumed["gate"] == in_memory["gate"]
 
 
 def test_setting_up_a_run_reads_the_simulations_once_so_they_can_stream(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..manifest import Manifest
 from ..records import ConversationResult, Summary
@@ -28,14 +29,56 @@ def annotation_file(ctx: GitHubContext, manifest_path: Path) -> str:
         return manifest_path.as_posix()
 
 
+#: simulations given a log group (those that did not pass first); the others get one line, and all are in the artifact
+LOGGED_SIMULATIONS = 100
 #: transcripts printed in the log per simulation (failed and errored ones first); all are in the artifact
 LOGGED_PER_SIMULATION = 20
+#: annotations of failed simulations (errors) and of those without a verdict (warnings), required ones
+#: first: GitHub shows 10 of each per step, and the step keeps room for its own (no comment, no upload...)
+ANNOTATED_FAILURES, ANNOTATED_NO_VERDICT = 8, 5
+
+Verdict = Mapping[str, Any]
 
 
-def log_simulations(summary: Summary, results: Callable[[], Iterable[ConversationResult]]) -> None:
+class _Pick:
+    """At most `limit` simulations, those `preferred` picks before the others, each kept with its place
+    in the summary; offered one at a time, so a run of 100,000 holds no more than it keeps."""
+
+    def __init__(self, limit: int, preferred: Callable[[Verdict], bool]) -> None:
+        self.limit, self.preferred = limit, preferred
+        self.offered = self.offered_preferred = 0
+        self._kept: tuple[list[tuple[int, str, Verdict]], list[tuple[int, str, Verdict]]] = ([], [])
+
+    def offer(self, index: int, name: str, verdict: Verdict) -> None:
+        self.offered += 1
+        first = self.preferred(verdict)
+        self.offered_preferred += first
+        kept = self._kept[0 if first else 1]
+        if len(kept) < self.limit:
+            kept.append((index, name, verdict))
+
+    def chosen(self) -> list[tuple[int, str, Verdict]]:
+        """The picked simulations in summary order."""
+        first, others = self._kept
+        return sorted(first + others[: self.limit - len(first)])
+
+
+def _not_passed(verdict: Verdict) -> bool:
+    return verdict["status"] != "pass"
+
+
+def _required(verdict: Verdict) -> bool:
+    return bool(verdict.get("required"))
+
+
+def _transcripts(results: Iterable[ConversationResult], wanted: Collection[str]) -> dict[str, list[ConversationResult]]:
+    """A few conversations of each wanted simulation, failures first, from one pass over the results."""
     by_name: dict[str, list[ConversationResult]] = {}
-    for result in results():  # one pass; a few per simulation, failures first
-        kept = by_name.setdefault(result["meta_data"].get("simulation", "?"), [])
+    for result in results:
+        name = result["meta_data"].get("simulation", "?")
+        if name not in wanted:
+            continue
+        kept = by_name.setdefault(name, [])
         passed = (result.get("evaluation") or {}).get("status") == "pass"
         if len(kept) < LOGGED_PER_SIMULATION:
             kept.append(result)
@@ -43,42 +86,74 @@ def log_simulations(summary: Summary, results: Callable[[], Iterable[Conversatio
             index = next((i for i, r in enumerate(kept) if (r.get("evaluation") or {}).get("status") == "pass"), None)
             if index is not None:
                 kept[index] = result
-    for name, sim in summary["simulations"].items():
-        verdict = sim["verdict"]
+    return by_name
+
+
+def log_simulations(summary: Summary, results: Callable[[], Iterable[ConversationResult]]) -> None:
+    """A log group per simulation with a few of its transcripts; past `LOGGED_SIMULATIONS`, groups for
+    that many (those that did not pass first) and a line saying how many more the artifact has."""
+    pick = _Pick(LOGGED_SIMULATIONS, _not_passed)
+    for index, (name, sim) in enumerate(summary["simulations"].items()):
+        pick.offer(index, name, sim["verdict"])
+    chosen = pick.chosen()
+    by_name = _transcripts(results(), {name for _, name, _ in chosen})
+    for _, name, verdict in chosen:
         with commands.group(f"{name}: {verdict['status']} ({verdict['passes']}/{verdict['runs']} passed)"):
             shown = by_name.get(name, [])
             for result in shown:
-                evaluation = result.get("evaluation") or {}
-                print(f"--- #{result['meta_data'].get('repeat', 1)}: {evaluation.get('status', 'error')}", flush=True)
-                lines = [
-                    f"[{t['turn_number']}] {t['actor']}: {t['response'] or t.get('error')}"
-                    for t in result["conversation"]
-                ]
-                lines += [f"  {c['status']}: {c['name']}: {c['message']}" for c in evaluation.get("checks", [])]
-                lines += [f"  error: {e}" for e in evaluation.get("errors", [])]
-                commands.print_untrusted("\n".join(lines))
+                _log_conversation(result)
             if verdict["runs"] > len(shown):
                 print(f"({verdict['runs'] - len(shown)} more conversation(s) are in the results artifact)", flush=True)
+    if pick.offered > len(chosen):
+        unlogged = pick.offered_preferred - sum(1 for _, _, verdict in chosen if pick.preferred(verdict))
+        print(
+            f"({pick.offered - len(chosen)} more simulation(s), {unlogged} of them failed or errored, "
+            "are not logged here: every conversation is in the results artifact)",
+            flush=True,
+        )
+
+
+def _log_conversation(result: ConversationResult) -> None:
+    evaluation = result.get("evaluation") or {}
+    print(f"--- #{result['meta_data'].get('repeat', 1)}: {evaluation.get('status', 'error')}", flush=True)
+    lines = [f"[{t['turn_number']}] {t['actor']}: {t['response'] or t.get('error')}" for t in result["conversation"]]
+    lines += [f"  {c['status']}: {c['name']}: {c['message']}" for c in evaluation.get("checks", [])]
+    lines += [f"  error: {e}" for e in evaluation.get("errors", [])]
+    commands.print_untrusted("\n".join(lines))
 
 
 def annotate(summary: Summary, manifest: Manifest | None, ctx: GitHubContext) -> None:
-    for name, sim in summary["simulations"].items():
-        verdict = sim["verdict"]
-        if verdict["status"] == "pass":
-            continue
-        simulation = manifest.simulation(name) if manifest else None
-        file = annotation_file(ctx, manifest.path) if manifest else None
-        line = simulation.line if simulation else None
-        checks = ", ".join(f"{check} ({count}×)" for check, count in verdict["failed_checks"].items())
-        message = (
-            f"Simulation {name} {'failed' if verdict['status'] == 'fail' else 'has no verdict'}: "
-            f"{verdict['passes']}/{verdict['runs']} passed, {verdict['errors']} errors"
-            + (f"; failing checks: {checks}" if checks else "")
+    """An error per failed simulation and a warning per one without a verdict, at the manifest line
+    that defines it; past the caps, the required ones first and a notice saying how many more."""
+    failed, no_verdict = _Pick(ANNOTATED_FAILURES, _required), _Pick(ANNOTATED_NO_VERDICT, _required)
+    for index, (name, sim) in enumerate(summary["simulations"].items()):
+        if sim["verdict"]["status"] != "pass":
+            (failed if sim["verdict"]["status"] == "fail" else no_verdict).offer(index, name, sim["verdict"])
+    for _, name, verdict in sorted(failed.chosen() + no_verdict.chosen()):
+        _annotate_simulation(name, verdict, manifest, ctx)
+    more_failed, more_errored = failed.offered - len(failed.chosen()), no_verdict.offered - len(no_verdict.chosen())
+    if more_failed or more_errored:
+        commands.notice(
+            f"{more_failed} more failed simulation(s) and {more_errored} more without a verdict are not annotated "
+            "(GitHub shows 10 errors and 10 warnings a step): the job summary and the artifact have them all.",
+            title="More simulations did not pass",
         )
-        if verdict["status"] == "fail":
-            commands.error(message, file=file, line=line, title=f"Simulation {name} failed")
-        else:
-            commands.warning(message, file=file, line=line, title=f"Simulation {name} has no verdict")
+
+
+def _annotate_simulation(name: str, verdict: Verdict, manifest: Manifest | None, ctx: GitHubContext) -> None:
+    simulation = manifest.simulation(name) if manifest else None
+    file = annotation_file(ctx, manifest.path) if manifest else None
+    line = simulation.line if simulation else None
+    checks = ", ".join(f"{check} ({count}×)" for check, count in verdict["failed_checks"].items())
+    message = (
+        f"Simulation {name} {'failed' if verdict['status'] == 'fail' else 'has no verdict'}: "
+        f"{verdict['passes']}/{verdict['runs']} passed, {verdict['errors']} errors"
+        + (f"; failing checks: {checks}" if checks else "")
+    )
+    if verdict["status"] == "fail":
+        commands.error(message, file=file, line=line, title=f"Simulation {name} failed")
+    else:
+        commands.warning(message, file=file, line=line, title=f"Simulation {name} has no verdict")
 
 
 def post_comment(inputs: Inputs, ctx: GitHubContext, summary: Summary, render: Callable[[int], str]) -> str | None:

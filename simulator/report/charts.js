@@ -118,7 +118,8 @@ const ReportCharts = (function () {
     if (shown.some((r) => r.limit)) items.push(["limit", "max_latency_ms limit"]);
     if (withBase) items.splice(1, 0, ["lat-base", "base run"]);
     host.replaceChildren(plot, legend(items));
-    if (rows.length > shown.length) host.append(html("p", "chart-note", SHOWN + " of " + rows.length + " simulations, highest p95 first."));
+    const among = Math.max(rows.length, opts.among || 0);  // simulations left without figures are among them
+    if (among > shown.length) host.append(html("p", "chart-note", SHOWN + " of " + among + " simulations, highest p95 first."));
   }
   function histogram(group, bins, sx, B, top, height, extra, p50, p95) {
     const most = Math.max(1, ...bins.map(([, n]) => n));
@@ -133,12 +134,15 @@ const ReportCharts = (function () {
 
   // How conversations ended: how many turns each took, stacked by why it ended; with a base run,
   // its conversations in a panel of their own on the same scales.
-  function endings(host, names, ctx) {
+  // The overview (`whole`) also counts the conversations of simulations kept without figures of their own.
+  function endings(host, names, ctx, whole) {
     const kinds = ctx.figures.endings;
     const tally = (figures) => {
       const byTurns = {}, totals = {};
-      for (const name of names) {
-        for (const [turns, how, n] of ((figures.simulations[name] || {}).endings || [])) {
+      const lists = names.map((name) => (figures.simulations[name] || {}).endings || []);
+      if (whole && figures.rest) lists.push(figures.rest.endings);
+      for (const list of lists) {
+        for (const [turns, how, n] of list) {
           (byTurns[turns] = byTurns[turns] || {})[how] = (byTurns[turns][how] || 0) + n;
           totals[how] = (totals[how] || 0) + n;
         }
@@ -184,13 +188,17 @@ const ReportCharts = (function () {
   function overview(ctx) {
     const names = Object.keys(ctx.summary.simulations);
     passRates(document.getElementById("chart-pass"), ctx.summary.simulations, ctx.baseline, ctx.pick);
-    latencies(document.getElementById("chart-latency"), names, ctx);
-    endings(document.getElementById("chart-endings"), names, ctx);
+    latencies(document.getElementById("chart-latency"), names, ctx, {among: ctx.figures.rest ? names.length : 0});
+    endings(document.getElementById("chart-endings"), names, ctx, true);
   }
 
   // One simulation's latency distribution and endings, in its opened row.
   function simulation(name, ctx) {
     const box = html("div", "sim-charts"), lat = html("figure", "card"), ends = html("figure", "card");
+    if (ctx.figures.rest && !ctx.figures.simulations[name]) {  // one of many simulations kept without figures
+      box.append(html("p", "chart-note", "No charts of this simulation, to keep this page small: its conversations are in conversations.jsonl."));
+      return box;
+    }
     lat.append(html("figcaption", null, "App latency"), html("div"));
     ends.append(html("figcaption", null, "How its conversations ended"), html("div"));
     latencies(lat.lastChild, [name], {...ctx, pick: null}, {all: true, tall: true, label: false});

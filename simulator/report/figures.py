@@ -5,13 +5,17 @@ numbers per simulation, not every latency), how many turns each conversation too
 ended, the strictest `max_latency_ms` limit its checks applied, and its most frequent failure (the
 reason a table row shows). Bins are the same for every simulation and run, so a base run's
 histogram is drawn on the same axis as this run's.
+
+A run of many simulations keeps these figures for the first `MAX_SIMULATIONS` it meets (and any
+named up front); the conversations of the rest count only in the run's endings (`rest`), so the
+figures stay a few MB however many simulations there are.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from ..records import ConversationResult
@@ -24,6 +28,9 @@ FLOOR_MS = 0.01
 #: how a conversation ended, as the charts group it; every error reason is "error"
 ENDINGS = ("user_done", "user_gave_up", "max_turns", "error")
 REASON_LIMIT = 200
+#: simulations whose own figures are kept: report.html shows at most as many transcripts
+#: (`html.MAX_CONVERSATIONS`), so no more simulations than this have one to open beside them
+MAX_SIMULATIONS = 5000
 
 
 def latency_bin(ms: float) -> int:
@@ -99,24 +106,61 @@ class _Simulation:
 
 
 class Figures:
-    """The charts' figures of one run, built from results added one at a time (in flat memory)."""
+    """The charts' figures of one run, built from results added one at a time (in flat memory).
 
-    def __init__(self) -> None:
+    Each simulation named in `first`, and the first `limit` others met (`MAX_SIMULATIONS` unless
+    given), keep figures of their own; the endings of the rest are counted together.
+    """
+
+    def __init__(self, limit: int | None = None, first: Collection[str] = ()) -> None:
         self._simulations: dict[str, _Simulation] = {}
+        self._first = first
+        self._room = MAX_SIMULATIONS if limit is None else limit
+        self._rest: Counter[tuple[int, str]] = Counter()
+        self._rest_conversations = 0
 
     def add(self, result: ConversationResult) -> None:
         meta = result["meta_data"]
         name = meta.get("simulation") or meta["persona"]["name"]
-        self._simulations.setdefault(name, _Simulation()).add(result)
+        simulation = self._simulations.get(name) or self._open(name)
+        if simulation is not None:
+            simulation.add(result)
+            return
+        self._rest[(len(result["conversation"]), ending(meta["stop_reason"]))] += 1
+        self._rest_conversations += 1
+
+    def _open(self, name: str) -> _Simulation | None:
+        """Figures of its own for a simulation met for the first time, while there is room."""
+        if name not in self._first:
+            if self._room <= 0:
+                return None
+            self._room -= 1
+        simulation = self._simulations[name] = _Simulation()
+        return simulation
 
     def __len__(self) -> int:
-        return sum(s.conversations for s in self._simulations.values())
+        return sum(s.conversations for s in self._simulations.values()) + self._rest_conversations
+
+    @property
+    def kept(self) -> frozenset[str]:
+        """The simulations with figures of their own."""
+        return frozenset(self._simulations)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every simulation met has figures of its own."""
+        return not self._rest_conversations
 
     def build(self) -> dict[str, Any]:
-        """`{bins_per_decade, floor_ms, endings, simulations: {name: {latency, limit, endings, reason}}}`."""
-        return {
+        """`{bins_per_decade, floor_ms, endings, simulations: {name: {latency, limit, endings, reason}}}`,
+        and `rest: {conversations, endings}` when some simulations were only counted."""
+        built = {
             "bins_per_decade": BINS_PER_DECADE,
             "floor_ms": FLOOR_MS,
             "endings": list(ENDINGS),
             "simulations": {name: s.figures() for name, s in self._simulations.items()},
         }
+        if self._rest_conversations:
+            endings = sorted([turns, how, n] for (turns, how), n in self._rest.items())
+            built["rest"] = {"conversations": self._rest_conversations, "endings": endings}
+        return built

@@ -9,9 +9,10 @@ report small and quick to open. Known credentials are scrubbed from the data bef
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,54 @@ def _embed(data: Any) -> str:
 
 #: report.html shows at most this many transcripts (failed and errored ones first); the rest are in the JSONL
 MAX_CONVERSATIONS = 5000
+#: the overview's latency chart draws this many simulations, the slowest (`SHOWN` in charts.js)
+CHART_ROWS = 12
+
+
+class _Slowest:
+    """The simulations with the highest app p95, ranked as the overview's latency chart ranks them
+    (ties in summary order), noted as the summary's simulations stream past."""
+
+    def __init__(self, count: int = CHART_ROWS) -> None:
+        self._count = count
+        self._heap: list[tuple[float, int, str]] = []
+
+    def watch(self, entries: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        for index, (name, sim) in enumerate(entries):
+            p95 = ((sim.get("latency_ms") if isinstance(sim, Mapping) else None) or {}).get("app_p95")
+            rank = (p95 if isinstance(p95, (int, float)) and not isinstance(p95, bool) else 0, -index, name)
+            if len(self._heap) < self._count:
+                heapq.heappush(self._heap, rank)
+            else:
+                heapq.heappushpop(self._heap, rank)
+            yield name, sim
+
+    def names(self) -> frozenset[str]:
+        return frozenset(name for _, _, name in self._heap)
+
+
+def _json_object(entries: Iterable[tuple[str, Any]]) -> Iterator[str]:
+    """The object `_embed(scrub(...))` makes of these entries, one entry at a time."""
+    opened = False
+    for key, value in entries:
+        yield ("," if opened else "{") + _embed(scrub(key)) + ":" + _embed(scrub(value))
+        opened = True
+    yield "}" if opened else "{}"
+
+
+def _head(
+    summary: Summary, baseline: dict[str, dict[str, Any]] | None, baseline_label: str | None, slowest: _Slowest
+) -> Iterator[str]:
+    """`{"summary":…,"baseline":…,"baseline_label":…` as `_embed(scrub(...))` writes it, the summary's
+    simulations one at a time: a run of many reads them from disk, and they would not fit in memory whole."""
+    yield "{" + _embed(scrub("summary")) + ":{"
+    for index, (key, value) in enumerate(summary.items()):
+        yield ("," if index else "") + _embed(scrub(key)) + ":"
+        if key == "simulations" and isinstance(value, Mapping):
+            yield from _json_object(slowest.watch(value.items()))
+        else:
+            yield _embed(scrub(value))
+    yield "}," + _embed(scrub({"baseline": baseline or {}, "baseline_label": baseline_label}))[1:-1]
 
 
 def _pieces(
@@ -88,7 +137,7 @@ def _pieces(
     baseline_label: str | None,
     base_results: Iterable[ConversationResult] = (),
 ) -> Iterator[str]:
-    """The page in pieces, one conversation at a time, so a large run never sits in memory whole.
+    """The page in pieces, one simulation or conversation at a time, so a large run never sits in memory whole.
 
     Base conversations follow, only those paired (same simulation and repeat) with one shown;
     the charts' figures come last, gathered from every conversation of both runs on the way.
@@ -101,10 +150,10 @@ def _pieces(
     keys: set[str] = set()
     shown = 0
     yield before
-    head = scrub({"summary": summary, "baseline": baseline or {}, "baseline_label": baseline_label})
-    yield _embed(head)[:-1]
+    slowest = _Slowest()
+    yield from _head(summary, baseline, baseline_label, slowest)
     yield ',"conversations":['
-    figures, base_figures = Figures(), Figures()
+    figures = Figures(first=slowest.names())  # the latency chart's rows have their figures however many there are
     for result in results:
         figures.add(result)
         if shown >= MAX_CONVERSATIONS:
@@ -113,6 +162,8 @@ def _pieces(
         keys.add(result_key(result))
         shown += 1
     yield f'],"omitted":{max(total - shown, 0)},"base_conversations":['
+    # the base run's figures are drawn beside this run's: kept for the same simulations
+    base_figures = Figures(None if figures.complete else 0, first=figures.kept)
     paired, problem = 0, None
     try:
         for result in base_results:

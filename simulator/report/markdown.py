@@ -12,8 +12,9 @@ posted; a comment still too long is cut between lines, with what was opened clos
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from ..checks.gate import percent
@@ -131,6 +132,13 @@ def gate_section(summary: Summary, title: str = "Conversation simulations") -> s
     return "\n".join(lines)
 
 
+def _first(simulations: Mapping[str, Any], count: int) -> Iterator[tuple[str, Any]]:
+    """The first `count` simulations, scrubbed: a summary of many reads them from disk, past the
+    scrubbing the rest of the summary had (`render_markdown`)."""
+    for name, sim in islice(simulations.items(), max(count, 0)):
+        yield scrub_text(name), scrub(sim)
+
+
 def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, dict[str, Any]] | None = None) -> str:
     with_base = changes is not None
     rows = [
@@ -138,8 +146,8 @@ def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, 
         + (" vs base |" if with_base else ""),
         "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_base else ""),
     ]
-    items = list(summary["simulations"].items())
-    for name, sim in items[:max_rows]:
+    simulations = summary["simulations"]
+    for name, sim in _first(simulations, max_rows):
         verdict = sim["verdict"]
         required = " (required)" if verdict.get("required") else ""
         rows.append(
@@ -149,8 +157,8 @@ def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, 
             f"| {sim['tokens']['total_tokens']:,} |"
             + (f" {vs_base(changes.get(name))} |" if changes is not None else "")
         )
-    if len(items) > max_rows:
-        rows.append(f"\n_{len(items) - max_rows} more simulations are in the artifact's summary.json._")
+    if len(simulations) > max_rows:
+        rows.append(f"\n_{len(simulations) - max_rows} more simulations are in the artifact's summary.json._")
     return "\n".join(rows)
 
 

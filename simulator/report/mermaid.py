@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from ..records import Summary
+from ..text.known_secrets import scrub_text
 
 MAX_SIMULATIONS = 20
 LABEL_LIMIT = 24
@@ -56,10 +57,12 @@ def _category(name: str, rate: int | None) -> str:
 def pass_rate_chart(summary: Summary, changes: dict[str, dict[str, Any]] | None = None) -> str | None:
     """A Mermaid `xychart-beta` of each simulation's pass rate, green over red (see the module);
     None where a picture would not help, and with a comparison (`changes`), which says more."""
-    names = list(summary["simulations"])
-    if changes is not None or not 2 <= len(names) <= MAX_SIMULATIONS:
-        return None
-    rates = [_percent(summary["simulations"][name]["verdict"]["pass_rate"]) for name in names]
+    simulations = summary["simulations"]
+    if changes is not None or not 2 <= len(simulations) <= MAX_SIMULATIONS:
+        return None  # counted first: a summary of many reads its simulations from disk
+    entries = [(scrub_text(name), sim["verdict"]["pass_rate"]) for name, sim in simulations.items()]
+    names = [name for name, _ in entries]
+    rates = [_percent(rate) for _, rate in entries]
     if all(rate == 100 for rate in rates):
         return None
     # series drawn in this order, each over the ones before: (title, colour, one value per simulation)

@@ -9,7 +9,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -17,6 +17,7 @@ from ..parsing import strict_json
 from ..records import ConversationResult
 from ..text.known_secrets import scrub
 from .reading import MAX_LINE_BYTES
+from .streamed_json import json_pieces
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -100,44 +101,15 @@ def replaced_atomically(path: Path) -> Iterator[BinaryIO]:
 def write_json(path: Path, data: Any) -> Path:
     """A JSON file (summary, plan) replaced atomically, credentials scrubbed.
 
-    A top-level value that is a mapping but not a dict (a run's many simulations, read from disk)
-    is written entry by entry, never whole in memory; the bytes are those of the same dict.
+    A mapping in it that is not a dict (a run's many simulations, read from disk) is written entry
+    by entry, never whole in memory; the bytes are those of the same document with dicts.
     """
     with replaced_atomically(path) as handle:
-        for piece in _pieces(data):
+        for piece in json_pieces(data, 2, _scrubbed_json):
             handle.write(piece.encode("utf-8"))
+        handle.write(b"\n")
     return path
 
 
-#: stands in a document for a streamed mapping, where its entries are written
-_PLACEHOLDER = "\x00streamed:{}\x00"
-
-
-def _pieces(data: Any) -> Iterator[str]:
-    streamed = (
-        {key: value for key, value in data.items() if isinstance(value, Mapping) and not isinstance(value, dict)}
-        if isinstance(data, dict)
-        else {}
-    )
-    if not streamed:
-        yield json_text(scrub(data), indent=2)[0] + "\n"
-        return
-    marked = {key: _PLACEHOLDER.format(key) if key in streamed else value for key, value in data.items()}
-    rest, _ = json_text(scrub(marked), indent=2)
-    for key, mapping in streamed.items():
-        marker = json.dumps(_PLACEHOLDER.format(key))
-        before, rest = rest.split(marker, 1)
-        yield before
-        yield from _mapping_pieces(mapping)
-    yield rest + "\n"
-
-
-def _mapping_pieces(mapping: Mapping[str, Any]) -> Iterator[str]:
-    """A top-level value's object, as `json.dumps(..., indent=2)` writes it there, one entry at a time."""
-    opened = False
-    for name, value in mapping.items():
-        entry, _ = json_text(scrub(value), indent=2)
-        key, _ = json_text(scrub(name))
-        yield ("," if opened else "{") + "\n    " + key + ": " + entry.replace("\n", "\n    ")
-        opened = True
-    yield "\n  }" if opened else "{}"
+def _scrubbed_json(value: Any, indent: int | None) -> str:
+    return json_text(scrub(value), indent=indent)[0]

@@ -28,11 +28,9 @@ class SimulationStore(Mapping[str, SimulationSummary]):
 
     def __init__(self, order: Sequence[str] | None = None, in_memory: int | None = None) -> None:
         self._order = order or ()
-        self._planned = frozenset(self._order)
         self._limit = IN_MEMORY if in_memory is None else in_memory
         self._memory: dict[str, SimulationSummary] = {}
         self._offsets: dict[str, int] | None = None  # set once the entries live on disk
-        self._unplanned: list[str] = []
         self._file: IO[bytes] | None = None
         self._end = 0
 
@@ -42,9 +40,6 @@ class SimulationStore(Mapping[str, SimulationSummary]):
 
     def put(self, name: str, entry: SimulationSummary) -> None:
         """Keep `entry` as `name`'s summary (a second put replaces the first)."""
-        known = name in self
-        if not known and name not in self._planned:
-            self._unplanned.append(name)
         if self._offsets is None:
             self._memory[name] = entry
             if len(self._memory) > self._limit:
@@ -86,10 +81,15 @@ class SimulationStore(Mapping[str, SimulationSummary]):
         return len(self._memory) if self._offsets is None else len(self._offsets)
 
     def __iter__(self) -> Iterator[str]:
+        planned = 0
         for name in self._order:
             if name in self:
+                planned += 1
                 yield name
-        yield from self._unplanned
+        if planned < len(self):  # results of simulations the plan does not name (rare): in the order put
+            order = set(self._order)
+            held = self._memory if self._offsets is None else self._offsets
+            yield from [name for name in held if name not in order]
 
     def as_summary_value(self) -> Mapping[str, SimulationSummary]:
         """What summary.json's `simulations` holds: a dict in memory, or this store when on disk."""
