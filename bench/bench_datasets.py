@@ -1,6 +1,6 @@
 """Suites from a dataset: `simulator validate` and `simulator run` over 1k, 10k and 100k rows, whole process.
 
-    python bench/bench_datasets.py                      # validate 1k/10k/100k rows, run 1k/10k
+    python bench/bench_datasets.py                      # validate and run 1k/10k/100k rows
     python bench/bench_datasets.py --rows 1000 100000 --run-rows 1000 100000
 
 Each measurement is one child process (`python -m simulator ...`, start-up included) on a
@@ -66,7 +66,7 @@ def measure(args: list[str]) -> tuple[float, int, int, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10_000, 100_000], help="validate these")
-    parser.add_argument("--run-rows", type=int, nargs="+", default=[1000, 10_000], help="run these")
+    parser.add_argument("--run-rows", type=int, nargs="+", default=[1000, 10_000, 100_000], help="run these")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for command, sizes in (("validate", args.rows), ("run", args.run_rows)):

@@ -19,6 +19,7 @@ import pytest
 from simulator.cli import EXIT_GATE_FAILED, main
 from simulator.manifest import load_manifest
 from simulator.results import simulation_store
+from simulator.results.folder import summarize_folder
 from simulator.results.simulation_store import SimulationStore, is_stored
 from simulator.results.summary import SummaryBuilder, summarize
 from simulator.run.completion import Completion
@@ -192,6 +193,14 @@ def test_a_run_of_many_simulations_writes_from_disk_what_it_writes_from_memory(
     assert list(on_disk["simulations"])[:3] == ["order-0", "order-1", "order-2"] and len(on_disk["simulations"]) == 120
     assert on_disk["gate"]["simulations_failed"] == 24 and on_disk["totals"]["conversations"] == 240
     assert report_disk == report
+
+    # the folder read again (`simulator report`, `check`, `merge`): each simulation closed once all its
+    # planned conversations are read, the same summary
+    rebuilt = summarize_folder(tmp_path / "disk").summary
+    assert is_stored(rebuilt["simulations"]) and len(rebuilt["simulations"]) == 120
+    written = json.loads((tmp_path / "disk/summary.json").read_text(encoding="utf-8"))
+    assert {name: dict(sim) for name, sim in rebuilt["simulations"].items()} == written["simulations"]
+    assert rebuilt["gate"] == written["gate"] and rebuilt["totals"] == written["totals"]
 
     # an interrupted run resumed: the kept simulations are closed as the run passes them
     results = tmp_path / "disk/conversations.jsonl"

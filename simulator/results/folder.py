@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -241,11 +242,18 @@ def summarize_folder(
     finished: set[str] = set()
     if (folder / RESULTS_FILE).is_file():
         planned = set(keys_of_record(plan)) if plan else None
+        # a simulation whose planned conversations are all read leaves memory (`SummaryBuilder.close`)
+        left = Counter(key.rsplit("#", 1)[0] for key in planned or ())
         for result in iter_unique_results(folder / RESULTS_FILE, notes, planned):
             builder.add(result)
-            finished.add(result_key(result))
+            key = result_key(result)
+            finished.add(key)
             if on_result is not None:
                 on_result(result)
+            name = key.rsplit("#", 1)[0]
+            left[name] -= 1
+            if not left[name]:
+                builder.close(name)
     stale = ("planned", "finished", "missing", "missing_count", "not_run")
     run = cast(RunInfo, {key: value for key, value in run.items() if key not in stale})
     run.update(plan_status(plan, finished))

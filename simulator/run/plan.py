@@ -152,7 +152,8 @@ class Plan:
     def record(self) -> dict[str, Any]:
         """What `plan.json` keeps: enough to list the planned keys again without the manifest."""
         return {
-            "simulations": [[name, repeats] for name, repeats in self._names()],
+            # a dataset's plan holds (name, repeats) pairs already: the record shares them, not copies
+            "simulations": [e if isinstance(e[0], str) else (e[0].name, e[1]) for e in self.entries],
             "shard": list(self.shard) if self.shard else None,
             "options": self.options,
             "planned": len(self),
