@@ -105,7 +105,7 @@ def test_one_429_pauses_every_caller_of_the_model_for_its_retry_after(llm: FakeO
     during = [t for t in arrivals.times if refused_at + 0.03 < t < refused_at + 0.47]
     after = [t for t in arrivals.times if t >= refused_at + 0.47]
     assert during == []  # the others' second turns (ready 0.05 s in) waited too
-    assert len(arrivals.times) == 8 * 3 + 1 and len(after) >= 8 * 2
+    assert len(arrivals.times) == 8 * 3 + 1 and len(after) >= 8  # every conversation had turns left to wait
     assert model.limiter.refusals == 1  # and max_retries=0: the 429 cost no retry
 
 
@@ -134,7 +134,8 @@ def test_a_run_shares_one_pause_between_the_settings_that_call_one_endpoint(
         and events[0].why == "HTTP 429"
         and events[0].wait == pytest.approx(0.4, abs=0.05)
     )
-    assert events[0].previous == 8 and 1 <= events[0].concurrency <= 4  # half of those in flight
+    # slow start had grown the window from 4 towards 8 when the 429 came: half of those in flight go on
+    assert 4 <= events[0].previous <= 8 and 1 <= events[0].concurrency <= events[0].previous / 2
 
 
 def test_a_429_from_the_app_holds_every_conversations_turn(tmp_path: Path, app: FakeChatApp) -> None:
@@ -156,7 +157,7 @@ def test_a_429_from_the_app_holds_every_conversations_turn(tmp_path: Path, app: 
 
 
 def test_a_429_halves_the_requests_in_flight_and_good_answers_grow_them_back(llm: FakeOpenAIServer) -> None:
-    arrivals = Arrivals(delay=0.05, refuse=9)  # the first request warms the client up
+    arrivals = Arrivals(delay=0.05, refuse=17)  # the first sixteen warm the client up
     llm.default = arrivals
     model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=0)
     model.limiter.set_ceiling(8)
@@ -170,7 +171,7 @@ def test_a_429_halves_the_requests_in_flight_and_good_answers_grow_them_back(llm
             windows.append((time.monotonic(), model.limiter.concurrency))
 
     async def load() -> None:
-        await model.complete(HELLO)
+        await asyncio.gather(*(model.complete(HELLO) for _ in range(16)))  # slow start: grown to 8 meanwhile
         until = time.monotonic() + 2.2
         await asyncio.gather(*(caller(until) for _ in range(8)))
 
@@ -182,6 +183,25 @@ def test_a_429_halves_the_requests_in_flight_and_good_answers_grow_them_back(llm
     assert soon and max(soon) <= 4  # once the 8 sent before the cut were answered: 4 at a time
     assert 5 <= model.limiter.concurrency <= 8  # grown back while answers came and callers waited
     assert max(n for _, n in arrivals.busy) <= 8
+
+
+def test_slow_start_sends_four_requests_first_and_one_more_with_each_good_answer(llm: FakeOpenAIServer) -> None:
+    """Sixteen callers at once: four requests go before any answer says the endpoint takes more, then
+    each good answer lets one more go (doubling each round trip) up to the ceiling; no 429 needed."""
+    arrivals = Arrivals(delay=0.1)
+    llm.default = arrivals
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=0)
+    model.limiter.set_ceiling(16)
+
+    async def load() -> None:
+        await asyncio.gather(*(model.complete(HELLO) for _ in range(48)))
+
+    asyncio.run(load())
+    start = arrivals.times[0]
+    first_round = [n for t, n in arrivals.busy if t < start + 0.08]
+    assert max(first_round) == 4  # not the 16 callers at once
+    assert max(n for _, n in arrivals.busy) == 16  # grown to the ceiling
+    assert model.limiter.concurrency == 16 and model.limiter.refusals == 0
 
 
 def test_a_timeout_halves_the_requests_in_flight(llm: FakeOpenAIServer) -> None:

@@ -7,7 +7,11 @@ limit (refused requests count against it too) and some conversations ran out of 
 - a 429 pauses every request to the endpoint until the server's wait has passed (`Retry-After`,
   `retry-after-ms`, the reset of the budget it used up: `rate_headers`; when it says none, a pause
   that doubles with each 429 in a row, from 0.5 s to 8 s, as the `openai` SDK backs off);
-- the number of requests in flight follows TCP's congestion control (AIMD): halved on a 429 or a
+- at a model's endpoint (where limits are the rule) the number of requests in flight starts small
+  and grows by one with each good answer until the first 429 or timeout (TCP's slow start: doubled
+  each round trip), so a limit is found by a few requests, not by a first burst of `--concurrency`;
+  the app's starts at `--concurrency`, which a run of an app without a limit should not wait for;
+- then it follows TCP's congestion control (AIMD): halved on a 429 or a
   timeout (once for the requests that were in flight together; each further 429 among those takes
   one more), grown steadily while answers come back fine and requests wait for a slot, up to
   `ceiling` (the run's concurrency); below one request in flight, requests go one at a time, spaced
@@ -48,6 +52,8 @@ DECREASE = 0.5
 GROWTH, GROWTH_PAST_PACE = 0.25, 0.02
 #: below one request in flight the window paces: one at a time, `latency / window` apart; not below this
 SMALLEST_WINDOW = 1 / 64
+#: requests in flight before any answer came back: slow start grows it from there
+INITIAL_WINDOW = 4
 #: the pause after a 429 that says no wait, doubled by each 429 in a row up to the last
 BLIND_PAUSE, LONGEST_BLIND_PAUSE = 0.5, 8.0
 #: the ceiling of a limiter nobody bounded: only the requests waiting limit the window's growth
@@ -122,12 +128,21 @@ class Slot:
 class EndpointLimiter:
     """The shared pause and the AIMD window of one endpoint; see the module's docstring."""
 
-    def __init__(self, name: str, ceiling: int = UNBOUNDED, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        ceiling: int = UNBOUNDED,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        slow_start: bool = True,
+    ) -> None:
         #: who the endpoint is in messages: `user model`, `judge`, `app`
         self.name = name
         self.ceiling = max(1, ceiling)
+        #: start with `INITIAL_WINDOW` requests in flight, not the ceiling (see the module)
+        self.slow_start = slow_start
         #: requests allowed in flight; below 1, the share of the time one is (they are spaced out)
-        self.window = float(self.ceiling)
+        self.window = float(min(self.ceiling, INITIAL_WINDOW) if slow_start else self.ceiling)
         self.in_flight = 0
         self.paused_until = 0.0
         #: cuts so far; a slot granted before the last cut does not halve again
@@ -167,7 +182,11 @@ class EndpointLimiter:
     def set_ceiling(self, ceiling: int) -> None:
         """The most requests at a time (a run's concurrency); a window never cut starts there."""
         self.ceiling = max(1, ceiling)
-        self.window = float(self.ceiling) if self.epoch == 0 else min(self.window, self.ceiling)
+        if self.epoch == 0:  # never cut: where it starts (or has grown to since)
+            start = min(self.ceiling, INITIAL_WINDOW) if self.slow_start else self.ceiling
+            self.window = min(max(self.window, float(start)), float(self.ceiling))
+        else:
+            self.window = min(self.window, float(self.ceiling))
         self._base = min(self._base, self.ceiling)
 
     def listen(self, listener: Listener) -> None:
@@ -245,10 +264,7 @@ class EndpointLimiter:
         self.latency = took if self.latency is None else 0.8 * self.latency + 0.2 * took
         self._answers_since_cut += 1
         if self.window < self.ceiling and self._waiters:  # the window, not the demand, held requests back
-            sustained = self.sustained()
-            share = GROWTH_PAST_PACE if sustained is not None and self.window >= sustained else GROWTH
-            step = max(self._base * share, SMALLEST_WINDOW / 4) * min(now - self._grown_at, 1.0)
-            self.window = min(float(self.ceiling), self.window + step)
+            self.window = min(float(self.ceiling), self.window + self._growth(now))
         self._grown_at = now
         if hints is not None:
             for budget, amount in ((hints.requests, 1.0), (hints.tokens, cost)):
@@ -256,6 +272,13 @@ class EndpointLimiter:
                 if wait:
                     self._pause(wait, "budget spent", self.concurrency)
         self._release()
+
+    def _growth(self, now: float) -> float:
+        if self.epoch == 0:  # slow start: one more with each good answer
+            return 1.0
+        sustained = self.sustained()
+        share = GROWTH_PAST_PACE if sustained is not None and self.window >= sustained else GROWTH
+        return max(self._base * share, SMALLEST_WINDOW / 4) * min(now - self._grown_at, 1.0)
 
     def _refused(self, slot: Slot, hints: RateHints | None, cap: float | None) -> None:
         self.refusals += 1
@@ -328,11 +351,12 @@ class Limiters:
         self._by_key: dict[str, EndpointLimiter] = {}
         self._listeners: list[Listener] = []
 
-    def get(self, key: str, name: str) -> EndpointLimiter:
-        """The limiter of the endpoint `key`; `name` is what the caller calls it (`user model`)."""
+    def get(self, key: str, name: str, *, slow_start: bool = True) -> EndpointLimiter:
+        """The limiter of the endpoint `key`; `name` is what the caller calls it (`user model`);
+        `slow_start`: see the module (the first caller of an endpoint decides)."""
         limiter = self._by_key.get(key)
         if limiter is None:
-            limiter = self._by_key[key] = EndpointLimiter(name, self.ceiling)
+            limiter = self._by_key[key] = EndpointLimiter(name, self.ceiling, slow_start=slow_start)
             limiter.listen(self._tell)
         elif name not in limiter.name.split(" and "):
             limiter.name = f"{limiter.name} and {name}"

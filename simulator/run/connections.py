@@ -198,7 +198,7 @@ class Connections:
             if isinstance(target, HttpTarget) and target.retry.limiter is not None:
                 model = getattr(target.dialect, "model", None)
                 endpoint = f"{safe_url(target.url)} {model or ''}"
-                target.retry = replace(target.retry, limiter=self.limiters.get(endpoint, "app"))
+                target.retry = replace(target.retry, limiter=self.limiters.get(endpoint, "app", slow_start=False))
             self._targets[key] = target
         return self._targets[key]
 

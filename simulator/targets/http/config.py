@@ -125,7 +125,10 @@ def check_config(config: Any, source: str = "target") -> tuple[HttpSettings | No
     url = dialect.endpoint(url)
     # the app's own pause and window; a run gives every target of one endpoint the same one
     retry = replace(
-        retry, limiter=EndpointLimiter("app"), rate_limit_wait=wait or DEFAULT_RATE_LIMIT_WAIT, source=source
+        retry,
+        limiter=EndpointLimiter("app", slow_start=False),
+        rate_limit_wait=wait or DEFAULT_RATE_LIMIT_WAIT,
+        source=source,
     )
     settings = HttpSettings(url, dialect, headers, timeout, history, response, path, session, retry, max_reply_bytes)
     return settings, problems
