@@ -200,7 +200,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         document = {
             "manifest": str(manifest.path),
             "valid": True,
-            "simulations": [s.name for s in manifest.simulations] + [n for n, _, _ in (rows.entries if rows else [])],
+            "simulations": [s.name for s in manifest.simulations] + [n for n, _ in (rows.entries if rows else [])],
             "conversations": jobs,
             "played_by_llm": llm,
             "warnings": manifest.warnings,

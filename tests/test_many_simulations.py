@@ -215,6 +215,13 @@ def test_setting_up_a_run_reads_the_simulations_once_so_they_can_stream(tmp_path
     manifest = load_manifest(write_suite(tmp_path / "suite", rows=30), environ={})
     plan = plan_jobs(manifest)
     assert isinstance(plan, Plan)
+    counts = manifest.rows.counts  # type: ignore[union-attr]
+    # what a plan of many rows keeps is the rows' own (name, repeats) pairs and one tuple per set of tags
+    assert all(mine is theirs for mine, theirs in zip(plan.entries, counts.entries, strict=True))
+    assert plan.record()["simulations"][5] is counts.entries[5]
+    assert counts.tags[0] is counts.tags[3] and len({id(tags) for tags in counts.tags}) == 2
+    assert [n for n, _ in plan_jobs(manifest, tags=["returns"]).entries] == [f"order-{i}" for i in range(0, 30, 3)]
+    assert {r for _, r in plan_jobs(manifest, repeat=3).entries} == {3}
     stream = distinct_simulations(plan)
     assert iter(stream) is stream  # a stream, not a list of every simulation
     connections = Connections(manifest)

@@ -21,5 +21,14 @@ class RowCounts:
     #: rows whose script `max_turns` cuts, and why for the first of them (its place, the reason)
     cut_scripts: int = 0
     first_cut: tuple[str, str] | None = None
-    #: each row's name, repeats and tags, in order: what a plan selects and records, without the rows
-    entries: list[tuple[str, int, tuple[str, ...]]] = field(default_factory=list)
+    #: each row's name and repeats, in order: what a plan selects and records (it shares these pairs)
+    entries: list[tuple[str, int]] = field(default_factory=list)
+    #: each row's tags, in the same order (one tuple for rows with the same tags)
+    tags: list[tuple[str, ...]] = field(default_factory=list)
+    _tag_sets: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def add(self, name: str, repeat: int, tags: list[str]) -> None:
+        """One row's entry; 100,000 rows of a few tags keep a few tag tuples, not 100,000."""
+        found = tuple(tags)
+        self.entries.append((name, repeat))
+        self.tags.append(self._tag_sets.setdefault(found, found))

@@ -86,7 +86,7 @@ class DatasetSimulations:
                 if simulation is None:
                     continue
                 counts.simulations += 1
-                counts.entries.append((simulation.name, simulation.repeat, tuple(simulation.tags)))
+                counts.add(simulation.name, simulation.repeat, simulation.tags)
                 counts.conversations += simulation.repeat
                 counts.played_by_llm += simulation.needs_llm
                 if simulation.required:

@@ -175,11 +175,18 @@ def plan_jobs(
     chosen = [s for s in manifest.simulations if _selected(s, filters or [], tags or [])]
     options = {"filters": filters or [], "tags": tags or [], "repeat": repeat}
     if manifest.rows is not None:  # names only: each simulation is built when the run reaches it
-        rows = [
-            (n, r, t) for n, r, t in manifest.rows.counts.entries if _selected_name(n, t, filters or [], tags or [])
-        ]
-        if chosen or rows:
-            names = [*((s.name, repeat or s.repeat) for s in chosen), *((n, repeat or r) for n, r, _ in rows)]
+        counts = manifest.rows.counts
+        rows = counts.entries
+        if filters or tags:
+            rows = [
+                row
+                for row, own in zip(rows, counts.tags, strict=True)
+                if _selected_name(row[0], own, filters or [], tags or [])
+            ]
+        if repeat is not None:
+            rows = [(name, repeat) for name, _ in rows]
+        if chosen or rows:  # the rows' own (name, repeats) pairs, shared, not copied
+            names = [*((s.name, repeat or s.repeat) for s in chosen), *rows]
             return Plan(names, shard, options, source=manifest.all_simulations)
     if not chosen:
         wanted = ", ".join([*(filters or []), *(f"tag:{t}" for t in tags or [])])
