@@ -7,10 +7,12 @@ gate and the reports read it from there; they say exactly what they would say fr
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import random
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,43 @@ def test_the_store_reads_back_in_plan_order_exactly_what_was_put() -> None:
     with pytest.raises(KeyError):
         store["b"]
     assert dict(store.items()) == {"a": odd, "c": {"n": 33}, "zz-unplanned": {"n": 1}, "yy-unplanned": {"n": 4}}
+
+
+class FullDisk:
+    """A file whose writes fail as they do when the disk is full; reads go to the real file."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def test_a_temporary_folder_that_refuses_the_file_costs_memory_not_a_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    store = SimulationStore(["a", "b", "c"], in_memory=1)
+    for name in "abc":
+        store.put(name, {"n": name})  # type: ignore[typeddict-item]
+    assert not store.on_disk and list(store) == ["a", "b", "c"] and store["b"] == {"n": "b"}
+    assert isinstance(store.as_summary_value(), dict)
+    assert "keeping them in memory" in caplog.text and "no-such-folder" in caplog.text
+
+    # a folder that takes the first entries and then refuses: those stay on disk, the rest in memory
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    store = SimulationStore(["a", "b", "c", "d"], in_memory=1)
+    store.put("a", {"n": "a"})  # type: ignore[typeddict-item]
+    store.put("b", {"n": "b"})  # type: ignore[typeddict-item]
+    assert store.on_disk
+    store._file = FullDisk(store._file)  # type: ignore[arg-type, assignment]  # the next writes fail as on a full disk
+    store.put("c", {"n": "c"})  # type: ignore[typeddict-item]
+    store.put("d", {"n": "d"})  # type: ignore[typeddict-item]
+    assert len(store) == 4 and [store[n]["n"] for n in "abcd"] == list("abcd")  # type: ignore[typeddict-item]
+    assert list(store) == list("abcd") and "No space left on device" in caplog.text
 
 
 def play(order: list[str], repeats: int, concurrency: int, builder: SummaryBuilder, seed: int) -> list[dict]:
@@ -229,3 +268,26 @@ def test_setting_up_a_run_reads_the_simulations_once_so_they_can_stream(tmp_path
     assert next(stream, None) is None
     first = next(distinct_simulations(plan))
     assert connections.sides(first)[0] is connections.sides(next(iter(plan)).simulation)[0]  # one target, shared
+
+
+def test_a_failure_while_closing_a_simulation_is_an_internal_error_and_no_worker_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulator.results import summary as summary_module
+
+    original, failed = summary_module.SummaryBuilder.close, []
+
+    def close_failing_once(self: SummaryBuilder, name: str) -> None:
+        if not failed:
+            failed.append(name)
+            raise RuntimeError("the summary could not be kept")
+        original(self, name)
+
+    monkeypatch.setattr(summary_module.SummaryBuilder, "close", close_failing_once)
+    manifest = write_suite(tmp_path / "suite", rows=12)
+    code = main(["run", str(manifest), "--out", str(tmp_path / "out"), "--concurrency", "1", "--quiet"])
+    summary = json.loads((tmp_path / "out/summary.json").read_text(encoding="utf-8"))
+    assert code == 3 and summary["gate"]["status"] == "error"  # the runner failed: never a pass
+    assert summary["run"]["finished"] == 24 and summary["run"]["missing_count"] == 0  # the one worker went on
+    [problem] = summary["run"]["internal_errors"]
+    assert problem == f"{failed[0]}: summarising the simulation failed: RuntimeError: the summary could not be kept"

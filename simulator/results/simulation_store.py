@@ -10,6 +10,7 @@ plan's order, then any others in the order they were put.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,54 +20,83 @@ from ..records import SimulationSummary
 
 __all__ = ["IN_MEMORY", "SimulationStore", "is_stored"]
 
+log = logging.getLogger("simulator.results.simulation_store")
+
 #: simulations a store keeps in memory; past this many, they move to disk
 IN_MEMORY = 1000
 
 
 class SimulationStore(Mapping[str, SimulationSummary]):
-    """Simulation summaries by name, put once each when a simulation can have no more results."""
+    """Simulation summaries by name, put once each when a simulation can have no more results.
+
+    A temporary folder that refuses the file (full, read-only) costs memory, never a summary: what
+    it will not take stays in memory, with a warning.
+    """
 
     def __init__(self, order: Sequence[str] | None = None, in_memory: int | None = None) -> None:
         self._order = order or ()
         self._limit = IN_MEMORY if in_memory is None else in_memory
+        #: every entry until they move to disk; after, those the disk refused
         self._memory: dict[str, SimulationSummary] = {}
-        self._offsets: dict[str, int] | None = None  # set once the entries live on disk
+        self._offsets: dict[str, int] | None = None  # set once entries live on disk
         self._file: IO[bytes] | None = None
         self._end = 0
+        self._refused = False
 
     @property
     def on_disk(self) -> bool:
-        return self._offsets is not None
+        return bool(self._offsets)
 
     def put(self, name: str, entry: SimulationSummary) -> None:
         """Keep `entry` as `name`'s summary (a second put replaces the first)."""
-        if self._offsets is None:
-            self._memory[name] = entry
-            if len(self._memory) > self._limit:
-                self._spill()
-            return
-        self._write(name, entry)
+        if self._offsets is not None:
+            self._offsets.pop(name, None)
+            if not self._refused and self._write(name, entry):
+                return
+        self._memory[name] = entry
+        if self._offsets is None and not self._refused and len(self._memory) > self._limit:
+            self._spill()
 
     def _spill(self) -> None:
-        # w+b, unnamed: nothing is left behind however the process ends; closed with the store
-        self._file = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the store
+        try:
+            # w+b, unnamed: nothing is left behind however the process ends; closed with the store
+            self._file = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the store
+        except OSError as exc:
+            self._refuse(exc)
+            return
         weakref.finalize(self, self._file.close)
         self._offsets = {}
-        for name, entry in self._memory.items():
-            self._write(name, entry)
-        self._memory = {}
+        for name in list(self._memory):
+            if not self._write(name, self._memory[name]):
+                return
+            del self._memory[name]
 
-    def _write(self, name: str, entry: SimulationSummary) -> None:
+    def _write(self, name: str, entry: SimulationSummary) -> bool:
         assert self._file is not None and self._offsets is not None
         # ASCII with escapes: any text (a lone surrogate, NaN) reads back exactly as it was put
         line = (json.dumps(entry, ensure_ascii=True, default=str) + "\n").encode("ascii")
-        self._file.seek(self._end)
-        self._file.write(line)
+        try:
+            self._file.seek(self._end)
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self._refuse(exc)
+            return False
         self._offsets[name] = self._end
         self._end += len(line)
+        return True
+
+    def _refuse(self, exc: OSError) -> None:
+        self._refused = True
+        log.warning(
+            "cannot keep the simulations' summaries in a temporary file in %s (%s): keeping them in memory; "
+            "set TMPDIR to a folder with room to run many simulations in less memory",
+            tempfile.gettempdir(),
+            exc.strerror or exc,
+        )
 
     def __getitem__(self, name: str) -> SimulationSummary:
-        if self._offsets is None:
+        if name in self._memory or not self._offsets:
             return self._memory[name]
         offset = self._offsets[name]
         assert self._file is not None
@@ -74,11 +104,10 @@ class SimulationStore(Mapping[str, SimulationSummary]):
         return cast(SimulationSummary, json.loads(self._file.readline()))
 
     def __contains__(self, name: object) -> bool:
-        held = self._memory if self._offsets is None else self._offsets
-        return name in held
+        return name in self._memory or (self._offsets is not None and name in self._offsets)
 
     def __len__(self) -> int:
-        return len(self._memory) if self._offsets is None else len(self._offsets)
+        return len(self._memory) + len(self._offsets or ())
 
     def __iter__(self) -> Iterator[str]:
         planned = 0
@@ -86,14 +115,13 @@ class SimulationStore(Mapping[str, SimulationSummary]):
             if name in self:
                 planned += 1
                 yield name
-        if planned < len(self):  # results of simulations the plan does not name (rare): in the order put
+        if planned < len(self):  # results of simulations the plan does not name (rare)
             order = set(self._order)
-            held = self._memory if self._offsets is None else self._offsets
-            yield from [name for name in held if name not in order]
+            yield from [name for name in [*(self._offsets or ()), *self._memory] if name not in order]
 
     def as_summary_value(self) -> Mapping[str, SimulationSummary]:
         """What summary.json's `simulations` holds: a dict in memory, or this store when on disk."""
-        if self._offsets is None:
+        if not self._offsets:
             return {name: self._memory[name] for name in self}
         return self
 

@@ -198,3 +198,11 @@ class Run:
             finally:
                 if self.completion is not None:
                     self.completion.ended(job.simulation.name)
+
+    def close_simulation(self, name: str) -> None:
+        """The run is done with simulation `name` (`Completion`): its summary is kept. A failure here
+        is the runner's: named, and the run goes on (no worker, no job drawn, is lost to it)."""
+        try:
+            self.builder.close(name)
+        except Exception as exc:
+            self.internal(f"{name}: summarising the simulation failed: {type(exc).__name__}: {exc}", exc)

@@ -134,7 +134,7 @@ async def run_jobs(
         run.replays, run.replay_tally = replays, ReplayTally(replays.source)
     pending = iter(start.to_play)
     if isinstance(plan, Plan):  # a plan plays each simulation's jobs together: done ones can go
-        run.completion = Completion(start.record["order"] or [], start.builder.close)
+        run.completion = Completion(start.record["order"] or [], run.close_simulation)
         pending = run.completion.drawing(pending)
     if on_start is not None:
         on_start(len(start.to_play), len(start.kept))
