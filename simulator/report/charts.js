@@ -36,7 +36,7 @@ const ReportCharts = (function () {
 
   // Pass rate per simulation: passed, failed and errored conversations stacked; the base run's
   // counts as a thin bar beneath. Those with the fewest passes come first.
-  function passRates(host, sims, baseline, pick) {
+  function passRates(host, sims, baseline, pick, total) {
     const rows = Object.entries(sims).map(([name, sim], order) => ({name, v: sim.verdict, base: (baseline[name] || {}).base, order}));
     rows.sort((a, b) => a.v.passes / a.v.runs - b.v.passes / b.v.runs || b.v.errors - a.v.errors || a.order - b.order);
     const shown = rows.slice(0, SHOWN), withBase = shown.some((r) => r.base);
@@ -56,7 +56,8 @@ const ReportCharts = (function () {
     const items = [["pass", "passed"], ["fail", "failed"], ["error", "errors"]];
     if (withBase) items.push(["base-key", "thin bar: base run"]);
     host.replaceChildren(plot, legend(items));
-    if (rows.length > SHOWN) host.append(html("p", "chart-note", SHOWN + " of " + rows.length + " simulations, fewest passes first; the table lists every one."));
+    const listed = total > rows.length ? "the table lists " + rows.length + " of them." : "the table lists every one.";
+    if (total > SHOWN) host.append(html("p", "chart-note", SHOWN + " of " + total + " simulations, fewest passes first; " + listed));
   }
   function stack(group, counts, x, y, width, height, extra) {
     const runs = counts.passes + counts.failures + counts.errors;
@@ -186,9 +187,10 @@ const ReportCharts = (function () {
 
   // The overview above the table: the whole run.
   function overview(ctx) {
-    const names = Object.keys(ctx.summary.simulations);
-    passRates(document.getElementById("chart-pass"), ctx.summary.simulations, ctx.baseline, ctx.pick);
-    latencies(document.getElementById("chart-latency"), names, ctx, {among: ctx.figures.rest ? names.length : 0});
+    const names = Object.keys(ctx.summary.simulations), total = Math.max(ctx.total || 0, names.length);
+    passRates(document.getElementById("chart-pass"), ctx.summary.simulations, ctx.baseline, ctx.pick, total);
+    // the simulations without figures, or not listed, are among those the chart's rows were picked from
+    latencies(document.getElementById("chart-latency"), names, ctx, {among: ctx.figures.rest || total > names.length ? total : 0});
     endings(document.getElementById("chart-endings"), names, ctx, true);
   }
 

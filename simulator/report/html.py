@@ -84,26 +84,115 @@ MAX_CONVERSATIONS = 5000
 CHART_ROWS = 12
 
 
-class _Slowest:
-    """The simulations with the highest app p95, ranked as the overview's latency chart ranks them
-    (ties in summary order), noted as the summary's simulations stream past."""
+#: report.html lists at most this many simulations (the charts' rows, then those that did not pass);
+#: every simulation is in summary.json
+MAX_SIMULATION_ROWS = 20_000
+
+
+def _number(value: Any) -> float:
+    """A figure as the page's script sorts it: anything that is not a number counts as 0."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _field(sim: Any, key: str) -> Mapping[str, Any]:
+    value = sim.get(key) if isinstance(sim, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _passed(sim: Any) -> bool:
+    return _field(sim, "verdict").get("status") == "pass"
+
+
+class _Top:
+    """The `count` simulations an overview chart draws, ranked as it ranks them (ties in summary
+    order), noted as the summary's simulations stream past: a chart's rows must be on the page."""
 
     def __init__(self, count: int = CHART_ROWS) -> None:
         self._count = count
-        self._heap: list[tuple[float, int, str]] = []
+        self._heap: list[tuple[Any, ...]] = []
+
+    def rank(self, sim: Any) -> tuple[float, ...]:
+        """Higher comes first."""
+        raise NotImplementedError
+
+    def note(self, index: int, name: str, sim: Any) -> None:
+        entry = (*self.rank(sim), -index, name)
+        if len(self._heap) < self._count:
+            heapq.heappush(self._heap, entry)
+        else:
+            heapq.heappushpop(self._heap, entry)
 
     def watch(self, entries: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         for index, (name, sim) in enumerate(entries):
-            p95 = ((sim.get("latency_ms") if isinstance(sim, Mapping) else None) or {}).get("app_p95")
-            rank = (p95 if isinstance(p95, (int, float)) and not isinstance(p95, bool) else 0, -index, name)
-            if len(self._heap) < self._count:
-                heapq.heappush(self._heap, rank)
-            else:
-                heapq.heappushpop(self._heap, rank)
+            self.note(index, name, sim)
             yield name, sim
 
     def names(self) -> frozenset[str]:
-        return frozenset(name for _, _, name in self._heap)
+        return frozenset(entry[-1] for entry in self._heap)
+
+
+class _Slowest(_Top):
+    """The latency chart's rows: the highest app p95 first."""
+
+    def rank(self, sim: Any) -> tuple[float, ...]:
+        return (_number(_field(sim, "latency_ms").get("app_p95")),)
+
+
+class _FewestPasses(_Top):
+    """The pass-rate chart's rows: the lowest share of passed runs first, then the most errors."""
+
+    def rank(self, sim: Any) -> tuple[float, ...]:
+        verdict = _field(sim, "verdict")
+        passes, runs = _number(verdict.get("passes")), _number(verdict.get("runs"))
+        return (-(passes / runs) if runs else 0, _number(verdict.get("errors")))
+
+
+class _Listing:
+    """Which of the summary's simulations the page lists: every one when they fit under the cap;
+    else the overview charts' rows, then those that did not pass, then passes, each kept in
+    summary order. Two passes over the mapping (it may be on disk), nothing held but the counts."""
+
+    def __init__(self) -> None:
+        self.cap = MAX_SIMULATION_ROWS
+        self.omitted = self.omitted_not_passed = 0
+
+    def entries(self, simulations: Mapping[str, Any], slowest: _Slowest) -> Iterator[tuple[str, Any]]:
+        if len(simulations) <= self.cap:
+            return slowest.watch(simulations.items())
+        return self._capped(simulations, slowest)
+
+    def _survey(self, simulations: Mapping[str, Any], slowest: _Slowest) -> tuple[frozenset[str], int]:
+        """The charts' rows, and how many of the others did not pass."""
+        fewest, not_passed = _FewestPasses(), 0
+        for index, (name, sim) in enumerate(slowest.watch(simulations.items())):
+            fewest.note(index, name, sim)
+            not_passed += not _passed(sim)
+        charted = slowest.names() | fewest.names()
+        return charted, not_passed - sum(not _passed(simulations[name]) for name in charted)
+
+    def _capped(self, simulations: Mapping[str, Any], slowest: _Slowest) -> Iterator[tuple[str, Any]]:
+        charted, not_passed = self._survey(simulations, slowest)
+        room = max(self.cap - len(charted), 0)
+        failing = min(not_passed, room)
+        passing = room - failing
+        self.omitted = len(simulations) - len(charted) - room
+        self.omitted_not_passed = not_passed - failing
+        for name, sim in simulations.items():
+            if name not in charted and _passed(sim):
+                if not passing:
+                    continue
+                passing -= 1
+            elif name not in charted:
+                if not failing:
+                    continue
+                failing -= 1
+            yield name, sim
+
+    def keys(self) -> str:
+        """What the page says of the simulations it leaves out (nothing when it lists every one)."""
+        if not self.omitted:
+            return ""
+        return f',"simulations_omitted":{self.omitted},"simulations_omitted_not_passed":{self.omitted_not_passed}'
 
 
 def _json_object(entries: Iterable[tuple[str, Any]]) -> Iterator[str]:
@@ -116,15 +205,21 @@ def _json_object(entries: Iterable[tuple[str, Any]]) -> Iterator[str]:
 
 
 def _head(
-    summary: Summary, baseline: dict[str, dict[str, Any]] | None, baseline_label: str | None, slowest: _Slowest
+    summary: Summary,
+    baseline: dict[str, dict[str, Any]] | None,
+    baseline_label: str | None,
+    slowest: _Slowest,
+    listing: _Listing | None = None,
 ) -> Iterator[str]:
     """`{"summary":…,"baseline":…,"baseline_label":…` as `_embed(scrub(...))` writes it, the summary's
-    simulations one at a time: a run of many reads them from disk, and they would not fit in memory whole."""
+    simulations one at a time: a run of many reads them from disk, and they would not fit in memory whole.
+    Past `MAX_SIMULATION_ROWS`, only those `listing` picks."""
+    listing = listing or _Listing()
     yield "{" + _embed(scrub("summary")) + ":{"
     for index, (key, value) in enumerate(summary.items()):
         yield ("," if index else "") + _embed(scrub(key)) + ":"
         if key == "simulations" and isinstance(value, Mapping):
-            yield from _json_object(slowest.watch(value.items()))
+            yield from _json_object(listing.entries(value, slowest))
         else:
             yield _embed(scrub(value))
     yield "}," + _embed(scrub({"baseline": baseline or {}, "baseline_label": baseline_label}))[1:-1]
@@ -150,8 +245,8 @@ def _pieces(
     keys: set[str] = set()
     shown = 0
     yield before
-    slowest = _Slowest()
-    yield from _head(summary, baseline, baseline_label, slowest)
+    slowest, listing = _Slowest(), _Listing()
+    yield from _head(summary, baseline, baseline_label, slowest, listing)
     yield ',"conversations":['
     figures = Figures(first=slowest.names())  # the latency chart's rows have their figures however many there are
     for result in results:
@@ -161,7 +256,7 @@ def _pieces(
         yield ("," if shown else "") + _embed(scrub(_conversation(result)))
         keys.add(result_key(result))
         shown += 1
-    yield f'],"omitted":{max(total - shown, 0)},"base_conversations":['
+    yield f'],"omitted":{max(total - shown, 0)}{listing.keys()},"base_conversations":['
     # the base run's figures are drawn beside this run's: kept for the same simulations
     base_figures = Figures(None if figures.complete else 0, first=figures.kept)
     paired, problem = 0, None
