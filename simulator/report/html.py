@@ -188,7 +188,7 @@ class _Listing:
                 failing -= 1
             yield name, sim
 
-    def keys(self) -> str:
+    def json_fields(self) -> str:
         """What the page says of the simulations it leaves out (nothing when it lists every one)."""
         if not self.omitted:
             return ""
@@ -256,7 +256,7 @@ def _pieces(
         yield ("," if shown else "") + _embed(scrub(_conversation(result)))
         keys.add(result_key(result))
         shown += 1
-    yield f'],"omitted":{max(total - shown, 0)}{listing.keys()},"base_conversations":['
+    yield f'],"omitted":{max(total - shown, 0)}{listing.json_fields()},"base_conversations":['
     # the base run's figures are drawn beside this run's: kept for the same simulations
     base_figures = Figures(None if figures.complete else 0, first=figures.kept)
     paired, problem = 0, None

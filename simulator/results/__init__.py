@@ -4,6 +4,7 @@ Takes: conversation results as they finish.
 Gives: `folder` (plan.json, conversations.jsonl and summary.json, written so that a crash loses
 no finished conversation; `json_writing` holds what those files are written as), `reading`
 (streamed, checked reading of conversations.jsonl), `summary` (summary.json as a function of the
-results) and `shards` (merging shards' folders).
+results; `simulation_store` keeps each simulation's entry, on disk for a run of many, and
+`streamed_json` writes it entry by entry) and `shards` (merging shards' folders).
 Used by: `run` (writes and resumes), `report` (reads), the CLI and the action.
 """
