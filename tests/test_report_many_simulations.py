@@ -195,3 +195,18 @@ def test_the_note_counts_the_failures_it_leaves_out(browser, tmp_path: Path) -> 
     )
     assert page.text_content("#shown") == f"{CAP} of {COUNT} simulations"
     assert page.problems == []  # type: ignore[attr-defined]
+
+
+def test_past_the_cap_the_comparison_is_embedded_for_the_listed_simulations_and_those_only_the_base_has() -> None:
+    played = [few_fail(i) for i in range(COUNT)]
+    summary = summary_of(played)
+    changes: dict[str, Any] = {name: {"verdict": "unchanged", "pass_rate_delta": 0} for name in summary["simulations"]}
+    changes["gone"] = {"verdict": "removed", "change": "removed"}
+    changes["elsewhere"] = {"verdict": "not run", "change": "not run"}
+    data = embedded(render_html({**summary, "simulations": Simulations(summary["simulations"])}, played, changes))
+    assert len(data["summary"]["simulations"]) == CAP
+    assert set(data["baseline"]) == set(data["summary"]["simulations"]) | {"gone", "elsewhere"}
+    # under the cap the page embeds the comparison whole, as before
+    small = {name: summary["simulations"][name] for name in list(summary["simulations"])[:CAP]}
+    whole = embedded(render_html({**summary, "simulations": small}, played, changes))
+    assert whole["baseline"] == changes

@@ -22,6 +22,7 @@ from ..records import ConversationResult, Summary
 from ..results.reading import result_key
 from ..text.known_secrets import scrub, scrub_text
 from ..text.unicode_safety import visible_controls_in
+from .baseline import NOT_RUN, REMOVED
 from .figures import Figures
 
 MARKER = "/*__DATA__*/"
@@ -155,6 +156,8 @@ class _Listing:
     def __init__(self) -> None:
         self.cap = MAX_SIMULATION_ROWS
         self.omitted = self.omitted_not_passed = 0
+        #: the names listed, when not every one is (at most the cap)
+        self.listed: set[str] | None = None
 
     def entries(self, simulations: Mapping[str, Any], slowest: _Slowest) -> Iterator[tuple[str, Any]]:
         if len(simulations) <= self.cap:
@@ -177,6 +180,7 @@ class _Listing:
         passing = room - failing
         self.omitted = len(simulations) - len(charted) - room
         self.omitted_not_passed = not_passed - failing
+        self.listed = set()
         for name, sim in simulations.items():
             if name not in charted and _passed(sim):
                 if not passing:
@@ -186,7 +190,19 @@ class _Listing:
                 if not failing:
                     continue
                 failing -= 1
+            self.listed.add(name)
             yield name, sim
+
+    def changes(self, baseline: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The comparison the page needs: of the simulations it lists, and those only the base run has."""
+        if self.listed is None:
+            return baseline
+        only_base = (REMOVED, NOT_RUN)
+        return {
+            name: change
+            for name, change in baseline.items()
+            if name in self.listed or (isinstance(change, Mapping) and change.get("verdict") in only_base)
+        }
 
     def json_fields(self) -> str:
         """What the page says of the simulations it leaves out (nothing when it lists every one)."""
@@ -222,7 +238,8 @@ def _head(
             yield from _json_object(listing.entries(value, slowest))
         else:
             yield _embed(scrub(value))
-    yield "}," + _embed(scrub({"baseline": baseline or {}, "baseline_label": baseline_label}))[1:-1]
+    kept = listing.changes(baseline or {})
+    yield "}," + _embed(scrub({"baseline": kept, "baseline_label": baseline_label}))[1:-1]
 
 
 def _pieces(
