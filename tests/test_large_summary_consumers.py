@@ -164,7 +164,7 @@ def test_the_streamed_head_is_what_the_whole_summary_embedded_gives(plain: dict[
     summary["run"] = {**plain["run"], "warnings": [f"\u202ereversed {SECRET} <script>"]}
     whole = report_html._embed(scrub({"summary": summary, "baseline": {}, "baseline_label": "main"}))[:-1]
     for simulations in (summary["simulations"], Simulations(summary["simulations"])):
-        pieces = report_html._head({**summary, "simulations": simulations}, None, "main", report_html._Slowest())
+        pieces = report_html._head({**summary, "simulations": simulations}, None, "main", report_html._slowest())
         assert "".join(pieces) == whole
     assert SECRET not in whole and "leak ***" in whole and "\\u003cscript" in whole
 

@@ -104,20 +104,30 @@ def _passed(sim: Any) -> bool:
     return _field(sim, "verdict").get("status") == "pass"
 
 
-class _Top:
-    """The `count` simulations an overview chart draws, ranked as it ranks them (ties in summary
-    order), noted as the summary's simulations stream past: a chart's rows must be on the page."""
+def _latency_rank(sim: Any) -> tuple[float, ...]:
+    """The latency chart's order: the highest app p95 first."""
+    return (_number(_field(sim, "latency_ms").get("app_p95")),)
 
-    def __init__(self, count: int = CHART_ROWS) -> None:
+
+def _fewest_passes_rank(sim: Any) -> tuple[float, ...]:
+    """The pass-rate chart's order: the lowest share of passed runs first, then the most errors."""
+    verdict = _field(sim, "verdict")
+    passes, runs = _number(verdict.get("passes")), _number(verdict.get("runs"))
+    return (-(passes / runs) if runs else 0, _number(verdict.get("errors")))
+
+
+class _Top:
+    """The `count` simulations an overview chart draws, ranked as it ranks them (`rank`: higher comes
+    first; ties in summary order), noted as the summary's simulations stream past: a chart's rows
+    must be on the page."""
+
+    def __init__(self, rank: Callable[[Any], tuple[float, ...]], count: int = CHART_ROWS) -> None:
+        self._rank = rank
         self._count = count
         self._heap: list[tuple[Any, ...]] = []
 
-    def rank(self, sim: Any) -> tuple[float, ...]:
-        """Higher comes first."""
-        raise NotImplementedError
-
     def note(self, index: int, name: str, sim: Any) -> None:
-        entry = (*self.rank(sim), -index, name)
+        entry = (*self._rank(sim), -index, name)
         if len(self._heap) < self._count:
             heapq.heappush(self._heap, entry)
         else:
@@ -132,20 +142,9 @@ class _Top:
         return frozenset(entry[-1] for entry in self._heap)
 
 
-class _Slowest(_Top):
-    """The latency chart's rows: the highest app p95 first."""
-
-    def rank(self, sim: Any) -> tuple[float, ...]:
-        return (_number(_field(sim, "latency_ms").get("app_p95")),)
-
-
-class _FewestPasses(_Top):
-    """The pass-rate chart's rows: the lowest share of passed runs first, then the most errors."""
-
-    def rank(self, sim: Any) -> tuple[float, ...]:
-        verdict = _field(sim, "verdict")
-        passes, runs = _number(verdict.get("passes")), _number(verdict.get("runs"))
-        return (-(passes / runs) if runs else 0, _number(verdict.get("errors")))
+def _slowest() -> _Top:
+    """The latency chart's rows."""
+    return _Top(_latency_rank)
 
 
 class _Listing:
@@ -159,21 +158,21 @@ class _Listing:
         #: the names listed, when not every one is (at most the cap)
         self.listed: set[str] | None = None
 
-    def entries(self, simulations: Mapping[str, Any], slowest: _Slowest) -> Iterator[tuple[str, Any]]:
+    def entries(self, simulations: Mapping[str, Any], slowest: _Top) -> Iterator[tuple[str, Any]]:
         if len(simulations) <= self.cap:
             return slowest.watch(simulations.items())
         return self._capped(simulations, slowest)
 
-    def _survey(self, simulations: Mapping[str, Any], slowest: _Slowest) -> tuple[frozenset[str], int]:
+    def _survey(self, simulations: Mapping[str, Any], slowest: _Top) -> tuple[frozenset[str], int]:
         """The charts' rows, and how many of the others did not pass."""
-        fewest, not_passed = _FewestPasses(), 0
+        fewest, not_passed = _Top(_fewest_passes_rank), 0
         for index, (name, sim) in enumerate(slowest.watch(simulations.items())):
             fewest.note(index, name, sim)
             not_passed += not _passed(sim)
         charted = slowest.names() | fewest.names()
         return charted, not_passed - sum(not _passed(simulations[name]) for name in charted)
 
-    def _capped(self, simulations: Mapping[str, Any], slowest: _Slowest) -> Iterator[tuple[str, Any]]:
+    def _capped(self, simulations: Mapping[str, Any], slowest: _Top) -> Iterator[tuple[str, Any]]:
         charted, not_passed = self._survey(simulations, slowest)
         room = max(self.cap - len(charted), 0)
         failing = min(not_passed, room)
@@ -224,7 +223,7 @@ def _head(
     summary: Summary,
     baseline: dict[str, dict[str, Any]] | None,
     baseline_label: str | None,
-    slowest: _Slowest,
+    slowest: _Top,
     listing: _Listing | None = None,
 ) -> Iterator[str]:
     """`{"summary":…,"baseline":…,"baseline_label":…` as `_embed(scrub(...))` writes it, the summary's
@@ -262,7 +261,7 @@ def _pieces(
     keys: set[str] = set()
     shown = 0
     yield before
-    slowest, listing = _Slowest(), _Listing()
+    slowest, listing = _slowest(), _Listing()
     yield from _head(summary, baseline, baseline_label, slowest, listing)
     yield ',"conversations":['
     figures = Figures(first=slowest.names())  # the latency chart's rows have their figures however many there are
