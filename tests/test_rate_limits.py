@@ -76,9 +76,20 @@ def project(tmp_path: Path, user: str, simulations: str, target: str = "{callbac
     return manifest
 
 
-def run(manifest: Path, out: Path, concurrency: int, events: list[LimitEvent] | None = None) -> dict:
+class Told(list):
+    """A listener keeping each event with the moment the limiter told of it: a pause starts when the
+    client has read the 429, and requests it had sent before may still be arriving then."""
+
+    def __call__(self, event: LimitEvent) -> None:
+        self.append((time.monotonic(), event))
+
+    def first_429(self) -> float:
+        return next(at for at, event in self if event.why == "HTTP 429")
+
+
+def run(manifest: Path, out: Path, concurrency: int, events: list | None = None) -> dict:
     loaded = load_manifest(manifest, environ={})
-    listener = events.append if events is not None else None
+    listener = None if events is None else events if isinstance(events, Told) else events.append
     outcome = asyncio.run(run_jobs(loaded, plan_jobs(loaded), out, concurrency=concurrency, on_rate_limit=listener))
     return {"summary": outcome.summary, "results": outcome.results}
 
@@ -92,6 +103,8 @@ def test_one_429_pauses_every_caller_of_the_model_for_its_retry_after(llm: FakeO
     arrivals = Arrivals(delay=0.05, refuse=5, refused=refusal(**{"retry-after-ms": "500"}))
     llm.default = arrivals
     model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=0)
+    told = Told()
+    model.limiter.listen(told)
 
     async def conversation() -> None:
         for _ in range(3):
@@ -101,9 +114,9 @@ def test_one_429_pauses_every_caller_of_the_model_for_its_retry_after(llm: FakeO
         await asyncio.gather(*(conversation() for _ in range(8)))
 
     asyncio.run(everyone())
-    [refused_at] = arrivals.refused_at
-    during = [t for t in arrivals.times if refused_at + 0.03 < t < refused_at + 0.47]
-    after = [t for t in arrivals.times if t >= refused_at + 0.47]
+    seen_at = told.first_429()
+    during = [t for t in arrivals.times if seen_at + 0.02 < t < seen_at + 0.47]
+    after = [t for t in arrivals.times if t >= seen_at + 0.47]
     assert during == []  # the others' second turns (ready 0.05 s in) waited too
     assert len(arrivals.times) == 8 * 3 + 1 and len(after) >= 8  # every conversation had turns left to wait
     assert model.limiter.refusals == 1  # and max_retries=0: the 429 cost no retry
@@ -122,12 +135,13 @@ def test_a_run_shares_one_pause_between_the_settings_that_call_one_endpoint(
       - {{name: cold, persona: jane, task: t, repeat: 4, max_turns: 6}}
       - {{name: hot, persona: jane, task: t, repeat: 4, max_turns: 6, user: {hot}}}
     """
-    events: list[LimitEvent] = []
-    done = run(project(tmp_path, user, simulations), tmp_path / "out", concurrency=8, events=events)
+    told = Told()
+    done = run(project(tmp_path, user, simulations), tmp_path / "out", concurrency=8, events=told)
     assert done["summary"]["totals"]["errors"] == 0 and len(done["results"]) == 8
-    [refused_at] = arrivals.refused_at
-    assert [t for t in arrivals.times if refused_at + 0.03 < t < refused_at + 0.37] == []
-    after = [body for t, body in zip(arrivals.times, arrivals.bodies, strict=True) if t >= refused_at + 0.37]
+    seen_at = told.first_429()
+    assert [t for t in arrivals.times if seen_at + 0.02 < t < seen_at + 0.37] == []
+    after = [body for t, body in zip(arrivals.times, arrivals.bodies, strict=True) if t >= seen_at + 0.37]
+    events = [event for _, event in told]
     assert {body.get("temperature") for body in after} == {0.0, 1}  # both settings waited, then went on
     assert (
         events[0].endpoint == "user model"
