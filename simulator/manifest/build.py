@@ -8,7 +8,6 @@ gives the `Simulation`s. Problems go to the one list.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..checks.outcome import OutcomeCheck
@@ -18,7 +17,7 @@ from ..parsing.template import placeholders
 from ..parsing.yaml_source import YamlDocument, format_path
 from ..state.requests import StateRequest
 from ..targets.redaction import authorization_header, url_credentials
-from .files import callback_problems
+from .files import FileAccess, callback_problems
 from .resolve import Resolved
 from .row_counts import RowCounts
 from .targets import checked_targets
@@ -29,16 +28,14 @@ def build_simulations(
     resolved: list[Resolved],
     data: dict[str, Any],
     doc: YamlDocument,
-    folder: Path,
-    root: Path,
+    access: FileAccess,
     problems: list[str],
-    refusal: str | None = None,
     rows: RowCounts | None = None,
 ) -> list[Simulation]:
     """The manifest's own simulations: each one (`build_each`), then what concerns them together
     with the datasets' rows (names the gate requires, a judge for the checks that need one).
     The gate's required names end up in `data["gate"]["required"]`."""
-    simulations = build_each(resolved, data, folder, root, problems, refusal)
+    simulations = build_each(resolved, data, access, problems)
     _check_run_level(data, simulations, doc, problems, rows or RowCounts())
     _resolve_required(data, simulations, rows or RowCounts())
     return simulations
@@ -47,10 +44,8 @@ def build_simulations(
 def build_each(
     resolved: list[Resolved],
     data: dict[str, Any],
-    folder: Path,
-    root: Path,
+    access: FileAccess,
     problems: list[str],
-    refusal: str | None = None,
     *,
     top_checked: bool = False,
 ) -> list[Simulation]:
@@ -58,7 +53,7 @@ def build_each(
     at the entry's own place (`Resolved.doc`, `Resolved.at`). `top_checked`: the top-level target's
     own problems were reported already."""
     callbacks = [(part.entry.get("target"), part.at + ("target",), part.doc) for part in resolved]
-    problems.extend(callback_problems(callbacks, folder, root, refusal))
+    problems.extend(callback_problems(callbacks, access))
     targets = checked_targets(data.get("target"), resolved, problems, top_checked=top_checked)
     simulations = []
     for part, target in zip(resolved, targets, strict=True):

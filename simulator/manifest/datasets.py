@@ -31,7 +31,7 @@ from ..parsing import strict_json
 from ..parsing.schema_check import schema_errors
 from ..parsing.template import PLACEHOLDER
 from ..parsing.yaml_source import YamlDocument, format_path
-from .files import _is_file, is_inside
+from .files import FileAccess, _is_file, is_inside
 
 #: the dataset formats, by file suffix
 SUFFIXES = (".csv", ".jsonl")
@@ -62,13 +62,12 @@ class RowProblem(ValueError):
     """A row that cannot be read at all (not JSON, more fields than the header)."""
 
 
-def datasets_of(
-    data: Mapping[str, Any], doc: YamlDocument, folder: Path, root: Path, problems: list[str], refusal: str | None
-) -> list[Dataset]:
+def datasets_of(data: Mapping[str, Any], doc: YamlDocument, access: FileAccess, problems: list[str]) -> list[Dataset]:
     """The manifest's datasets whose files can be read; each that cannot is a problem at its line."""
     written = data.get("simulations_from")
     entries = [written] if isinstance(written, dict) else written or []
     found = []
+    folder, root, refusal = access.folder, access.root, access.refusal
     for index, entry in enumerate(entries):
         at = ("simulations_from",) if isinstance(written, dict) else ("simulations_from", index)
         where = at + ("file",)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,15 +67,17 @@ def resolve_root(manifest_path: str | Path, root: str | Path | None = None) -> P
     return default_root(Path(os.path.abspath(manifest_path)).parent)
 
 
-def check_callback(
-    target: Any,
-    at: tuple,
-    doc: YamlDocument,
-    folder: Path,
-    root: Path,
-    problems: list[str],
-    refusal: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class FileAccess:
+    """Where a manifest's files (personas, callbacks, datasets) are read from: its `folder`, and only
+    inside `root`; with a `refusal` (an untrusted manifest), not at all, and why."""
+
+    folder: Path
+    root: Path
+    refusal: str | None = None
+
+
+def check_callback(target: Any, at: tuple, doc: YamlDocument, access: FileAccess, problems: list[str]) -> None:
     """A `file.py:function` callback must lie inside the root; module callbacks are imported as usual.
 
     With a `refusal` (an untrusted manifest) every callback is refused: a module callback runs
@@ -84,9 +87,10 @@ def check_callback(
     spec = target.get("callback") if isinstance(target, dict) else None
     if not isinstance(spec, str):
         return
-    if refusal is not None:
+    folder, root = access.folder, access.root
+    if access.refusal is not None:
         where = at + ("callback",)
-        problems.append(f"{doc.where(where)}: {format_path(where)}: {spec!r} would run Python code; {refusal}")
+        problems.append(f"{doc.where(where)}: {format_path(where)}: {spec!r} would run Python code; {access.refusal}")
         return
     module, _, _ = spec.rpartition(":")
     where = at + ("callback",)
@@ -100,14 +104,12 @@ def check_callback(
         problems.append(f"{doc.where(where)}: {format_path(where)}: {why}")
 
 
-def callback_problems(
-    targets: list[tuple[Any, tuple, YamlDocument]], folder: Path, root: Path, refusal: str | None = None
-) -> list[str]:
+def callback_problems(targets: list[tuple[Any, tuple, YamlDocument]], access: FileAccess) -> list[str]:
     """What is wrong with each target's callback (the target's settings, where they are written, and
     the document they are written in)."""
     problems: list[str] = []
     for target, at, doc in targets:
-        check_callback(target, at, doc, folder, root, problems, refusal)
+        check_callback(target, at, doc, access, problems)
     return problems
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..parsing.yaml_source import format_path, paused_gc
 from ..text.unicode_safety import replace_lone_surrogates, surrogate_note
 from .build import build_simulations, cut_script_warnings
-from .files import callback_problems, resolve_root
+from .files import FileAccess, callback_problems, resolve_root
 from .personas import PersonaResolver, persona_file_problems
 from .read import in_file_order, read_manifest
 from .resolve import Resolver, written_entries
@@ -68,22 +68,22 @@ def load_manifest(
     path = Path(path)
     source = str(path)
     allowed_root = resolve_root(path, root)
-    refusal = None if trusted else untrusted_note
+    access = FileAccess(path.parent, allowed_root, None if trusted else untrusted_note)
     environ = os.environ if environ is None else environ
     with paused_gc():  # thousands of simulations build many objects and no cycles
         doc, problems, warnings = read_manifest(path)
         if problems:  # nothing further is checked but the files the manifest names
-            files = persona_file_problems(doc, PersonaResolver(path.parent, allowed_root, refusal))
+            files = persona_file_problems(doc, PersonaResolver(access))
             raise ManifestError(source, in_file_order([*problems, *files], source))
         variables = fill_variables(doc, environ, need, app_url)
         data, problems = variables.data, variables.problems
-        problems.extend(callback_problems([(data.get("target"), ("target",), doc)], path.parent, allowed_root, refusal))
-        resolver = Resolver(data, doc, path.parent, allowed_root, problems, refusal)
+        problems.extend(callback_problems([(data.get("target"), ("target",), doc)], access))
+        resolver = Resolver(data, doc, access, problems)
         resolved = resolver.resolve(doc, written_entries(data))
-        rows = dataset_simulations(data, doc, path.parent, allowed_root, resolver, problems, refusal)
+        rows = dataset_simulations(data, doc, access, resolver, problems)
         resolver.report_to(problems)
         counts = rows.counts if rows is not None else None
-        simulations = build_simulations(resolved, data, doc, path.parent, allowed_root, problems, refusal, counts)
+        simulations = build_simulations(resolved, data, doc, access, problems, counts)
         if rows is not None:
             rows.required = frozenset((data.get("gate") or {}).get("required") or [])
     if problems:

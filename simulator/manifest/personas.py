@@ -6,13 +6,12 @@ read what the manifest's own source chose. Predefined and inline personas still 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..parsing.yaml_source import YamlDocument, format_path
 from ..persona import Persona, predefined_personas
-from .files import _is_file, is_inside
+from .files import FileAccess, _is_file, is_inside
 
 
 class PersonaResolver:
@@ -21,10 +20,10 @@ class PersonaResolver:
     A name or path is read and validated once; each simulation gets its own copy.
     """
 
-    def __init__(self, folder: Path, root: Path, refusal: str | None = None) -> None:
-        self.folder = folder
-        self.root = root
-        self.refusal = refusal
+    def __init__(self, access: FileAccess) -> None:
+        self.folder = access.folder
+        self.root = access.root
+        self.refusal = access.refusal
         self._named: dict[str, Persona | str] = {}
 
     def resolve(self, value: Any, doc: YamlDocument, at: tuple, problems: list[str]) -> Persona | None:

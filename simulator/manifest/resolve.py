@@ -9,7 +9,6 @@ list; nothing here checks how the parts fit together (that is `build`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..checks import build_checks
@@ -17,6 +16,7 @@ from ..errors import ConfigError, field_errors
 from ..parsing.yaml_source import YamlDocument, copy_plain, format_path
 from ..persona import Persona
 from ..state.requests import PLACEHOLDERS, SETUP_PLACEHOLDERS, StateRequest, request_list
+from .files import FileAccess
 from .personas import PersonaResolver, resolve_personas
 from .types import DEFAULT_MAX_TURNS, DEFAULT_REPEAT
 
@@ -47,16 +47,6 @@ class Resolved:
     settings: dict[str, Any]
 
 
-def resolve_simulations(
-    data: dict[str, Any], doc: YamlDocument, folder: Path, root: Path, problems: list[str], refusal: str | None = None
-) -> list[Resolved]:
-    """Every simulation of `data` resolved; a repeated name is a problem and the repeat is left out.
-
-    Persona files are read from `folder` and must lie inside `root`; with a `refusal`, not at all.
-    """
-    return Resolver(data, doc, folder, root, problems, refusal).resolve(doc, written_entries(data))
-
-
 def written_entries(data: dict[str, Any]) -> list[tuple[tuple, int, dict[str, Any]]]:
     """The manifest's own simulations as entries to resolve: where each is written, its index, itself."""
     return [(("simulations", index), index, entry) for index, entry in enumerate(data.get("simulations") or [])]
@@ -70,20 +60,12 @@ class Resolver:
     simulations and the rows of its datasets alike.
     """
 
-    def __init__(
-        self,
-        data: dict[str, Any],
-        doc: YamlDocument,
-        folder: Path,
-        root: Path,
-        problems: list[str],
-        refusal: str | None = None,
-    ) -> None:
+    def __init__(self, data: dict[str, Any], doc: YamlDocument, access: FileAccess, problems: list[str]) -> None:
         self.data = data
         self.doc = doc
         self.defaults = data.get("defaults") or {}
         self.problems = problems
-        self.personas = PersonaResolver(folder, root, refusal)
+        self.personas = PersonaResolver(access)
         self.checks_of = CheckBuilder(doc, problems)
         self.around_of = StateRequestBuilder(self.defaults, doc, problems)
         #: each name resolved so far, with where it was first used

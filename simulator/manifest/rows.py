@@ -9,7 +9,6 @@ kept between rows, so a dataset of any length loads and runs in the same memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ..parsing.yaml_source import YamlDocument
@@ -24,6 +23,7 @@ from .datasets import (
     row_document,
     row_problems,
 )
+from .files import FileAccess
 from .resolve import Resolver
 from .row_counts import RowCounts
 from .targets import check_top_target
@@ -33,16 +33,14 @@ from .types import Simulation
 def dataset_simulations(
     data: dict[str, Any],
     doc: YamlDocument,
-    folder: Path,
-    root: Path,
+    access: FileAccess,
     resolver: Resolver,
     problems: list[str],
-    refusal: str | None = None,
 ) -> DatasetSimulations | None:
     """Step 5 of loading: the manifest's datasets, every row checked once; None without any."""
     if not data.get("simulations_from"):
         return None
-    rows = DatasetSimulations(datasets_of(data, doc, folder, root, problems, refusal), data, doc, folder, root, refusal)
+    rows = DatasetSimulations(datasets_of(data, doc, access, problems), data, doc, access)
     check_top_target(doc, data.get("target"), problems)
     rows.check(resolver, problems)
     return rows
@@ -56,16 +54,12 @@ class DatasetSimulations:
         datasets: list[Dataset],
         data: dict[str, Any],
         doc: YamlDocument,
-        folder: Path,
-        root: Path,
-        refusal: str | None = None,
+        access: FileAccess,
     ) -> None:
         self.datasets = datasets
         self.data = data
         self.doc = doc
-        self.folder = folder
-        self.root = root
-        self.refusal = refusal
+        self.access = access
         self.counts = RowCounts()
         #: every name the gate requires (`gate.required` and rows' `required: true`), once checked
         self.required: frozenset[str] = frozenset()
@@ -114,7 +108,7 @@ class DatasetSimulations:
 
     def __iter__(self) -> Iterator[Simulation]:
         """Each row's simulation, built anew (the load checked them all)."""
-        resolver = Resolver(self.data, self.doc, self.folder, self.root, [], self.refusal)
+        resolver = Resolver(self.data, self.doc, self.access, [])
         for dataset in self.datasets:
             for simulation, _ in self._stream(dataset, resolver):
                 if simulation is not None:
@@ -138,10 +132,8 @@ class DatasetSimulations:
             built = build_each(
                 resolver.resolve(doc, [((), -1, entry)]),
                 self.data,
-                self.folder,
-                self.root,
+                self.access,
                 found,
-                self.refusal,
                 top_checked=True,
             )
             yield (built[0] if built and not found else None), found
