@@ -56,8 +56,12 @@ MARK = "FAULT-7"
 VICTIM = "victim"
 #: small, so the whole suite stays fast (retries after 10 ms), yet many times what a local answer takes
 TARGET_RETRY = {"attempts": 2, "backoff": 0.01, "max_backoff": 0.2}
+#: the timeouts of the cases whose fault is a timeout; every other case gets `ROOMY_TIMEOUT`, so that a
+#: loaded machine (a 5 MB reply read under `-n auto`) never turns a slow answer into a retry the case
+#: did not ask for, and the victim's request count stays the fault's own
 TARGET_TIMEOUT = 0.3
 USER_TIMEOUT = 0.5
+ROOMY_TIMEOUT = 10.0
 USER_MAX_RETRIES = 1
 SLOW = 0.8  # a fault delay longer than the timeouts above
 RETRY_AFTER = 0.1  # seconds a 429 asks to wait; the retry must honour it
@@ -306,11 +310,11 @@ LLM_PLAYED = (
 USER_LINES = ("Hello, I need some help.", "Could you check that for me?", "Thanks, that is all. ###STOP###")
 
 
-def app_manifest(app_url: str, fmt: str) -> dict[str, Any]:
+def app_manifest(app_url: str, fmt: str, timeout: float = ROOMY_TIMEOUT) -> dict[str, Any]:
     route, settings = APP_FORMATS[fmt]
     target = {
         "url": app_url + route,
-        "timeout": TARGET_TIMEOUT,
+        "timeout": timeout,
         "retry": TARGET_RETRY,
         "rate_limit_wait": RATE_LIMIT_WAIT,
         **settings,
@@ -326,14 +330,14 @@ def app_manifest(app_url: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def llm_manifest(app_url: str, llm_url: str) -> dict[str, Any]:
+def llm_manifest(app_url: str, llm_url: str, timeout: float = ROOMY_TIMEOUT) -> dict[str, Any]:
     return {
         "version": 1,
         "target": {"url": app_url + "/promptflow", "format": "promptflow", "timeout": 5, "retry": TARGET_RETRY},
         "user": {
             "model": "sim-user",
             "endpoint": llm_url,
-            "timeout": USER_TIMEOUT,
+            "timeout": timeout,
             "max_retries": USER_MAX_RETRIES,
             "rate_limit_wait": RATE_LIMIT_WAIT,
         },
@@ -488,6 +492,11 @@ def baseline(side: str, fmt: str) -> dict[tuple[str, int], list[tuple[str, str]]
     return _BASELINES[name]
 
 
+def times_out(case: Case) -> bool:
+    """Whether `case`'s fault is a timeout, the only fault the tight timeouts are for."""
+    return case.fault.stop_reason == "timeout"
+
+
 def run_case(case: Case, folder: Path) -> CaseRun:
     """Play `case` into `folder` and collect what it left; `problems()` gives the verdict."""
     run = _play_case(case, folder, inject=True)
@@ -504,13 +513,15 @@ def _play_case(case: Case, folder: Path, inject: bool) -> CaseRun:
             fault = case.fault if inject else None
             app.default = app_router(fault, times)  # type: ignore[arg-type]
             app.sse_piece_delay = 0
-            run.outcome, run.crash = play(app_manifest(app.url, case.fmt), folder)
+            timeout = TARGET_TIMEOUT if times_out(case) else ROOMY_TIMEOUT
+            run.outcome, run.crash = play(app_manifest(app.url, case.fmt, timeout), folder)
             run.fault_requests = [r.received_at for r in list(app.requests) if is_marked(r)]
         else:
             seen: list[float] = []
             with FakeOpenAIServer() as llm:
                 llm.default = llm_router(case.fault if inject else None, times, seen)  # type: ignore[arg-type]
-                run.outcome, run.crash = play(llm_manifest(app.url, llm.openai_base_url), folder)
+                timeout = USER_TIMEOUT if times_out(case) else ROOMY_TIMEOUT
+                run.outcome, run.crash = play(llm_manifest(app.url, llm.openai_base_url, timeout), folder)
             run.fault_requests = seen
     run.wall_s = time.monotonic() - started
     run.results, run.summary, run.file_problems = read_back(folder / "out")
