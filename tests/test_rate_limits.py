@@ -288,6 +288,58 @@ def test_an_app_limit_that_never_lifts_fails_after_rate_limit_wait(tmp_path: Pat
     assert len(app.requests) > 2
 
 
+def test_one_request_refused_until_rate_limit_wait_leaves_the_rest_of_the_run_at_full_speed(
+    llm: FakeOpenAIServer,
+) -> None:
+    """OpenAI refuses a request larger than its tokens a minute with a 429 that never lifts, while
+    every other request goes through. Each refusal of it in a row used to halve the window again,
+    down to one request every second or so for the rest of the run; refusals in a row back off in
+    the pause, and the window is cut once."""
+
+    def answer(request: RecordedRequest) -> Reply | str:
+        if "huge" in json.dumps(request.body):
+            return refusal(**{"retry-after-ms": "20"})
+        time.sleep(0.01)
+        return "fine"
+
+    llm.default = answer
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=0, rate_limit_wait=0.4)
+    model.limiter.set_ceiling(4)
+    huge = [{"role": "user", "content": "huge"}]
+
+    async def load() -> float:
+        await asyncio.gather(*(model.complete(HELLO) for _ in range(4)))
+        with pytest.raises(TurnError, match="kept rate-limiting"):
+            await model.complete(huge)
+        started = time.monotonic()
+        for _ in range(20):  # one at a time: the window's size does not matter, only its pacing
+            await model.complete(HELLO)
+        return time.monotonic() - started
+
+    took = asyncio.run(load())
+    refused = [r for r in llm.chat_requests if "huge" in json.dumps(r.body)]
+    assert len(refused) >= 4  # refused again and again, each a cut before this was mended
+    assert model.limiter.window >= 0.5  # the first refusal's cut (one in flight, halved), no more
+    assert took < 2.0, f"20 requests of 10 ms took {took:.2f} s after the refusals"
+
+
+def test_timeouts_in_a_row_do_not_space_the_next_requests_out(llm: FakeOpenAIServer) -> None:
+    """An endpoint that hangs on one request: two timeouts in a row cut the window once (one in
+    flight, halved), not to a quarter."""
+    llm.script(*[Reply(content="late", delay=0.4)] * 2, *[Reply(content="ok")] * 10)
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", timeout=0.15, max_retries=1)
+    model.limiter.set_ceiling(4)
+
+    async def load() -> None:
+        with pytest.raises(TurnError):
+            await model.complete(HELLO)  # both tries time out
+        for _ in range(10):
+            await model.complete(HELLO)
+
+    asyncio.run(load())
+    assert model.limiter.window >= 0.5 and len(llm.chat_requests) == 12
+
+
 def test_a_wait_longer_than_rate_limit_wait_fails_at_once(llm: FakeOpenAIServer) -> None:
     llm.default = lambda request: refusal(**{"Retry-After": "120"})
     model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", rate_limit_wait=60)

@@ -15,7 +15,12 @@ limit (refused requests count against it too) and some conversations ran out of 
   timeout (once for the requests that were in flight together; each further 429 among those takes
   one more), grown steadily while answers come back fine and requests wait for a slot, up to
   `ceiling` (the run's concurrency); below one request in flight, requests go one at a time, spaced
-  out (a limit of 5 requests a second with 100 ms answers needs half a request in flight);
+  out (a limit of 5 requests a second with 100 ms answers needs half a request in flight); only a
+  cut that follows a good answer goes below one: refusals or timeouts in a row (one request refused
+  until `rate_limit_wait`, say, as OpenAI refuses a request larger than its tokens a minute; an app
+  that hangs on one question) say the endpoint is shut, not that it is paced too fast: the pause
+  backs off for those (as TCP's retransmission timer does), and the rest of the run goes on at one
+  at a time, not at one every few seconds;
 - an answer saying its budget is spent (`x-ratelimit-remaining-*` at 0, or fewer tokens left than
   a request takes) holds the next requests until it refills, before the server has to refuse one.
 
@@ -162,6 +167,8 @@ class EndpointLimiter:
         self.pace: float | None = None
         self._cut_at: float | None = None
         self._answers_since_cut = 0
+        #: whether a good answer came since the last cut: only then may a cut go below one
+        self._answered_since_cut = True
         self._grown_at = clock()
         self._next_start = 0.0  # paced: when the next request may go
         self._timer: asyncio.TimerHandle | None = None
@@ -263,6 +270,7 @@ class EndpointLimiter:
         took = max(0.0, now - slot.started)
         self.latency = took if self.latency is None else 0.8 * self.latency + 0.2 * took
         self._answers_since_cut += 1
+        self._answered_since_cut = True
         if self.window < self.ceiling and self._waiters:  # the window, not the demand, held requests back
             self.window = min(float(self.ceiling), self.window + self._growth(now))
         self._grown_at = now
@@ -306,6 +314,9 @@ class EndpointLimiter:
             sustained = self.sustained()
             if sustained is not None:  # no lower than the limit's own pace sustains
                 window = max(window, min(halved, sustained))
+        if not self._answered_since_cut:  # failures in a row: the pause backs off, not the window
+            window = max(window, min(halved, 1.0))
+        self._answered_since_cut = False
         self.window = self._base = max(SMALLEST_WINDOW, window)
         self.epoch += 1
         if tell:
