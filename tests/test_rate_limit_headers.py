@@ -7,7 +7,7 @@ import email.utils
 import pytest
 import requests
 
-from simulator.aio.rate_headers import Budget, RateHints, parse_duration, read_hints
+from simulator.aio.rate_headers import Budget, RateHints, over_the_limit, parse_duration, read_hints
 from tests.servers.openai_server import FakeOpenAIServer
 from tests.servers.rate_limit import RateLimit, go_duration
 
@@ -152,3 +152,21 @@ def test_the_fake_openai_server_refuses_above_its_limit_and_counts_it(llm: FakeO
     assert answers[2].json()["error"]["code"] == "rate_limit_exceeded"
     assert llm.refused == 1 and len(llm.chat_requests) == 3 and len(llm.refused_at) == 1
     assert answers[0].json()["choices"][0]["message"]["content"] == "ok"  # scripted replies as before
+
+
+@pytest.mark.parametrize(
+    ("refusal", "read"),
+    [
+        ("Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 342389.", (30000, 342389)),
+        ('{"message": "... (TPM): Limit: 1,000,000, Requested: 44,975,775. The input ..."}', (1000000, 44975775)),
+        ("Rate limit reached for gpt-4o on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000.", None),
+        ("Limit 30000, Requested 30000.", None),  # as large as the limit: it passes once the budget is full
+        ("Rate limit reached for requests. Please try again later.", None),
+        ("Limit " + "9" * 5000 + ", Requested " + "9" * 5001, None),  # no reading of a number that long
+        ("", None),
+    ],
+)
+def test_a_refusal_of_a_request_over_the_whole_limit_is_told_from_a_limit_to_wait_out(
+    refusal: str, read: tuple[int, int] | None
+) -> None:
+    assert over_the_limit(refusal) == read

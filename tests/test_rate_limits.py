@@ -31,6 +31,13 @@ HELLO = [{"role": "user", "content": "hello"}]
 APP = "def respond(question, history, meta):\n    return 'You said: ' + question\n"
 
 
+#: OpenAI's 429 for a request over the tokens a minute on its own
+TOO_LARGE = (
+    "Request too large for gpt-4o in organization org-abc on tokens per min (TPM): Limit 30000, "
+    "Requested 36,278. The input or output tokens must be reduced in order to run successfully."
+)
+
+
 def refusal(**headers: str) -> Reply:
     return Reply.error(429, "Rate limit reached", code="rate_limit_exceeded", headers=headers)
 
@@ -288,6 +295,28 @@ def test_an_app_limit_that_never_lifts_fails_after_rate_limit_wait(tmp_path: Pat
     assert len(app.requests) > 2
 
 
+def test_an_app_that_relays_a_request_too_large_fails_that_turn_at_once(tmp_path: Path, app: FakeChatApp) -> None:
+    """The app's 429 is read the same way: a request over the whole limit is not waited for."""
+    relayed = AppReply.error(429, TOO_LARGE, headers={"Retry-After": "1"})
+    app.default = lambda request: relayed if "huge" in json.dumps(request.body) else AppReply(text="fine")
+    target = f"{{url: '{app.url}/promptflow', format: promptflow, rate_limit_wait: 3, retry: {{attempts: 2}}}}"
+    simulations = (
+        "  - {name: big, persona: jane, task: t, turns: [huge], max_turns: 2}\n"
+        "  - {name: small, persona: jane, task: t, turns: [one, two], max_turns: 2}\n"
+    )
+    started = time.monotonic()
+    done = run(project(tmp_path, "", simulations, target=target), tmp_path / "out", concurrency=2)
+    meta = {r["meta_data"]["simulation"]: r["meta_data"] for r in done["results"]}
+    assert meta["big"]["stop_reason"] == "app_error"
+    assert (
+        f"the app at {app.url}/promptflow refused a request larger than its whole rate limit "
+        "(36,278 asked, 30,000 allowed): waiting cannot help" in meta["big"]["stop_detail"]
+    )
+    assert meta["small"]["stop_reason"] != "app_error"
+    assert sum("huge" in json.dumps(r.body) for r in app.requests) == 1  # neither waited for nor retried
+    assert time.monotonic() - started < 2.5
+
+
 def test_one_request_refused_until_rate_limit_wait_leaves_the_rest_of_the_run_at_full_speed(
     llm: FakeOpenAIServer,
 ) -> None:
@@ -338,6 +367,33 @@ def test_timeouts_in_a_row_do_not_space_the_next_requests_out(llm: FakeOpenAISer
 
     asyncio.run(load())
     assert model.limiter.window >= 0.5 and len(llm.chat_requests) == 12
+
+
+def test_a_request_larger_than_the_whole_limit_fails_at_once_and_holds_nobody_up(llm: FakeOpenAIServer) -> None:
+    """OpenAI's 429 for a request over the tokens a minute on its own can never pass: it used to
+    pause every request to the model, again and again, until `rate_limit_wait` (600 s by default)."""
+    too_large = Reply.error(
+        429,
+        TOO_LARGE,
+        code="rate_limit_exceeded",
+        type="tokens",
+        headers={"Retry-After": "1"},
+    )
+    llm.default = lambda request: too_large if "huge" in json.dumps(request.body) else "fine"
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=2, rate_limit_wait=3)
+
+    async def load() -> list[str]:
+        with pytest.raises(TurnError) as err:
+            await model.complete([{"role": "user", "content": "huge"}])
+        started = time.monotonic()
+        await asyncio.gather(*(model.complete(HELLO) for _ in range(4)))
+        return [str(err.value), f"{time.monotonic() - started:.3f}"]
+
+    message, took = asyncio.run(load())
+    assert "refused a request larger than its whole rate limit (36,278 asked, 30,000 allowed)" in message
+    assert "shorten the conversation (max_turns, the persona, the task)" in message
+    assert len(llm.chat_requests) == 5  # sent once, not retried, not waited for
+    assert model.limiter.pause_left() == 0 and model.limiter.refusals == 0 and float(took) < 0.5
 
 
 def test_a_wait_longer_than_rate_limit_wait_fails_at_once(llm: FakeOpenAIServer) -> None:

@@ -6,6 +6,9 @@ budget it used up. Any answer of OpenAI or Azure OpenAI also says what is left:
 `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the resets written as Go durations (`1s`,
 `6m0s`, `20ms`, `1h2m3.5s`). The limiter reads them to slow down before the wall. A value that is
 none of those forms (`nan`, `-5`, `soon`) reads as absent, as `header_numbers` reads every header.
+
+One 429 is no rate limit to wait out: a request larger than the whole limit (`over_the_limit`),
+refused whenever it is sent; a model's and an app's refusals are read for it the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +25,22 @@ LONGEST_WAIT = 24 * 3600.0
 #: one part of a Go duration; `µs` and `us` are the same unit
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|ms|m|s|µs|us|ns)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
+
+
+#: OpenAI's 429 for one request larger than the whole budget: `Request too large for gpt-4o in
+#: organization org-… on tokens per min (TPM): Limit 30000, Requested 36278. The input or output
+#: tokens must be reduced in order to run successfully.`
+_LIMIT_REQUESTED = re.compile(r"\bLimit:? ([\d,]{1,20}), Requested:? ([\d,]{1,20})")
+
+
+def over_the_limit(refusal: str) -> tuple[int, int] | None:
+    """(limit, requested) when a 429's text says the request alone is over the limit: waiting cannot
+    help, and every other request to the endpoint would wait with it until `rate_limit_wait`."""
+    found = _LIMIT_REQUESTED.search(refusal)
+    if found is None:
+        return None
+    limit, requested = (int(group.replace(",", "") or 0) for group in found.groups())
+    return (limit, requested) if requested > limit else None
 
 
 def parse_duration(value: str | None) -> float | None:

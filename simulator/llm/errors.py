@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from ..aio.rate_headers import over_the_limit as over_limit_text
 from ..parsing import header_numbers
 from ..text.known_secrets import scrub_text
 
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 MAX_RETRY_AFTER = 60.0
 #: a retry-after read as at most this (a day): longer is as good as "not now", which MAX_RETRY_AFTER says
 LONGEST_RETRY_AFTER = 24 * 3600.0
+
+
+def over_the_limit(exc: openai.APIStatusError | openai.APIConnectionError) -> tuple[int, int] | None:
+    """(limit, requested) when a model's 429 says the request alone is over the limit (see `over_limit_text`)."""
+    if getattr(exc, "status_code", None) != 429:
+        return None
+    return over_limit_text(f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}")
 
 
 def validation_problems(body: object) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TurnError
-from .errors import error_text, is_content_filter
+from .errors import error_text, is_content_filter, over_the_limit
 
 if TYPE_CHECKING:
     import openai
@@ -81,6 +81,14 @@ def turn_error(
         return failure(model, exc, f"has no such model or deployment; {model.fix_hints.model}", fatal=True)
     if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
         return failure(model, exc, "has no quota left for this key; check its plan and billing", fatal=True)
+    over = over_the_limit(exc)
+    if isinstance(exc, openai.RateLimitError) and over is not None:
+        what = (
+            f"refused a request larger than its whole rate limit ({over[1]:,} asked, {over[0]:,} allowed): "
+            f"waiting cannot help; shorten the conversation (max_turns, the persona, the task), lower "
+            f"max_tokens, or ask the provider for a higher limit"
+        )
+        return failure(model, exc, what)
     if isinstance(exc, openai.RateLimitError):  # one the server says not to retry (`x-should-retry: false`)
         what = f"refused the request as rate-limited, not to be retried; {model.fix_hints.rate_limit}"
         return failure(model, exc, what)

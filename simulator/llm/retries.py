@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio.limiter import DEFAULT_RATE_LIMIT_WAIT, EndpointLimiter, Slot, check_rate_limit_wait
 from ..aio.rate_headers import read_hints
-from .errors import MAX_RETRY_AFTER, retry_after, transient
+from .errors import MAX_RETRY_AFTER, over_the_limit, retry_after, transient
 
 if TYPE_CHECKING:
     import openai
@@ -34,11 +34,14 @@ CHARS_PER_TOKEN = 4
 
 
 def rate_limited(exc: openai.APIStatusError | openai.APIConnectionError) -> bool:
-    """A 429 that asks to slow down, not one that will never pass (no quota, `x-should-retry: false`)."""
+    """A 429 that asks to slow down, not one that will never pass (no quota, `x-should-retry: false`,
+    a request larger than the limit itself)."""
     response = getattr(exc, "response", None)
     if response is None or response.status_code != 429:
         return False
-    return response.headers.get("x-should-retry") != "false" and getattr(exc, "code", None) != "insufficient_quota"
+    if response.headers.get("x-should-retry") == "false" or getattr(exc, "code", None) == "insufficient_quota":
+        return False
+    return over_the_limit(exc) is None
 
 
 def request_tokens(request: dict[str, Any]) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from ...aio.rate_headers import over_the_limit
 from ...errors import TurnError
 from ..redaction import safe_url
 from .answer import Answer
@@ -93,6 +94,12 @@ def status_error(answer: Answer, record: dict[str, Any], source: str, format: Ht
         what = f"refused the request; check the target's headers/token ({source}.headers)"
     elif status == 404:
         what = f"has no such endpoint; check {source}.url (or --app-url)"
+    elif status == 429 and (over := over_the_limit(answer.text)) is not None:
+        what = (
+            f"refused a request larger than its whole rate limit ({over[1]:,} asked, {over[0]:,} allowed): "
+            f"waiting cannot help; shorten the conversation (max_turns, the persona, the task) or raise "
+            f"the app's limit"
+        )
     elif status == 429:
         what = "kept rate-limiting" + after(answer.retries)
     elif status >= 500:

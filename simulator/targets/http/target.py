@@ -25,6 +25,7 @@ from ...aio.http_sessions import (
     proxy_for,
     within,
 )
+from ...aio.rate_headers import over_the_limit
 from ...errors import TurnError
 from ...text import known_secrets
 from ...text.known_secrets import scrub
@@ -212,6 +213,8 @@ class HttpTarget(Target):
                     raise errors.transport_error(record, exc, retry, fatal=True) from None
                 raise RetryLater(errors.transport_error(record, exc, retry)) from None
             answer.retries = retry
+            if answer.status == 429 and over_the_limit(answer.text):
+                raise self._status_error(answer, record)  # never passes: not waited for, not retried
             if answer.status in (429, 503) or answer.status >= 500:
                 wait = parse_retry_after(answer.headers.get("retry-after")) if answer.status in (429, 503) else None
                 raise RetryLater(self._status_error(answer, record), retry_after=wait)
