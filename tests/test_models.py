@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
 from simulator import ConfigError, OpenAIChatCompletionsModel, PlainTokenManager, TurnError
 from simulator.llm.token_managers import APITokenManager
+from simulator.manifest import load_manifest
+from simulator.run.plan import plan_jobs
+from simulator.run.runner import run_jobs
 from tests.servers.openai_server import FakeOpenAIServer, Reply
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -142,6 +146,91 @@ def test_other_bad_requests_are_llm_errors(llm: FakeOpenAIServer) -> None:
         complete(model)
     assert err.value.reason == "llm_error" and "messages too long" in str(err.value)
     assert len(llm.chat_requests) == 1
+
+
+LLAMA_CPP_OVERFLOW = Reply(
+    content=None,
+    status=400,
+    body={
+        "error": {
+            "code": 400,
+            "message": "request (4476 tokens) exceeds the available context size (4096 tokens)",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": 4476,
+            "n_ctx": 4096,
+        }
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "sizes"),
+    [
+        (LLAMA_CPP_OVERFLOW, "(4,476 tokens; its context holds 4,096)"),
+        (
+            Reply.error(
+                400,
+                "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens "
+                "(4000 in the messages, 1000 in the completion). Please reduce the length of the messages or "
+                "completion.",
+                type="BadRequestError",
+            ),
+            "(5,000 tokens; its context holds 4,096)",
+        ),
+        (
+            Reply.error(
+                400,
+                "This model's maximum context length is 128000 tokens. However, your messages resulted in "
+                "130120 tokens. Please reduce the length of the messages.",
+                code="context_length_exceeded",
+            ),
+            "(130,120 tokens; its context holds 128,000)",
+        ),
+        (  # llama-cpp-python answers a 500, which is otherwise retried
+            Reply.error(500, "Requested tokens (5000) exceed context window of 4096", code="context_length_exceeded"),
+            "",
+        ),
+    ],
+)
+def test_a_conversation_longer_than_the_models_context_says_so_and_is_not_retried(
+    llm: FakeOpenAIServer, refusal: Reply, sizes: str
+) -> None:
+    llm.default = lambda request: refusal
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="small", max_retries=2)
+    with pytest.raises(TurnError) as err:
+        complete(model)
+    message = str(err.value)
+    assert err.value.reason == "llm_error" and not err.value.fatal  # a shorter conversation may still fit
+    said = f" {sizes}" if sizes else ""
+    assert f"small at {llm.openai_base_url}/chat/completions cannot take a conversation this long{said}; " in message
+    assert "give the model a longer context (llama.cpp: --ctx-size; vLLM: --max-model-len)" in message
+    assert len(llm.chat_requests) == 1
+
+
+def test_a_run_whose_conversation_outgrows_the_user_models_context_keeps_its_turns_and_names_the_setting(
+    llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    llm.script("Hello, where is my order?", "It is 42.", LLAMA_CPP_OVERFLOW)
+    (tmp_path / "app.py").write_text("def respond(question, history, meta):\n    return 'You said: ' + question\n")
+    manifest = tmp_path / "simulations.yml"
+    manifest.write_text(
+        "version: 1\ntarget: {callback: 'app.py:respond'}\n"
+        f"user: {{model: small, endpoint: '{llm.openai_base_url}', max_retries: 0}}\n"
+        "simulations:\n  - {name: long, persona: jane, task: t, max_turns: 20}\n"
+    )
+    loaded = load_manifest(manifest, environ={})
+    [result] = asyncio.run(run_jobs(loaded, plan_jobs(loaded), tmp_path / "out", concurrency=1)).results
+    meta = result["meta_data"]
+    assert meta["stop_reason"] == "llm_error"
+    assert "cannot take a conversation this long (4,476 tokens; its context holds 4,096)" in meta["stop_detail"]
+    assert "lower max_turns, or give user.model a longer context (llama.cpp: --ctx-size" in meta["stop_detail"]
+    turns = [(turn["actor"], turn["response"]) for turn in result["conversation"]]
+    assert turns[:4] == [
+        ("user", "Hello, where is my order?"),
+        ("assistant", "You said: Hello, where is my order?"),
+        ("user", "It is 42."),
+        ("assistant", "You said: It is 42."),
+    ]  # the turns before the failed one are kept
 
 
 def test_content_filter_on_prompt_and_on_completion(llm: FakeOpenAIServer) -> None:

@@ -30,6 +30,43 @@ def over_the_limit(exc: openai.APIStatusError | openai.APIConnectionError) -> tu
     return over_limit_text(f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}")
 
 
+#: how servers say a request is longer than the model's context, with (asked, holds) where they say it:
+#: llama.cpp `request (4476 tokens) exceeds the available context size (4096 tokens)`; OpenAI and vLLM
+#: `This model's maximum context length is 4096 tokens. However, you requested 5000 tokens`
+_CONTEXT_WORDS = re.compile(
+    r"exceeds? the available context size|maximum context length|context[_ ]length[_ ]exceeded|"
+    r"context window (?:exceeded|full)|ContextWindowExceeded",
+    re.IGNORECASE,
+)
+_ASKED = re.compile(
+    r"\brequest \(([\d,]{1,12}) tokens\)|(?:resulted in|requested|request has) ([\d,]{1,12})(?: input)? tokens"
+)
+_HOLDS = re.compile(r"context (?:size|length) (?:is |\()?([\d,]{1,12}) tokens")
+_OVERFLOW_TYPES = {"exceed_context_size_error", "context_length_exceeded"}
+
+
+def context_overflow(exc: openai.APIStatusError | openai.APIConnectionError) -> tuple[int | None, int | None] | None:
+    """(tokens asked, tokens the context holds), each None when not said, when a refusal says the
+    request is longer than the model's context: no retry or wait passes it, only a shorter
+    conversation or a longer context does."""
+    if getattr(exc, "status_code", None) not in (400, 413, 422, 500):
+        return None
+    body = getattr(exc, "body", None)
+    fields = body if isinstance(body, dict) else {}
+    text = f"{getattr(exc, 'message', '')} {body if isinstance(body, (str, dict)) else ''}"
+    said = {str(fields.get("type")), str(fields.get("code")), str(getattr(exc, "code", None))}
+    if not (said & _OVERFLOW_TYPES or _CONTEXT_WORDS.search(text)):
+        return None
+    asked, holds = fields.get("n_prompt_tokens"), fields.get("n_ctx")  # llama.cpp says them as fields
+    if not isinstance(asked, int) or isinstance(asked, bool):
+        found = _ASKED.search(text)
+        asked = int((found.group(1) or found.group(2)).replace(",", "")) if found else None
+    if not isinstance(holds, int) or isinstance(holds, bool):
+        found = _HOLDS.search(text)
+        holds = int(found.group(1).replace(",", "")) if found else None
+    return asked, holds
+
+
 def validation_problems(body: object) -> list[tuple[str, str]]:
     """(where, what) of each problem in a FastAPI request-validation body, `{"detail": [...]}`
     (or `{"detail": "text"}`): the SDK's message is only "Error code: 500" for those."""

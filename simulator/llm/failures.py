@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TurnError
-from .errors import error_text, is_content_filter, over_the_limit
+from .errors import context_overflow, error_text, is_content_filter, over_the_limit
 
 if TYPE_CHECKING:
     import openai
@@ -26,6 +26,11 @@ class FixHints:
     endpoint: str = "check endpoint_url"
     rate_limit: str = "lower the concurrency, raise rate_limit_wait, or ask the provider for a higher rate limit"
     timeout: str = "raise timeout"
+    #: when the conversation outgrows the model's context
+    context: str = (
+        "shorten the conversation (fewer turns), or give the model a longer context "
+        "(llama.cpp: --ctx-size; vLLM: --max-model-len)"
+    )
     #: the setting that bounds the wait for a rate limit to lift, as the user wrote it
     rate_limit_wait: str = "rate_limit_wait"
 
@@ -44,6 +49,10 @@ class FixHints:
                 f"lower --concurrency, raise {section}.rate_limit_wait, or ask the provider for a higher rate limit"
             ),
             timeout=f"raise {section}.timeout",
+            context=(
+                f"lower max_turns, or give {section}.model a longer context "
+                "(llama.cpp: --ctx-size; vLLM: --max-model-len)"
+            ),
             rate_limit_wait=f"{section}.rate_limit_wait",
         )
 
@@ -73,6 +82,12 @@ def turn_error(
             f"{model.name}: the prompt was blocked by content filtering: {error_text(exc)}",
             detail={"status": 400, "request": request},
         )
+    overflow = context_overflow(exc)
+    if isinstance(exc, openai.APIStatusError) and overflow is not None:
+        asked, holds = overflow
+        sizes = "; ".join(s for s in (asked and f"{asked:,} tokens", holds and f"its context holds {holds:,}") if s)
+        said = f" ({sizes})" if sizes else ""
+        return failure(model, exc, f"cannot take a conversation this long{said}; {model.fix_hints.context}")
     if isinstance(exc, openai.BadRequestError):
         return failure(model, exc, "rejected the request")
     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio.limiter import DEFAULT_RATE_LIMIT_WAIT, EndpointLimiter, Slot, check_rate_limit_wait
 from ..aio.rate_headers import read_hints
-from .errors import MAX_RETRY_AFTER, over_the_limit, retry_after, transient
+from .errors import MAX_RETRY_AFTER, context_overflow, over_the_limit, retry_after, transient
 
 if TYPE_CHECKING:
     import openai
@@ -105,6 +105,8 @@ class Retries:
         """Wait before sending again a failure that may pass; False when it may not, or no retry is left.
         A 429 that comes here is one that will not pass (a spent quota, `x-should-retry: false`)."""
         if self.used >= self.max_retries or not transient(exc) or getattr(exc, "status_code", None) == 429:
+            return False
+        if context_overflow(exc) is not None:  # a 500 saying so (llama-cpp-python) fails the same way again
             return False
         delay = retry_after(exc)
         if delay is None or not 0 < delay <= MAX_RETRY_AFTER:
