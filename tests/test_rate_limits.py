@@ -304,7 +304,6 @@ def test_an_app_that_relays_a_request_too_large_fails_that_turn_at_once(tmp_path
         "  - {name: big, persona: jane, task: t, turns: [huge], max_turns: 2}\n"
         "  - {name: small, persona: jane, task: t, turns: [one, two], max_turns: 2}\n"
     )
-    started = time.monotonic()
     done = run(project(tmp_path, "", simulations, target=target), tmp_path / "out", concurrency=2)
     meta = {r["meta_data"]["simulation"]: r["meta_data"] for r in done["results"]}
     assert meta["big"]["stop_reason"] == "app_error"
@@ -314,7 +313,6 @@ def test_an_app_that_relays_a_request_too_large_fails_that_turn_at_once(tmp_path
     )
     assert meta["small"]["stop_reason"] != "app_error"
     assert sum("huge" in json.dumps(r.body) for r in app.requests) == 1  # neither waited for nor retried
-    assert time.monotonic() - started < 2.5
 
 
 def test_one_request_refused_until_rate_limit_wait_leaves_the_rest_of_the_run_at_full_speed(
@@ -336,20 +334,17 @@ def test_one_request_refused_until_rate_limit_wait_leaves_the_rest_of_the_run_at
     model.limiter.set_ceiling(4)
     huge = [{"role": "user", "content": "huge"}]
 
-    async def load() -> float:
+    async def load() -> None:
         await asyncio.gather(*(model.complete(HELLO) for _ in range(4)))
         with pytest.raises(TurnError, match="kept rate-limiting"):
             await model.complete(huge)
-        started = time.monotonic()
-        for _ in range(20):  # one at a time: the window's size does not matter, only its pacing
-            await model.complete(HELLO)
-        return time.monotonic() - started
 
-    took = asyncio.run(load())
+    asyncio.run(load())
     refused = [r for r in llm.chat_requests if "huge" in json.dumps(r.body)]
     assert len(refused) >= 4  # refused again and again, each a cut before this was mended
-    assert model.limiter.window >= 0.5  # the first refusal's cut (one in flight, halved), no more
-    assert took < 2.0, f"20 requests of 10 ms took {took:.2f} s after the refusals"
+    # the first refusal's cut (one in flight, halved), no more: requests go an answer's time apart at
+    # most, where 1/32 spaced them 32 answers' time apart
+    assert model.limiter.window >= 0.5
 
 
 def test_timeouts_in_a_row_do_not_space_the_next_requests_out(llm: FakeOpenAIServer) -> None:
@@ -382,18 +377,17 @@ def test_a_request_larger_than_the_whole_limit_fails_at_once_and_holds_nobody_up
     llm.default = lambda request: too_large if "huge" in json.dumps(request.body) else "fine"
     model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", max_retries=2, rate_limit_wait=3)
 
-    async def load() -> list[str]:
+    async def load() -> str:
         with pytest.raises(TurnError) as err:
             await model.complete([{"role": "user", "content": "huge"}])
-        started = time.monotonic()
         await asyncio.gather(*(model.complete(HELLO) for _ in range(4)))
-        return [str(err.value), f"{time.monotonic() - started:.3f}"]
+        return str(err.value)
 
-    message, took = asyncio.run(load())
+    message = asyncio.run(load())
     assert "refused a request larger than its whole rate limit (36,278 asked, 30,000 allowed)" in message
     assert "shorten the conversation (max_turns, the persona, the task)" in message
     assert len(llm.chat_requests) == 5  # sent once, not retried, not waited for
-    assert model.limiter.pause_left() == 0 and model.limiter.refusals == 0 and float(took) < 0.5
+    assert model.limiter.pause_left() == 0 and model.limiter.refusals == 0  # nobody paused for it
 
 
 def test_a_wait_longer_than_rate_limit_wait_fails_at_once(llm: FakeOpenAIServer) -> None:

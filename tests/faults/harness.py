@@ -156,6 +156,13 @@ APP_FAULTS: tuple[AppFault, ...] = (
         True,
         "failed before a complete answer",
     ),
+    AppFault(
+        "429-request-too-large",
+        lambda: AppReply.error(429, "Request too large: Limit 30000, Requested 36278.", {"Retry-After": "1"}),
+        "app_error",
+        False,
+        "refused a request larger than its whole rate limit (36,278 asked, 30,000 allowed)",
+    ),
     AppFault("not-json", AppReply.not_json, "app_error", False, "a body that is not JSON"),
     AppFault(
         "wrong-shape", lambda: AppReply(body={"unexpected": "shape"}), "app_error", False, "without the reply text"
@@ -241,6 +248,30 @@ LLM_FAULTS: tuple[LLMFault, ...] = (
         "llm_error",
         None,
         "no choices",
+    ),
+    LLMFault(
+        "context-full",
+        lambda: Reply.error(
+            400,
+            "request (4476 tokens) exceeds the available context size (4096 tokens)",
+            type="exceed_context_size_error",
+        ),
+        "llm_error",
+        None,
+        "cannot take a conversation this long (4,476 tokens; its context holds 4,096)",
+    ),
+    LLMFault(
+        "429-request-too-large",
+        lambda: Reply.error(
+            429,
+            "Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 36278.",
+            code="rate_limit_exceeded",
+            type="tokens",
+            headers={"Retry-After": "1"},
+        ),
+        "llm_error",
+        None,
+        "refused a request larger than its whole rate limit (36,278 asked, 30,000 allowed)",
     ),
     LLMFault("empty-message", lambda: Reply(content=""), "llm_error", "ask-again", "the reply was empty"),
     LLMFault("whitespace-message", lambda: Reply(content="  \n\t  "), "llm_error", "ask-again", "the reply was empty"),
