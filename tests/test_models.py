@@ -13,7 +13,7 @@ from simulator.llm.token_managers import APITokenManager
 from simulator.manifest import load_manifest
 from simulator.run.plan import plan_jobs
 from simulator.run.runner import run_jobs
-from tests.servers.openai_server import FakeOpenAIServer, Reply
+from tests.servers.openai_server import FakeOpenAIServer, RecordedRequest, Reply
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -170,12 +170,12 @@ LLAMA_CPP_OVERFLOW = Reply(
         (
             Reply.error(
                 400,
-                "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens "
-                "(4000 in the messages, 1000 in the completion). Please reduce the length of the messages or "
+                "This model's maximum context length is 4096 tokens. However, you requested 5300 tokens "
+                "(5000 in the messages, 300 in the completion). Please reduce the length of the messages or "
                 "completion.",
                 type="BadRequestError",
             ),
-            "(5,000 tokens; its context holds 4,096)",
+            "(5,300 tokens; its context holds 4,096)",
         ),
         (
             Reply.error(
@@ -186,9 +186,17 @@ LLAMA_CPP_OVERFLOW = Reply(
             ),
             "(130,120 tokens; its context holds 128,000)",
         ),
+        (
+            Reply.error(
+                400,
+                "The prompt (total length 25938) is too long to fit into the model (context length 4096). Make "
+                "sure that `max_model_len` is no smaller than the number of text tokens.",
+            ),
+            "(25,938 tokens; its context holds 4,096)",
+        ),
         (  # llama-cpp-python answers a 500, which is otherwise retried
             Reply.error(500, "Requested tokens (5000) exceed context window of 4096", code="context_length_exceeded"),
-            "",
+            "(5,000 tokens; its context holds 4,096)",
         ),
     ],
 )
@@ -205,6 +213,31 @@ def test_a_conversation_longer_than_the_models_context_says_so_and_is_not_retrie
     assert f"small at {llm.openai_base_url}/chat/completions cannot take a conversation this long{said}; " in message
     assert "give the model a longer context (llama.cpp: --ctx-size; vLLM: --max-model-len)" in message
     assert len(llm.chat_requests) == 1
+
+
+def test_messages_that_leave_too_little_room_for_max_tokens_get_an_answer_held_to_the_room(
+    llm: FakeOpenAIServer,
+) -> None:
+    """vLLM refuses a request whose messages fit the context but whose `max_tokens` does not: that
+    request is sent again asking for what is left, and the next asks for `max_tokens` again."""
+
+    def answer(request: RecordedRequest) -> Reply | str:
+        if request.body["max_tokens"] > 96:
+            return Reply.error(
+                400,
+                "This model's maximum context length is 4096 tokens. However, you requested 4300 tokens "
+                "(4000 in the messages, 300 in the completion). Please reduce the length of the messages or "
+                "completion.",
+                type="BadRequestError",
+            )
+        return "Sure, thanks."
+
+    llm.default = answer
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="small", max_tokens=300)
+    assert complete(model).content == "Sure, thanks."
+    assert [r.body["max_tokens"] for r in llm.chat_requests] == [300, 96]
+    assert complete(model).content == "Sure, thanks."  # held for that one request only: a shorter
+    assert [r.body["max_tokens"] for r in llm.chat_requests] == [300, 96, 300, 96]  # one may fit again
 
 
 def test_a_run_whose_conversation_outgrows_the_user_models_context_keeps_its_turns_and_names_the_setting(

@@ -8,6 +8,7 @@ retry it) from a deterministic one.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..aio.rate_headers import over_the_limit as over_limit_text
@@ -30,25 +31,56 @@ def over_the_limit(exc: openai.APIStatusError | openai.APIConnectionError) -> tu
     return over_limit_text(f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}")
 
 
-#: how servers say a request is longer than the model's context, with (asked, holds) where they say it:
-#: llama.cpp `request (4476 tokens) exceeds the available context size (4096 tokens)`; OpenAI and vLLM
-#: `This model's maximum context length is 4096 tokens. However, you requested 5000 tokens`
+#: how servers say a request is longer than the model's context: llama.cpp `request (4476 tokens)
+#: exceeds the available context size (4096 tokens)`; OpenAI and vLLM `This model's maximum context
+#: length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the
+#: completion)`; vLLM `The prompt (total length 25938) is too long to fit into the model (context
+#: length 4096)`; llama-cpp-python `Requested tokens (5000) exceed context window of 4096`
 _CONTEXT_WORDS = re.compile(
     r"exceeds? the available context size|maximum context length|context[_ ]length[_ ]exceeded|"
-    r"context window (?:exceeded|full)|ContextWindowExceeded",
+    r"context window (?:exceeded|full)|exceed context window|too long to fit into the model|ContextWindowExceeded",
     re.IGNORECASE,
 )
-_ASKED = re.compile(
-    r"\brequest \(([\d,]{1,12}) tokens\)|(?:resulted in|requested|request has) ([\d,]{1,12})(?: input)? tokens"
+_NUMBER = r"([\d,]{1,12})"
+_HOLDS = re.compile(rf"context (?:size|length)(?: is|:)? \(?{_NUMBER}|context window of {_NUMBER}")
+#: the messages' own tokens, said apart from what the answer may take
+_PROMPT = re.compile(
+    rf"{_NUMBER} in the messages|request has {_NUMBER} input tokens|messages resulted in {_NUMBER} tokens|"
+    rf"prompt \(total length {_NUMBER}\)|\brequest \({_NUMBER} tokens\)"
 )
-_HOLDS = re.compile(r"context (?:size|length) (?:is |\()?([\d,]{1,12}) tokens")
+_ASKED = re.compile(rf"you requested {_NUMBER} tokens|Requested tokens \({_NUMBER}\)")
 _OVERFLOW_TYPES = {"exceed_context_size_error", "context_length_exceeded"}
 
 
-def context_overflow(exc: openai.APIStatusError | openai.APIConnectionError) -> tuple[int | None, int | None] | None:
-    """(tokens asked, tokens the context holds), each None when not said, when a refusal says the
-    request is longer than the model's context: no retry or wait passes it, only a shorter
-    conversation or a longer context does."""
+@dataclass(frozen=True)
+class Overflow:
+    """A refusal saying the request is longer than the model's context; each figure None when not said."""
+
+    #: tokens the context holds
+    holds: int | None
+    #: tokens the request asked for in all (its messages and the most its answer may take)
+    asked: int | None
+    #: tokens its messages take
+    prompt: int | None
+
+    @property
+    def room(self) -> int | None:
+        """Tokens left for the answer once the messages are in: an answer held to it still fits."""
+        if self.holds is None or self.prompt is None:
+            return None
+        return self.holds - self.prompt if self.holds > self.prompt else None
+
+
+def _number(pattern: re.Pattern[str], text: str) -> int | None:
+    found = pattern.search(text)
+    group = next((g for g in found.groups() if g), None) if found else None
+    digits = group.replace(",", "") if group else ""
+    return int(digits) if digits else None
+
+
+def context_overflow(exc: openai.APIStatusError | openai.APIConnectionError) -> Overflow | None:
+    """What a refusal says when the request is longer than the model's context: no retry or wait
+    passes it, only a shorter answer (`Overflow.room`), a shorter conversation or a longer context."""
     if getattr(exc, "status_code", None) not in (400, 413, 422, 500):
         return None
     body = getattr(exc, "body", None)
@@ -57,14 +89,18 @@ def context_overflow(exc: openai.APIStatusError | openai.APIConnectionError) -> 
     said = {str(fields.get("type")), str(fields.get("code")), str(getattr(exc, "code", None))}
     if not (said & _OVERFLOW_TYPES or _CONTEXT_WORDS.search(text)):
         return None
-    asked, holds = fields.get("n_prompt_tokens"), fields.get("n_ctx")  # llama.cpp says them as fields
-    if not isinstance(asked, int) or isinstance(asked, bool):
-        found = _ASKED.search(text)
-        asked = int((found.group(1) or found.group(2)).replace(",", "")) if found else None
-    if not isinstance(holds, int) or isinstance(holds, bool):
-        found = _HOLDS.search(text)
-        holds = int(found.group(1).replace(",", "")) if found else None
-    return asked, holds
+
+    def field(name: str) -> int | None:  # llama.cpp says its figures as fields too
+        value = fields.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    holds = field("n_ctx")
+    prompt = field("n_prompt_tokens")
+    return Overflow(
+        holds=holds if holds is not None else _number(_HOLDS, text),
+        asked=_number(_ASKED, text),
+        prompt=prompt if prompt is not None else _number(_PROMPT, text),
+    )
 
 
 def validation_problems(body: object) -> list[tuple[str, str]]:

@@ -84,7 +84,7 @@ def turn_error(
         )
     overflow = context_overflow(exc)
     if isinstance(exc, openai.APIStatusError) and overflow is not None:
-        asked, holds = overflow
+        asked, holds = overflow.asked or overflow.prompt, overflow.holds
         sizes = "; ".join(s for s in (asked and f"{asked:,} tokens", holds and f"its context holds {holds:,}") if s)
         said = f" ({sizes})" if sizes else ""
         return failure(model, exc, f"cannot take a conversation this long{said}; {model.fix_hints.context}")
