@@ -19,7 +19,8 @@ from ..aio.http_sessions import MAX_CONNECTIONS, new_session
 from ..aio.limiter import EndpointLimiter
 from ..errors import ConfigError, MissingCredentialError, TurnError
 from ..text import known_secrets
-from .errors import context_overflow, error_text, is_content_filter, names_response_format
+from .context_room import answer_room, held_to
+from .errors import error_text, is_content_filter, names_response_format
 from .failures import FixHints, rate_limit_error, turn_error
 from .replies import ModelReply, read_reply
 from .response_formats import FormatNegotiation
@@ -38,9 +39,6 @@ REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))", re.IGNORECASE)
 SAMPLING_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 #: format steps, parameter adaptations and a credential refresh, at most, for one completion
 MAX_ADAPTATIONS = 10
-#: the fewest tokens an answer is held to when the messages leave no room for `max_tokens`: fewer
-#: than a user's line, and the conversation ends saying it outgrew the context instead
-MIN_ANSWER_ROOM = 32
 
 
 class OpenAIChatCompletionsModel:
@@ -327,7 +325,7 @@ class OpenAIChatCompletionsModel:
         fresh = True  # no retry spent at this format step yet: a refusal of the format steps down at once
         room: int | None = None  # tokens the context leaves this request's answer, once a refusal said so
         while adaptations <= MAX_ADAPTATIONS:  # format steps, parameter adaptations, one credential refresh
-            params = _held_to(self._params(), room)
+            params = held_to(self._params(), room)
             ask = self._formats.ask(response_format)
             if ask.response_format is not None:
                 params["response_format"] = ask.response_format
@@ -359,7 +357,7 @@ class OpenAIChatCompletionsModel:
                     self._formats.step_down(ask, exc, f"{self.name} at {self.chat_url}")
                     retries.used, fresh = 0, True
                     continue
-                if room is None and (room := _answer_room(exc, params)) is not None:
+                if room is None and (room := answer_room(exc, params)) is not None:
                     log.info("%s: the context leaves %d tokens for the answer; asking for that many", self.name, room)
                     continue
                 if isinstance(exc, openai.BadRequestError) and not is_content_filter(exc) and self._adapt_to(exc):
@@ -378,30 +376,3 @@ class OpenAIChatCompletionsModel:
             self._formats.accepted(ask)
             return read_reply(response, request, self.name, self.chat_url)
         raise TurnError("llm_error", f"{self.name} at {self.chat_url}: kept rejecting the request parameters")
-
-
-def _answer_limit(params: dict[str, Any]) -> tuple[str, int] | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return key, value
-    return None
-
-
-def _answer_room(exc: openai.APIStatusError | openai.APIConnectionError, params: dict[str, Any]) -> int | None:
-    """The answer's tokens that still fit when a refusal says the messages fit the context and only
-    the `max_tokens` asked for does not (vLLM, OpenAI): a user's next line needs far fewer."""
-    overflow = context_overflow(exc)
-    room = overflow.room if overflow is not None else None
-    limit = _answer_limit(params)
-    if room is None or limit is None or not MIN_ANSWER_ROOM <= room < limit[1]:
-        return None
-    return room
-
-
-def _held_to(params: dict[str, Any], room: int | None) -> dict[str, Any]:
-    """`params` with the answer's limit no more than `room` (None: as they are)."""
-    limit = _answer_limit(params)
-    if room is not None and limit is not None and limit[1] > room:
-        params[limit[0]] = room
-    return params
