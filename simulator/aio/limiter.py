@@ -17,10 +17,10 @@ limit (refused requests count against it too) and some conversations ran out of 
   `ceiling` (the run's concurrency); below one request in flight, requests go one at a time, spaced
   out (a limit of 5 requests a second with 100 ms answers needs half a request in flight); only a
   cut that follows a good answer goes below one: refusals or timeouts in a row (one request refused
-  until `rate_limit_wait`, say, as OpenAI refuses a request larger than its tokens a minute; an app
-  that hangs on one question) say the endpoint is shut, not that it is paced too fast: the pause
-  backs off for those (as TCP's retransmission timer does), and the rest of the run goes on at one
-  at a time, not at one every few seconds;
+  until `rate_limit_wait`; an app that hangs on one question) say the endpoint is shut, not that it
+  is paced too fast: the pause (for a 429) and the caller's retry back-off (for a timeout) back off
+  for those, as TCP's retransmission timer does, and the rest of the run goes on at one at a time,
+  not at one every few seconds;
 - an answer saying its budget is spent (`x-ratelimit-remaining-*` at 0, or fewer tokens left than
   a request takes) holds the next requests until it refills, before the server has to refuse one.
 
