@@ -1,7 +1,8 @@
 """Suites from a dataset: `simulator validate` and `simulator run` over 1k, 10k and 100k rows, whole process.
 
-    python bench/bench_datasets.py                      # validate and run 1k/10k/100k rows
+    python bench/bench_datasets.py                      # validate and run 1k/10k/100k rows; 1k/10k compared
     python bench/bench_datasets.py --rows 1000 100000 --run-rows 1000 100000
+    python bench/bench_datasets.py --rows --run-rows --baseline-rows 1000 100000   # compared runs only
 
 Each measurement is one child process (`python -m simulator ...`, start-up included) on a
 generated CSV whose rows fill a scripted template simulation against the bundled store callback
@@ -65,16 +66,27 @@ def measure(args: list[str]) -> tuple[float, int, int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10_000, 100_000], help="validate these")
-    parser.add_argument("--run-rows", type=int, nargs="+", default=[1000, 10_000, 100_000], help="run these")
+    parser.add_argument("--rows", type=int, nargs="*", default=[1000, 10_000, 100_000], help="validate these")
+    parser.add_argument("--run-rows", type=int, nargs="*", default=[1000, 10_000, 100_000], help="run these")
+    parser.add_argument(
+        "--baseline-rows",
+        type=int,
+        nargs="*",
+        default=[1000, 10_000],
+        help="run these twice, measuring the second run compared with the first (--baseline)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for command, sizes in (("validate", args.rows), ("run", args.run_rows)):
+        cases = (("validate", args.rows), ("run", args.run_rows), ("run --baseline", args.baseline_rows))
+        for command, sizes in cases:
             peaks = {}
             for rows in sizes:
-                manifest = write_suite(Path(tmp) / f"{command}-{rows}", rows)
-                extra = ["--out", str(manifest.parent / "out"), "--concurrency", "32"] if command == "run" else []
-                seconds, peak, code, last = measure([command, str(manifest), *extra])
+                manifest = write_suite(Path(tmp) / f"{command.replace(' --', '-')}-{rows}", rows)
+                extra = ["--out", str(manifest.parent / "out"), "--concurrency", "32"] if command != "validate" else []
+                if command == "run --baseline":  # the base run first, unmeasured
+                    measure(["run", str(manifest), "--out", str(manifest.parent / "base"), "--concurrency", "32"])
+                    extra += ["--baseline", str(manifest.parent / "base")]
+                seconds, peak, code, last = measure([command.split()[0], str(manifest), *extra])
                 peaks[rows] = peak
                 figures = {
                     "command": command,

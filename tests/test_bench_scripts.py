@@ -54,7 +54,10 @@ def test_the_validate_and_memory_benches_run() -> None:
 
 def test_the_datasets_bench_validates_and_runs_rows() -> None:
     lines = [
-        json.loads(line) for line in bench("bench_datasets.py", "--rows", "30", "60", "--run-rows", "20").splitlines()
+        json.loads(line)
+        for line in bench(
+            "bench_datasets.py", "--rows", "30", "60", "--run-rows", "20", "--baseline-rows", "20"
+        ).splitlines()
     ]
     validated = [line for line in lines if line["command"] == "validate" and "rows" in line]
     assert [(line["rows"], line["exit_code"]) for line in validated] == [(30, 0), (60, 0)]
@@ -62,6 +65,8 @@ def test_the_datasets_bench_validates_and_runs_rows() -> None:
     assert any("peak_rss_60_over_30" in line for line in lines)
     ran = [line for line in lines if line["command"] == "run" and "rows" in line]
     assert ran[0]["exit_code"] == 0 and "Gate: PASS: 20 passed" in ran[0]["output"] and ran[0]["peak_rss_mib"] > 0
+    [compared] = [line for line in lines if line["command"] == "run --baseline"]
+    assert compared["rows"] == 20 and compared["exit_code"] == 0 and compared["peak_rss_mib"] > 0
 
 
 def test_the_readers_bench_reports_strict_reading_and_what_changed_against_the_floor() -> None:

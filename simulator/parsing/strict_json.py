@@ -61,7 +61,7 @@ def _constant(name: str) -> Any:
     raise JSONError(f"{name} is not a JSON number")
 
 
-def _deeper_than(document: Any, limit: int) -> int:
+def deeper_than(document: Any, limit: int) -> int:
     """The nesting of `document` when it is deeper than `limit`, else 0: walked without recursion,
     containers only, so a string-heavy document costs a fraction of its parse."""
     stack = [(document, 1)]
@@ -77,6 +77,20 @@ def _deeper_than(document: Any, limit: int) -> int:
     return 0
 
 
+#: what `loads` reads with: repeated keys and numbers no count can hold are errors
+_HOOKS: dict[str, Any] = {
+    "object_pairs_hook": _no_repeats,
+    "parse_float": _finite,
+    "parse_int": _integer,
+    "parse_constant": _constant,
+}
+
+
+def strict_decoder() -> json.JSONDecoder:
+    """A decoder that reads as `loads` does, for a reader that takes a document piece by piece."""
+    return json.JSONDecoder(**_HOOKS)
+
+
 def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
     """`text` as JSON, or a `JSONError`: a repeated key, a non-finite number, `NaN`/`Infinity`, or
     nesting deeper than `max_depth` are errors, not values."""
@@ -86,9 +100,7 @@ def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
         except UnicodeDecodeError as exc:
             raise NotJSON(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        document = json.loads(
-            text, object_pairs_hook=_no_repeats, parse_float=_finite, parse_int=_integer, parse_constant=_constant
-        )
+        document = json.loads(text, **_HOOKS)
     except JSONError:
         raise
     except json.JSONDecodeError as exc:
@@ -98,7 +110,7 @@ def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
     except ValueError as exc:
         raise JSONError(f"it is not usable JSON ({str(exc).split(':')[0]})") from None
     if (type(document) is dict or type(document) is list) and document:
-        deepest = _deeper_than(document, max_depth)
+        deepest = deeper_than(document, max_depth)
         if deepest:
             raise JSONError(f"it is nested more than {max_depth} deep")
     return document

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import ConfigError, UnreadableRecord
-from ..parsing import strict_json
+from ..parsing.json_stream import stream_object
 from ..parsing.schema_check import schema_errors
 from ..records import ConversationResult, Summary
 from ..results.reading import RESULTS_FILE, iter_results
+from ..results.simulation_store import SimulationStore
 from .significance import compare_counts
 
 NEW = "new"
@@ -23,23 +24,44 @@ NOT_RUN = "not run"
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
-    """A baseline's summary.json, given the results folder (e.g. a downloaded artifact) or the file."""
+    """A baseline's summary.json, given the results folder (e.g. a downloaded artifact) or the file.
+
+    Read as a stream: its simulations go one by one, each checked, into a `SimulationStore` (on
+    disk past a thousand), so a base run of 100,000 simulations costs the comparison no more
+    memory than one of a thousand."""
     path = Path(path)
     file = path / "summary.json" if path.is_dir() else path
     try:
-        summary = strict_json.loads(file.read_bytes())
+        with file.open("rb") as handle:
+            return _read_summary(handle, file)
     except FileNotFoundError:
         raise ConfigError(f"{file}: baseline summary not found (give the base run's results folder)") from None
     except OSError as exc:
         raise UnreadableRecord(f"{file}: not a readable summary.json ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise UnreadableRecord(f"{file}: not a readable summary.json: {exc}") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("simulations"), dict):
+
+
+def _read_summary(handle: IO[bytes], file: Path) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    simulations = SimulationStore()
+    for key, name, value in stream_object(handle, "simulations"):
+        if name is None:
+            top[key] = value
+            continue
+        # every figure a comparison reads is of its type and in range, or there is no comparison
+        _refuse_problems(schema_errors(value, "summary", source=str(file), definition="simulation", prefix=(key, name)))
+        simulations.put(name, value)
+    if not simulations and not isinstance(top.get("simulations"), dict):
         raise UnreadableRecord(f"{file}: not a summary.json written by this tool (no 'simulations')")
-    problems = schema_errors(summary, "summary", source=str(file))
-    if problems:  # every figure a comparison reads is of its type and in range, or there is no comparison
+    top.pop("simulations", None)
+    _refuse_problems(schema_errors({**top, "simulations": {}}, "summary", source=str(file)))
+    return {**top, "simulations": simulations}
+
+
+def _refuse_problems(problems: list[str]) -> None:
+    if problems:
         raise UnreadableRecord(f"not a summary.json written by this tool: {problems[0]}")
-    return summary
 
 
 def baseline_results(folder: str | Path | None) -> Iterator[ConversationResult]:
