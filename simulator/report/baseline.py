@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import ConfigError, UnreadableRecord
-from ..parsing.json_stream import stream_object
-from ..parsing.schema_check import schema_errors
 from ..records import ConversationResult, Summary
 from ..results.reading import RESULTS_FILE, iter_results
-from ..results.simulation_store import SimulationStore
+from ..results.summary_reading import read_summary_file
 from .significance import compare_counts
 
 NEW = "new"
@@ -26,42 +24,20 @@ NOT_RUN = "not run"
 def load_baseline(path: str | Path) -> dict[str, Any]:
     """A baseline's summary.json, given the results folder (e.g. a downloaded artifact) or the file.
 
-    Read as a stream: its simulations go one by one, each checked, into a `SimulationStore` (on
-    disk past a thousand), so a base run of 100,000 simulations costs the comparison no more
-    memory than one of a thousand."""
+    Read as a stream (`results.summary_reading`): a base run of 100,000 simulations costs the
+    comparison no more memory than one of a thousand."""
     path = Path(path)
     file = path / "summary.json" if path.is_dir() else path
     try:
-        with file.open("rb") as handle:
-            return _read_summary(handle, file)
+        return read_summary_file(file)
     except FileNotFoundError:
         raise ConfigError(f"{file}: baseline summary not found (give the base run's results folder)") from None
+    except UnreadableRecord:
+        raise
     except OSError as exc:
         raise UnreadableRecord(f"{file}: not a readable summary.json ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise UnreadableRecord(f"{file}: not a readable summary.json: {exc}") from None
-
-
-def _read_summary(handle: IO[bytes], file: Path) -> dict[str, Any]:
-    top: dict[str, Any] = {}
-    simulations = SimulationStore()
-    for key, name, value in stream_object(handle, "simulations"):
-        if name is None:
-            top[key] = value
-            continue
-        # every figure a comparison reads is of its type and in range, or there is no comparison
-        _refuse_problems(schema_errors(value, "summary", source=str(file), definition="simulation", prefix=(key, name)))
-        simulations.put(name, value)
-    if not simulations and not isinstance(top.get("simulations"), dict):
-        raise UnreadableRecord(f"{file}: not a summary.json written by this tool (no 'simulations')")
-    top.pop("simulations", None)
-    _refuse_problems(schema_errors({**top, "simulations": {}}, "summary", source=str(file)))
-    return {**top, "simulations": simulations}
-
-
-def _refuse_problems(problems: list[str]) -> None:
-    if problems:
-        raise UnreadableRecord(f"not a summary.json written by this tool: {problems[0]}")
 
 
 def baseline_results(folder: str | Path | None) -> Iterator[ConversationResult]:

@@ -45,6 +45,7 @@ from .reading import (  # noqa: F401 - the folder's readers and file names, impo
     result_key,
 )
 from .summary import SummaryBuilder
+from .summary_reading import read_summary_file
 
 log = logging.getLogger("simulator.results")
 #: where an older run's files go when a new run starts in the same folder
@@ -266,17 +267,16 @@ def read_summary(folder: str | Path) -> Summary | None:
     """The folder's summary.json, or None when it is missing or damaged (it can be rebuilt)."""
     path = Path(folder) / SUMMARY_FILE
     try:
-        summary = strict_json.loads(path.read_bytes())
+        summary = read_summary_file(path)
     except FileNotFoundError:
+        return None
+    except UnreadableRecord as exc:
+        log.warning("%s; rebuilding it from the results", exc)
         return None
     except (OSError, ValueError) as exc:
         log.warning("%s: not readable (%s); rebuilding it from the results", path, exc)
         return None
-    if not isinstance(summary, dict) or not isinstance(summary.get("gate"), dict):
-        return None
-    problems = schema_errors(summary, "summary", source=str(path))
-    if problems:
-        log.warning("%s; rebuilding it from the results", problems[0])
+    if not isinstance(summary.get("gate"), dict):
         return None
     return cast(Summary, summary)
 

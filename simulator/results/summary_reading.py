@@ -1,0 +1,50 @@
+"""summary.json read back as a stream: a folder's own, a shard's, a base run's.
+
+Read whole, 100,000 simulations' entries are some 400 MB of dicts before anyone reads one. Here
+the file is read a chunk at a time (`parsing.json_stream`, under `strict_json`'s rules), each
+simulation is checked against the schema as it comes and kept in a `SimulationStore` (on disk
+past a thousand), and the rest of the document (`run`, `gate`, `totals`, ...) is kept as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import UnreadableRecord
+from ..parsing.json_stream import stream_object
+from ..parsing.schema_check import schema_errors
+from .simulation_store import SimulationStore
+
+SIMULATIONS = "simulations"
+
+
+def read_summary_file(file: Path) -> dict[str, Any]:
+    """The summary in `file`, its `simulations` a read-only mapping in the file's order.
+
+    `OSError` when the file cannot be read, `strict_json.JSONError` when it is not JSON that can be
+    trusted, `UnreadableRecord` when it is not a summary this tool wrote."""
+    with file.open("rb") as handle:
+        return _read(handle, file)
+
+
+def _read(handle: IO[bytes], file: Path) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    simulations = SimulationStore()
+    for key, name, value in stream_object(handle, SIMULATIONS):
+        if name is None:
+            top[key] = value
+            continue
+        _refuse(schema_errors(value, "summary", source=str(file), definition="simulation", prefix=(key, name)))
+        simulations.put(name, value)
+    if not simulations and not isinstance(top.get(SIMULATIONS), dict):
+        raise UnreadableRecord(f"{file}: not a summary.json written by this tool (no '{SIMULATIONS}')")
+    top.pop(SIMULATIONS, None)
+    # every figure a reader uses is of its type and in range, or the summary is not used
+    _refuse(schema_errors({**top, SIMULATIONS: {}}, "summary", source=str(file)))
+    return {**top, SIMULATIONS: simulations}
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise UnreadableRecord(f"not a summary.json written by this tool: {problems[0]}")
