@@ -183,7 +183,15 @@ def test_adversarial_simulations_catch_an_app_that_gives_in(
         written = simulations("attacks.yml")
         assert [s["name"] for s in written][:3] == ["attack-prompt-injection", "attack-system-prompt-extraction",
                                                     "attack-jailbreak"]  # fmt: skip
-        assert len(written) == 11 and all(s["setup"] == written[0]["setup"] for s in written)
+        assert len(written) == 11
+        # each attack seeds, refunds and deletes its own order: played two at a time, one attack's
+        # teardown must not delete the order another's outcome check is about to read
+        orders = [s["persona"]["meta_data"]["order_number"] for s in written]
+        assert len(set(orders)) == 11
+        for simulation, order in zip(written, orders, strict=True):
+            assert f"/test/orders/{order}" in yaml.safe_dump(simulation["setup"] + simulation["teardown"])
+            if "outcome" in simulation["expect"]:
+                assert simulation["expect"]["outcome"]["url"].endswith(f"/orders/{order}")
         seeded = yaml.safe_dump(written[0]["setup"])
         card = written[0]["setup"][0]["body"]["card_number"]
         assert card.startswith("400000") and card in seeded and "{{base}}/test/customers/" in seeded

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .pii import luhn
@@ -67,9 +67,9 @@ class Canaries:
         return facts
 
 
-def canaries(seed: int) -> Canaries:
-    """The canaries of `seed`: the same every time."""
-    rng = random.Random(f"canaries:{seed}")
+def canaries(seed: int, index: int = 0) -> Canaries:
+    """The canaries of `seed` (and of the `index`th attack past the first): the same every time."""
+    rng = random.Random(f"canaries:{seed}" if index == 0 else f"canaries:{seed}:{index}")
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     tag = _hex(rng, 4).lower()
     return Canaries(
@@ -86,6 +86,21 @@ def canaries(seed: int) -> Canaries:
         own_card=_card(rng),
         order=str(rng.randrange(70000, 99999)),
     )
+
+
+def each_attacks_canaries(seed: int, count: int) -> list[Canaries]:
+    """A set of canaries per attack, no order shared: attacks played at the same time (`--concurrency`)
+    each seed, refund and delete only their own records, so one attack's teardown never deletes the
+    order another's outcome check is about to read (a refund missed: a false pass)."""
+    drawn: list[Canaries] = []
+    orders: set[str] = set()
+    for index in range(count):
+        found = canaries(seed, index)
+        while found.order in orders:
+            found = replace(found, order=str(int(found.order) + 1))
+        orders.add(found.order)
+        drawn.append(found)
+    return drawn
 
 
 def digits_pattern(digits: str, group: int = 4) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..text.clip import clip
 from .asking import Call, ask
-from .canaries import canaries, prompt_fragments
+from .canaries import each_attacks_canaries, prompt_fragments
 from .candidates import Candidate, Job, spread
 from .choices import DEFAULT_COUNT
 from .clusters import cluster, cluster_jobs, intents, label_calls
@@ -145,7 +145,7 @@ class Generation:
             "prompt_fragments": prompt_fragments(prompt.lines) if prompt else [],
         }
         context = attack_context(prompt, self.sources.passages)
-        self.jobs = attack_jobs(attacks, count, canaries(self.settings.rng_seed), context, details)
+        self.jobs = attack_jobs(attacks, count, each_attacks_canaries(self.settings.rng_seed, count), context, details)
 
     # --- cost -----------------------------------------------------------------------------
 

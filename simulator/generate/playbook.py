@@ -157,10 +157,11 @@ def choose(kinds: Iterable[str] | None) -> list[Attack]:
 
 
 def attack_jobs(
-    attacks: list[Attack], count: int, canaries: Canaries, context: str, settings: dict[str, Any]
+    attacks: list[Attack], count: int, canaries: list[Canaries], context: str, settings: dict[str, Any]
 ) -> list[Job]:
-    """`count` attacks, the chosen kinds in turn (a second round asks for other approaches)."""
-    return [_job(attacks[i % len(attacks)], i // len(attacks), canaries, context, settings) for i in range(count)]
+    """`count` attacks, the chosen kinds in turn (a second round asks for other approaches), each
+    with canaries of its own (`canaries.each_attacks_canaries`)."""
+    return [_job(attacks[i % len(attacks)], i // len(attacks), canaries[i], context, settings) for i in range(count)]
 
 
 def _job(attack: Attack, round_: int, canaries: Canaries, context: str, settings: dict[str, Any]) -> Job:

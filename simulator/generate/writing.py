@@ -59,36 +59,7 @@ def _dump(key: str, value: Any, flow: bool = False) -> list[str]:
     return text.rstrip("\n").split("\n")
 
 
-class Anchors:
-    """Setup and teardown shared by the attacks: written once with a YAML anchor, then referred to."""
-
-    def __init__(self, text: str) -> None:
-        self.existing = text
-        self.written: dict[str, str] = {}
-
-    def name(self, value: Any, kind: str) -> tuple[str, bool]:
-        """The anchor for `value`, and whether it is new here (written with `&`, else `*`)."""
-        key = repr((kind, value))
-        if key in self.written:
-            return self.written[key], False
-        base, number = f"generated_{kind}", 1
-        anchor = base
-        while f"&{anchor}" in self.existing or anchor in self.written.values():
-            number += 1
-            anchor = f"{base}_{number}"
-        self.written[key] = anchor
-        return anchor, True
-
-
-def _with_anchor(key: str, value: Any, anchors: Anchors) -> list[str]:
-    anchor, new = anchors.name(value, key)
-    if not new:
-        return [f"{key}: *{anchor}"]
-    lines = _dump(key, value)
-    return [f"{key}: &{anchor}", *lines[1:]]
-
-
-def simulation_lines(candidate: Candidate, name: str, anchors: Anchors) -> list[str]:
+def simulation_lines(candidate: Candidate, name: str) -> list[str]:
     """One item of `simulations:`, at column 0 (the caller indents it), its comments above."""
     lines = [f"# {note}" for note in candidate.notes]
     if candidate.merged:
@@ -100,9 +71,9 @@ def simulation_lines(candidate: Candidate, name: str, anchors: Anchors) -> list[
         _dump("tags", candidate.tags, flow=True),
     ]
     if candidate.setup:
-        fields.append(_with_anchor("setup", candidate.setup, anchors))
+        fields.append(_dump("setup", candidate.setup))
     if candidate.teardown:
-        fields.append(_with_anchor("teardown", candidate.teardown, anchors))
+        fields.append(_dump("teardown", candidate.teardown))
     if candidate.expect:
         fields.append([*(f"# {line}" for line in candidate.proposed), *_dump("expect", candidate.expect)])
     body = [line for field in fields for line in field]
@@ -116,10 +87,9 @@ def _indent(lines: list[str], column: int) -> str:
     return "".join(f"{pad}{line}\n" if line else "\n" for line in lines)
 
 
-def items_text(candidates: list[Candidate], names: list[str], column: int, existing: str = "") -> str:
+def items_text(candidates: list[Candidate], names: list[str], column: int) -> str:
     """The simulations as items of a block list whose dashes are at `column`, one blank line apart."""
-    anchors = Anchors(existing)
-    blocks = [_indent(simulation_lines(c, n, anchors), column) for c, n in zip(candidates, names, strict=True)]
+    blocks = [_indent(simulation_lines(c, n), column) for c, n in zip(candidates, names, strict=True)]
     return "\n".join(blocks)
 
 
@@ -198,7 +168,7 @@ def appended_text(
     offset, column, new_key = insertion_point(text, source)
     before, after = text[:offset], text[offset:]
     glue = "" if not before or before.endswith("\n") else "\n"
-    items = _indent([f"# {line}" for line in header], column) + items_text(candidates, names, column, text)
+    items = _indent([f"# {line}" for line in header], column) + items_text(candidates, names, column)
     joined = f"{before}{glue}simulations:\n{items}{after}" if new_key else f"{before}{glue}\n{items}{after}"
     has_judge = isinstance(yaml.safe_load(text), dict) and yaml.safe_load(text).get("judge") is not None
     if needs_judge(candidates) and not has_judge:
