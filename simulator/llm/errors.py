@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..aio.rate_headers import over_the_limit as over_limit_text
+from ..aio.rate_headers import over_the_limit
 from ..parsing import header_numbers
 from ..text.known_secrets import scrub_text
 
@@ -24,11 +24,12 @@ MAX_RETRY_AFTER = 60.0
 LONGEST_RETRY_AFTER = 24 * 3600.0
 
 
-def over_the_limit(exc: openai.APIStatusError | openai.APIConnectionError) -> tuple[int, int] | None:
-    """(limit, requested) when a model's 429 says the request alone is over the limit (see `over_limit_text`)."""
+def refusal_over_the_limit(exc: openai.APIStatusError | openai.APIConnectionError) -> tuple[int, int] | None:
+    """(limit, requested) when a model's 429 says the request alone is over the limit; its text is
+    read by `aio.rate_headers.over_the_limit`, as the app's is."""
     if getattr(exc, "status_code", None) != 429:
         return None
-    return over_limit_text(f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}")
+    return over_the_limit(f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}")
 
 
 #: how servers say a request is longer than the model's context: llama.cpp `request (4476 tokens)

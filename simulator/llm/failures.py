@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TurnError
-from .errors import context_overflow, error_text, is_content_filter, over_the_limit
+from .errors import context_overflow, error_text, is_content_filter, refusal_over_the_limit
 
 if TYPE_CHECKING:
     import openai
@@ -96,7 +96,7 @@ def turn_error(
         return failure(model, exc, f"has no such model or deployment; {model.fix_hints.model}", fatal=True)
     if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
         return failure(model, exc, "has no quota left for this key; check its plan and billing", fatal=True)
-    over = over_the_limit(exc)
+    over = refusal_over_the_limit(exc)
     if isinstance(exc, openai.RateLimitError) and over is not None:
         what = (
             f"refused a request larger than its whole rate limit ({over[1]:,} asked, {over[0]:,} allowed): "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio.limiter import DEFAULT_RATE_LIMIT_WAIT, EndpointLimiter, Slot, check_rate_limit_wait
 from ..aio.rate_headers import read_hints
-from .errors import MAX_RETRY_AFTER, context_overflow, over_the_limit, retry_after, transient
+from .errors import MAX_RETRY_AFTER, context_overflow, refusal_over_the_limit, retry_after, transient
 
 if TYPE_CHECKING:
     import openai
@@ -41,7 +41,7 @@ def rate_limited(exc: openai.APIStatusError | openai.APIConnectionError) -> bool
         return False
     if response.headers.get("x-should-retry") == "false" or getattr(exc, "code", None) == "insufficient_quota":
         return False
-    return over_the_limit(exc) is None
+    return refusal_over_the_limit(exc) is None
 
 
 def request_tokens(request: dict[str, Any]) -> float:
