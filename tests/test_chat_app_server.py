@@ -580,6 +580,7 @@ def test_concurrent_requests_are_not_serialised(app: FakeChatApp) -> None:
     assert elapsed < 16 * 0.2 / 3  # serialised would take 3.2 s
     assert app.max_in_flight > 1
     assert app.connection_count == 16
+    app.wait_idle(timeout=5)
     assert app.in_flight == 0
 
 

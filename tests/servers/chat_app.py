@@ -47,6 +47,7 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -253,6 +254,7 @@ class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
         super().__init__(host, port, _Handler, echo_reply)
         self._session_counter = 0
         self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
         self.issue_session: SessionMode | None = None
         """How to hand a new ``sess-<n>`` id to a request that has no session (None: don't)."""
         self.require_header: tuple[str, str] | None = None
@@ -279,6 +281,16 @@ class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
         """Number of requests being handled right now."""
         with self._lock:
             return self._in_flight
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until no request is being handled.
+
+        A client has its answer before the handler thread returns, so a count read right after
+        the last answer can still see that handler; tests that assert on it wait here first.
+        """
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight == 0, timeout):
+                raise TimeoutError(f"{self._in_flight} request(s) still being handled after {timeout} s")
 
     # -- state -------------------------------------------------------------
 
@@ -312,8 +324,10 @@ class FakeChatApp(ScriptedServer[RecordedRequest, AppReply]):
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
 
     def _leave(self) -> None:
-        with self._lock:
+        with self._idle:
             self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
 
     def _open_turn(self, request: RecordedRequest) -> SessionMode | None:
         """Issue a session if needed and add the user text to the transcript.
