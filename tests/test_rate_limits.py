@@ -226,8 +226,9 @@ def test_slow_start_sends_four_requests_first_and_one_more_with_each_good_answer
 
 
 def test_a_timeout_halves_the_requests_in_flight(llm: FakeOpenAIServer) -> None:
-    llm.script(*[Reply(content="late", delay=0.6)] * 4, *[Reply(content="ok")] * 4)
-    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", timeout=0.3, max_retries=1)
+    # a timeout roomy enough that the retries' prompt answers arrive within it on a loaded machine
+    llm.script(*[Reply(content="late", delay=1.5)] * 4, *[Reply(content="ok")] * 4)
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", timeout=1.0, max_retries=1)
     model.limiter.set_ceiling(4)
     events: list[LimitEvent] = []
     model.limiter.listen(events.append)
@@ -350,8 +351,8 @@ def test_one_request_refused_until_rate_limit_wait_leaves_the_rest_of_the_run_at
 def test_timeouts_in_a_row_do_not_space_the_next_requests_out(llm: FakeOpenAIServer) -> None:
     """An endpoint that hangs on one request: two timeouts in a row cut the window once (one in
     flight, halved), not to a quarter."""
-    llm.script(*[Reply(content="late", delay=0.4)] * 2, *[Reply(content="ok")] * 10)
-    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", timeout=0.15, max_retries=1)
+    llm.script(*[Reply(content="late", delay=1.5)] * 2, *[Reply(content="ok")] * 10)
+    model = OpenAIChatCompletionsModel(endpoint_url=llm.openai_base_url, name="m", timeout=1.0, max_retries=1)
     model.limiter.set_ceiling(4)
 
     async def load() -> None:
