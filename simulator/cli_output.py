@@ -221,7 +221,7 @@ class Console:
         summary: Summary,
         files: dict[str, str],
         exit_code: int,
-        changes: dict[str, dict[str, Any]] | None,
+        changes: Mapping[str, dict[str, Any]] | None,
         problems: tuple[str, ...],
     ) -> None:
         document: dict[str, Any] = {

@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 
 from simulator.report import compare
-from simulator.report.change_evidence import (
-    add_evidence,
-    benjamini_hochberg,
-    mcnemar_exact,
-    repeat_needed,
-)
+from simulator.report.change_evidence import add_evidence
 from simulator.report.changes_markdown import changes_section
-from simulator.report.significance import fisher_exact
+from simulator.report.significance import benjamini_hochberg, fisher_exact, mcnemar_exact, repeat_needed
 from simulator.results.summary import summarize
 
 USER = ["I want to return my shoes", "order 55, size 42", "how do I send them back?"]

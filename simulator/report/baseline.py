@@ -4,15 +4,19 @@ latency and turns, and the base run's transcripts to show beside this run's."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UnreadableRecord
 from ..records import ConversationResult, Summary
 from ..results.reading import RESULTS_FILE, iter_results
+from ..results.simulation_store import RecordStore
 from ..results.summary_reading import read_summary_file
 from .significance import compare_counts
+
+#: each simulation's comparison with the base run, by name (on disk for a run of many)
+Changes = RecordStore[dict[str, Any]]
 
 NEW = "new"
 REMOVED = "removed"
@@ -130,11 +134,13 @@ def _no_comparison() -> dict[str, Any]:
     return {"p_value": None, "pass_rate_delta": None, "new_failing_checks": []}
 
 
-def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def compare(summary: Summary, baseline: Mapping[str, Any]) -> Changes:
     """Per simulation of `summary` (then those only the base had): how it differs from the
     same-named simulation in `baseline`; `verdict` is regressed, improved, unchanged, within
-    noise, new, removed or not run (only the base has it, and this run did not play all it could)."""
-    changes: dict[str, dict[str, Any]] = {}
+    noise, new, removed or not run (only the base has it, and this run did not play all it could).
+
+    Kept in a `RecordStore`: the changes of a run of many move to disk, as its summaries do."""
+    changes: Changes = RecordStore()
     before_all = baseline.get("simulations", {})
     for name, sim in summary["simulations"].items():
         before = before_all.get(name)
@@ -152,7 +158,7 @@ def compare(summary: Summary, baseline: dict[str, Any]) -> dict[str, dict[str, A
 
 def comparison_or_why(
     summary: Summary, base: Mapping[str, Any] | str | Path | None
-) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
+) -> tuple[Changes | None, str | None]:
     """The changes since the base run (its summary, or its folder), or None and one line saying why
     there are none: whatever is wrong with a base run costs the comparison, never this run's own
     report, comment or gate."""
@@ -160,7 +166,7 @@ def comparison_or_why(
         return None, None
     try:
         before = load_baseline(base) if isinstance(base, (str, Path)) else base
-        return compare(summary, dict(before)), None
+        return compare(summary, before), None
     except ConfigError as exc:
         return None, f"No comparison with the base run: {exc}"
     except Exception as exc:  # a base run shaped in a way no check foresaw: this run's report still stands
@@ -180,7 +186,7 @@ def _not_run(summary: Summary) -> Callable[[str], bool]:
     return unplayed.__contains__
 
 
-def note_divergence(changes: dict[str, dict[str, Any]], results: Iterable[ConversationResult]) -> None:
+def note_divergence(changes: MutableMapping[str, dict[str, Any]], results: Iterable[ConversationResult]) -> None:
     """Add to `changes`, for each simulation this run replayed from the base run (`simulator run
     --replay`), how many conversations left the base's and the first turn any did
     (`meta_data.replay.diverged_at_turn`, the first app reply that differed)."""
@@ -200,8 +206,10 @@ def note_divergence(changes: dict[str, dict[str, Any]], results: Iterable[Conver
             first[name] = min(first.get(name, turn), turn)
     for name, count in replayed.items():
         if name in changes:
-            changes[name]["replay"] = {
+            change = changes[name]  # a copy when the changes are on disk: put back below
+            change["replay"] = {
                 "conversations": count,
                 "diverged": diverged[name],
                 "first_diverged_at_turn": first.get(name),
             }
+            changes[name] = change

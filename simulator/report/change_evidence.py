@@ -15,25 +15,33 @@ A move still within noise is given the `repeat` that would tell its rates apart.
 
 from __future__ import annotations
 
-import math
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import ConversationResult
 from ..results.reading import result_key
+from ..results.record_groups import RecordGroups
+from ..results.simulation_store import is_stored
 from ..run.replay import OTHER_USER
 from ..text.clip import clip
-from .significance import ALPHA, IMPROVED, REGRESSED, UNCHANGED, WITHIN_NOISE, fisher_exact
+from .significance import (
+    ALPHA,
+    IMPROVED,
+    REGRESSED,
+    UNCHANGED,
+    WITHIN_NOISE,
+    benjamini_hochberg,
+    fisher_exact,
+    mcnemar_exact,
+    repeat_needed,
+)
 
 #: conversations of one simulation compared pairwise for replies that differ to the same messages
 NONDETERMINISM_SAMPLE = 40
 #: characters of each reply shown side by side
 SHOWN = 160
-#: the largest `repeat` a manifest takes: beyond it, nothing is promised
-MAX_REPEAT = 1000
 
 
 @dataclass
@@ -51,6 +59,23 @@ class _Conversation:
 
     def reply_at(self, turn: int) -> str | None:
         return next((text for number, text, _ in self.replies if number == turn), None)
+
+    def to_record(self) -> dict[str, Any]:
+        """As JSON, to be kept on disk (`from_record` reads it back)."""
+        return {
+            "key": self.key,
+            "simulation": self.simulation,
+            "user": self.user,
+            "replies": self.replies,
+            "status": self.status,
+            "failed": self.failed,
+            "replay": self.replay,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> _Conversation:
+        replies = [(int(turn), str(text), int(sent)) for turn, text, sent in record["replies"]]
+        return cls(**{**record, "replies": replies})
 
 
 def _digest(result: ConversationResult) -> _Conversation:
@@ -128,50 +153,6 @@ def _quote(text: str) -> str:
     return '"' + clip(" ".join(text.split()), SHOWN) + '"'
 
 
-def benjamini_hochberg(p_values: Mapping[str, float]) -> dict[str, float]:
-    """Each p-value adjusted for the false discovery rate across all of them (BH step-up q-values)."""
-    ranked = sorted(p_values.items(), key=lambda item: item[1])
-    count = len(ranked)
-    adjusted: dict[str, float] = {}
-    running = 1.0
-    for rank in range(count, 0, -1):
-        name, p = ranked[rank - 1]
-        running = min(running, p * count / rank)
-        adjusted[name] = min(1.0, running)
-    return adjusted
-
-
-def mcnemar_exact(down: int, up: int) -> float:
-    """Two-sided exact McNemar test: the discordant pairs split `down`/`up` as a fair coin would?"""
-    total = down + up
-    if total == 0:
-        return 1.0
-    tail = sum(math.comb(total, k) for k in range(0, min(down, up) + 1))
-    return min(1.0, 2 * tail / 2**total)
-
-
-def repeat_needed(base_rate: float, head_rate: float, now: int) -> int | None:
-    """The `repeat` (conversations on each side) at which these pass rates, if they held, would be
-    told apart (Fisher p < ALPHA); None when they are equal or need more than `MAX_REPEAT`."""
-    if base_rate == head_rate:
-        return None
-
-    def apart(n: int) -> bool:
-        a, c = round(base_rate * n), round(head_rate * n)
-        return a != c and fisher_exact(a, n - a, c, n - c) < ALPHA
-
-    low = max(now, 1)  # not apart here (or not yet tried); find the first size that is, doubling
-    high = low
-    while not apart(high):
-        if high >= MAX_REPEAT:
-            return None
-        low, high = high, min(high * 2, MAX_REPEAT)
-    while high - low > 1:  # then halve the gap (rounding makes it nearly, not strictly, monotonic)
-        middle = (low + high) // 2
-        low, high = (low, middle) if apart(middle) else (middle, high)
-    return high
-
-
 def _divergence(before: _Conversation, now: _Conversation) -> tuple[bool, int | None, bool]:
     """Whether `now` sent the base conversation's messages (replayed, or a scripted user's), the turn
     whose reply to them changed, and whether an earlier reply to them was the same."""
@@ -247,89 +228,147 @@ def _rates(change: Mapping[str, Any]) -> tuple[float, float, int] | None:
 
 
 def add_evidence(
-    changes: dict[str, dict[str, Any]],
+    changes: MutableMapping[str, dict[str, Any]],
     head_results: Iterable[ConversationResult],
     base_results: Iterable[ConversationResult],
 ) -> dict[str, Any]:
-    """Classify each simulation's move in `changes` (in place) by its strongest evidence, and return
-    the run as a whole: what `summary.json`'s `comparison` records and the comment's headline says."""
-    compared = {name for name, change in changes.items() if "base" in change and "head" in change}
-    head_by_sim: dict[str, list[_Conversation]] = defaultdict(list)
-    base_by_sim: dict[str, list[_Conversation]] = defaultdict(list)
-    base_by_key: dict[str, _Conversation] = {}
-    for result in head_results:
-        conversation = _digest(result)
-        if conversation.simulation in compared:
-            head_by_sim[conversation.simulation].append(conversation)
-    for result in base_results:
-        conversation = _digest(result)
-        if conversation.simulation in compared:
-            base_by_sim[conversation.simulation].append(conversation)
-            base_by_key[conversation.key] = conversation
-    p_values = {name: changes[name]["p_value"] for name in compared if changes[name].get("p_value") is not None}
+    """Classify each simulation's move in `changes` (each put back changed) by its strongest evidence,
+    and return the run as a whole: what `summary.json`'s `comparison` records and the comment's
+    headline says. Both runs' conversations are gathered by simulation in `RecordGroups`, so two
+    runs of 100,000 simulations are compared in flat memory."""
+    p_values: dict[str, float] = {}
+    compared: list[str] = []
+    for name, change in changes.items():
+        if "base" in change and "head" in change:
+            compared.append(name)
+            if change.get("p_value") is not None:
+                p_values[name] = change["p_value"]
+    wanted = set(compared)
+    head_by_sim, base_by_sim = _gathered(head_results, wanted), _gathered(base_results, wanted)
     q_values = benjamini_hochberg(p_values)
-    down = up = 0
+    del p_values
+    whole = _Whole()
     for name in compared:
         change = changes[name]
-        change["evidence"] = "counts"
-        if name in q_values:
-            change["q_value"] = round(q_values[name], 6)
-            if change["verdict"] in (REGRESSED, IMPROVED) and q_values[name] >= ALPHA:
-                change["verdict"] = WITHIN_NOISE  # a chance move among many simulations
-        in_base, in_head = _consistency(base_by_sim[name], "base"), _consistency(head_by_sim[name], "head")
-        why = in_base.differs or in_head.differs
-        if why:
-            change["nondeterministic"] = why
-        paired = _paired(head_by_sim[name], base_by_key, in_base.agrees or in_head.agrees)
-        if paired is not None:
-            change["paired"] = paired
-            down += paired["down"]
-            up += paired["up"]
-            if not why and (paired["caused_down"] or paired["caused_up"]):
-                if paired["caused_down"] and not paired["up"]:
-                    change["verdict"], change["evidence"] = REGRESSED, "caused"
-                elif paired["caused_up"] and not paired["down"]:
-                    change["verdict"], change["evidence"] = IMPROVED, "caused"
-        rates = _rates(change)
-        if change["verdict"] == WITHIN_NOISE and rates is not None:
-            needed = repeat_needed(*rates)
-            change["repeat_needed"] = needed
-    return _run_as_a_whole(changes, compared, down, up)
+        heads = [_Conversation.from_record(r) for r in head_by_sim.group(name)]
+        bases = [_Conversation.from_record(r) for r in base_by_sim.group(name)]
+        _weigh(change, q_values.get(name), heads, bases, whole)
+        changes[name] = change
+        whole.note(change)
+    return whole.record()
 
 
-def _run_as_a_whole(changes: Mapping[str, Mapping[str, Any]], compared: set[str], down: int, up: int) -> dict[str, Any]:
-    sides = {side: {"passes": 0, "failures": 0} for side in ("base", "head")}
-    for name in compared:
+def _gathered(results: Iterable[ConversationResult], wanted: set[str]) -> RecordGroups:
+    groups = RecordGroups()
+    for result in results:
+        conversation = _digest(result)
+        if conversation.simulation in wanted:
+            groups.add(conversation.simulation, conversation.to_record())
+    return groups
+
+
+def _weigh(
+    change: dict[str, Any],
+    q_value: float | None,
+    heads: list[_Conversation],
+    bases: list[_Conversation],
+    whole: _Whole,
+) -> None:
+    """Judge one simulation's move (in `change`) by its q-value and its conversations of both runs."""
+    change["evidence"] = "counts"
+    if q_value is not None:
+        change["q_value"] = round(q_value, 6)
+        if change["verdict"] in (REGRESSED, IMPROVED) and q_value >= ALPHA:
+            change["verdict"] = WITHIN_NOISE  # a chance move among many simulations
+    in_base, in_head = _consistency(bases, "base"), _consistency(heads, "head")
+    why = in_base.differs or in_head.differs
+    if why:
+        change["nondeterministic"] = why
+    paired = _paired(heads, {c.key: c for c in bases}, in_base.agrees or in_head.agrees)
+    if paired is not None:
+        change["paired"] = paired
+        whole.down += paired["down"]
+        whole.up += paired["up"]
+        if not why and (paired["caused_down"] or paired["caused_up"]):
+            if paired["caused_down"] and not paired["up"]:
+                change["verdict"], change["evidence"] = REGRESSED, "caused"
+            elif paired["caused_up"] and not paired["down"]:
+                change["verdict"], change["evidence"] = IMPROVED, "caused"
+    rates = _rates(change)
+    if change["verdict"] == WITHIN_NOISE and rates is not None:
+        change["repeat_needed"] = repeat_needed(*rates)
+
+
+@dataclass
+class _Whole:
+    """The run as a whole, tallied one simulation at a time."""
+
+    simulations: int = 0
+    down: int = 0
+    up: int = 0
+    sides: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {side: {"passes": 0, "failures": 0} for side in ("base", "head")}
+    )
+    all_unchanged: bool = True
+    caused: set[str] = field(default_factory=set)
+
+    def note(self, change: Mapping[str, Any]) -> None:
+        self.simulations += 1
         for side in ("base", "head"):
             for count in ("passes", "failures"):
-                sides[side][count] += changes[name][side].get(count, 0)
-    base, head = sides["base"], sides["head"]
-    base_n, head_n = base["passes"] + base["failures"], head["passes"] + head["failures"]
-    record: dict[str, Any] = {"simulations": len(compared), "base": base, "head": head}
-    if not base_n or not head_n:
-        record["verdict"] = UNCHANGED if base_n == head_n else WITHIN_NOISE
+                self.sides[side][count] += change[side].get(count, 0)
+        self.all_unchanged = self.all_unchanged and change["verdict"] == UNCHANGED
+        if change.get("evidence") == "caused":
+            self.caused.add(change["verdict"])
+
+    def record(self) -> dict[str, Any]:
+        base, head = self.sides["base"], self.sides["head"]
+        base_n, head_n = base["passes"] + base["failures"], head["passes"] + head["failures"]
+        record: dict[str, Any] = {"simulations": self.simulations, "base": base, "head": head}
+        if not base_n or not head_n:
+            record["verdict"] = UNCHANGED if base_n == head_n else WITHIN_NOISE
+            return record
+        base_rate, head_rate = base["passes"] / base_n, head["passes"] / head_n
+        record["p_value"] = fisher_exact(base["passes"], base["failures"], head["passes"], head["failures"])
+        down, up = self.down, self.up
+        if down or up:
+            record["paired"] = {"down": down, "up": up, "p_value": mcnemar_exact(down, up)}
+        p = record["paired"]["p_value"] if down or up else record["p_value"]
+        if self.all_unchanged:
+            record["verdict"] = UNCHANGED
+        elif p < ALPHA or len(self.caused) == 1:
+            worse = down > up if (down or up) else head_rate < base_rate
+            record["verdict"] = REGRESSED if worse else IMPROVED
+        else:
+            record["verdict"] = WITHIN_NOISE
         return record
-    base_rate, head_rate = base["passes"] / base_n, head["passes"] / head_n
-    record["p_value"] = fisher_exact(base["passes"], base["failures"], head["passes"], head["failures"])
-    if down or up:
-        record["paired"] = {"down": down, "up": up, "p_value": mcnemar_exact(down, up)}
-    p = record["paired"]["p_value"] if down or up else record["p_value"]
-    caused = [changes[n]["verdict"] for n in compared if changes[n].get("evidence") == "caused"]
-    if all(changes[n]["verdict"] == UNCHANGED for n in compared):
-        record["verdict"] = UNCHANGED
-    elif p < ALPHA or (caused and len(set(caused)) == 1):
-        worse = down > up if (down or up) else head_rate < base_rate
-        record["verdict"] = REGRESSED if worse else IMPROVED
-    else:
-        record["verdict"] = WITHIN_NOISE
-    return record
+
+
+#: what `summary.json` keeps of each simulation's comparison
+KEPT = ("verdict", "p_value", "q_value", "evidence", "nondeterministic", "paired", "repeat_needed", "replay")
+
+
+class KeptComparison(Mapping[str, dict[str, Any]]):
+    """Each simulation's move as `summary.json` keeps it, read from the changes as it is asked for:
+    the changes of a run of many live on disk, and a copy of them all would not."""
+
+    def __init__(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        self._changes = changes
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        change = self._changes[name]
+        return {key: change[key] for key in KEPT if key in change}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._changes)
+
+    def __len__(self) -> int:
+        return len(self._changes)
 
 
 def comparison_record(run: Mapping[str, Any], changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """What `summary.json` keeps of the comparison, for other tools: the run's verdict and tests, and
-    each simulation's move with its p- and q-value, evidence and (paired) causes."""
-    kept = ("verdict", "p_value", "q_value", "evidence", "nondeterministic", "paired", "repeat_needed", "replay")
-    return {
-        "run": dict(run),
-        "simulations": {name: {key: change[key] for key in kept if key in change} for name, change in changes.items()},
-    }
+    each simulation's move with its p- and q-value, evidence and (paired) causes (a dict for a run of
+    few, a view of `changes` for a run whose changes are on disk)."""
+    simulations = KeptComparison(changes)
+    return {"run": dict(run), "simulations": simulations if is_stored(changes) else dict(simulations.items())}

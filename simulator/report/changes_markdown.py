@@ -3,6 +3,7 @@ behind it, and a move the counts cannot tell from chance named "within noise".""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .escape import inline
@@ -144,7 +145,7 @@ def _lead_line(name: str, change: dict[str, Any]) -> str:
 
 
 def changes_section(
-    changes: dict[str, dict[str, Any]], note: str | None = None, run: dict[str, Any] | None = None
+    changes: Mapping[str, dict[str, Any]], note: str | None = None, run: dict[str, Any] | None = None
 ) -> str:
     """What changed since the base run: the run as a whole, then regressions first, each with what it
     rests on (a changed reply to the same messages, or counts); moves within noise are named as such,
@@ -205,7 +206,7 @@ def changes_section(
     return "\n".join(lines)
 
 
-def comparison_summary(changes: dict[str, dict[str, Any]], count: int) -> str:
+def comparison_summary(changes: Mapping[str, dict[str, Any]], count: int) -> str:
     """The line a folded table of every simulation opens with: how many moved which way."""
     moves: dict[str, int] = {}
     for change in changes.values():

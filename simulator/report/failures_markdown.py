@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 import html
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -123,7 +123,7 @@ _CHANGE_RANK = {REGRESSED: 0, NEW: 1, WITHIN_NOISE: 2}
 
 
 def failures_to_show(
-    results: Iterable[ConversationResult], changes: dict[str, dict[str, Any]] | None = None
+    results: Iterable[ConversationResult], changes: Mapping[str, dict[str, Any]] | None = None
 ) -> tuple[list[ConversationResult], int]:
     """The few failed or errored conversations that can be shown, and how many there are: those of
     simulations that regressed since the base run (or are new) first, then failures before errors.

@@ -7,7 +7,7 @@ of run files (what moves aside when a new run starts) is derived from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ class ReportContext:
 
     summary: Summary
     results: Results
-    changes: dict[str, dict[str, Any]] | None = None
+    changes: MutableMapping[str, dict[str, Any]] | None = None
     links: Links | None = None
     baseline_label: str | None = None
     #: the base run's results folder, whose conversations are shown beside this run's
@@ -73,7 +73,7 @@ def _until_unreadable(results: Iterable[ConversationResult], problems: list[str]
 
 def baseline_changes(
     summary: Summary, baseline_dir: str | Path | None
-) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
+) -> tuple[MutableMapping[str, dict[str, Any]] | None, str | None]:
     """Per-simulation changes since the baseline run (None without one), and why there are none
     when a baseline was given but cannot be compared with."""
     return comparison_or_why(summary, baseline_dir)
@@ -83,7 +83,7 @@ def write_reports(
     out: str | Path,
     summary: Summary,
     results: Iterable[ConversationResult] | Results,
-    changes: dict[str, dict[str, Any]] | None = None,
+    changes: MutableMapping[str, dict[str, Any]] | None = None,
     links: Links | None = None,
     baseline_label: str | None = None,
     baseline_dir: str | Path | None = None,

@@ -192,16 +192,16 @@ class _Listing:
             self.listed.add(name)
             yield name, sim
 
-    def changes(self, baseline: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The comparison the page needs: of the simulations it lists, and those only the base run has."""
+    def changes(self, baseline: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        """The comparison the page needs, one entry at a time (a run of many reads it from disk): of
+        the simulations it lists, and those only the base run has."""
         if self.listed is None:
-            return baseline
+            yield from baseline.items()
+            return
         only_base = (REMOVED, NOT_RUN)
-        return {
-            name: change
-            for name, change in baseline.items()
-            if name in self.listed or (isinstance(change, Mapping) and change.get("verdict") in only_base)
-        }
+        for name, change in baseline.items():
+            if name in self.listed or (isinstance(change, Mapping) and change.get("verdict") in only_base):
+                yield name, change
 
     def json_fields(self) -> str:
         """What the page says of the simulations it leaves out (nothing when it lists every one)."""
@@ -221,7 +221,7 @@ def _json_object(entries: Iterable[tuple[str, Any]]) -> Iterator[str]:
 
 def _head(
     summary: Summary,
-    baseline: dict[str, dict[str, Any]] | None,
+    baseline: Mapping[str, dict[str, Any]] | None,
     baseline_label: str | None,
     slowest: _Top,
     listing: _Listing | None = None,
@@ -235,16 +235,20 @@ def _head(
         yield ("," if index else "") + _embed(scrub(key)) + ":"
         if key == "simulations" and isinstance(value, Mapping):
             yield from _json_object(listing.entries(value, slowest))
+        elif key == "comparison" and isinstance(value, Mapping):
+            # each simulation's part is in "baseline" below, for those the page lists
+            yield _embed(scrub({name: part for name, part in value.items() if name != "simulations"}))
         else:
             yield _embed(scrub(value))
-    kept = listing.changes(baseline or {})
-    yield "}," + _embed(scrub({"baseline": kept, "baseline_label": baseline_label}))[1:-1]
+    yield "}," + _embed(scrub("baseline")) + ":"
+    yield from _json_object(listing.changes(baseline or {}))
+    yield "," + _embed(scrub({"baseline_label": baseline_label}))[1:-1]
 
 
 def _pieces(
     summary: Summary,
     results: Iterable[ConversationResult],
-    baseline: dict[str, dict[str, Any]] | None,
+    baseline: Mapping[str, dict[str, Any]] | None,
     baseline_label: str | None,
     base_results: Iterable[ConversationResult] = (),
 ) -> Iterator[str]:
@@ -303,7 +307,7 @@ def _worst_first(results: Callable[[], Iterable[ConversationResult]], total: int
 def render_html(
     summary: Summary,
     results: Iterable[ConversationResult],
-    baseline: dict[str, dict[str, Any]] | None = None,
+    baseline: Mapping[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
     base_results: Iterable[ConversationResult] = (),
 ) -> str:
@@ -316,7 +320,7 @@ def write_html(
     path: str | Path,
     summary: Summary,
     results: Callable[[], Iterable[ConversationResult]],
-    baseline: dict[str, dict[str, Any]] | None = None,
+    baseline: Mapping[str, dict[str, Any]] | None = None,
     baseline_label: str | None = None,
     base_results: Iterable[ConversationResult] = (),
 ) -> Path:

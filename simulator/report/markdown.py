@@ -139,7 +139,9 @@ def _first(simulations: Mapping[str, Any], count: int) -> Iterator[tuple[str, An
         yield scrub_text(name), scrub(sim)
 
 
-def simulations_table(summary: Summary, max_rows: int = 200, changes: dict[str, dict[str, Any]] | None = None) -> str:
+def simulations_table(
+    summary: Summary, max_rows: int = 200, changes: Mapping[str, dict[str, Any]] | None = None
+) -> str:
     with_base = changes is not None
     rows = [
         "| | Simulation | Pass rate | Passed | Errors | Turns | p50 | p95 | Tokens |"
@@ -210,7 +212,12 @@ def _footer(links: Links) -> str:
 
 
 def _head(
-    summary: Summary, changes: dict[str, dict[str, Any]] | None, header: str, note: str | None, room: int, chart: bool
+    summary: Summary,
+    changes: Mapping[str, dict[str, Any]] | None,
+    header: str,
+    note: str | None,
+    room: int,
+    chart: bool,
 ) -> str:
     """Gate and table, or with a baseline: gate, what changed, then the table folded; then the
     pass-rate chart, the first part to go when the comment is short of room."""
@@ -243,7 +250,7 @@ def render_markdown(
     links: Links | None = None,
     limit: int = COMMENT_LIMIT,
     header: str = "",
-    changes: dict[str, dict[str, Any]] | None = None,
+    changes: Mapping[str, dict[str, Any]] | None = None,
     baseline_note: str | None = None,
     chart: bool = True,
 ) -> str:

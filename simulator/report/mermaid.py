@@ -18,6 +18,7 @@ to where 0 is drawn, past the half-width of the value axis' labels, so those lab
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ..records import Summary
@@ -54,7 +55,7 @@ def _category(name: str, rate: int | None) -> str:
     return f'"{_label(name)} ({"no verdict" if rate is None else f"{rate}%"})"'
 
 
-def pass_rate_chart(summary: Summary, changes: dict[str, dict[str, Any]] | None = None) -> str | None:
+def pass_rate_chart(summary: Summary, changes: Mapping[str, dict[str, Any]] | None = None) -> str | None:
     """A Mermaid `xychart-beta` of each simulation's pass rate, green over red (see the module);
     None where a picture would not help, and with a comparison (`changes`), which says more."""
     simulations = summary["simulations"]

@@ -1,4 +1,6 @@
-"""Is a pass-rate change real or noise? Fisher's exact test on the pass/fail counts of two runs.
+"""Is a pass-rate change real or noise? Fisher's exact test on the pass/fail counts of two runs,
+Benjamini–Hochberg across simulations, exact McNemar on paired conversations, and the `repeat`
+that would tell two rates apart.
 
 An LLM-played conversation passes or fails by chance too, so 3/4 → 2/4 says little and 5/5 → 0/5
 says a lot. The two-sided Fisher exact test gives the probability of a split at least as uneven
@@ -9,6 +11,7 @@ integers (no rounding decides which tables count as "as extreme"); large ones in
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: a change counts when its two-sided p-value is below this
@@ -24,6 +27,8 @@ REGRESSED = "regressed"
 IMPROVED = "improved"
 UNCHANGED = "unchanged"
 WITHIN_NOISE = "within noise"
+#: the largest `repeat` a manifest takes: beyond it, nothing is promised
+MAX_REPEAT = 1000
 
 
 def _support(a: int, b: int, c: int, d: int) -> tuple[int, int, int, int, range]:
@@ -92,3 +97,47 @@ def compare_counts(base_passes: int, base_failures: int, head_passes: int, head_
         return Difference(WITHIN_NOISE, p_value)
     assert base_rate is not None and head_rate is not None
     return Difference(REGRESSED if head_rate < base_rate else IMPROVED, p_value)
+
+
+def benjamini_hochberg(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Each p-value adjusted for the false discovery rate across all of them (BH step-up q-values)."""
+    ranked = sorted(p_values.items(), key=lambda item: item[1])
+    count = len(ranked)
+    adjusted: dict[str, float] = {}
+    running = 1.0
+    for rank in range(count, 0, -1):
+        name, p = ranked[rank - 1]
+        running = min(running, p * count / rank)
+        adjusted[name] = min(1.0, running)
+    return adjusted
+
+
+def mcnemar_exact(down: int, up: int) -> float:
+    """Two-sided exact McNemar test: the discordant pairs split `down`/`up` as a fair coin would?"""
+    total = down + up
+    if total == 0:
+        return 1.0
+    tail = sum(math.comb(total, k) for k in range(0, min(down, up) + 1))
+    return min(1.0, 2 * tail / 2**total)
+
+
+def repeat_needed(base_rate: float, head_rate: float, now: int) -> int | None:
+    """The `repeat` (conversations on each side) at which these pass rates, if they held, would be
+    told apart (Fisher p < ALPHA); None when they are equal or need more than `MAX_REPEAT`."""
+    if base_rate == head_rate:
+        return None
+
+    def apart(n: int) -> bool:
+        a, c = round(base_rate * n), round(head_rate * n)
+        return a != c and fisher_exact(a, n - a, c, n - c) < ALPHA
+
+    low = max(now, 1)  # not apart here (or not yet tried); find the first size that is, doubling
+    high = low
+    while not apart(high):
+        if high >= MAX_REPEAT:
+            return None
+        low, high = high, min(high * 2, MAX_REPEAT)
+    while high - low > 1:  # then halve the gap (rounding makes it nearly, not strictly, monotonic)
+        middle = (low + high) // 2
+        low, high = (low, middle) if apart(middle) else (middle, high)
+    return high
