@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from simulator.cli import main
-from simulator.report.baseline import note_divergence
+from simulator.report.baseline import Divergence
 from simulator.results import record_groups, simulation_store
 from simulator.results.record_groups import RecordGroups
 from simulator.results.simulation_store import RecordStore, is_stored
@@ -120,7 +120,10 @@ def test_where_replayed_conversations_diverged_is_kept_in_changes_read_from_disk
         meta = {"simulation": name, "repeat": repeat, "persona": {"name": "jane"}}
         return {"meta_data": {**meta, "replay": {"diverged_at_turn": turn}}, "conversation": []}
 
-    note_divergence(changes, [replayed("a", 1, None), replayed("a", 2, 3), replayed("c", 1, 2), replayed("c", 2, 1)])
+    divergence = Divergence()
+    seen = [replayed("a", 1, None), replayed("a", 2, 3), replayed("c", 1, 2), replayed("c", 2, 1)]
+    assert list(divergence.watch(seen)) == seen  # each passed on as it is seen
+    divergence.note(changes)
     assert changes["a"]["replay"] == {"conversations": 2, "diverged": 1, "first_diverged_at_turn": 3}
     assert changes["c"]["replay"] == {"conversations": 2, "diverged": 2, "first_diverged_at_turn": 1}
     assert "replay" not in changes["b"] and list(changes) == ["a", "b", "c"]

@@ -13,9 +13,11 @@ import pytest
 
 from simulator.errors import UnreadableRecord
 from simulator.parsing import json_stream, strict_json
-from simulator.parsing.json_stream import stream_object
+from simulator.parsing.json_stream import stream_members, stream_object
 from simulator.report.baseline import compare, load_baseline
-from simulator.results.simulation_store import IN_MEMORY
+from simulator.results.json_writing import write_json
+from simulator.results.simulation_store import IN_MEMORY, is_stored
+from simulator.results.summary_reading import read_summary_file
 
 VALID = [
     "{}",
@@ -146,3 +148,69 @@ def test_a_damaged_entry_anywhere_in_a_large_base_summary_is_refused_by_name(
     with pytest.raises(UnreadableRecord) as refusal:
         load_baseline(tmp_path)
     assert said in str(refusal.value)
+
+
+NESTED = [
+    '{"comparison": {}}',
+    '{"comparison": null, "simulations": {}}',
+    '{"comparison": {"run": {"v": 1}, "simulations": {}, "base_problem": "x"}}',
+    '{"simulations": {"a": 1}, "comparison": {"run": [1], "simulations": {"a": {"q": 0.5}, "b": {}}, "z": 2}}',
+    '{"comparison": {"simulations": 3}, "z": {"comparison": {"simulations": {"k": 1}}}}',
+]
+EXPANDED = {("simulations",), ("comparison",), ("comparison", "simulations")}
+
+
+def members(text: str, chunk: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The document as `stream_members` gives it, each member put back at its path."""
+    monkeypatch.setattr(json_stream, "CHUNK", chunk)
+    document: dict[str, Any] = {}
+    for path, key, value in stream_members(io.BytesIO(text.encode()), EXPANDED):
+        place = document
+        for step in path:
+            place = place.setdefault(step, {})
+        assert key not in place
+        place[key] = value
+    return document
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 1 << 20])
+@pytest.mark.parametrize("text", [*NESTED, *VALID])
+def test_objects_inside_objects_come_member_by_member_and_read_as_loads_reads_them(
+    text: str, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert members(text, chunk, monkeypatch) == strict_json.loads(text.encode())
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('{"comparison": {"simulations": {"a": 1, "a": 2}}}', "repeats the key 'a'"),
+        ('{"comparison": {"run": 1, "run": 2}}', "repeats the key 'run'"),
+        ('{"comparison": {"simulations": {"a": ' + "[" * 95 + "]" * 95 + "}}}", "nested more than 96 deep"),
+        ('{"comparison": {"simulations": {"a": 1}', "line 1 column 40"),
+    ],
+)
+def test_objects_inside_objects_are_refused_as_loads_refuses_them(
+    text: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(strict_json.JSONError) as loads_refusal:
+        strict_json.loads(text.encode())
+    with pytest.raises(strict_json.JSONError) as refusal:
+        members(text, 3, monkeypatch)
+    assert type(refusal.value) is type(loads_refusal.value) and said in str(refusal.value)
+
+
+def test_a_compared_summary_read_back_keeps_each_simulations_comparison_on_disk_in_its_order(tmp_path: Path) -> None:
+    names = [f"sim-{i:05d}" for i in range(IN_MEMORY + 500)]
+    summary = summary_of(names, failing=set())
+    moves = {name: {"verdict": "unchanged", "p_value": None, "evidence": "counts"} for name in reversed(names)}
+    summary["comparison"] = {"run": {"verdict": "unchanged"}, "simulations": moves, "base_problem": "cut"}
+    (tmp_path / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    read = read_summary_file(tmp_path / "summary.json")
+    kept = read["comparison"]["simulations"]
+    assert is_stored(kept) and list(kept) == list(reversed(names)) and kept[names[3]] == moves[names[3]]
+    assert list(read["comparison"]) == ["run", "simulations", "base_problem"]
+    assert read["comparison"]["run"] == {"verdict": "unchanged"} and read["comparison"]["base_problem"] == "cut"
+    written = tmp_path / "again.json"
+    write_json(written, read)  # a folder's summary written back: entry by entry, the same document
+    assert json.loads(written.read_text(encoding="utf-8"))["comparison"] == summary["comparison"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Generator, Iterator
 from typing import IO, Any
 
 from .strict_json import MAX_DEPTH, JSONError, NotJSON, deeper_than, strict_decoder
@@ -26,36 +26,50 @@ LOOKAHEAD = 3
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
+#: where a member sits: the keys of the objects around it, outermost first (`()`: the document)
+Path = tuple[str, ...]
+
+
 def stream_object(file: IO[bytes], expand: str, *, max_depth: int = MAX_DEPTH) -> Iterator[tuple[str, str | None, Any]]:
     """The JSON object in `file`, member by member: `(key, None, value)` for each, except that the
     member `expand`, when its value is an object with entries, comes entry by entry as
     `(expand, name, value)`."""
+    for path, key, value in stream_members(file, {(expand,)}, max_depth=max_depth):
+        yield (key, None, value) if not path else (expand, key, value)
+
+
+def stream_members(
+    file: IO[bytes], expand: Collection[Path], *, max_depth: int = MAX_DEPTH
+) -> Iterator[tuple[Path, str, Any]]:
+    """The JSON object in `file`, member by member as `(path, key, value)`, `path` being where the
+    member sits; an object at a path in `expand` comes the same way, member by member, rather than
+    whole (when it has members: an empty one comes whole, as `{}`)."""
     reader = _Reader(file, max_depth)
     reader.expect("{")
+    yield from _members(reader, (), set(expand), max_depth)
+    reader.finish()
+
+
+def _members(
+    reader: _Reader, path: Path, expand: set[Path], max_depth: int
+) -> Generator[tuple[Path, str, Any], None, bool]:
+    """The members of the object whose `{` the reader has just passed, through its `}`; returns
+    whether it had any."""
     keys: set[str] = set()
     if reader.ends("}"):
-        reader.finish()
-        return
+        return False
     while True:
         key = reader.key(keys)
         reader.expect(":")
-        if key == expand and reader.peek() == "{":
+        inner = (*path, key)
+        if inner in expand and reader.peek() == "{":
             reader.expect("{")
-            names: set[str] = set()
-            if reader.ends("}"):
-                yield key, None, {}
-            else:
-                while True:
-                    name = reader.key(names)
-                    reader.expect(":")
-                    yield key, name, reader.value(max_depth - 2)
-                    if reader.ends("}", ","):
-                        break
+            if not (yield from _members(reader, inner, expand, max_depth)):
+                yield path, key, {}
         else:
-            yield key, None, reader.value(max_depth - 1)
+            yield path, key, reader.value(max_depth - len(inner))
         if reader.ends("}", ","):
-            break
-    reader.finish()
+            return True
 
 
 class _Reader:

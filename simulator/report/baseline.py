@@ -186,30 +186,42 @@ def _not_run(summary: Summary) -> Callable[[str], bool]:
     return unplayed.__contains__
 
 
-def note_divergence(changes: MutableMapping[str, dict[str, Any]], results: Iterable[ConversationResult]) -> None:
-    """Add to `changes`, for each simulation this run replayed from the base run (`simulator run
-    --replay`), how many conversations left the base's and the first turn any did
-    (`meta_data.replay.diverged_at_turn`, the first app reply that differed)."""
-    replayed: Counter[str] = Counter()
-    diverged: Counter[str] = Counter()
-    first: dict[str, int] = {}
-    for result in results:
+class Divergence:
+    """Where replayed conversations left the base run's, tallied as the conversations pass by, so the
+    pass that gathers the evidence tallies it too (`watch`)."""
+
+    def __init__(self) -> None:
+        self._replayed: Counter[str] = Counter()
+        self._diverged: Counter[str] = Counter()
+        self._first: dict[str, int] = {}
+
+    def see(self, result: ConversationResult) -> None:
         meta = result["meta_data"]
         replay = meta.get("replay")
         if not isinstance(replay, Mapping):
-            continue
+            return
         name = meta.get("simulation") or meta["persona"]["name"]
-        replayed[name] += 1
+        self._replayed[name] += 1
         turn = replay.get("diverged_at_turn")
         if isinstance(turn, int) and not isinstance(turn, bool):
-            diverged[name] += 1
-            first[name] = min(first.get(name, turn), turn)
-    for name, count in replayed.items():
-        if name in changes:
-            change = changes[name]  # a copy when the changes are on disk: put back below
-            change["replay"] = {
-                "conversations": count,
-                "diverged": diverged[name],
-                "first_diverged_at_turn": first.get(name),
-            }
-            changes[name] = change
+            self._diverged[name] += 1
+            self._first[name] = min(self._first.get(name, turn), turn)
+
+    def watch(self, results: Iterable[ConversationResult]) -> Iterator[ConversationResult]:
+        """`results`, each seen on its way."""
+        for result in results:
+            self.see(result)
+            yield result
+
+    def note(self, changes: MutableMapping[str, dict[str, Any]]) -> None:
+        """Add to `changes`, for each simulation replayed, how many conversations left the base's and
+        the first turn any did."""
+        for name, count in self._replayed.items():
+            if name in changes:
+                change = changes[name]  # a copy when the changes are on disk: put back below
+                change["replay"] = {
+                    "conversations": count,
+                    "diverged": self._diverged[name],
+                    "first_diverged_at_turn": self._first.get(name),
+                }
+                changes[name] = change

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..records import ConversationResult, Summary
 from ..results.reading import HTML_FILE, MARKDOWN_FILE
-from .baseline import baseline_results, comparison_or_why, note_divergence
+from .baseline import Divergence, baseline_results, comparison_or_why
 from .change_evidence import add_evidence, comparison_record
 from .html import write_html
 from .markdown import SUMMARY_LIMIT, Links, render_markdown
@@ -94,18 +94,21 @@ def write_reports(
     `results` may be a function giving a fresh pass over the conversations (e.g. streaming them
     from conversations.jsonl), so a large run is rendered without holding it in memory; so are
     the base run's, from `baseline_dir`. A run replayed from the base run gets, in `changes`,
-    where each simulation's conversations diverged (`baseline.note_divergence`); every compared run
+    where each simulation's conversations diverged (`baseline.Divergence`); every compared run
     gets what each move rests on (`change_evidence.add_evidence`), also kept as `summary["comparison"]`
     for the caller to write into summary.json.
     """
     out = Path(out)
     passes: Results = results if callable(results) else (lambda: results)
     base_dir = Path(baseline_dir) if baseline_dir is not None else None
-    if changes is not None:  # a replayed run: where each simulation left the base run's conversations
-        note_divergence(changes, passes())
-        # what each move rests on (caused, counts, noise), kept in the summary for the renderers and tools
+    if changes is not None:
+        # what each move rests on (caused, counts, noise), kept in the summary for the renderers and tools;
+        # in the same pass, for a replayed run, where each simulation left the base run's conversations
         problems: list[str] = []
-        run = add_evidence(changes, passes(), _until_unreadable(baseline_results(base_dir), problems))
+        divergence = Divergence()
+        base = _until_unreadable(baseline_results(base_dir), problems)
+        run = add_evidence(changes, divergence.watch(passes()), base)
+        divergence.note(changes)
         summary["comparison"] = comparison_record(run, changes)
         if problems:  # a damaged base file: the counts still compare, the pairs stop where it broke
             summary["comparison"]["base_problem"] = problems[0]
