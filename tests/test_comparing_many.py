@@ -54,7 +54,7 @@ def test_groups_keep_in_memory_what_the_temporary_folder_refuses(
     groups.add("a", {"i": 0})
     groups.add("a", {"i": 1})
     assert groups.on_disk
-    groups._file = FullDisk(groups._file)  # type: ignore[assignment]
+    groups._file._file = FullDisk(groups._file._file)  # type: ignore[assignment]
     groups.add("a", {"i": 2})
     groups.add("b", {"i": 3})
     assert groups.group("a") == [{"i": 0}, {"i": 1}, {"i": 2}] and groups.group("b") == [{"i": 3}]

@@ -102,7 +102,7 @@ def test_a_temporary_folder_that_refuses_the_file_costs_memory_not_a_summary(
     store.put("a", {"n": "a"})  # type: ignore[typeddict-item]
     store.put("b", {"n": "b"})  # type: ignore[typeddict-item]
     assert store.on_disk
-    store._file = FullDisk(store._file)  # type: ignore[arg-type, assignment]  # the next writes fail as on a full disk
+    store._file._file = FullDisk(store._file._file)  # type: ignore[assignment]  # the next writes fail as on a full disk
     store.put("c", {"n": "c"})  # type: ignore[typeddict-item]
     store.put("d", {"n": "d"})  # type: ignore[typeddict-item]
     assert len(store) == 4 and [store[n]["n"] for n in "abcd"] == list("abcd")  # type: ignore[typeddict-item]

@@ -6,6 +6,7 @@ no finished conversation; `json_writing` holds what those files are written as),
 (streamed, checked reading of conversations.jsonl), `summary` (summary.json as a function of the
 results; `simulation_store` keeps each simulation's entry, on disk for a run of many, and
 `streamed_json` writes it entry by entry), `record_groups` (records gathered by simulation, on
-disk past a few thousand: two runs' conversations, compared) and `shards` (merging shards' folders).
+disk past a few thousand: two runs' conversations, compared; both keep what they move to disk in
+a `spill_file`) and `shards` (merging shards' folders).
 Used by: `run` (writes and resumes), `report` (reads), the CLI and the action.
 """

@@ -11,20 +11,15 @@ An entry read back is a copy: change it, then put it again.
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
-import weakref
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from typing import IO, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from ..records import SimulationSummary
+from .spill_file import SpillFile
 
 __all__ = ["IN_MEMORY", "RecordStore", "SimulationStore", "is_stored"]
 
 EntryT = TypeVar("EntryT")
-
-log = logging.getLogger("simulator.results.simulation_store")
 
 #: simulations a store keeps in memory; past this many, they move to disk
 IN_MEMORY = 1000
@@ -43,9 +38,7 @@ class RecordStore(MutableMapping[str, EntryT]):
         #: every entry until they move to disk; after, those the disk refused
         self._memory: dict[str, EntryT] = {}
         self._offsets: dict[str, int] | None = None  # set once entries live on disk
-        self._file: IO[bytes] | None = None
-        self._end = 0
-        self._refused = False
+        self._file = SpillFile("the simulations' summaries")
 
     @property
     def on_disk(self) -> bool:
@@ -54,21 +47,16 @@ class RecordStore(MutableMapping[str, EntryT]):
     def put(self, name: str, entry: EntryT) -> None:
         """Keep `entry` as `name`'s record (a second put replaces the first, in the first's place)."""
         if self._offsets is not None:
-            if not self._refused and self._write(name, entry):
+            if self._write(name, entry):
                 return
             self._offsets.pop(name, None)
         self._memory[name] = entry
-        if self._offsets is None and not self._refused and len(self._memory) > self._limit:
+        if self._offsets is None and not self._file.refused and len(self._memory) > self._limit:
             self._spill()
 
     def _spill(self) -> None:
-        try:
-            # w+b, unnamed: nothing is left behind however the process ends; closed with the store
-            self._file = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the store
-        except OSError as exc:
-            self._refuse(exc)
+        if not self._file.open():
             return
-        weakref.finalize(self, self._file.close)
         self._offsets = {}
         for name in list(self._memory):
             if not self._write(name, self._memory[name]):
@@ -76,36 +64,17 @@ class RecordStore(MutableMapping[str, EntryT]):
             del self._memory[name]
 
     def _write(self, name: str, entry: EntryT) -> bool:
-        assert self._file is not None and self._offsets is not None
-        # ASCII with escapes: any text (a lone surrogate, NaN) reads back exactly as it was put
-        line = (json.dumps(entry, ensure_ascii=True, default=str) + "\n").encode("ascii")
-        try:
-            self._file.seek(self._end)
-            self._file.write(line)
-            self._file.flush()
-        except OSError as exc:
-            self._refuse(exc)
+        assert self._offsets is not None
+        offset = self._file.append(entry)
+        if offset is None:
             return False
-        self._offsets[name] = self._end
-        self._end += len(line)
+        self._offsets[name] = offset
         return True
-
-    def _refuse(self, exc: OSError) -> None:
-        self._refused = True
-        log.warning(
-            "cannot keep the simulations' summaries in a temporary file in %s (%s): keeping them in memory; "
-            "set TMPDIR to a folder with room to run many simulations in less memory",
-            tempfile.gettempdir(),
-            exc.strerror or exc,
-        )
 
     def __getitem__(self, name: str) -> EntryT:
         if name in self._memory or not self._offsets:
             return self._memory[name]
-        offset = self._offsets[name]
-        assert self._file is not None
-        self._file.seek(offset)
-        return cast(EntryT, json.loads(self._file.readline()))
+        return cast(EntryT, self._file.read(self._offsets[name]))
 
     def __setitem__(self, name: str, entry: EntryT) -> None:
         self.put(name, entry)
